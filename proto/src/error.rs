@@ -1,0 +1,37 @@
+//! The one error enum of the wire crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while parsing, encoding or transporting smon data.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("{source_name}:{line}: {reason}")]
+    MachineLine {
+        source_name: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("invalid version {text:?}: expected MAJOR.MINOR.PATCH")]
+    Version { text: String },
+    #[error("membership blob: {0}")]
+    MembershipBlob(String),
+    #[error("membership blob claims {claimed} bytes uncompressed, more than the cap of {cap}")]
+    MembershipTooLarge { claimed: u64, cap: u64 },
+    #[error("manifest: {0}")]
+    Manifest(String),
+    #[error("cluster key {path}: {reason}")]
+    ClusterKey { path: PathBuf, reason: String },
+    #[error("noise handshake with {peer}: {reason}")]
+    Handshake { peer: String, reason: String },
+    #[error("noise handshake with {peer} refused: wrong cluster key")]
+    WrongKey { peer: String },
+    #[error("noise handshake with {peer} timed out after {after:?}")]
+    HandshakeTimeout {
+        peer: String,
+        after: std::time::Duration,
+    },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = ProtoError> = std::result::Result<T, E>;

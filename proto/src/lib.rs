@@ -1,0 +1,31 @@
+//! `smon-proto`: the wire of smon, and the only crate that knows it.
+//!
+//! Types (machines, versions, livetag, membership, manifests, records, applications), the
+//! tarpc services of the peer and the agent, and the Noise-encrypted transport they run on.
+
+mod app;
+mod cluster_key;
+mod error;
+mod livetag;
+mod machine;
+mod manifest;
+mod membership;
+pub mod noise;
+mod record;
+mod service;
+pub mod transport;
+mod version;
+
+pub use app::{AppDecl, AppSpec, AppState, AppStatus, DesiredState};
+pub use cluster_key::{CLUSTER_KEY_LEN, ClusterKey};
+pub use error::{ProtoError, Result};
+pub use livetag::LiveTag;
+pub use machine::MachineId;
+pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha256};
+pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, Membership};
+pub use record::{MachineRecord, PeerState};
+pub use service::*;
+pub use version::Version;
+
+/// tarpc itself, re-exported so that users of the services need no second copy of it.
+pub use tarpc;

@@ -1,0 +1,201 @@
+//! Machine ids: the entries of the membership list.
+//!
+//! `[user@]host[:port]` is an SSH machine (the pssh host-file form; IPv6 in brackets),
+//! `local:NAME` is a machine that is a directory on this host.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ProtoError;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MachineId {
+    Ssh {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+    },
+    Local {
+        name: String,
+    },
+}
+
+impl MachineId {
+    pub fn local(name: impl Into<String>) -> Self {
+        MachineId::Local { name: name.into() }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, MachineId::Local { .. })
+    }
+
+    /// Parse one membership entry; the error is the reason only (callers add file and line).
+    pub fn parse_entry(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("empty machine name".into());
+        }
+        if let Some(name) = text.strip_prefix("local:") {
+            if name.is_empty() || !name.chars().all(is_name_char) {
+                return Err(format!(
+                    "{text:?}: a local machine name is letters, digits, '.', '_' or '-'"
+                ));
+            }
+            return Ok(MachineId::local(name));
+        }
+        let (user, rest) = match text.split_once('@') {
+            Some((user, rest)) => {
+                if user.is_empty() || !user.chars().all(is_name_char) {
+                    return Err(format!("{text:?}: bad user name {user:?}"));
+                }
+                (Some(user.to_owned()), rest)
+            }
+            None => (None, text),
+        };
+        let (host, port) = split_host_port(rest).map_err(|e| format!("{text:?}: {e}"))?;
+        Ok(MachineId::Ssh {
+            user,
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+fn split_host_port(rest: &str) -> Result<(&str, Option<u16>), String> {
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .ok_or_else(|| "unclosed '[' in IPv6 address".to_string())?;
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
+            return Err(format!("bad IPv6 address {host:?}"));
+        }
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| format!("unexpected {after:?} after address"))?,
+                ),
+            ),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    let bracketed = rest.starts_with('[');
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    if !bracketed && !host.chars().all(is_name_char) {
+        return Err(format!("bad host name {host:?}"));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(format!("bad port {p:?} (1-65535)")),
+            Ok(p) => Some(p),
+        },
+    };
+    Ok((host, port))
+}
+
+impl fmt::Display for MachineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MachineId::Local { name } => write!(f, "local:{name}"),
+            MachineId::Ssh { user, host, port } => {
+                if let Some(user) = user {
+                    write!(f, "{user}@")?;
+                }
+                if host.contains(':') {
+                    write!(f, "[{host}]")?;
+                } else {
+                    write!(f, "{host}")?;
+                }
+                if let Some(port) = port {
+                    write!(f, ":{port}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl FromStr for MachineId {
+    type Err = ProtoError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MachineId::parse_entry(s).map_err(|reason| ProtoError::MachineLine {
+            source_name: "<argument>".into(),
+            line: 1,
+            reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form_and_prints_it_back() {
+        for text in [
+            "local:m1",
+            "host.example.org",
+            "alice@host",
+            "alice@host:2222",
+            "10.0.0.1:22",
+            "bob@[::1]:2200",
+            "[fe80::1]",
+        ] {
+            let m: MachineId = text.parse().unwrap();
+            assert_eq!(m.to_string(), text);
+        }
+        let m: MachineId = "alice@127.0.0.2:2222".parse().unwrap();
+        assert_eq!(
+            m,
+            MachineId::Ssh {
+                user: Some("alice".into()),
+                host: "127.0.0.2".into(),
+                port: Some(2222)
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_entries() {
+        for text in [
+            "",
+            "local:",
+            "local:a b",
+            "@host",
+            "host:",
+            "host:0",
+            "host:70000",
+            "a@b@c",
+            "[::1",
+            "[zz]",
+            "ho st",
+            "host/x",
+            "[::1]x",
+        ] {
+            assert!(
+                MachineId::parse_entry(text).is_err(),
+                "{text:?} should be refused"
+            );
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The membership list: the machines where peers *should* run, versioned.
+//!
+//! Stored and exchanged as a compact blob: the sorted names front-coded (each name stores
+//! only what differs from the previous one), then lz4. Sorting also gives every peer the same
+//! index for a machine, so gossip can name machines by a 4-byte index.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{MachineId, ProtoError};
+
+/// Hard cap on the uncompressed size of a membership blob: checked before allocating.
+pub const MAX_MEMBERSHIP_BYTES: u64 = 16 << 20;
+/// Hard cap on the number of machines in one list.
+pub const MAX_MACHINES: u64 = 1 << 20;
+
+const MAGIC: &[u8; 4] = b"SMEM";
+const FORMAT: u8 = 1;
+const HEADER_LEN: usize = 4 + 1 + 8 + 4 + 4;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub version: u64,
+    machines: Vec<MachineId>,
+}
+
+impl Membership {
+    /// A list in canonical order (sorted, without duplicates).
+    pub fn new(version: u64, mut machines: Vec<MachineId>) -> Self {
+        machines.sort_by_cached_key(|m| m.to_string());
+        machines.dedup();
+        Self { version, machines }
+    }
+
+    /// Parse a machine-list file: one entry per line, `#` starts a comment, blank lines are
+    /// skipped. Errors name the source and the line; a repeated machine is an error too.
+    pub fn parse(source_name: &str, text: &str, version: u64) -> Result<Self, ProtoError> {
+        let mut machines = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let entry = raw.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let err = |reason: String| ProtoError::MachineLine {
+                source_name: source_name.to_owned(),
+                line,
+                reason,
+            };
+            let machine = MachineId::parse_entry(entry).map_err(err)?;
+            if let Some(first) = seen.insert(machine.clone(), line) {
+                return Err(err(format!("{machine} is already listed on line {first}")));
+            }
+            machines.push(machine);
+        }
+        Ok(Self::new(version, machines))
+    }
+
+    pub fn machines(&self) -> &[MachineId] {
+        &self.machines
+    }
+
+    pub fn len(&self) -> usize {
+        self.machines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.machines.is_empty()
+    }
+
+    pub fn index_of(&self, machine: &MachineId) -> Option<u32> {
+        self.machines
+            .binary_search_by(|m| m.to_string().cmp(&machine.to_string()))
+            .ok()
+            .map(|i| i as u32)
+    }
+
+    pub fn get(&self, index: u32) -> Option<&MachineId> {
+        self.machines.get(index as usize)
+    }
+
+    /// The blob that is stored on disk and sent on the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut raw = Vec::new();
+        let mut previous = String::new();
+        for machine in &self.machines {
+            let name = machine.to_string();
+            let shared = previous
+                .bytes()
+                .zip(name.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            write_varint(&mut raw, shared as u64);
+            write_varint(&mut raw, (name.len() - shared) as u64);
+            raw.extend_from_slice(&name.as_bytes()[shared..]);
+            previous = name;
+        }
+        let compressed = lz4_flex::block::compress(&raw);
+        let mut blob = Vec::with_capacity(HEADER_LEN + compressed.len());
+        blob.extend_from_slice(MAGIC);
+        blob.push(FORMAT);
+        blob.extend_from_slice(&self.version.to_le_bytes());
+        blob.extend_from_slice(&(self.machines.len() as u32).to_le_bytes());
+        blob.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        blob.extend_from_slice(&compressed);
+        blob
+    }
+
+    /// Decode a blob; sizes claimed by the header are checked against the caps before any
+    /// allocation, so a crafted header cannot make a peer allocate gigabytes.
+    pub fn decode(blob: &[u8]) -> Result<Self, ProtoError> {
+        let bad = |m: &str| ProtoError::MembershipBlob(m.to_owned());
+        if blob.len() < HEADER_LEN || &blob[..4] != MAGIC {
+            return Err(bad("not a membership blob (bad magic or too short)"));
+        }
+        if blob[4] != FORMAT {
+            return Err(ProtoError::MembershipBlob(format!(
+                "unknown format {} (this peer reads {FORMAT})",
+                blob[4]
+            )));
+        }
+        let version = u64::from_le_bytes(blob[5..13].try_into().expect("8 bytes"));
+        let count = u32::from_le_bytes(blob[13..17].try_into().expect("4 bytes")) as u64;
+        let raw_len = u32::from_le_bytes(blob[17..21].try_into().expect("4 bytes")) as u64;
+        if raw_len > MAX_MEMBERSHIP_BYTES {
+            return Err(ProtoError::MembershipTooLarge {
+                claimed: raw_len,
+                cap: MAX_MEMBERSHIP_BYTES,
+            });
+        }
+        if count > MAX_MACHINES || count > raw_len.max(1) {
+            return Err(ProtoError::MembershipBlob(format!(
+                "claims {count} machines in {raw_len} bytes"
+            )));
+        }
+        let mut raw = vec![0u8; raw_len as usize];
+        let n = lz4_flex::block::decompress_into(&blob[HEADER_LEN..], &mut raw)
+            .map_err(|e| ProtoError::MembershipBlob(format!("lz4: {e}")))?;
+        if n != raw.len() {
+            return Err(bad("decompressed size differs from the header"));
+        }
+        let mut machines = Vec::with_capacity(count as usize);
+        let mut cursor = &raw[..];
+        let mut previous: Vec<u8> = Vec::new();
+        for entry in 1..=count {
+            let shared = read_varint(&mut cursor).ok_or_else(|| bad("truncated entry"))? as usize;
+            let suffix = read_varint(&mut cursor).ok_or_else(|| bad("truncated entry"))? as usize;
+            if shared > previous.len() || suffix > cursor.len() {
+                return Err(bad("entry points outside the blob"));
+            }
+            // Canonical order: each name sorts strictly after the previous one.
+            let ordered = suffix > 0 && (shared == previous.len() || cursor[0] > previous[shared]);
+            if entry > 1 && !ordered {
+                return Err(bad("entries are not in canonical order"));
+            }
+            previous.truncate(shared);
+            previous.extend_from_slice(&cursor[..suffix]);
+            cursor = &cursor[suffix..];
+            let name = std::str::from_utf8(&previous).map_err(|_| bad("entry is not UTF-8"))?;
+            let machine =
+                MachineId::parse_entry(name).map_err(|reason| ProtoError::MachineLine {
+                    source_name: "membership blob".into(),
+                    line: entry as usize,
+                    reason,
+                })?;
+            machines.push(machine);
+        }
+        if !cursor.is_empty() {
+            return Err(bad("trailing bytes after the last entry"));
+        }
+        Ok(Self { version, machines })
+    }
+}
+
+fn write_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn read_varint(input: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = input.split_first()?;
+        *input = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_round_trips() {
+        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+            let mut out = Vec::new();
+            write_varint(&mut out, v);
+            assert_eq!(read_varint(&mut &out[..]), Some(v));
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The RPC services (tarpc) and the messages they carry.
+//!
+//! The peer service starts from the paper's RPC table (000, Table 1) and adds what the
+//! console needs. The epidemic subset is also available as one enum pair, [`PeerCall`] /
+//! [`PeerReply`], which is the language of the peer's sans-IO core: the daemon maps it onto
+//! the tarpc client with [`PeerCall::invoke`], the simulator delivers it in virtual time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AppDecl, AppStatus, DesiredState, LiveTag, MachineId, MachineRecord, PackageManifest,
+    PeerState, Version,
+};
+
+/// Records piggybacked on a ping or pong, valid for one membership version (records name
+/// machines by their index in that list).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Gossip {
+    pub membership_version: u64,
+    pub records: Vec<MachineRecord>,
+}
+
+/// `ping(ver)` of the paper, carrying the state every exchange compares.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ping {
+    pub from: MachineId,
+    pub version: Version,
+    pub livetag: LiveTag,
+    pub membership_version: u64,
+    pub gossip: Gossip,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    pub version: Version,
+    pub state: PeerState,
+    pub livetag: LiveTag,
+    pub membership_version: u64,
+    pub gossip: Gossip,
+}
+
+/// A slice of a large object (a package); packages always travel in chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRequest {
+    pub version: Version,
+    pub offset: u64,
+    pub max_len: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The manifest travels with the first chunk, so the receiver knows the size and hashes.
+    pub manifest: Option<PackageManifest>,
+    pub total_len: u64,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+/// The largest chunk a peer serves.
+pub const MAX_CHUNK: u32 = 1 << 20;
+
+/// Why a request was refused; every variant is safe to show to an operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("busy: {0}")]
+    Busy(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("rate limited")]
+    RateLimited,
+}
+
+/// `exchange_member(ver)`: the remote's list when it is newer than `ver`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberReply {
+    pub version: u64,
+    pub blob: Option<Vec<u8>>,
+}
+
+/// `exchange_app(app)`: whether the remote already has that application (or a newer one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppReply {
+    Have,
+    /// The remote lacks it and will fetch it with `retrieve_app`.
+    Want,
+    /// The remote has a newer declaration: the caller should take it.
+    Newer(AppDecl),
+}
+
+/// What the console sees: the records that changed since a sequence number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// Pass this back as `since` to get only what changed after this answer.
+    pub seq: u64,
+    pub answered_by: MachineId,
+    pub membership_version: u64,
+    pub machines: u32,
+    pub livetag: LiveTag,
+    pub records: Vec<(MachineId, MachineRecord)>,
+}
+
+/// Operator actions sent by the console to any peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlAction {
+    SetLiveTag {
+        enabled: bool,
+    },
+    SetMembership {
+        blob: Vec<u8>,
+    },
+    /// A newer release is available from the sender (the console mimics a peer).
+    OfferRelease {
+        version: Version,
+        from: String,
+    },
+    /// Stop this peer (after livetag is off, or it will be restarted by others).
+    Shutdown,
+}
+
+#[tarpc::service]
+pub trait PeerService {
+    async fn ping(ping: Ping) -> Pong;
+    async fn retrieve_peer(req: ChunkRequest) -> Result<Chunk, Refusal>;
+    async fn exchange_livetag(tag: LiveTag) -> LiveTag;
+    async fn exchange_member(version: u64) -> MemberReply;
+    async fn retrieve_member() -> Vec<u8>;
+    async fn exchange_app(app: AppDecl) -> AppReply;
+    async fn retrieve_app(name: String, req: ChunkRequest) -> Result<Chunk, Refusal>;
+    async fn set_app_status(name: String, desired: DesiredState) -> Result<(), Refusal>;
+    async fn get_app_status(name: Option<String>) -> Vec<AppStatus>;
+    async fn cluster_view(since: u64) -> ClusterView;
+    async fn control(action: ControlAction) -> Result<String, Refusal>;
+}
+
+/// An SSH user-auth request that a peer forwards to the agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeRequest {
+    /// The peer asking.
+    pub requester: MachineId,
+    /// The machine it is logging into.
+    pub target: MachineId,
+    /// The SSH user-auth data to sign.
+    pub data: Vec<u8>,
+}
+
+#[tarpc::service]
+pub trait AgentService {
+    async fn resolve_challenge(req: ChallengeRequest) -> Result<Vec<u8>, Refusal>;
+    async fn sign_package(manifest: PackageManifest) -> Result<PackageManifest, Refusal>;
+    async fn public_key() -> String;
+}
+
+/// The calls a peer's epidemic core makes to another peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerCall {
+    Ping(Ping),
+    ExchangeLivetag(LiveTag),
+    ExchangeMember(u64),
+    ExchangeApp(AppDecl),
+    RetrievePeer(ChunkRequest),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerReply {
+    Pong(Pong),
+    Livetag(LiveTag),
+    Member(MemberReply),
+    App(AppReply),
+    Chunk(Result<Chunk, Refusal>),
+}
+
+impl PeerCall {
+    /// Perform the call over a real tarpc client.
+    pub async fn invoke(
+        self,
+        client: &PeerServiceClient,
+        ctx: tarpc::context::Context,
+    ) -> Result<PeerReply, tarpc::client::RpcError> {
+        Ok(match self {
+            PeerCall::Ping(p) => PeerReply::Pong(client.ping(ctx, p).await?),
+            PeerCall::ExchangeLivetag(t) => {
+                PeerReply::Livetag(client.exchange_livetag(ctx, t).await?)
+            }
+            PeerCall::ExchangeMember(v) => PeerReply::Member(client.exchange_member(ctx, v).await?),
+            PeerCall::ExchangeApp(a) => PeerReply::App(client.exchange_app(ctx, a).await?),
+            PeerCall::RetrievePeer(r) => PeerReply::Chunk(client.retrieve_peer(ctx, r).await?),
+        })
+    }
+}
+
+/// Bytes a value takes on the wire (the encoding the transport uses), for traffic accounting.
+pub fn wire_size<T: Serialize>(value: &T) -> u64 {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .serialized_size(value)
+        .expect("wire types serialize")
+}

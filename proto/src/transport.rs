@@ -1,0 +1,128 @@
+//! Connect and accept helpers that turn a TCP stream into a Noise-encrypted tarpc transport,
+//! and the serving loop that keeps accepting whatever a single connection does.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use tarpc::{client, tokio_serde::formats::Bincode};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio_util::codec::Framed;
+
+use crate::{
+    AgentServiceClient, ClusterKey, PeerServiceClient, ProtoError,
+    noise::{self, NoiseCodec},
+};
+
+/// A tarpc transport over Noise over TCP.
+pub type NoiseTransport<Item, SinkItem> = tarpc::tokio_serde::Framed<
+    Framed<TcpStream, NoiseCodec>,
+    Item,
+    SinkItem,
+    Bincode<Item, SinkItem>,
+>;
+
+/// Open a TCP connection and run the initiator handshake.
+pub async fn connect<Item, SinkItem>(
+    addr: impl ToSocketAddrs + std::fmt::Display,
+    key: &ClusterKey,
+    timeout: Duration,
+) -> Result<NoiseTransport<Item, SinkItem>, ProtoError> {
+    let name = addr.to_string();
+    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ProtoError::Handshake {
+            peer: name.clone(),
+            reason: format!("connect timed out after {timeout:?}"),
+        })??;
+    stream.set_nodelay(true)?;
+    let session = noise::initiate(&mut stream, key, &name, timeout).await?;
+    Ok(wrap(stream, session))
+}
+
+/// Run the responder handshake on an accepted stream.
+pub async fn accept<Item, SinkItem>(
+    mut stream: TcpStream,
+    key: &ClusterKey,
+    timeout: Duration,
+) -> Result<NoiseTransport<Item, SinkItem>, ProtoError> {
+    let name = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    stream.set_nodelay(true)?;
+    let session = noise::respond(&mut stream, key, &name, timeout).await?;
+    Ok(wrap(stream, session))
+}
+
+fn wrap<Item, SinkItem>(
+    stream: TcpStream,
+    session: snow::TransportState,
+) -> NoiseTransport<Item, SinkItem> {
+    tarpc::tokio_serde::Framed::new(
+        Framed::new(stream, NoiseCodec::new(session)),
+        Bincode::default(),
+    )
+}
+
+/// A client of a peer.
+pub async fn peer_client(
+    addr: impl ToSocketAddrs + std::fmt::Display,
+    key: &ClusterKey,
+    timeout: Duration,
+) -> Result<PeerServiceClient, ProtoError> {
+    let transport = connect(addr, key, timeout).await?;
+    Ok(PeerServiceClient::new(client::Config::default(), transport).spawn())
+}
+
+/// A client of an agent.
+pub async fn agent_client(
+    addr: impl ToSocketAddrs + std::fmt::Display,
+    key: &ClusterKey,
+    timeout: Duration,
+) -> Result<AgentServiceClient, ProtoError> {
+    let transport = connect(addr, key, timeout).await?;
+    Ok(AgentServiceClient::new(client::Config::default(), transport).spawn())
+}
+
+/// The tarpc transport a server of requests `Req` and responses `Resp` gets.
+pub type ServerTransport<Req, Resp> =
+    NoiseTransport<tarpc::ClientMessage<Req>, tarpc::Response<Resp>>;
+
+/// Accept connections forever; each gets its own task, so a bad or silent client (wrong key,
+/// garbage, a stalled handshake) affects only itself. `on_transport` serves one connection,
+/// typically `BaseChannel::with_defaults(t).execute(server.serve()).for_each(spawn_request)`.
+pub async fn serve_connections<Req, Resp, F, Fut>(
+    listener: TcpListener,
+    key: ClusterKey,
+    handshake_timeout: Duration,
+    on_transport: F,
+) where
+    F: Fn(ServerTransport<Req, Resp>, SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+{
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let key = key.clone();
+        let on_transport = on_transport.clone();
+        tokio::spawn(async move {
+            match accept(stream, &key, handshake_timeout).await {
+                Ok(transport) => on_transport(transport, addr).await,
+                Err(e) => tracing::debug!("refused {addr}: {e}"),
+            }
+        });
+    }
+}
+
+/// Spawn one request's handler: the `for_each` argument of a tarpc channel.
+pub async fn spawn_request(fut: impl Future<Output = ()> + Send + 'static) {
+    tokio::spawn(fut);
+}
