@@ -112,6 +112,40 @@ fn split_host_port(rest: &str) -> Result<(&str, Option<u16>), String> {
     Ok((host, port))
 }
 
+impl MachineId {
+    /// Compare this machine's canonical name with `name`, without allocating.
+    pub fn cmp_name(&self, name: &str) -> std::cmp::Ordering {
+        struct Cmp<'a> {
+            rest: &'a [u8],
+            ord: std::cmp::Ordering,
+        }
+        impl fmt::Write for Cmp<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                if self.ord.is_ne() {
+                    return Ok(());
+                }
+                let s = s.as_bytes();
+                let n = s.len().min(self.rest.len());
+                self.ord = s[..n].cmp(&self.rest[..n]);
+                if self.ord.is_eq() && s.len() > n {
+                    self.ord = std::cmp::Ordering::Greater;
+                }
+                self.rest = &self.rest[n..];
+                Ok(())
+            }
+        }
+        let mut cmp = Cmp {
+            rest: name.as_bytes(),
+            ord: std::cmp::Ordering::Equal,
+        };
+        let _ = fmt::write(&mut cmp, format_args!("{self}"));
+        if cmp.ord.is_eq() && !cmp.rest.is_empty() {
+            return std::cmp::Ordering::Less;
+        }
+        cmp.ord
+    }
+}
+
 impl fmt::Display for MachineId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -173,6 +207,17 @@ mod tests {
                 port: Some(2222)
             }
         );
+    }
+
+    #[test]
+    fn compares_names_like_strings() {
+        let names = ["a", "ab", "b", "local:x", "u@h:1", "u@h:12", "[::1]"];
+        for a in names {
+            for b in names {
+                let m: MachineId = a.parse().unwrap();
+                assert_eq!(m.cmp_name(b), a.cmp(b), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! only what differs from the previous one), then lz4. Sorting also gives every peer the same
 //! index for a machine, so gossip can name machines by a 4-byte index.
 
+use std::fmt::Write;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{MachineId, ProtoError};
@@ -69,8 +71,9 @@ impl Membership {
     }
 
     pub fn index_of(&self, machine: &MachineId) -> Option<u32> {
+        let wanted = machine.to_string();
         self.machines
-            .binary_search_by(|m| m.to_string().cmp(&machine.to_string()))
+            .binary_search_by(|m| m.cmp_name(&wanted))
             .ok()
             .map(|i| i as u32)
     }
@@ -142,6 +145,7 @@ impl Membership {
         let mut machines = Vec::with_capacity(count as usize);
         let mut cursor = &raw[..];
         let mut previous: Vec<u8> = Vec::new();
+        let mut canonical = String::new();
         for entry in 1..=count {
             let shared = read_varint(&mut cursor).ok_or_else(|| bad("truncated entry"))? as usize;
             let suffix = read_varint(&mut cursor).ok_or_else(|| bad("truncated entry"))? as usize;
@@ -157,12 +161,21 @@ impl Membership {
             previous.extend_from_slice(&cursor[..suffix]);
             cursor = &cursor[suffix..];
             let name = std::str::from_utf8(&previous).map_err(|_| bad("entry is not UTF-8"))?;
-            let machine =
-                MachineId::parse_entry(name).map_err(|reason| ProtoError::MachineLine {
-                    source_name: "membership blob".into(),
-                    line: entry as usize,
-                    reason,
-                })?;
+            let line_error = |reason: String| ProtoError::MachineLine {
+                source_name: "membership blob".into(),
+                line: entry as usize,
+                reason,
+            };
+            let machine = MachineId::parse_entry(name).map_err(line_error)?;
+            // Only the canonical spelling: "h " or "[h]" also parse as "h", and would let a
+            // list hold one machine twice, with indices no re-encoding reproduces.
+            canonical.clear();
+            write!(canonical, "{machine}").expect("writing to a String");
+            if canonical != name {
+                return Err(line_error(format!(
+                    "{name:?} is not in canonical form (it reads as {canonical:?})"
+                )));
+            }
             machines.push(machine);
         }
         if !cursor.is_empty() {

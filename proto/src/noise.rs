@@ -2,8 +2,10 @@
 //!
 //! Handshake: two frames. The psk is mixed in from the first message, so the responder
 //! detects a wrong key when it reads message 1 (and answers with an empty frame, a refusal,
-//! instead of message 2), and the initiator detects it when it reads message 2. Both sides
-//! therefore fail inside the handshake, with [`ProtoError::WrongKey`].
+//! instead of message 2), and the initiator detects it when it reads that refusal where
+//! message 2 should be. Both sides therefore fail inside the handshake, with
+//! [`ProtoError::WrongKey`]. Anything else that is not a valid message 2 (garbage, another
+//! protocol) is a [`ProtoError::Handshake`] error, not a key problem.
 //!
 //! Transport: each frame is `u16 big-endian length || ciphertext`, at most 65,535 bytes. A
 //! message longer than one Noise payload is split; the first plaintext byte of each frame
@@ -86,11 +88,11 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
                 peer: peer.to_owned(),
             });
         }
+        // A responder with another key refuses (above) instead of answering, so an answer
+        // that does not decrypt comes from something else: not "wrong key".
         hs.read_message(&reply, &mut buf).map_err(|e| match e {
-            snow::Error::Decrypt => ProtoError::WrongKey {
-                peer: peer.to_owned(),
-            },
-            e => fail(e.to_string()),
+            snow::Error::Decrypt => fail("the answer does not decrypt: not an smon peer".into()),
+            e => fail(format!("bad answer: {e}")),
         })?;
         hs.into_transport_mode().map_err(|e| fail(e.to_string()))
     };
@@ -250,5 +252,153 @@ impl NoiseCodec {
         dst.put_u16(n as u16);
         dst.extend_from_slice(&self.scratch[..n]);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two sessions from a real handshake over an in-memory pipe.
+    async fn sessions(
+        initiator_key: &ClusterKey,
+        responder_key: &ClusterKey,
+    ) -> (
+        Result<TransportState, ProtoError>,
+        Result<TransportState, ProtoError>,
+    ) {
+        let (mut a, mut b) = tokio::io::duplex(2 * MAX_FRAME);
+        tokio::join!(
+            initiate(&mut a, initiator_key, "responder", HANDSHAKE_TIMEOUT),
+            respond(&mut b, responder_key, "initiator", HANDSHAKE_TIMEOUT),
+        )
+    }
+
+    async fn codecs(receiver_cap: usize) -> (NoiseCodec, NoiseCodec) {
+        let key = ClusterKey::generate();
+        let (i, r) = sessions(&key, &key).await;
+        (
+            NoiseCodec::new(i.unwrap()),
+            NoiseCodec::with_max_message(r.unwrap(), receiver_cap),
+        )
+    }
+
+    fn encode(codec: &mut NoiseCodec, message: &[u8]) -> BytesMut {
+        let mut wire = BytesMut::new();
+        codec
+            .encode(Bytes::copy_from_slice(message), &mut wire)
+            .unwrap();
+        wire
+    }
+
+    #[tokio::test]
+    async fn messages_of_every_size_round_trip_even_byte_by_byte() {
+        let (mut tx, mut rx) = codecs(MAX_MESSAGE).await;
+        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17] {
+            let message: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let mut wire = encode(&mut tx, &message);
+            let frames = len.div_ceil(CHUNK).max(1);
+            assert_eq!(wire.len(), len + frames * (2 + TAG_LEN + 1), "{len} bytes");
+            let decoded = rx.decode(&mut wire).unwrap().expect("a whole message");
+            assert_eq!(&decoded[..], &message[..]);
+            assert!(wire.is_empty());
+        }
+        // Arriving one byte at a time, as a slow TCP stream may deliver it.
+        let message = vec![7u8; CHUNK + 100];
+        let wire = encode(&mut tx, &message);
+        let mut src = BytesMut::new();
+        let mut decoded = None;
+        for (i, byte) in wire.iter().enumerate() {
+            src.extend_from_slice(&[*byte]);
+            if let Some(m) = rx.decode(&mut src).unwrap() {
+                assert_eq!(i, wire.len() - 1, "a message before its last byte");
+                decoded = Some(m);
+            }
+        }
+        assert_eq!(&decoded.unwrap()[..], &message[..]);
+    }
+
+    #[tokio::test]
+    async fn the_receiver_refuses_a_message_above_its_cap() {
+        // One frame over a small cap.
+        let (mut tx, mut rx) = codecs(1000).await;
+        let mut at_cap = encode(&mut tx, &[1u8; 1000]);
+        assert_eq!(rx.decode(&mut at_cap).unwrap().unwrap().len(), 1000);
+        let mut over = encode(&mut tx, &[1u8; 1001]);
+        let err = rx.decode(&mut over).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("cap of 1000"), "{err}");
+
+        // Over the cap only once reassembled: refused at the chunk that crosses it, before
+        // the rest of the message is even read.
+        let cap = 2 * CHUNK + 10;
+        let (mut tx, mut rx) = codecs(cap).await;
+        let mut over = encode(&mut tx, &vec![2u8; cap + 1]);
+        let three_frames = over.len();
+        let err = rx.decode(&mut over).unwrap_err();
+        assert!(err.to_string().contains("larger than the cap"), "{err}");
+        assert!(over.len() < three_frames, "the first frames were consumed");
+    }
+
+    #[tokio::test]
+    async fn the_sender_refuses_a_message_above_its_cap() {
+        let key = ClusterKey::generate();
+        let (i, _r) = sessions(&key, &key).await;
+        let mut tx = NoiseCodec::with_max_message(i.unwrap(), 10);
+        let mut wire = BytesMut::new();
+        let err = tx
+            .encode(Bytes::from_static(&[0; 11]), &mut wire)
+            .unwrap_err();
+        assert!(err.to_string().contains("exceeds the cap of 10"), "{err}");
+        assert!(wire.is_empty(), "nothing half-written");
+    }
+
+    #[tokio::test]
+    async fn tampered_replayed_and_malformed_frames_are_errors() {
+        let (mut tx, mut rx) = codecs(MAX_MESSAGE).await;
+        let mut tampered = encode(&mut tx, b"hello");
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(rx.decode(&mut tampered).is_err());
+
+        let (mut tx, mut rx) = codecs(MAX_MESSAGE).await;
+        let good = encode(&mut tx, b"hello");
+        assert_eq!(
+            &rx.decode(&mut good.clone()).unwrap().unwrap()[..],
+            b"hello"
+        );
+        assert!(rx.decode(&mut good.clone()).is_err(), "a replay");
+
+        let (_tx, mut rx) = codecs(MAX_MESSAGE).await;
+        let mut short = BytesMut::from(&[0u8, 16, 0, 0][..]);
+        let err = rx.decode(&mut short).unwrap_err();
+        assert!(err.to_string().contains("too short"), "{err}");
+
+        // Incomplete input is not an error yet, and claims no more memory than one frame.
+        let (_tx, mut rx) = codecs(MAX_MESSAGE).await;
+        let mut partial = BytesMut::from(&[0xffu8, 0xff, 1, 2, 3][..]);
+        assert!(rx.decode(&mut partial).unwrap().is_none());
+        assert!(partial.capacity() <= 2 * (MAX_FRAME + 2));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_fails_both_sides_of_the_handshake() {
+        let (i, r) = sessions(&ClusterKey::generate(), &ClusterKey::generate()).await;
+        assert!(matches!(i, Err(ProtoError::WrongKey { ref peer }) if peer == "responder"));
+        assert!(matches!(r, Err(ProtoError::WrongKey { ref peer }) if peer == "initiator"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_initiator_times_out_after_the_default_timeout() {
+        let (_silent, mut server_side) = tokio::io::duplex(64);
+        let key = ClusterKey::generate();
+        let started = tokio::time::Instant::now();
+        let err = respond(&mut server_side, &key, "silent", HANDSHAKE_TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProtoError::HandshakeTimeout { after, .. } if after == HANDSHAKE_TIMEOUT)
+        );
+        assert_eq!(started.elapsed(), HANDSHAKE_TIMEOUT);
     }
 }

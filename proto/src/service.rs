@@ -13,11 +13,12 @@ use crate::{
 };
 
 /// Records piggybacked on a ping or pong, valid for one membership version (records name
-/// machines by their index in that list).
+/// machines by their index in that list). Records are immutable values, shared rather than
+/// copied between the views that hold them (`Arc` is invisible on the wire).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Gossip {
     pub membership_version: u64,
-    pub records: Vec<MachineRecord>,
+    pub records: Vec<std::sync::Arc<MachineRecord>>,
 }
 
 /// `ping(ver)` of the paper, carrying the state every exchange compares.
@@ -42,6 +43,8 @@ pub struct Pong {
 /// A slice of a large object (a package); packages always travel in chunks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRequest {
+    /// Chosen by the fetcher for the whole transfer: the server counts concurrent fetches by it.
+    pub session: u64,
     pub version: Version,
     pub offset: u64,
     pub max_len: u32,
@@ -81,7 +84,15 @@ pub struct MemberReply {
     pub blob: Option<Vec<u8>>,
 }
 
-/// `exchange_app(app)`: whether the remote already has that application (or a newer one).
+/// `exchange_app(app)`: an offer of an application by the peer that has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppOffer {
+    /// Where to `retrieve_app` it from.
+    pub from: MachineId,
+    pub app: AppDecl,
+}
+
+/// The answer to `exchange_app`: whether the remote already has that application (or a newer one).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AppReply {
     Have,
@@ -128,7 +139,7 @@ pub trait PeerService {
     async fn exchange_livetag(tag: LiveTag) -> LiveTag;
     async fn exchange_member(version: u64) -> MemberReply;
     async fn retrieve_member() -> Vec<u8>;
-    async fn exchange_app(app: AppDecl) -> AppReply;
+    async fn exchange_app(offer: AppOffer) -> AppReply;
     async fn retrieve_app(name: String, req: ChunkRequest) -> Result<Chunk, Refusal>;
     async fn set_app_status(name: String, desired: DesiredState) -> Result<(), Refusal>;
     async fn get_app_status(name: Option<String>) -> Vec<AppStatus>;
@@ -160,7 +171,7 @@ pub enum PeerCall {
     Ping(Ping),
     ExchangeLivetag(LiveTag),
     ExchangeMember(u64),
-    ExchangeApp(AppDecl),
+    ExchangeApp(AppOffer),
     RetrievePeer(ChunkRequest),
 }
 

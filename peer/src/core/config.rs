@@ -1,0 +1,70 @@
+//! Tunables of the epidemic core. All durations are in milliseconds of (virtual or real) time.
+
+use std::time::Duration;
+
+/// How a peer picks the machine it pings each round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The paper's: a uniformly random machine of the membership list, and deploy whatever
+    /// does not answer.
+    Smon,
+    /// Spreading tree derived from the membership order, then machines not yet known to run
+    /// a peer, with random probes kept for failure detection; and no package is copied where
+    /// an install is already under way.
+    #[default]
+    Informed,
+}
+
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    pub interval_ms: u64,
+    pub strategy: Strategy,
+    /// Rounds start at multiples of the interval (the paper's analysis); otherwise each peer
+    /// keeps its own phase.
+    pub synchronous_rounds: bool,
+    /// How many peers may fetch a package from this one at once (no flash crowd).
+    pub fetch_cap: usize,
+    /// A fetch slot nobody used for this long is freed.
+    pub fetch_slot_idle_ms: u64,
+    /// Bytes of records piggybacked on one ping or pong.
+    pub gossip_budget: usize,
+    /// How many peers a newly changed livetag is pushed to per round.
+    pub livetag_fanout: usize,
+    /// A removed peer exits after this long without hearing from anyone.
+    pub removed_exit_after_ms: u64,
+    /// A disabled peer exits after this long without hearing from anyone (None: never).
+    pub disabled_exit_after_ms: Option<u64>,
+    /// Under `informed`, the share of rounds spent probing random machines (failure
+    /// detection, upgrades, membership) once the spreading tree is done.
+    pub probe_share: f64,
+    /// Do not try to deploy the same machine again within this many rounds.
+    pub retry_after_rounds: u64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 5_000,
+            strategy: Strategy::Informed,
+            synchronous_rounds: false,
+            fetch_cap: 4,
+            fetch_slot_idle_ms: 30_000,
+            gossip_budget: 480,
+            livetag_fanout: 2,
+            removed_exit_after_ms: 60_000,
+            disabled_exit_after_ms: None,
+            probe_share: 0.5,
+            retry_after_rounds: 3,
+        }
+    }
+}
+
+impl CoreConfig {
+    pub fn with_interval(interval: Duration) -> Self {
+        Self {
+            interval_ms: interval.as_millis() as u64,
+            ..Self::default()
+        }
+    }
+}

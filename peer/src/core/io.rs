@@ -1,0 +1,152 @@
+//! What goes into the core and what comes out of it. The core never performs IO: it asks for
+//! it with an [`Output`] and hears how it went with an [`Input`].
+
+use std::sync::Arc;
+
+use smon_proto::{AppDecl, AppStatus, MachineId, Membership, PeerCall, PeerReply, Version};
+
+/// Milliseconds: since the Unix epoch in the daemon, virtual in the simulator.
+pub type Millis = u64;
+
+/// Correlates a call with its reply.
+pub type CallId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallFailure {
+    /// No answer in time, or the connection failed: the peer is presumed not running.
+    Unreachable,
+    /// Answered, but refused.
+    Refused,
+}
+
+/// What logging in to a machine found there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// Could not log in (network, authentication, agent down).
+    Failed,
+    Probed(Probe),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Probe {
+    pub installed: Option<Version>,
+    pub running: bool,
+    /// Another installer holds the install lock right now.
+    pub install_in_progress: bool,
+}
+
+/// Whatever the machine knows of itself that the core reports in its record.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LocalFacts {
+    pub overhead: u32,
+    pub logins: u32,
+    pub load: u16,
+    pub first_deployed_ms: Option<Millis>,
+}
+
+/// A hint the deployer passes to the peer it installs: where the spreading tree is rooted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpreadHint {
+    pub origin: u32,
+    pub membership_version: u64,
+}
+
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// The timer the core asked for fired.
+    Tick,
+    Reply {
+        call: CallId,
+        result: Result<PeerReply, CallFailure>,
+    },
+    LoginDone {
+        machine: MachineId,
+        outcome: LoginOutcome,
+    },
+    /// The package was copied and its installer started (or the attempt failed).
+    DeployDone {
+        machine: MachineId,
+        ok: bool,
+    },
+    RestartDone {
+        machine: MachineId,
+        ok: bool,
+    },
+    /// A package fetched from another peer was verified and stored (or not).
+    FetchDone {
+        version: Version,
+        ok: bool,
+    },
+    /// An application package was fetched and installed (or not).
+    AppFetched {
+        app: AppDecl,
+        ok: bool,
+    },
+    /// The local supervisor's view of the applications changed.
+    AppStates(Vec<AppStatus>),
+    LocalFacts(LocalFacts),
+    /// Operator actions (from the console, through the daemon).
+    SetLiveTag {
+        enabled: bool,
+    },
+    SetMembership(Arc<Membership>),
+    /// A newer release is available at `from` (the console mimics a peer).
+    OfferRelease {
+        version: Version,
+        from: MachineId,
+    },
+    SetAppDesired {
+        name: String,
+        desired: smon_proto::DesiredState,
+    },
+    /// An application package installed locally by the operator.
+    AppInstalledLocally(AppDecl),
+    /// The version we run was found unable to rejoin: never fetch it again.
+    MarkBad(Version),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Call in at this time.
+    SetTimer(Millis),
+    Call {
+        id: CallId,
+        to: MachineId,
+        call: PeerCall,
+    },
+    /// Log in to the machine and probe it.
+    Login(MachineId),
+    /// Copy the installation package and start the installer (in the same login session).
+    Deploy {
+        machine: MachineId,
+        hint: Option<SpreadHint>,
+    },
+    /// Start the installed-but-stopped peer.
+    Restart(MachineId),
+    /// Fetch the release `version` from the peer on `from`, in chunks.
+    FetchRelease {
+        from: MachineId,
+        version: Version,
+        session: u64,
+    },
+    /// Switch to the fetched version and restart into it.
+    Upgrade(Version),
+    FetchApp {
+        from: MachineId,
+        app: AppDecl,
+    },
+    /// The cluster-wide desired state of an app changed: apply it locally.
+    AppDesired(AppDecl),
+    /// The membership list changed: store it.
+    MembershipChanged(Arc<Membership>),
+    /// Persistent state changed: store it (it must survive a kill -9).
+    Persist(crate::core::PersistentState),
+    /// Stop this peer process.
+    Exit(ExitReason),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    RemovedFromMembership,
+    DisabledAndSilent,
+}

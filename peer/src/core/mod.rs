@@ -1,0 +1,823 @@
+//! The sans-IO epidemic core of a peer.
+//!
+//! One [`Core`] per peer. It is driven only by [`Input`]s and by the calls other peers make
+//! ([`Core::on_call`]), and it asks for everything it wants done with [`Output`]s: messages to
+//! send, logins, deployments, fetches, timers. Time and randomness are passed in. The daemon
+//! (real sockets, SSH, files) and the simulator (virtual time) run this same code.
+
+mod config;
+mod fetch_slots;
+mod io;
+mod target;
+mod view;
+
+use std::sync::Arc;
+
+use rand::{Rng, RngExt};
+use rustc_hash::FxHashMap;
+use smon_proto::{
+    AppDecl, AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, Gossip, LiveTag,
+    MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState, Ping, Pong,
+    Refusal, Version,
+};
+
+pub use config::{CoreConfig, Strategy};
+pub use fetch_slots::FetchSlots;
+pub use io::*;
+pub use target::Targeting;
+pub use view::{View, supersedes};
+
+/// What a peer keeps on disk: enough to come back as the same peer after a crash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PersistentState {
+    pub version: Version,
+    pub livetag: LiveTag,
+    /// The last rev of this machine's own record, so a restarted peer never reuses one.
+    pub record_rev: u64,
+    /// Versions found unable to rejoin: never fetched again.
+    pub bad_versions: Vec<Version>,
+    pub apps: Vec<AppDecl>,
+}
+
+impl PersistentState {
+    pub fn new(version: Version) -> Self {
+        Self {
+            version,
+            livetag: LiveTag::default(),
+            record_rev: 0,
+            bad_versions: Vec::new(),
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// Everything a peer starts from.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    pub me: MachineId,
+    pub state: PersistentState,
+    pub membership: Arc<Membership>,
+    pub facts: LocalFacts,
+    pub hint: Option<SpreadHint>,
+}
+
+/// The deployment work of this round (one at a time, as in the paper's loop).
+#[derive(Clone, Debug, PartialEq)]
+enum Work {
+    Pinging(u32),
+    LoggingIn(u32),
+    Deploying(u32),
+    Restarting(u32),
+}
+
+#[derive(Clone, Debug)]
+enum Pending {
+    Ping(u32),
+    LivetagPush,
+    MemberPull,
+    AppOffer,
+}
+
+#[derive(Clone, Debug)]
+struct Fetch {
+    version: Version,
+}
+
+pub struct Core {
+    cfg: CoreConfig,
+    me: MachineId,
+    me_index: Option<u32>,
+    state: PersistentState,
+    view: View,
+    own: MachineRecord,
+    facts: LocalFacts,
+    targeting: Targeting,
+    work: Option<Work>,
+    pending: FxHashMap<CallId, Pending>,
+    next_call: CallId,
+    fetch: Option<Fetch>,
+    slots: FetchSlots,
+    member_pull_in_flight: bool,
+    membership_blob: Option<Arc<Vec<u8>>>,
+    livetag_push_left: u32,
+    last_heard: Millis,
+    app_turn: usize,
+    exited: bool,
+}
+
+impl Core {
+    pub fn new(cfg: CoreConfig, boot: Boot, now: Millis) -> Self {
+        let me_index = boot.membership.index_of(&boot.me);
+        let view = View::new(boot.membership);
+        let targeting = Targeting::new(
+            me_index,
+            boot.hint.or(me_index.map(|me| SpreadHint {
+                origin: me,
+                membership_version: view.membership().version,
+            })),
+            &view,
+        );
+        let own = MachineRecord::empty(me_index.unwrap_or(u32::MAX));
+        Self {
+            cfg,
+            me: boot.me,
+            me_index,
+            own,
+            state: boot.state,
+            view,
+            facts: boot.facts,
+            targeting,
+            work: None,
+            pending: FxHashMap::default(),
+            next_call: 1,
+            fetch: None,
+            slots: FetchSlots::default(),
+            member_pull_in_flight: false,
+            membership_blob: None,
+            livetag_push_left: 0,
+            last_heard: now,
+            app_turn: 0,
+            exited: false,
+        }
+    }
+
+    /// Call once after `new`: publishes the peer's own record and asks for the first tick.
+    pub fn start(&mut self, now: Millis, rng: &mut impl Rng, out: &mut Vec<Output>) {
+        self.own.rev = self.state.record_rev;
+        self.refresh_own(out);
+        let first = if self.cfg.synchronous_rounds {
+            self.next_round_boundary(now)
+        } else {
+            // A random phase keeps peers from ticking in lockstep. Under `informed` a new peer
+            // starts its first round soon: every round it waits delays its whole subtree.
+            let spread = match self.cfg.strategy {
+                Strategy::Smon => self.cfg.interval_ms,
+                Strategy::Informed => self.cfg.interval_ms / 5,
+            };
+            now + rng.random_range(0..spread.max(1))
+        };
+        out.push(Output::SetTimer(first));
+    }
+
+    pub fn me(&self) -> &MachineId {
+        &self.me
+    }
+
+    pub fn version(&self) -> Version {
+        self.state.version
+    }
+
+    pub fn livetag(&self) -> LiveTag {
+        self.state.livetag
+    }
+
+    pub fn membership(&self) -> &Arc<Membership> {
+        self.view.membership()
+    }
+
+    pub fn persistent(&self) -> &PersistentState {
+        &self.state
+    }
+
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    pub fn apps(&self) -> &[AppDecl] {
+        &self.state.apps
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.me_index.is_none()
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.exited
+    }
+
+    pub fn fetch_slots_in_use(&self) -> usize {
+        self.slots.in_use()
+    }
+
+    fn next_round_boundary(&self, now: Millis) -> Millis {
+        let i = self.cfg.interval_ms.max(1);
+        (now / i + 1) * i
+    }
+
+    fn n(&self) -> usize {
+        self.view.membership().len()
+    }
+
+    fn call(&mut self, to: u32, call: PeerCall, pending: Pending, out: &mut Vec<Output>) {
+        let Some(machine) = self.view.membership().get(to).cloned() else {
+            return;
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        self.pending.insert(id, pending);
+        out.push(Output::Call {
+            id,
+            to: machine,
+            call,
+        });
+    }
+
+    fn random_other(&self, rng: &mut impl Rng) -> Option<u32> {
+        let n = self.n() as u32;
+        let me = self.me_index?;
+        if n < 2 {
+            return None;
+        }
+        let pick = rng.random_range(0..n - 1);
+        Some(if pick >= me { pick + 1 } else { pick })
+    }
+
+    // ---- the own record -------------------------------------------------------------------
+
+    fn own_state(&self) -> PeerState {
+        if self.me_index.is_none() {
+            PeerState::Removed
+        } else if self.state.livetag.enabled {
+            PeerState::Running
+        } else {
+            PeerState::Disabled
+        }
+    }
+
+    /// Rebuild the own record from the current state; publish it (new rev) if it changed.
+    fn refresh_own(&mut self, out: &mut Vec<Output>) {
+        let Some(me) = self.me_index else {
+            return;
+        };
+        let fresh = MachineRecord {
+            machine: me,
+            rev: self.own.rev,
+            state: self.own_state(),
+            peer_version: Some(self.state.version),
+            first_deployed_ms: self.facts.first_deployed_ms,
+            overhead: self.facts.overhead,
+            logins: self.facts.logins,
+            livetag: self.state.livetag,
+            apps: self.own.apps.clone(),
+            load: self.facts.load,
+        };
+        if fresh == self.own && self.view.get(me) == Some(&self.own) {
+            return;
+        }
+        self.own = fresh;
+        self.own.rev = self.own.rev.max(self.state.record_rev) + 1;
+        self.state.record_rev = self.own.rev;
+        self.view.store(Arc::new(self.own.clone()));
+        self.persist(out);
+    }
+
+    fn persist(&self, out: &mut Vec<Output>) {
+        out.push(Output::Persist(self.state.clone()));
+    }
+
+    // ---- gossip --------------------------------------------------------------------------
+
+    fn outgoing_gossip(&mut self, rng: &mut impl Rng) -> Gossip {
+        Gossip {
+            membership_version: self.view.membership().version,
+            records: self.view.select_gossip(self.cfg.gossip_budget, rng),
+        }
+    }
+
+    fn absorb_gossip(&mut self, gossip: Gossip, out: &mut Vec<Output>) {
+        if gossip.membership_version != self.view.membership().version {
+            return;
+        }
+        let mut refute = false;
+        for record in gossip.records {
+            if Some(record.machine) == self.me_index {
+                // Somebody says something about us: answer with a higher rev (SWIM-style).
+                if record.rev >= self.own.rev && *record != self.own {
+                    self.own.rev = record.rev;
+                    self.state.record_rev = record.rev;
+                    refute = true;
+                }
+                continue;
+            }
+            self.view.merge(record);
+        }
+        if refute {
+            self.own.state = PeerState::Stopped; // force a republish
+            self.refresh_own(out);
+        }
+    }
+
+    /// Write a third-party observation about `machine` (one rev above what we know).
+    fn observe(&mut self, machine: u32, state: PeerState) {
+        let mut record = self
+            .view
+            .get(machine)
+            .cloned()
+            .unwrap_or_else(|| MachineRecord::empty(machine));
+        if record.state == state {
+            return;
+        }
+        record.rev += 1;
+        record.state = state;
+        self.view.store(Arc::new(record));
+    }
+
+    // ---- state carried by every exchange ---------------------------------------------------
+
+    fn absorb_livetag(&mut self, tag: LiveTag, out: &mut Vec<Output>) {
+        if self.state.livetag.merge(&tag) {
+            self.start_livetag_push();
+            self.refresh_own(out);
+        }
+    }
+
+    fn start_livetag_push(&mut self) {
+        // Rumor push, fanout f: the informed set grows about (f + 1)-fold a round, and the
+        // enabled peers' own pings pull the rest.
+        let n = self.n().max(2) as f64;
+        let rounds = (n.ln() / ((self.cfg.livetag_fanout + 1) as f64).ln()).ceil() as u32;
+        self.livetag_push_left = rounds + 1;
+    }
+
+    fn consider_version(
+        &mut self,
+        from: &MachineId,
+        version: Version,
+        rng: &mut impl Rng,
+        out: &mut Vec<Output>,
+    ) {
+        if version <= self.state.version
+            || self.fetch.is_some()
+            || self.state.bad_versions.contains(&version)
+        {
+            return;
+        }
+        self.fetch = Some(Fetch { version });
+        out.push(Output::FetchRelease {
+            from: from.clone(),
+            version,
+            session: rng.random(),
+        });
+    }
+
+    fn consider_membership(&mut self, from: &MachineId, version: u64, out: &mut Vec<Output>) {
+        if version <= self.view.membership().version || self.member_pull_in_flight {
+            return;
+        }
+        let Some(index) = self.view.membership().index_of(from) else {
+            // The sender is not in our (older) list: ask it directly anyway.
+            self.member_pull_in_flight = true;
+            let id = self.next_call;
+            self.next_call += 1;
+            self.pending.insert(id, Pending::MemberPull);
+            out.push(Output::Call {
+                id,
+                to: from.clone(),
+                call: PeerCall::ExchangeMember(self.view.membership().version),
+            });
+            return;
+        };
+        self.member_pull_in_flight = true;
+        let version = self.view.membership().version;
+        self.call(
+            index,
+            PeerCall::ExchangeMember(version),
+            Pending::MemberPull,
+            out,
+        );
+    }
+
+    fn apply_membership(&mut self, membership: Arc<Membership>, out: &mut Vec<Output>) {
+        if membership.version <= self.view.membership().version {
+            return;
+        }
+        self.membership_blob = None;
+        self.view.remap(membership.clone());
+        self.me_index = membership.index_of(&self.me);
+        self.own.machine = self.me_index.unwrap_or(u32::MAX);
+        self.targeting = Targeting::new(self.me_index, None, &self.view);
+        self.work = None;
+        out.push(Output::MembershipChanged(membership));
+        self.own.state = PeerState::Stopped; // force a republish under the new index
+        self.refresh_own(out);
+    }
+
+    // ---- inputs ----------------------------------------------------------------------------
+
+    pub fn handle(&mut self, now: Millis, input: Input, rng: &mut impl Rng, out: &mut Vec<Output>) {
+        if self.exited {
+            return;
+        }
+        match input {
+            Input::Tick => self.tick(now, rng, out),
+            Input::Reply { call, result } => self.on_reply(now, call, result, rng, out),
+            Input::LoginDone { machine, outcome } => self.on_login(now, machine, outcome, out),
+            Input::DeployDone { machine, .. } | Input::RestartDone { machine, .. } => {
+                if let Some(index) = self.view.membership().index_of(&machine) {
+                    self.targeting.note_attempt(index, now);
+                    if matches!(self.work, Some(Work::Deploying(m) | Work::Restarting(m)) if m == index)
+                    {
+                        self.work = None;
+                    }
+                }
+            }
+            Input::FetchDone { version, ok } => {
+                if self.fetch.as_ref().is_some_and(|f| f.version == version) {
+                    self.fetch = None;
+                    if ok
+                        && version > self.state.version
+                        && !self.state.bad_versions.contains(&version)
+                    {
+                        out.push(Output::Upgrade(version));
+                    }
+                }
+            }
+            Input::AppFetched { app, ok } => {
+                if ok {
+                    self.adopt_app(app, out);
+                }
+            }
+            Input::AppStates(states) => self.set_app_states(states, out),
+            Input::LocalFacts(facts) => {
+                self.facts = facts;
+                self.refresh_own(out);
+            }
+            Input::SetLiveTag { enabled } => {
+                self.state.livetag = self.state.livetag.flipped_to(enabled);
+                self.start_livetag_push();
+                self.refresh_own(out);
+            }
+            Input::SetMembership(membership) => self.apply_membership(membership, out),
+            Input::OfferRelease { version, from } => {
+                self.consider_version(&from, version, rng, out)
+            }
+            Input::SetAppDesired { name, desired } => {
+                if let Some(app) = self.state.apps.iter_mut().find(|a| a.name == name) {
+                    app.desired = desired;
+                    app.desired_rev += 1;
+                    out.push(Output::AppDesired(app.clone()));
+                    self.persist(out);
+                }
+            }
+            Input::AppInstalledLocally(app) => self.adopt_app(app, out),
+            Input::MarkBad(version) => {
+                if !self.state.bad_versions.contains(&version) {
+                    self.state.bad_versions.push(version);
+                    self.persist(out);
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Millis, rng: &mut impl Rng, out: &mut Vec<Output>) {
+        let next = if self.cfg.synchronous_rounds {
+            self.next_round_boundary(now)
+        } else {
+            now + self.cfg.interval_ms
+        };
+        out.push(Output::SetTimer(next));
+
+        let silent_for = now.saturating_sub(self.last_heard);
+        if self.me_index.is_none() {
+            if silent_for >= self.cfg.removed_exit_after_ms {
+                self.exit(ExitReason::RemovedFromMembership, out);
+            }
+            return;
+        }
+        if self.livetag_push_left > 0 {
+            self.livetag_push_left -= 1;
+            for _ in 0..self.cfg.livetag_fanout {
+                if let Some(target) = self.random_other(rng) {
+                    let tag = self.state.livetag;
+                    self.call(
+                        target,
+                        PeerCall::ExchangeLivetag(tag),
+                        Pending::LivetagPush,
+                        out,
+                    );
+                }
+            }
+        }
+        if !self.state.livetag.enabled {
+            if let Some(limit) = self.cfg.disabled_exit_after_ms
+                && silent_for >= limit
+            {
+                self.exit(ExitReason::DisabledAndSilent, out);
+            }
+            return;
+        }
+        self.offer_app(rng, out);
+        if self.work.is_some() {
+            return; // one deployment at a time
+        }
+        let Some(me) = self.me_index else { return };
+        if let Some(target) = self.targeting.next(me, &self.view, &self.cfg, now, rng) {
+            let ping = self.make_ping(rng);
+            self.work = Some(Work::Pinging(target));
+            self.call(target, PeerCall::Ping(ping), Pending::Ping(target), out);
+        }
+    }
+
+    fn exit(&mut self, reason: ExitReason, out: &mut Vec<Output>) {
+        self.exited = true;
+        out.push(Output::Exit(reason));
+    }
+
+    fn make_ping(&mut self, rng: &mut impl Rng) -> Ping {
+        Ping {
+            from: self.me.clone(),
+            version: self.state.version,
+            livetag: self.state.livetag,
+            membership_version: self.view.membership().version,
+            gossip: self.outgoing_gossip(rng),
+        }
+    }
+
+    fn offer_app(&mut self, rng: &mut impl Rng, out: &mut Vec<Output>) {
+        if self.state.apps.is_empty() {
+            return;
+        }
+        self.app_turn = (self.app_turn + 1) % self.state.apps.len();
+        let app = self.state.apps[self.app_turn].clone();
+        if let Some(target) = self.random_other(rng) {
+            let offer = AppOffer {
+                from: self.me.clone(),
+                app,
+            };
+            self.call(target, PeerCall::ExchangeApp(offer), Pending::AppOffer, out);
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        now: Millis,
+        call: CallId,
+        result: Result<PeerReply, CallFailure>,
+        rng: &mut impl Rng,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(pending) = self.pending.remove(&call) else {
+            return;
+        };
+        if result.is_ok() {
+            self.last_heard = now;
+        }
+        match (pending, result) {
+            (Pending::Ping(target), Ok(PeerReply::Pong(pong))) => {
+                self.finish_work(target);
+                self.on_pong(target, pong, rng, out);
+            }
+            (Pending::Ping(target), _) => {
+                let still_ours = self.work == Some(Work::Pinging(target));
+                if still_ours && self.state.livetag.enabled && self.me_index.is_some() {
+                    self.work = Some(Work::LoggingIn(target));
+                    if let Some(machine) = self.view.membership().get(target).cloned() {
+                        out.push(Output::Login(machine));
+                    }
+                } else {
+                    self.finish_work(target);
+                }
+            }
+            (Pending::LivetagPush, Ok(PeerReply::Livetag(tag))) => self.absorb_livetag(tag, out),
+            (Pending::MemberPull, result) => {
+                self.member_pull_in_flight = false;
+                if let Ok(PeerReply::Member(MemberReply {
+                    blob: Some(blob), ..
+                })) = result
+                    && let Ok(membership) = Membership::decode(&blob)
+                {
+                    self.apply_membership(Arc::new(membership), out);
+                }
+            }
+            (Pending::AppOffer, Ok(PeerReply::App(AppReply::Newer(app)))) => {
+                // Only the desired state can be taken without fetching the package.
+                self.adopt_app_desired(app, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_work(&mut self, target: u32) {
+        if matches!(&self.work, Some(Work::Pinging(m) | Work::LoggingIn(m)) if *m == target) {
+            self.work = None;
+        }
+    }
+
+    fn on_pong(&mut self, target: u32, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
+        self.absorb_livetag(pong.livetag, out);
+        self.absorb_gossip(pong.gossip, out);
+        if let Some(from) = self.view.membership().get(target).cloned() {
+            self.consider_version(&from, pong.version, rng, out);
+            self.consider_membership(&from, pong.membership_version, out);
+        }
+    }
+
+    fn on_login(
+        &mut self,
+        now: Millis,
+        machine: MachineId,
+        outcome: LoginOutcome,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(index) = self.view.membership().index_of(&machine) else {
+            self.work = None;
+            return;
+        };
+        if self.work != Some(Work::LoggingIn(index)) {
+            return;
+        }
+        self.work = None;
+        if !self.state.livetag.enabled || self.me_index.is_none() {
+            return;
+        }
+        let probe = match outcome {
+            LoginOutcome::Failed => {
+                self.targeting.note_attempt(index, now);
+                self.observe(index, PeerState::Unreachable);
+                return;
+            }
+            LoginOutcome::Probed(probe) => probe,
+        };
+        if probe.running {
+            return; // up, just slow to answer (or starting)
+        }
+        if probe.install_in_progress && self.cfg.strategy == Strategy::Informed {
+            return; // somebody else is installing right now: no second copy
+        }
+        self.targeting.note_attempt(index, now);
+        if probe.installed.is_some() {
+            self.work = Some(Work::Restarting(index));
+            out.push(Output::Restart(machine));
+        } else {
+            let me = self.me_index.expect("checked above");
+            self.work = Some(Work::Deploying(index));
+            self.observe(index, PeerState::Deploying);
+            let hint = self.targeting.hint(self.view.membership().version, me);
+            out.push(Output::Deploy {
+                machine,
+                hint: Some(hint),
+            });
+        }
+    }
+
+    // ---- applications ----------------------------------------------------------------------
+
+    fn adopt_app(&mut self, app: AppDecl, out: &mut Vec<Output>) {
+        match self.state.apps.iter_mut().find(|a| a.name == app.name) {
+            Some(mine) if !mine.is_superseded_by(&app) => return,
+            Some(mine) => *mine = app.clone(),
+            None => self.state.apps.push(app.clone()),
+        }
+        out.push(Output::AppDesired(app));
+        self.persist(out);
+    }
+
+    fn adopt_app_desired(&mut self, app: AppDecl, out: &mut Vec<Output>) {
+        if let Some(mine) = self.state.apps.iter_mut().find(|a| a.name == app.name)
+            && mine.version == app.version
+            && app.desired_rev > mine.desired_rev
+        {
+            mine.desired = app.desired;
+            mine.desired_rev = app.desired_rev;
+            out.push(Output::AppDesired(app));
+            self.persist(out);
+        }
+    }
+
+    fn set_app_states(&mut self, states: Vec<AppStatus>, out: &mut Vec<Output>) {
+        if self.own.apps != states {
+            self.own.apps = states;
+            self.own.state = PeerState::Stopped; // force a republish
+            self.refresh_own(out);
+        }
+    }
+
+    // ---- calls from other peers --------------------------------------------------------------
+
+    /// Answer a call from another peer (or the console acting as one).
+    ///
+    /// For `RetrievePeer` the core only decides admission (the fetch cap): an `Ok` chunk with
+    /// no data means "admitted", and the daemon fills in the bytes from disk.
+    pub fn on_call(
+        &mut self,
+        now: Millis,
+        call: PeerCall,
+        rng: &mut impl Rng,
+        out: &mut Vec<Output>,
+    ) -> PeerReply {
+        self.last_heard = now;
+        match call {
+            PeerCall::Ping(ping) => {
+                if !self.exited {
+                    self.absorb_livetag(ping.livetag, out);
+                    self.absorb_gossip(ping.gossip, out);
+                    self.consider_version(&ping.from, ping.version, rng, out);
+                    self.consider_membership(&ping.from, ping.membership_version, out);
+                }
+                PeerReply::Pong(Pong {
+                    version: self.state.version,
+                    state: self.own_state(),
+                    livetag: self.state.livetag,
+                    membership_version: self.view.membership().version,
+                    gossip: self.outgoing_gossip(rng),
+                })
+            }
+            PeerCall::ExchangeLivetag(tag) => {
+                self.absorb_livetag(tag, out);
+                PeerReply::Livetag(self.state.livetag)
+            }
+            PeerCall::ExchangeMember(version) => {
+                let mine = self.view.membership().version;
+                let blob = (mine > version).then(|| {
+                    let membership = self.view.membership().clone();
+                    self.membership_blob
+                        .get_or_insert_with(|| Arc::new(membership.encode()))
+                        .to_vec()
+                });
+                PeerReply::Member(MemberReply {
+                    version: mine,
+                    blob,
+                })
+            }
+            PeerCall::ExchangeApp(offer) => PeerReply::App(self.on_app_offer(offer, out)),
+            PeerCall::RetrievePeer(req) => PeerReply::Chunk(self.admit_fetch(now, &req)),
+        }
+    }
+
+    fn on_app_offer(&mut self, offer: AppOffer, out: &mut Vec<Output>) -> AppReply {
+        let AppOffer { from, app } = offer;
+        match self.state.apps.iter().find(|a| a.name == app.name) {
+            Some(mine) if mine.is_superseded_by(&app) && mine.version == app.version => {
+                self.adopt_app_desired(app, out);
+                AppReply::Have
+            }
+            Some(mine) if !mine.is_superseded_by(&app) => {
+                if app.is_superseded_by(mine) {
+                    AppReply::Newer(mine.clone())
+                } else {
+                    AppReply::Have
+                }
+            }
+            _ => {
+                if self.exited {
+                    return AppReply::Have;
+                }
+                out.push(Output::FetchApp { from, app });
+                AppReply::Want
+            }
+        }
+    }
+
+    fn admit_fetch(&mut self, now: Millis, req: &ChunkRequest) -> Result<Chunk, Refusal> {
+        if req.version != self.state.version {
+            return Err(Refusal::NotFound(format!(
+                "this peer serves {}, not {}",
+                self.state.version, req.version
+            )));
+        }
+        if !self.slots.admit(
+            now,
+            req.session,
+            self.cfg.fetch_cap,
+            self.cfg.fetch_slot_idle_ms,
+        ) {
+            return Err(Refusal::Busy(format!(
+                "{} fetches in progress",
+                self.cfg.fetch_cap
+            )));
+        }
+        Ok(Chunk {
+            manifest: None,
+            total_len: 0,
+            offset: req.offset,
+            data: Vec::new(),
+        })
+    }
+
+    /// The fetcher of `session` read its last chunk.
+    pub fn release_fetch(&mut self, session: u64) {
+        self.slots.release(session);
+    }
+
+    // ---- the cluster view ------------------------------------------------------------------
+
+    /// The records that changed after `since` (0: all), as the console sees them.
+    pub fn cluster_view(&self, since: u64) -> ClusterView {
+        let membership = self.view.membership();
+        let mut records: Vec<(MachineId, MachineRecord)> = self
+            .view
+            .records()
+            .filter(|(_, seq)| *seq > since)
+            .filter_map(|(r, _)| membership.get(r.machine).map(|m| (m.clone(), r.clone())))
+            .collect();
+        records.sort_by_key(|(_, r)| r.machine);
+        ClusterView {
+            seq: self.view.seq(),
+            answered_by: self.me.clone(),
+            membership_version: membership.version,
+            machines: membership.len() as u32,
+            livetag: self.state.livetag,
+            records,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! What a simulation run reports (the JSON of `smon-sim ... --json`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::core::Strategy;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub machines: usize,
+    pub seed: u64,
+    pub strategy: Strategy,
+    pub synchronous: bool,
+    pub interval_ms: u64,
+    pub deploy_time_ms: u64,
+    /// Whether the scenario's goal was reached before `max_rounds`.
+    pub converged: bool,
+    /// Machines running a peer at the end (reachable ones only can).
+    pub deployed: usize,
+    pub reachable: usize,
+    pub rounds_to_all: Option<u64>,
+    pub seconds_to_all: Option<f64>,
+    pub p50_rounds: Option<u64>,
+    pub p90_rounds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounds_after_heal: Option<u64>,
+    pub overhead_mean: f64,
+    pub overhead_max: u32,
+    /// Package copies per machine → number of machines.
+    pub overhead_histogram: BTreeMap<u32, usize>,
+    pub logins_mean: f64,
+    pub bytes_per_peer_per_round: f64,
+    pub messages: u64,
+    pub events: u64,
+    pub wall_ms: u64,
+    /// Fraction of the goal reached after each round (round 0 first).
+    #[serde(skip)]
+    pub curve: Vec<f64>,
+}
+
+impl Report {
+    pub fn curve_csv(&self) -> String {
+        let mut csv = String::from("round,fraction\n");
+        for (round, fraction) in self.curve.iter().enumerate() {
+            csv.push_str(&format!("{round},{fraction:.6}\n"));
+        }
+        csv
+    }
+
+    pub fn human(&self) -> String {
+        let rounds = |r: Option<u64>| r.map_or("never".to_string(), |r| r.to_string());
+        let mut text = format!(
+            "{} on {} machines (seed {}, strategy {:?}, {}): {}\n",
+            self.scenario,
+            self.machines,
+            self.seed,
+            self.strategy,
+            if self.synchronous {
+                "synchronous rounds"
+            } else {
+                "asynchronous"
+            },
+            if self.converged {
+                "done"
+            } else {
+                "NOT converged"
+            },
+        );
+        text += &format!(
+            "  rounds to all: {}   p50: {}   p90: {}\n",
+            rounds(self.rounds_to_all),
+            rounds(self.p50_rounds),
+            rounds(self.p90_rounds)
+        );
+        if let Some(r) = self.rounds_after_heal {
+            text += &format!("  rounds after heal: {r}\n");
+        }
+        text += &format!(
+            "  deployed {}/{}   overhead mean {:.3} max {}   logins mean {:.2}\n",
+            self.deployed, self.reachable, self.overhead_mean, self.overhead_max, self.logins_mean
+        );
+        text += &format!(
+            "  gossip {:.0} bytes per peer per round   {} events   {} ms wall\n",
+            self.bytes_per_peer_per_round, self.events, self.wall_ms
+        );
+        text
+    }
+}

@@ -1,0 +1,279 @@
+//! The scenarios of `smon-sim`: each builds a world, perturbs it, runs it round by round and
+//! reports how long the cluster took to reach the scenario's goal.
+
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use rand::{RngExt, seq::SliceRandom};
+use smon_proto::{LiveTag, Membership, Version};
+
+use super::{
+    params::SimParams,
+    report::Report,
+    world::{FIRST_VERSION, M, World},
+};
+use crate::core::{Input, Millis};
+
+pub const NEXT_VERSION: Version = Version::new(2, 0, 0);
+
+/// Rounds of gossip before a perturbation in scenarios that start from a deployed cluster.
+const WARM_UP_ROUNDS: u64 = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Deploy,
+    Disable,
+    Upgrade,
+    Partition,
+    Churn,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Partition: rounds the halves stay apart.
+    pub partition_rounds: u64,
+    /// Churn: share of peers crashed at once.
+    pub crash_share: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            partition_rounds: 10,
+            crash_share: 0.3,
+        }
+    }
+}
+
+pub fn run(scenario: Scenario, params: SimParams, options: &Options) -> Report {
+    let wall = Instant::now();
+    let mut report = match scenario {
+        Scenario::Deploy => deploy(params),
+        Scenario::Disable => disable(params),
+        Scenario::Upgrade => upgrade(params),
+        Scenario::Partition => partition(params, options.partition_rounds),
+        Scenario::Churn => churn(params, options.crash_share),
+    };
+    report.wall_ms = wall.elapsed().as_millis() as u64;
+    report
+}
+
+/// Where in a round the goal is checked: at its end. With synchronous rounds the actions of
+/// round r happen just after r × interval, so the end is the instant before the next round.
+fn check_offset(w: &World) -> Millis {
+    if w.params.synchronous {
+        w.params.interval_ms - 1
+    } else {
+        0
+    }
+}
+
+/// Run round by round from `t0` until `goal` holds (checked at each round's end); returns the
+/// per-round progress and the round it was reached in.
+fn run_rounds(
+    w: &mut World,
+    t0: Millis,
+    mut progress: impl FnMut(&World) -> f64,
+) -> (Vec<f64>, Option<u64>) {
+    let interval = w.params.interval_ms;
+    let offset = check_offset(w);
+    let mut curve = vec![progress(w)];
+    for round in 1..=w.params.max_rounds {
+        w.run_until(t0 + round * interval + offset);
+        let p = progress(w);
+        curve.push(p);
+        if p >= 1.0 {
+            return (curve, Some(round));
+        }
+    }
+    (curve, None)
+}
+
+fn first_round_at(curve: &[f64], fraction: f64) -> Option<u64> {
+    curve.iter().position(|&p| p >= fraction).map(|r| r as u64)
+}
+
+fn reachable(w: &World) -> Vec<M> {
+    (0..w.params.machines)
+        .filter(|&m| !w.machines[m].unreachable)
+        .collect()
+}
+
+fn base_report(w: &World, scenario: &'static str, curve: Vec<f64>, done: Option<u64>) -> Report {
+    let listed = w.params.machines;
+    let reachable = reachable(w);
+    let deployed = (0..listed)
+        .filter(|&m| w.machines[m].peer.is_some())
+        .count();
+    let mut histogram = BTreeMap::new();
+    let mut copies_total = 0u64;
+    let mut copies_max = 0;
+    let mut with_copies = 0usize;
+    for machine in &w.machines[..listed] {
+        if machine.copies > 0 {
+            *histogram.entry(machine.copies).or_insert(0) += 1;
+            copies_total += u64::from(machine.copies);
+            copies_max = copies_max.max(machine.copies);
+            with_copies += 1;
+        }
+    }
+    let logins: u64 = w.machines[..listed]
+        .iter()
+        .map(|m| u64::from(m.logins))
+        .sum();
+    let interval = w.params.interval_ms;
+    Report {
+        scenario,
+        machines: listed,
+        seed: w.params.seed,
+        strategy: w.params.strategy,
+        synchronous: w.params.synchronous,
+        interval_ms: interval,
+        deploy_time_ms: w.params.deploy_time_ms,
+        converged: done.is_some(),
+        deployed,
+        reachable: reachable.len(),
+        rounds_to_all: done,
+        seconds_to_all: done.map(|r| (r * interval) as f64 / 1000.0),
+        p50_rounds: first_round_at(&curve, 0.5),
+        p90_rounds: first_round_at(&curve, 0.9),
+        rounds_after_heal: None,
+        overhead_mean: copies_total as f64 / with_copies.max(1) as f64,
+        overhead_max: copies_max,
+        overhead_histogram: histogram,
+        logins_mean: logins as f64 / listed.max(1) as f64,
+        bytes_per_peer_per_round: w.bytes as f64 / w.peer_rounds().max(1.0),
+        messages: w.messages,
+        events: w.events,
+        wall_ms: 0,
+        curve,
+    }
+}
+
+/// Self-deployment from one peer (the paper's Fig. 6, Tables II and III).
+pub fn deploy(params: SimParams) -> Report {
+    let mut w = World::new(params, 0);
+    w.install(0, FIRST_VERSION);
+    w.start_peer(0, None);
+    let targets = reachable(&w);
+    let total = targets.len() as f64;
+    let (curve, done) = run_rounds(&mut w, 0, |w| {
+        targets
+            .iter()
+            .filter(|&&m| w.machines[m].first_started.is_some())
+            .count() as f64
+            / total
+    });
+    base_report(&w, "deploy", curve, done)
+}
+
+/// A world where every reachable machine already runs a peer, after a few rounds of gossip.
+fn deployed_world(params: SimParams, spare: usize) -> (World, Millis) {
+    let mut w = World::new(params, spare);
+    for m in reachable(&w) {
+        w.install(m, FIRST_VERSION);
+        w.start_peer(m, None);
+    }
+    let t0 = WARM_UP_ROUNDS * w.params.interval_ms;
+    w.run_until(t0);
+    (w, t0)
+}
+
+fn share_of_running(w: &World, pred: impl Fn(&crate::core::Core) -> bool) -> f64 {
+    let (mut yes, mut all) = (0usize, 0usize);
+    for (_, core) in w.running() {
+        all += 1;
+        yes += usize::from(pred(core));
+    }
+    if all == 0 {
+        0.0
+    } else {
+        yes as f64 / all as f64
+    }
+}
+
+/// Livetag set to false on one peer: rounds until every peer is disabled (Fig. 6, right).
+pub fn disable(params: SimParams) -> Report {
+    let (mut w, t0) = deployed_world(params, 0);
+    w.input(0, Input::SetLiveTag { enabled: false });
+    let (curve, done) = run_rounds(&mut w, t0, |w| {
+        share_of_running(w, |c| !c.livetag().enabled)
+    });
+    base_report(&w, "disable", curve, done)
+}
+
+fn upgrade_one(w: &mut World, m: M, version: Version) {
+    w.install(m, version);
+    w.machines[m].copies -= 1; // an operator's upgrade is not a deployment copy
+    w.stop_peer(m);
+    w.start_peer(m, None);
+}
+
+/// One peer gets a newer version: rounds until every peer runs it.
+pub fn upgrade(params: SimParams) -> Report {
+    let (mut w, t0) = deployed_world(params, 0);
+    upgrade_one(&mut w, 0, NEXT_VERSION);
+    let (curve, done) = run_rounds(&mut w, t0, |w| {
+        share_of_running(w, |c| c.version() == NEXT_VERSION)
+    });
+    base_report(&w, "upgrade", curve, done)
+}
+
+/// Halves apart for `apart` rounds, each side changing something (an upgrade on one, a
+/// livetag flip and a membership change on the other); then the network heals.
+pub fn partition(params: SimParams, apart: u64) -> Report {
+    let n = params.machines;
+    let (mut w, t0) = deployed_world(params, 1);
+    for m in n / 2..n + 1 {
+        w.machines[m].side = 1;
+    }
+    upgrade_one(&mut w, 0, NEXT_VERSION);
+    let last = n - 1;
+    w.input(last, Input::SetLiveTag { enabled: false });
+    w.input(last, Input::SetLiveTag { enabled: true });
+    let grown: Vec<_> = (0..=n).map(super::world::machine_name).collect();
+    w.set_membership(last, Arc::new(Membership::new(2, grown)));
+    let heal_at = t0 + apart * w.params.interval_ms;
+    w.run_until(heal_at);
+    for machine in &mut w.machines {
+        machine.side = 0;
+    }
+    let goal = LiveTag {
+        enabled: true,
+        version: 2,
+    };
+    let (curve, done) = run_rounds(&mut w, heal_at, |w| {
+        let agreed = share_of_running(w, |c| {
+            c.version() == NEXT_VERSION && c.livetag() == goal && c.membership().version == 2
+        });
+        if w.machines[n].peer.is_some() {
+            agreed
+        } else {
+            agreed.min(0.99)
+        }
+    });
+    let mut report = base_report(&w, "partition", curve, done);
+    report.rounds_after_heal = done;
+    report
+}
+
+/// A share of the peers crash at once: rounds until all run again.
+pub fn churn(params: SimParams, crash_share: f64) -> Report {
+    let (mut w, t0) = deployed_world(params, 0);
+    let mut victims = reachable(&w);
+    victims.shuffle(w.rng());
+    let crash = ((victims.len() as f64) * crash_share).round() as usize;
+    for &m in &victims[..crash] {
+        w.stop_peer(m);
+    }
+    let targets = reachable(&w);
+    let total = targets.len() as f64;
+    let _ = w.rng().random::<u8>();
+    let (curve, done) = run_rounds(&mut w, t0, |w| {
+        targets
+            .iter()
+            .filter(|&&m| w.machines[m].peer.is_some())
+            .count() as f64
+            / total
+    });
+    base_report(&w, "churn", curve, done)
+}
