@@ -8,5 +8,5 @@ mod world;
 
 pub use params::SimParams;
 pub use report::Report;
-pub use scenario::{NEXT_VERSION, Options, Scenario, run};
+pub use scenario::{NEXT_VERSION, Options, Scenario, deployed_world, run};
 pub use world::{FIRST_VERSION, World, machine_name};

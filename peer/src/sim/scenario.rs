@@ -167,7 +167,7 @@ pub fn deploy(params: SimParams) -> Report {
 }
 
 /// A world where every reachable machine already runs a peer, after a few rounds of gossip.
-fn deployed_world(params: SimParams, spare: usize) -> (World, Millis) {
+pub fn deployed_world(params: SimParams, spare: usize) -> (World, Millis) {
     let mut w = World::new(params, spare);
     for m in reachable(&w) {
         w.install(m, FIRST_VERSION);

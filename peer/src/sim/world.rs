@@ -117,6 +117,8 @@ pub struct Machine {
     pub deploy_claim_until: Millis,
     pub install_lock: bool,
     pub copies: u32,
+    /// Installers that won the install lock and completed.
+    pub installs: u32,
     pub logins: u32,
     pub first_started: Option<Millis>,
     /// Multiplies every deployment time on this machine.
@@ -180,6 +182,7 @@ impl World {
                 deploy_claim_until: 0,
                 install_lock: false,
                 copies: 0,
+                installs: 0,
                 logins: 0,
                 first_started: None,
                 slowness: if slow { params.slow_factor } else { 1.0 },
@@ -656,6 +659,7 @@ impl World {
                 let t = &mut self.machines[target];
                 t.install_lock = false;
                 t.deploy_claim_until = 0;
+                t.installs += 1;
                 if t.installed.is_none_or(|v| v < version) {
                     t.installed = Some(version);
                 }

@@ -1,0 +1,184 @@
+//! Simulator scenarios: the real core of every peer, in virtual time.
+
+use std::{process::Command, sync::Arc};
+
+use smon_peer::{
+    core::Strategy,
+    sim::{self, FIRST_VERSION, Options, Scenario, SimParams, deployed_world, machine_name},
+};
+use smon_proto::Membership;
+
+fn params(n: usize, seed: u64) -> SimParams {
+    SimParams::new(n, seed)
+}
+
+#[test]
+fn partition_then_heal_converges_on_version_livetag_and_membership() {
+    for seed in 0..3 {
+        let report = sim::run(Scenario::Partition, params(117, seed), &Options::default());
+        assert!(report.converged, "seed {seed}: {}", report.human());
+        assert!(report.rounds_after_heal.is_some());
+    }
+}
+
+#[test]
+fn thirty_percent_crash_recovers() {
+    for strategy in [Strategy::Smon, Strategy::Informed] {
+        let mut p = params(117, 4);
+        p.strategy = strategy;
+        let options = Options {
+            crash_share: 0.3,
+            ..Options::default()
+        };
+        let report = sim::run(Scenario::Churn, p, &options);
+        assert!(report.converged, "{strategy:?}: {}", report.human());
+        assert_eq!(report.deployed, 117);
+    }
+}
+
+#[test]
+fn an_upgrade_reaches_every_peer_and_a_disable_every_peer() {
+    for scenario in [Scenario::Upgrade, Scenario::Disable] {
+        for strategy in [Strategy::Smon, Strategy::Informed] {
+            let mut p = params(200, 9);
+            p.strategy = strategy;
+            let report = sim::run(scenario, p, &Options::default());
+            assert!(
+                report.converged,
+                "{scenario:?} {strategy:?}: {}",
+                report.human()
+            );
+        }
+    }
+}
+
+#[test]
+fn deployment_reaches_every_reachable_machine_despite_loss_and_dead_machines() {
+    let mut p = params(300, 2);
+    p.loss = 0.05;
+    p.unreachable_share = 0.05;
+    let report = sim::run(Scenario::Deploy, p, &Options::default());
+    assert!(report.converged, "{}", report.human());
+    assert!(report.reachable < 300, "some machines are unreachable");
+    assert_eq!(report.deployed, report.reachable);
+}
+
+#[test]
+fn of_simultaneous_installers_exactly_one_wins() {
+    // The paper's mode copies several packages to some machines in the same instant.
+    let mut p = params(500, 11).paper_analysis();
+    p.strategy = Strategy::Smon;
+    let mut w = sim::World::new(p, 0);
+    w.install(0, FIRST_VERSION);
+    w.start_peer(0, None);
+    w.run_until(40 * w.params.interval_ms);
+    let contested = w.machines.iter().filter(|m| m.copies > 1).count();
+    assert!(
+        contested > 10,
+        "only {contested} machines got several copies"
+    );
+    for m in &w.machines[1..] {
+        assert!(m.peer.is_some(), "{} not deployed", m.id);
+        assert_eq!(
+            m.installs, 1,
+            "{}: {} copies, {} installs",
+            m.id, m.copies, m.installs
+        );
+    }
+}
+
+#[test]
+fn membership_changes_deploy_added_machines_and_retire_removed_ones() {
+    let n = 60;
+    let (mut w, t0) = deployed_world(params(n, 5), 2);
+    let removed = 10;
+    let listed: Vec<_> = (0..n + 2)
+        .filter(|&i| i != removed)
+        .map(machine_name)
+        .collect();
+    w.set_membership(0, Arc::new(Membership::new(2, listed)));
+    let removed_copies = w.machines[removed].copies;
+    w.run_until(t0 + 40 * w.params.interval_ms);
+    for (i, m) in w.machines.iter().enumerate() {
+        if i == removed {
+            assert!(m.peer.is_none(), "the removed peer still runs");
+            assert_eq!(
+                m.copies, removed_copies,
+                "the removed machine was deployed again"
+            );
+        } else {
+            let core = m
+                .peer
+                .as_ref()
+                .unwrap_or_else(|| panic!("{} not running", m.id));
+            assert_eq!(core.membership().version, 2, "{}", m.id);
+        }
+    }
+}
+
+fn sim_bin(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_smon-sim"))
+        .args(args)
+        .output()
+        .expect("smon-sim runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn the_same_seed_gives_byte_identical_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    let run = |curve: &std::path::Path, seed: &str| {
+        sim_bin(&[
+            "deploy",
+            "--machines",
+            "300",
+            "--seed",
+            seed,
+            "--json",
+            "--no-wall-clock",
+            "--curve",
+            curve.to_str().unwrap(),
+            "--loss",
+            "0.02",
+        ])
+        .stdout
+    };
+    let first = run(&a, "42");
+    let second = run(&b, "42");
+    assert_eq!(first, second);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let json: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    for key in [
+        "machines",
+        "deployed",
+        "rounds_to_all",
+        "p50_rounds",
+        "p90_rounds",
+        "overhead_mean",
+        "overhead_max",
+        "overhead_histogram",
+        "logins_mean",
+        "bytes_per_peer_per_round",
+        "wall_ms",
+    ] {
+        assert!(json.get(key).is_some(), "JSON lacks {key}");
+    }
+    assert_ne!(first, run(&a, "43"), "another seed, another run");
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_clear_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_smon-sim"))
+        .args(["deploy", "--loss", "1.5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--loss") && err.contains("[0, 1)"), "{err}");
+}
