@@ -1,1 +1,149 @@
-fn main() {}
+//! `smon-console`: the operator's client. Batch commands now; the TUI comes with its issue.
+
+mod cluster_dir;
+mod cmd_cluster;
+mod cmd_init;
+mod connect;
+mod summary;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use cluster_dir::ClusterDir;
+use cmd_cluster::Goal;
+use smon_proto::{MachineId, Version};
+
+#[derive(Parser)]
+#[command(version, about = "Operate an smon cluster")]
+struct Cli {
+    /// The cluster directory (made by `init`).
+    #[arg(short = 'C', long = "cluster", global = true, default_value = ".")]
+    cluster: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a cluster directory: keys, settings, the machine list, the signed package.
+    Init {
+        dir: PathBuf,
+        /// The machines file: one `[user@]host[:port]` or `local:NAME` per line.
+        #[arg(long)]
+        machines: PathBuf,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// The smon-peer binary to package (default: next to smon-console).
+        #[arg(long)]
+        peer_binary: Option<PathBuf>,
+    },
+    /// Start the first peer; the others deploy themselves from it.
+    Deploy { machine: Option<MachineId> },
+    /// The cluster as any peer sees it.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until the cluster reaches a state; non-zero exit at the timeout.
+    Wait {
+        /// A number of machines, or `all`.
+        #[arg(long, group = "goal")]
+        deployed: Option<String>,
+        #[arg(long, group = "goal")]
+        version: Option<Version>,
+        #[arg(long, group = "goal")]
+        disabled: bool,
+        #[arg(long, group = "goal")]
+        enabled: bool,
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Build a signed package of the peer labelled VERSION.
+    Package {
+        #[arg(long)]
+        version: Version,
+        #[arg(long)]
+        out: PathBuf,
+        /// Package this smon-peer binary instead of the cluster's current one.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+    /// Give a package to one peer: it upgrades, and the others follow.
+    Upgrade { file: PathBuf },
+    /// Switch self-management off everywhere (livetag = false).
+    Disable,
+    /// Switch self-management back on.
+    Enable,
+    /// Change the membership list.
+    Membership {
+        #[command(subcommand)]
+        command: MembershipCommand,
+    },
+    /// Disable, then stop every peer.
+    Shutdown {
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// A local demo cluster, watched live (arrives with the console issue).
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum MembershipCommand {
+    /// Replace the list with the machines of FILE.
+    Set { file: PathBuf },
+}
+
+fn default_peer_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("smon-peer")))
+        .unwrap_or_else(|| PathBuf::from("smon-peer"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let open = || ClusterDir::open(&cli.cluster);
+    match cli.command {
+        Command::Init { dir, machines, interval, peer_binary } => {
+            cmd_init::init(&dir, &machines, interval, &peer_binary.unwrap_or_else(default_peer_binary))
+        }
+        Command::Deploy { machine } => cmd_cluster::deploy(&open()?, machine).await,
+        Command::Status { json } => cmd_cluster::status(&open()?, json).await,
+        Command::Wait { deployed, version, disabled, enabled, timeout } => {
+            let goal = match (deployed, version) {
+                (Some(n), _) if n == "all" => Goal::Deployed(None),
+                (Some(n), _) => Goal::Deployed(Some(n.parse().with_context(|| format!("--deployed {n:?}: a number or `all`"))?)),
+                (None, Some(v)) => Goal::Version(v),
+                (None, None) if disabled => Goal::Disabled,
+                (None, None) if enabled => Goal::Enabled,
+                _ => anyhow::bail!("wait for what? --deployed N|all, --version V, --disabled or --enabled"),
+            };
+            cmd_cluster::wait(&open()?, goal, timeout).await
+        }
+        Command::Package { version, out, binary } => cmd_cluster::package(&open()?, version, &out, binary.as_deref()),
+        Command::Upgrade { file } => cmd_cluster::upgrade(&open()?, &file).await,
+        Command::Disable => cmd_cluster::set_livetag(&open()?, false).await,
+        Command::Enable => cmd_cluster::set_livetag(&open()?, true).await,
+        Command::Membership { command: MembershipCommand::Set { file } } => {
+            cmd_cluster::set_membership(&open()?, &file).await
+        }
+        Command::Shutdown { timeout } => cmd_cluster::shutdown(&open()?, timeout).await,
+        Command::Demo => anyhow::bail!(
+            "the live demo arrives with the console TUI; meanwhile: init, deploy, wait --deployed all, status"
+        ),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("smon-console: {e:#}");
+        std::process::exit(1);
+    }
+}

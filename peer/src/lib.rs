@@ -2,4 +2,5 @@
 //! runs it in virtual time. The daemon binary `smon-peer` runs the same core on real IO.
 
 pub mod core;
+pub mod daemon;
 pub mod sim;

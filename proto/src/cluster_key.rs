@@ -32,7 +32,8 @@ impl ClusterKey {
         Self(bytes)
     }
 
-    pub(crate) fn bytes(&self) -> &[u8; CLUSTER_KEY_LEN] {
+    /// The raw key, for the seed a deployer hands a new machine (over an encrypted login).
+    pub fn bytes(&self) -> &[u8; CLUSTER_KEY_LEN] {
         &self.0
     }
 

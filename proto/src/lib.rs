@@ -4,6 +4,7 @@
 //! tarpc services of the peer and the agent, and the Noise-encrypted transport they run on.
 
 mod app;
+mod cluster;
 mod cluster_key;
 mod error;
 mod livetag;
@@ -12,11 +13,13 @@ mod manifest;
 mod membership;
 pub mod noise;
 mod record;
+pub mod release;
 mod service;
 pub mod transport;
 mod version;
 
 pub use app::{AppDecl, AppSpec, AppState, AppStatus, DesiredState};
+pub use cluster::{ClusterConfig, InstallSeed};
 pub use cluster_key::{CLUSTER_KEY_LEN, ClusterKey};
 pub use error::{ProtoError, Result};
 pub use livetag::LiveTag;
@@ -27,5 +30,6 @@ pub use record::{MachineRecord, PeerState};
 pub use service::*;
 pub use version::Version;
 
+pub use release::{ReleasePrivateKey, ReleasePublicKey};
 /// tarpc itself, re-exported so that users of the services need no second copy of it.
 pub use tarpc;

@@ -123,10 +123,12 @@ pub enum ControlAction {
     SetMembership {
         blob: Vec<u8>,
     },
-    /// A newer release is available from the sender (the console mimics a peer).
-    OfferRelease {
-        version: Version,
-        from: String,
+    /// A piece of a release package pushed by the console; the peer assembles the pieces,
+    /// verifies the whole and upgrades itself (the others then follow it).
+    PushRelease {
+        offset: u64,
+        total: u64,
+        data: Vec<u8>,
     },
     /// Stop this peer (after livetag is off, or it will be restarted by others).
     Shutdown,

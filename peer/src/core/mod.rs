@@ -28,7 +28,7 @@ pub use target::Targeting;
 pub use view::{View, supersedes};
 
 /// What a peer keeps on disk: enough to come back as the same peer after a crash.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PersistentState {
     pub version: Version,
     pub livetag: LiveTag,
@@ -443,7 +443,11 @@ impl Core {
                 self.refresh_own(out);
             }
             Input::SetLiveTag { enabled } => {
-                self.state.livetag = self.state.livetag.flipped_to(enabled);
+                // Above every version this peer has heard of, so the operator's word wins
+                // even when this peer's own tag is stale.
+                let known = self.view.records().map(|(r, _)| r.livetag);
+                let newest = known.fold(self.state.livetag, |a, b| if a.is_superseded_by(&b) { b } else { a });
+                self.state.livetag = newest.flipped_to(enabled);
                 self.start_livetag_push();
                 self.refresh_own(out);
             }
@@ -646,6 +650,7 @@ impl Core {
         }
         self.targeting.note_attempt(index, now);
         if probe.installed.is_some() {
+            self.observe(index, PeerState::Stopped);
             self.work = Some(Work::Restarting(index));
             out.push(Output::Restart(machine));
         } else {

@@ -1,0 +1,230 @@
+//! The batch commands that act on a running cluster.
+
+use std::{
+    io::IsTerminal,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use smon_peer::daemon::{layout, machine_ops};
+use smon_proto::{ControlAction, InstallSeed, MachineId, Membership, Version, release};
+
+use crate::{
+    cluster_dir::{ClusterDir, write_atomic},
+    connect,
+    summary::Summary,
+};
+
+/// Start the first peer (by default on the first machine of the list).
+pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Result<()> {
+    let machine = match machine {
+        Some(m) => m,
+        None => dir.membership.machines().first().cloned().context("the membership list is empty")?,
+    };
+    let index = dir
+        .membership
+        .index_of(&machine)
+        .with_context(|| format!("{machine} is not in the membership list of {}", dir.path.display()))?;
+    let package = std::fs::read(dir.package_path()).with_context(|| format!("{}", dir.package_path().display()))?;
+    let seed = InstallSeed {
+        me: machine.clone(),
+        deployer: "console".into(),
+        config: dir.config.clone(),
+        cluster_key: dir.key.bytes().to_vec(),
+        membership: dir.membership.encode(),
+        spread_origin: Some((index, dir.membership.version)),
+    };
+    let message = machine_ops::deploy(&dir.config, &machine, &package, &seed)
+        .await
+        .with_context(|| format!("deploying to {machine}"))?;
+    println!("{machine}: {}", message.trim());
+    Ok(())
+}
+
+pub async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
+    let summary = Summary::new(&connect::view(dir).await?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.human());
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub enum Goal {
+    Deployed(Option<usize>),
+    Version(Version),
+    Disabled,
+    Enabled,
+}
+
+/// How far the cluster is towards `goal`: (done, total, description).
+async fn progress(dir: &ClusterDir, goal: &Goal) -> anyhow::Result<(usize, usize, String)> {
+    Ok(match goal {
+        Goal::Deployed(n) => {
+            let s = Summary::new(&connect::view(dir).await?);
+            let want = n.unwrap_or(s.machines as usize);
+            (s.deployed.min(want), want, format!("{} of {want} deployed", s.deployed))
+        }
+        Goal::Version(v) => {
+            let s = Summary::new(&connect::view(dir).await?);
+            let on = s.versions.get(&v.to_string()).copied().unwrap_or(0);
+            let total = s.machines as usize;
+            (on, total, format!("{on} of {total} on {v} (versions: {:?})", s.versions))
+        }
+        Goal::Disabled | Goal::Enabled => {
+            let want = matches!(goal, Goal::Enabled);
+            let tags = connect::livetags(dir).await;
+            let answering = tags.iter().filter(|(_, t)| t.is_some()).count();
+            let agreeing = tags.iter().filter(|(_, t)| t.is_some_and(|t| t.enabled == want)).count();
+            let word = if want { "enabled" } else { "disabled" };
+            // Done when every peer that answers agrees (and at least one answers).
+            let total = answering.max(1);
+            (agreeing, total, format!("{agreeing} of {answering} running peers {word}"))
+        }
+    })
+}
+
+pub async fn wait(dir: &ClusterDir, goal: Goal, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let poll = Duration::from_millis((dir.config.interval_ms / 2).clamp(100, 1_000));
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(1);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:40}] {pos}/{len} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let mut last: String;
+    loop {
+        match progress(dir, &goal).await {
+            Ok((done, total, text)) => {
+                if let Some(bar) = &bar {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                    bar.set_message(text.clone());
+                }
+                last = text;
+                if done >= total && total > 0 {
+                    if let Some(bar) = &bar {
+                        bar.finish();
+                    }
+                    println!("{last}");
+                    return Ok(());
+                }
+            }
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() >= deadline {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            bail!("timed out after {}: {last}", humantime::format_duration(timeout));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// A signed package of this cluster's peer binary labelled `version`.
+pub fn package(dir: &ClusterDir, version: Version, out: &Path, binary: Option<&Path>) -> anyhow::Result<()> {
+    let current = match binary {
+        Some(path) => std::fs::read(path).with_context(|| format!("{}", path.display()))?,
+        None => std::fs::read(dir.package_path()).with_context(|| format!("{}", dir.package_path().display()))?,
+    };
+    // A package file or a bare binary: either way, the binary part.
+    let binary = release::split_package(&current).map_or(&current[..], |(b, _)| b);
+    let mut manifest = release::package_manifest(binary, version);
+    release::sign_manifest(&mut manifest, &dir.release_key()?)?;
+    write_atomic(out, &release::encode_package(binary, &manifest), 0o755)?;
+    println!("{}: smon-peer {version}, signed", out.display());
+    Ok(())
+}
+
+/// Push a release to one peer; it upgrades, and the others follow it.
+pub async fn upgrade(dir: &ClusterDir, file: &Path) -> anyhow::Result<()> {
+    let package = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
+    let trusted = smon_proto::ReleasePublicKey::from_openssh(&dir.config.release_key)?;
+    let (_, manifest) = release::verify_package(&package, &trusted).with_context(|| format!("{}", file.display()))?;
+    let (machine, client) = connect::any_peer(dir).await?;
+    let total = package.len() as u64;
+    let mut answer = String::new();
+    for (i, chunk) in package.chunks(smon_proto::MAX_CHUNK as usize).enumerate() {
+        let action = ControlAction::PushRelease {
+            offset: (i * smon_proto::MAX_CHUNK as usize) as u64,
+            total,
+            data: chunk.to_vec(),
+        };
+        answer = connect::control_one(&machine, &client, action).await?;
+    }
+    println!("{answer}; the other peers follow it to {}", manifest.version);
+    Ok(())
+}
+
+pub async fn set_livetag(dir: &ClusterDir, enabled: bool) -> anyhow::Result<()> {
+    let answer = connect::control(dir, ControlAction::SetLiveTag { enabled }).await?;
+    println!("{answer}");
+    Ok(())
+}
+
+pub async fn set_membership(dir: &ClusterDir, file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
+    let view = connect::view(dir).await?;
+    let version = view.membership_version.max(dir.membership.version) + 1;
+    let membership = Membership::parse(&file.display().to_string(), &text, version)?;
+    if membership.is_empty() {
+        bail!("{}: no machines listed", file.display());
+    }
+    if let Some((a, b)) = dir.config.address_collision(membership.machines()) {
+        bail!("local machines {a} and {b} would share a loopback address: rename one");
+    }
+    ClusterDir::make_local_dirs(&dir.config, &membership)?;
+    let answer = connect::control(dir, ControlAction::SetMembership { blob: membership.encode() }).await?;
+    dir.save_membership(&text, &membership)?;
+    println!("{answer}");
+    Ok(())
+}
+
+/// Disable self-management, then stop every peer; none is left behind.
+pub async fn shutdown(dir: &ClusterDir, timeout: Duration) -> anyhow::Result<()> {
+    if connect::control(dir, ControlAction::SetLiveTag { enabled: false }).await.is_ok() {
+        // Until all are disabled, a stopped peer would be restarted by the others.
+        let _ = wait(dir, Goal::Disabled, timeout).await;
+    }
+    let mut tasks = Vec::new();
+    for (machine, addr) in dir.addresses() {
+        let key = dir.key.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Ok(client) = smon_proto::transport::peer_client(addr.as_str(), &key, connect::CONNECT_TIMEOUT).await {
+                let _ = connect::control_one(&machine, &client, ControlAction::Shutdown).await;
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    // Local machines: make sure, by pid, that nothing is left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left: Vec<(MachineId, i32)>;
+    loop {
+        left = dir
+            .local_roots()
+            .into_iter()
+            .filter_map(|(m, root)| layout::running_pid(&root).map(|pid| (m, pid)))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (machine, pid) in &left {
+        eprintln!("{machine}: pid {pid} did not stop; killing it");
+        // SAFETY: sending a signal to a pid is memory-safe.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    println!("all peers of {} stopped", dir.path.display());
+    Ok(())
+}

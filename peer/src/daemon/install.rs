@@ -1,0 +1,95 @@
+//! `smon-peer install`: what runs on a machine after a deployer copied a package there.
+//!
+//! Counts the arrival (the deployment overhead), verifies the package (SHA-256 and release
+//! signature), takes the install lock so that of several simultaneous installers exactly one
+//! goes on, lays out `versions/<v>/` and `current`, stores identity and cluster settings, and
+//! starts the peer detached. Idempotent: installing what already runs changes nothing.
+
+use std::{fs, path::Path};
+
+use smon_proto::{InstallSeed, Membership, ReleasePublicKey, release};
+
+use super::{
+    DaemonError,
+    layout::{self, io_err},
+    start,
+    store::{Store, json, keys},
+};
+
+/// Package files bigger than this are refused unread.
+const MAX_PACKAGE: u64 = release::MAX_PACKAGE_BYTES;
+
+pub fn install(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
+    fs::create_dir_all(root).map_err(io_err(root))?;
+    layout::bump_counter(&root.join("arrivals"))?;
+    let result = install_inner(root, incoming);
+    // Whatever happened, this upload is spent and its claim released.
+    let _ = fs::remove_dir_all(incoming);
+    clear_claims(root);
+    result
+}
+
+fn clear_claims(root: &Path) {
+    if let Ok(entries) = fs::read_dir(root.join("incoming")) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("claim-") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
+    let package_path = incoming.join("package");
+    let size = fs::metadata(&package_path).map_err(io_err(&package_path))?.len();
+    if size > MAX_PACKAGE {
+        return Err(DaemonError::Package(format!("{}: {size} bytes, over the cap", package_path.display())));
+    }
+    let package = fs::read(&package_path).map_err(io_err(&package_path))?;
+    let seed_path = incoming.join("seed.json");
+    let seed = InstallSeed::from_json(&fs::read(&seed_path).map_err(io_err(&seed_path))?, &seed_path)
+        .map_err(|e| DaemonError::Package(e.to_string()))?;
+
+    let Some(_lock) = layout::try_lock(&root.join("install.lock"))? else {
+        return Ok("another installer is running here; this one stops".into());
+    };
+    let mut store = Store::open(&root.join("state.db"))?;
+    // The release key this machine already trusts wins over whatever a seed says.
+    let config = match store.get::<smon_proto::ClusterConfig>(keys::CONFIG)? {
+        Some(config) => config,
+        None => seed.config.clone(),
+    };
+    let trusted = ReleasePublicKey::from_openssh(&config.release_key)
+        .map_err(|e| DaemonError::Package(format!("release key: {e}")))?;
+    let (_, manifest) = release::verify_package(&package, &trusted)
+        .map_err(|e| DaemonError::Package(format!("{}: {e}", package_path.display())))?;
+    let version = manifest.version;
+
+    if let Some(pid) = layout::running_pid(root)
+        && layout::linked_version(root, "current").is_some_and(|v| v >= version)
+    {
+        return Ok(format!("a peer already runs here (pid {pid}); nothing to do"));
+    }
+
+    layout::store_version(root, version, &package)?;
+    if store.get_raw(keys::ME)?.is_none() {
+        let key = seed
+            .key()
+            .ok_or_else(|| DaemonError::Package("seed: the cluster key is not 32 bytes".into()))?;
+        let membership = Membership::decode(&seed.membership)
+            .map_err(|e| DaemonError::Package(format!("seed: {e}")))?;
+        store.put_all(&[
+            (keys::ME, json(&seed.me)),
+            (keys::CONFIG, json(&seed.config)),
+            (keys::CLUSTER_KEY, key.bytes().to_vec()),
+            (keys::MEMBERSHIP, membership.encode()),
+            (keys::SPREAD_ORIGIN, json(&seed.spread_origin)),
+        ])?;
+    }
+    drop(store);
+    if layout::linked_version(root, "current").is_none_or(|v| v < version) {
+        layout::switch_to(root, version)?;
+    }
+    start::start(root, false)?;
+    Ok(format!("installed {version} and started the peer"))
+}

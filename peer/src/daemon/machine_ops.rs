@@ -1,0 +1,137 @@
+//! Probe, deploy and restart a machine: the same steps for every kind of machine, as shell
+//! scripts run through a [`Remote`] session.
+
+use std::time::Duration;
+
+use rand::RngExt;
+use smon_proto::{ClusterConfig, InstallSeed, MachineId, Version};
+
+use super::{
+    DaemonError,
+    remote::{MachineRoot, Remote, login},
+};
+use crate::core::Probe;
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// A deployer's claim on a machine is honoured this long (minutes, for `find -mmin`).
+const CLAIM_MINUTES: u32 = 2;
+
+/// Log in and look: is a peer installed, running, being installed? Also counts the login.
+pub async fn probe(config: &ClusterConfig, machine: &MachineId) -> Result<Probe, DaemonError> {
+    let (mut remote, root) = login(config, machine).await?;
+    let script = format!(
+        r#"R={root}
+mkdir -p "$R/incoming" || exit 3
+printf x >> "$R/logins"
+v=none
+if [ -x "$R/current/smon-peer" ]; then v=$(readlink "$R/current"); v=${{v##*/}}; fi
+echo "installed=$v"
+r=0
+if [ -f "$R/peer.pid" ]; then p=$(cat "$R/peer.pid"); if kill -0 "$p" 2>/dev/null && grep -q smon-peer "/proc/$p/cmdline" 2>/dev/null; then r=1; fi; fi
+echo "running=$r"
+i=0
+if [ -n "$(find "$R/incoming" -maxdepth 1 -name 'claim-*' -mmin -{CLAIM_MINUTES} 2>/dev/null)" ]; then i=1; fi
+echo "installing=$i"
+"#,
+        root = root.shell
+    );
+    let out = remote.exec(&script, STEP_TIMEOUT).await?;
+    parse_probe(&out)
+}
+
+fn parse_probe(out: &str) -> Result<Probe, DaemonError> {
+    let mut probe = Probe::default();
+    let mut seen = 0;
+    for line in out.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        match key {
+            "installed" => {
+                seen += 1;
+                probe.installed = if value == "none" { None } else { value.parse::<Version>().ok() };
+            }
+            "running" => {
+                seen += 1;
+                probe.running = value == "1";
+            }
+            "installing" => {
+                seen += 1;
+                probe.install_in_progress = value == "1";
+            }
+            _ => {}
+        }
+    }
+    if seen != 3 {
+        return Err(DaemonError::Login(format!("unexpected probe output: {out:?}")));
+    }
+    Ok(probe)
+}
+
+/// Copy the package and the seed into a directory of their own and start the installer.
+pub async fn deploy(
+    config: &ClusterConfig,
+    machine: &MachineId,
+    package: &[u8],
+    seed: &InstallSeed,
+) -> Result<String, DaemonError> {
+    let (mut remote, root) = login(config, machine).await?;
+    let nonce: u64 = rand::rng().random();
+    let deployer: String = seed
+        .deployer
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    let dir = format!("incoming/{deployer}-{nonce:016x}");
+    // Claim first: a later deployer's probe sees the claim and does not copy a second package.
+    remote
+        .exec(
+            &format!(r#"R={root}; mkdir -p "$R/{dir}" && : > "$R/incoming/claim-{nonce:016x}""#, root = root.shell),
+            STEP_TIMEOUT,
+        )
+        .await?;
+    remote.upload(&root, &format!("{dir}/package"), package, 0o755).await?;
+    remote.upload(&root, &format!("{dir}/seed.json"), &seed.to_json(), 0o600).await?;
+    run_installer(&mut remote, &root, &dir).await
+}
+
+async fn run_installer(remote: &mut Remote, root: &MachineRoot, dir: &str) -> Result<String, DaemonError> {
+    remote
+        .exec(
+            &format!(
+                r#"R={root}; "$R/{dir}/package" install --root "$R" --incoming "$R/{dir}""#,
+                root = root.shell
+            ),
+            STEP_TIMEOUT,
+        )
+        .await
+}
+
+/// Start the installed peer; if the current version cannot start, roll back to the previous.
+pub async fn restart(config: &ClusterConfig, machine: &MachineId) -> Result<String, DaemonError> {
+    let (mut remote, root) = login(config, machine).await?;
+    let script = format!(
+        r#"R={root}
+"$R/current/smon-peer" start --root "$R" && exit 0
+if [ -x "$R/previous/smon-peer" ]; then exec "$R/previous/smon-peer" start --root "$R" --rollback; fi
+exit 1
+"#,
+        root = root.shell
+    );
+    remote.exec(&script, STEP_TIMEOUT).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_probe_output() {
+        let p = parse_probe("installed=1.2.0\nrunning=1\ninstalling=0\n").unwrap();
+        assert_eq!(p.installed, Some(Version::new(1, 2, 0)));
+        assert!(p.running && !p.install_in_progress);
+        let p = parse_probe("installed=none\nrunning=0\ninstalling=1\n").unwrap();
+        assert!(p.installed.is_none() && p.install_in_progress);
+        assert!(parse_probe("garbage").is_err());
+    }
+}

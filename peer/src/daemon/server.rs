@@ -1,0 +1,142 @@
+//! The peer service as the network sees it: every call goes to the actor that owns the core;
+//! package chunks are read from disk here.
+
+use std::sync::Arc;
+
+use smon_proto::{
+    AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, ControlAction,
+    DesiredState, LiveTag, MAX_CHUNK, MemberReply, PackageManifest, PeerCall, PeerReply,
+    PeerService, Ping, Pong, Refusal, tarpc::context::Context,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::actor::Msg;
+
+/// This peer's own package, served to peers that upgrade from it.
+pub struct OwnPackage {
+    pub bytes: Vec<u8>,
+    pub manifest: PackageManifest,
+}
+
+#[derive(Clone)]
+pub struct PeerServer {
+    pub tx: mpsc::Sender<Msg>,
+    pub package: Arc<OwnPackage>,
+    pub me: smon_proto::MachineId,
+}
+
+impl PeerServer {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.ok()?;
+        rx.await.ok()
+    }
+
+    async fn call(&self, call: PeerCall) -> Option<PeerReply> {
+        self.ask(|reply| Msg::Call(call, reply)).await
+    }
+}
+
+fn gone() -> Refusal {
+    Refusal::Busy("the peer is shutting down".into())
+}
+
+impl PeerService for PeerServer {
+    async fn ping(self, _: Context, ping: Ping) -> Pong {
+        match self.call(PeerCall::Ping(ping)).await {
+            Some(PeerReply::Pong(pong)) => pong,
+            _ => Pong {
+                version: self.package.manifest.version,
+                state: smon_proto::PeerState::Stopped,
+                livetag: LiveTag::default(),
+                membership_version: 0,
+                gossip: Default::default(),
+            },
+        }
+    }
+
+    async fn retrieve_peer(self, _: Context, req: ChunkRequest) -> Result<Chunk, Refusal> {
+        let session = req.session;
+        match self.call(PeerCall::RetrievePeer(req.clone())).await {
+            Some(PeerReply::Chunk(Ok(_))) => {}
+            Some(PeerReply::Chunk(Err(refusal))) => return Err(refusal),
+            _ => return Err(gone()),
+        }
+        let bytes = &self.package.bytes;
+        let total = bytes.len() as u64;
+        if req.offset > total {
+            return Err(Refusal::Invalid(format!("offset {} past the end ({total})", req.offset)));
+        }
+        let len = req.max_len.clamp(1, MAX_CHUNK) as u64;
+        let end = (req.offset + len).min(total);
+        if end == total {
+            let _ = self.tx.send(Msg::ReleaseFetch(session)).await;
+        }
+        Ok(Chunk {
+            manifest: (req.offset == 0).then(|| self.package.manifest.clone()),
+            total_len: total,
+            offset: req.offset,
+            data: bytes[req.offset as usize..end as usize].to_vec(),
+        })
+    }
+
+    async fn exchange_livetag(self, _: Context, tag: LiveTag) -> LiveTag {
+        match self.call(PeerCall::ExchangeLivetag(tag)).await {
+            Some(PeerReply::Livetag(t)) => t,
+            _ => tag,
+        }
+    }
+
+    async fn exchange_member(self, _: Context, version: u64) -> MemberReply {
+        match self.call(PeerCall::ExchangeMember(version)).await {
+            Some(PeerReply::Member(m)) => m,
+            _ => MemberReply { version: 0, blob: None },
+        }
+    }
+
+    async fn retrieve_member(self, _: Context) -> Vec<u8> {
+        match self.call(PeerCall::ExchangeMember(0)).await {
+            Some(PeerReply::Member(MemberReply { blob: Some(b), .. })) => b,
+            _ => Vec::new(),
+        }
+    }
+
+    async fn exchange_app(self, _: Context, offer: AppOffer) -> AppReply {
+        match self.call(PeerCall::ExchangeApp(offer)).await {
+            Some(PeerReply::App(a)) => a,
+            _ => AppReply::Have,
+        }
+    }
+
+    async fn retrieve_app(self, _: Context, name: String, _req: ChunkRequest) -> Result<Chunk, Refusal> {
+        Err(Refusal::NotFound(format!("application {name}: applications are not supported by this peer yet")))
+    }
+
+    async fn set_app_status(self, _: Context, name: String, _desired: DesiredState) -> Result<(), Refusal> {
+        Err(Refusal::NotFound(format!("application {name}: applications are not supported by this peer yet")))
+    }
+
+    async fn get_app_status(self, _: Context, _name: Option<String>) -> Vec<AppStatus> {
+        Vec::new()
+    }
+
+    async fn cluster_view(self, _: Context, since: u64) -> ClusterView {
+        let me = self.me.clone();
+        self.ask(|reply| Msg::View(since, reply))
+            .await
+            .unwrap_or(ClusterView {
+                seq: 0,
+                answered_by: me,
+                membership_version: 0,
+                machines: 0,
+                livetag: LiveTag::default(),
+                records: Vec::new(),
+            })
+    }
+
+    async fn control(self, _: Context, action: ControlAction) -> Result<String, Refusal> {
+        self.ask(|reply| Msg::Control(action, reply))
+            .await
+            .unwrap_or_else(|| Err(gone()))
+    }
+}

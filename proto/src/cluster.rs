@@ -1,0 +1,102 @@
+//! The cluster's settings as every peer holds them, and the seed a deployer hands the
+//! installer of a new machine.
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CLUSTER_KEY_LEN, ClusterKey, MachineId, sha256};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// Every peer listens on this port, on its machine's address.
+    pub port: u16,
+    /// Makes this cluster's loopback addresses for `local:` machines its own.
+    pub local_salt: u64,
+    /// Where the directories of `local:` machines live.
+    pub local_root: PathBuf,
+    pub interval_ms: u64,
+    pub ping_timeout_ms: u64,
+    /// The release key (OpenSSH public key): packages must be signed by it.
+    pub release_key: String,
+    /// `host:port` of the authentication agent, if any.
+    pub agent: Option<String>,
+    pub removed_exit_after_ms: u64,
+    pub disabled_exit_after_ms: Option<u64>,
+    /// A new version that has not exchanged with any peer this long after starting is
+    /// rolled back.
+    pub rejoin_within_ms: u64,
+}
+
+impl ClusterConfig {
+    /// The loopback address of a `local:` machine: derived from the cluster's salt and the
+    /// name, so that two clusters on one host do not collide. Never 127.0.0.x.
+    pub fn local_address(&self, name: &str) -> Ipv4Addr {
+        let mut input = self.local_salt.to_le_bytes().to_vec();
+        input.extend_from_slice(name.as_bytes());
+        let h = sha256(&input);
+        Ipv4Addr::new(127, 1 + h[0] % 254, h[1], 1 + h[2] % 254)
+    }
+
+    /// Where the peer of `machine` listens.
+    pub fn peer_address(&self, machine: &MachineId) -> String {
+        match machine {
+            MachineId::Local { name } => format!("{}:{}", self.local_address(name), self.port),
+            MachineId::Ssh { host, .. } if host.contains(':') => format!("[{host}]:{}", self.port),
+            MachineId::Ssh { host, .. } => format!("{host}:{}", self.port),
+        }
+    }
+
+    /// The directory of a `local:` machine.
+    pub fn local_dir(&self, name: &str) -> PathBuf {
+        self.local_root.join(name)
+    }
+
+    /// Two local machines whose addresses collide, if any (checked whenever a list is set).
+    pub fn address_collision<'a>(
+        &self,
+        machines: impl IntoIterator<Item = &'a MachineId>,
+    ) -> Option<(String, String)> {
+        let mut seen = std::collections::HashMap::new();
+        for m in machines {
+            if let MachineId::Local { name } = m
+                && let Some(other) = seen.insert(self.local_address(name), name.clone())
+            {
+                return Some((other, name.clone()));
+            }
+        }
+        None
+    }
+}
+
+/// What a deployer copies next to the package: who the machine is and how to join.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InstallSeed {
+    pub me: MachineId,
+    pub deployer: String,
+    pub config: ClusterConfig,
+    pub cluster_key: Vec<u8>,
+    /// The deployer's membership blob.
+    pub membership: Vec<u8>,
+    /// Root of the spreading tree (membership index) and the membership version it refers to.
+    pub spread_origin: Option<(u32, u64)>,
+}
+
+impl InstallSeed {
+    pub fn key(&self) -> Option<ClusterKey> {
+        let bytes: [u8; CLUSTER_KEY_LEN] = self.cluster_key.as_slice().try_into().ok()?;
+        Some(ClusterKey::from_bytes(bytes))
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("seed serializes")
+    }
+
+    pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self, crate::ProtoError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| crate::ProtoError::Manifest(format!("{}: {e}", path.display())))
+    }
+}
