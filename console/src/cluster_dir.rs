@@ -24,7 +24,10 @@ pub struct ClusterDir {
 impl ClusterDir {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if !path.is_dir() {
-            bail!("{}: not a cluster directory (run `smon-console init` first)", path.display());
+            bail!(
+                "{}: not a cluster directory (run `smon-console init` first)",
+                path.display()
+            );
         }
         let config_path = path.join("cluster.json");
         let config: ClusterConfig = serde_json::from_slice(
@@ -33,8 +36,10 @@ impl ClusterDir {
         .with_context(|| format!("{}: not a valid cluster config", config_path.display()))?;
         let key = ClusterKey::load(&path.join("cluster.key"))?;
         let blob_path = path.join("membership.blob");
-        let membership = Membership::decode(&std::fs::read(&blob_path).with_context(|| format!("{}", blob_path.display()))?)
-            .with_context(|| format!("{}", blob_path.display()))?;
+        let membership = Membership::decode(
+            &std::fs::read(&blob_path).with_context(|| format!("{}", blob_path.display()))?,
+        )
+        .with_context(|| format!("{}", blob_path.display()))?;
         Ok(Self {
             path: path.to_owned(),
             config,
@@ -50,7 +55,8 @@ impl ClusterDir {
     pub fn release_key(&self) -> anyhow::Result<ReleasePrivateKey> {
         let path = self.path.join("release.key");
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-        ReleasePrivateKey::from_openssh(text).with_context(|| format!("{}: not an OpenSSH private key", path.display()))
+        ReleasePrivateKey::from_openssh(text)
+            .with_context(|| format!("{}: not an OpenSSH private key", path.display()))
     }
 
     /// Every machine's peer address, in membership order.
@@ -77,7 +83,11 @@ impl ClusterDir {
     /// Record a new membership list (after the cluster accepted it).
     pub fn save_membership(&self, text: &str, membership: &Membership) -> anyhow::Result<()> {
         write_atomic(&self.path.join("machines"), text.as_bytes(), 0o644)?;
-        write_atomic(&self.path.join("membership.blob"), &membership.encode(), 0o644)
+        write_atomic(
+            &self.path.join("membership.blob"),
+            &membership.encode(),
+            0o644,
+        )
     }
 
     /// Create the directory of every local machine of `membership`.

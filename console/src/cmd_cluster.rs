@@ -20,13 +20,21 @@ use crate::{
 pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Result<()> {
     let machine = match machine {
         Some(m) => m,
-        None => dir.membership.machines().first().cloned().context("the membership list is empty")?,
+        None => dir
+            .membership
+            .machines()
+            .first()
+            .cloned()
+            .context("the membership list is empty")?,
     };
-    let index = dir
-        .membership
-        .index_of(&machine)
-        .with_context(|| format!("{machine} is not in the membership list of {}", dir.path.display()))?;
-    let package = std::fs::read(dir.package_path()).with_context(|| format!("{}", dir.package_path().display()))?;
+    let index = dir.membership.index_of(&machine).with_context(|| {
+        format!(
+            "{machine} is not in the membership list of {}",
+            dir.path.display()
+        )
+    })?;
+    let package = std::fs::read(dir.package_path())
+        .with_context(|| format!("{}", dir.package_path().display()))?;
     let seed = InstallSeed {
         me: machine.clone(),
         deployer: "console".into(),
@@ -66,23 +74,38 @@ async fn progress(dir: &ClusterDir, goal: &Goal) -> anyhow::Result<(usize, usize
         Goal::Deployed(n) => {
             let s = Summary::new(&connect::view(dir).await?);
             let want = n.unwrap_or(s.machines as usize);
-            (s.deployed.min(want), want, format!("{} of {want} deployed", s.deployed))
+            (
+                s.deployed.min(want),
+                want,
+                format!("{} of {want} deployed", s.deployed),
+            )
         }
         Goal::Version(v) => {
             let s = Summary::new(&connect::view(dir).await?);
             let on = s.versions.get(&v.to_string()).copied().unwrap_or(0);
             let total = s.machines as usize;
-            (on, total, format!("{on} of {total} on {v} (versions: {:?})", s.versions))
+            (
+                on,
+                total,
+                format!("{on} of {total} on {v} (versions: {:?})", s.versions),
+            )
         }
         Goal::Disabled | Goal::Enabled => {
             let want = matches!(goal, Goal::Enabled);
             let tags = connect::livetags(dir).await;
             let answering = tags.iter().filter(|(_, t)| t.is_some()).count();
-            let agreeing = tags.iter().filter(|(_, t)| t.is_some_and(|t| t.enabled == want)).count();
+            let agreeing = tags
+                .iter()
+                .filter(|(_, t)| t.is_some_and(|t| t.enabled == want))
+                .count();
             let word = if want { "enabled" } else { "disabled" };
             // Done when every peer that answers agrees (and at least one answers).
             let total = answering.max(1);
-            (agreeing, total, format!("{agreeing} of {answering} running peers {word}"))
+            (
+                agreeing,
+                total,
+                format!("{agreeing} of {answering} running peers {word}"),
+            )
         }
     })
 }
@@ -123,17 +146,26 @@ pub async fn wait(dir: &ClusterDir, goal: Goal, timeout: Duration) -> anyhow::Re
             if let Some(bar) = &bar {
                 bar.abandon();
             }
-            bail!("timed out after {}: {last}", humantime::format_duration(timeout));
+            bail!(
+                "timed out after {}: {last}",
+                humantime::format_duration(timeout)
+            );
         }
         tokio::time::sleep(poll).await;
     }
 }
 
 /// A signed package of this cluster's peer binary labelled `version`.
-pub fn package(dir: &ClusterDir, version: Version, out: &Path, binary: Option<&Path>) -> anyhow::Result<()> {
+pub fn package(
+    dir: &ClusterDir,
+    version: Version,
+    out: &Path,
+    binary: Option<&Path>,
+) -> anyhow::Result<()> {
     let current = match binary {
         Some(path) => std::fs::read(path).with_context(|| format!("{}", path.display()))?,
-        None => std::fs::read(dir.package_path()).with_context(|| format!("{}", dir.package_path().display()))?,
+        None => std::fs::read(dir.package_path())
+            .with_context(|| format!("{}", dir.package_path().display()))?,
     };
     // A package file or a bare binary: either way, the binary part.
     let binary = release::split_package(&current).map_or(&current[..], |(b, _)| b);
@@ -148,7 +180,8 @@ pub fn package(dir: &ClusterDir, version: Version, out: &Path, binary: Option<&P
 pub async fn upgrade(dir: &ClusterDir, file: &Path) -> anyhow::Result<()> {
     let package = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
     let trusted = smon_proto::ReleasePublicKey::from_openssh(&dir.config.release_key)?;
-    let (_, manifest) = release::verify_package(&package, &trusted).with_context(|| format!("{}", file.display()))?;
+    let (_, manifest) = release::verify_package(&package, &trusted)
+        .with_context(|| format!("{}", file.display()))?;
     let (machine, client) = connect::any_peer(dir).await?;
     let total = package.len() as u64;
     let mut answer = String::new();
@@ -160,7 +193,10 @@ pub async fn upgrade(dir: &ClusterDir, file: &Path) -> anyhow::Result<()> {
         };
         answer = connect::control_one(&machine, &client, action).await?;
     }
-    println!("{answer}; the other peers follow it to {}", manifest.version);
+    println!(
+        "{answer}; the other peers follow it to {}",
+        manifest.version
+    );
     Ok(())
 }
 
@@ -182,49 +218,80 @@ pub async fn set_membership(dir: &ClusterDir, file: &Path) -> anyhow::Result<()>
         bail!("local machines {a} and {b} would share a loopback address: rename one");
     }
     ClusterDir::make_local_dirs(&dir.config, &membership)?;
-    let answer = connect::control(dir, ControlAction::SetMembership { blob: membership.encode() }).await?;
+    let answer = connect::control(
+        dir,
+        ControlAction::SetMembership {
+            blob: membership.encode(),
+        },
+    )
+    .await?;
     dir.save_membership(&text, &membership)?;
     println!("{answer}");
     Ok(())
 }
 
 /// Disable self-management, then stop every peer; none is left behind.
+///
+/// Rounds of: make sure every answering peer is disabled (an enabled one would restart the
+/// stopped), then tell every answering peer to stop; until no peer answers and no local
+/// machine has a live peer process.
 pub async fn shutdown(dir: &ClusterDir, timeout: Duration) -> anyhow::Result<()> {
-    if connect::control(dir, ControlAction::SetLiveTag { enabled: false }).await.is_ok() {
-        // Until all are disabled, a stopped peer would be restarted by the others.
-        let _ = wait(dir, Goal::Disabled, timeout).await;
-    }
-    let mut tasks = Vec::new();
-    for (machine, addr) in dir.addresses() {
-        let key = dir.key.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Ok(client) = smon_proto::transport::peer_client(addr.as_str(), &key, connect::CONNECT_TIMEOUT).await {
-                let _ = connect::control_one(&machine, &client, ControlAction::Shutdown).await;
-            }
-        }));
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
-    // Local machines: make sure, by pid, that nothing is left.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut left: Vec<(MachineId, i32)>;
+    let deadline = Instant::now() + timeout;
+    let poll = Duration::from_millis((dir.config.interval_ms / 2).clamp(100, 1_000));
     loop {
-        left = dir
-            .local_roots()
-            .into_iter()
-            .filter_map(|(m, root)| layout::running_pid(&root).map(|pid| (m, pid)))
+        let tags = connect::livetags(dir).await;
+        let answering: Vec<_> = tags
+            .iter()
+            .filter_map(|(m, t)| t.map(|t| (m.clone(), t)))
             .collect();
-        if left.is_empty() || Instant::now() > deadline {
-            break;
+        let local_left = local_pids(dir);
+        if answering.is_empty() && local_left.is_empty() {
+            println!("all peers of {} stopped", dir.path.display());
+            return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if Instant::now() > deadline {
+            for (machine, pid) in &local_left {
+                eprintln!("{machine}: pid {pid} did not stop; killing it");
+                // SAFETY: sending a signal to a pid is memory-safe.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            bail!(
+                "timed out after {}: {} peers still answered",
+                humantime::format_duration(timeout),
+                answering.len()
+            );
+        }
+        if answering.iter().any(|(_, t)| t.enabled) {
+            let _ = connect::control(dir, ControlAction::SetLiveTag { enabled: false }).await;
+            tokio::time::sleep(poll).await;
+            continue;
+        }
+        let mut tasks = Vec::new();
+        for (machine, _) in answering {
+            let addr = dir.config.peer_address(&machine);
+            let key = dir.key.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Ok(client) = smon_proto::transport::peer_client(
+                    addr.as_str(),
+                    &key,
+                    connect::CONNECT_TIMEOUT,
+                )
+                .await
+                {
+                    let _ = connect::control_one(&machine, &client, ControlAction::Shutdown).await;
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        tokio::time::sleep(poll).await;
     }
-    for (machine, pid) in &left {
-        eprintln!("{machine}: pid {pid} did not stop; killing it");
-        // SAFETY: sending a signal to a pid is memory-safe.
-        unsafe { libc::kill(*pid, libc::SIGKILL) };
-    }
-    println!("all peers of {} stopped", dir.path.display());
-    Ok(())
+}
+
+fn local_pids(dir: &ClusterDir) -> Vec<(MachineId, i32)> {
+    dir.local_roots()
+        .into_iter()
+        .filter_map(|(m, root)| layout::running_pid(&root).map(|pid| (m, pid)))
+        .collect()
 }

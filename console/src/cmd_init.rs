@@ -8,28 +8,49 @@ use smon_proto::{ClusterConfig, ClusterKey, Membership, Version, release};
 
 use crate::cluster_dir::{ClusterDir, write_atomic};
 
-pub fn init(dir: &Path, machines_file: &Path, interval: Duration, peer_binary: &Path) -> anyhow::Result<()> {
-    if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+pub fn init(
+    dir: &Path,
+    machines_file: &Path,
+    interval: Duration,
+    peer_binary: &Path,
+) -> anyhow::Result<()> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
         bail!("{}: already exists and is not empty", dir.display());
     }
-    let text = std::fs::read_to_string(machines_file).with_context(|| format!("{}", machines_file.display()))?;
+    let text = std::fs::read_to_string(machines_file)
+        .with_context(|| format!("{}", machines_file.display()))?;
     let membership = Membership::parse(&machines_file.display().to_string(), &text, 1)?;
     if membership.is_empty() {
         bail!("{}: no machines listed", machines_file.display());
     }
     if interval < Duration::from_millis(200) {
-        bail!("--interval {}: at least 200ms", humantime::format_duration(interval));
+        bail!(
+            "--interval {}: at least 200ms",
+            humantime::format_duration(interval)
+        );
     }
-    let binary = std::fs::read(peer_binary)
-        .with_context(|| format!("the peer binary {} (pass --peer-binary)", peer_binary.display()))?;
+    let binary = std::fs::read(peer_binary).with_context(|| {
+        format!(
+            "the peer binary {} (pass --peer-binary)",
+            peer_binary.display()
+        )
+    })?;
 
     // Build everything in a sibling directory, then rename: never a half-written cluster dir.
     let dir = std::path::absolute(dir)?;
-    let parent = dir.parent().context("the cluster directory needs a parent")?;
+    let parent = dir
+        .parent()
+        .context("the cluster directory needs a parent")?;
     std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
     let staging = parent.join(format!(
         ".{}.init-{}",
-        dir.file_name().context("bad directory name")?.to_string_lossy(),
+        dir.file_name()
+            .context("bad directory name")?
+            .to_string_lossy(),
         std::process::id()
     ));
     let result = build(&staging, &dir, &membership, &text, interval, &binary);
@@ -64,7 +85,11 @@ fn build(
     let pem = release_key.to_openssh(smon_proto::release::LineEnding::LF)?;
     write_atomic(&staging.join("release.key"), pem.as_bytes(), 0o600)?;
     let public = release_key.public_key().to_openssh()?;
-    write_atomic(&staging.join("release.pub"), format!("{public}\n").as_bytes(), 0o644)?;
+    write_atomic(
+        &staging.join("release.pub"),
+        format!("{public}\n").as_bytes(),
+        0o644,
+    )?;
 
     let interval_ms = interval.as_millis() as u64;
     let mut rng = rand::rng();
@@ -87,11 +112,20 @@ fn build(
     let json = serde_json::to_vec_pretty(&config)?;
     write_atomic(&staging.join("cluster.json"), &json, 0o644)?;
     write_atomic(&staging.join("machines"), text.as_bytes(), 0o644)?;
-    write_atomic(&staging.join("membership.blob"), &membership.encode(), 0o644)?;
+    write_atomic(
+        &staging.join("membership.blob"),
+        &membership.encode(),
+        0o644,
+    )?;
 
-    let mut manifest = release::package_manifest(binary, env!("CARGO_PKG_VERSION").parse::<Version>()?);
+    let mut manifest =
+        release::package_manifest(binary, env!("CARGO_PKG_VERSION").parse::<Version>()?);
     release::sign_manifest(&mut manifest, &release_key)?;
-    write_atomic(&staging.join("package"), &release::encode_package(binary, &manifest), 0o755)?;
+    write_atomic(
+        &staging.join("package"),
+        &release::encode_package(binary, &manifest),
+        0o755,
+    )?;
 
     let staged_config = ClusterConfig {
         local_root: staging.join("machines.d"),
@@ -114,7 +148,10 @@ fn free_port(config: &ClusterConfig, membership: &Membership) -> anyhow::Result<
         .collect();
     for _ in 0..50 {
         let port = rng.random_range(20_000..60_000u16);
-        if probes.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+        if probes
+            .iter()
+            .all(|ip| TcpListener::bind((*ip, port)).is_ok())
+        {
             return Ok(port);
         }
     }

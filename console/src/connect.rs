@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use smon_proto::{ClusterView, ControlAction, MachineId, PeerServiceClient, tarpc::context, transport};
+use smon_proto::{
+    ClusterView, ControlAction, MachineId, PeerServiceClient, tarpc::context, transport,
+};
 
 use crate::cluster_dir::ClusterDir;
 
@@ -22,7 +24,10 @@ pub async fn any_peer(dir: &ClusterDir) -> anyhow::Result<(MachineId, PeerServic
         match transport::peer_client(addr.as_str(), &dir.key, CONNECT_TIMEOUT).await {
             Ok(client) => return Ok((machine, client)),
             Err(e @ smon_proto::ProtoError::WrongKey { .. }) => {
-                bail!("{machine} ({addr}) refused the cluster key of {}: {e}", dir.path.display())
+                bail!(
+                    "{machine} ({addr}) refused the cluster key of {}: {e}",
+                    dir.path.display()
+                )
             }
             Err(e) => last_error = Some(e),
         }
@@ -72,8 +77,13 @@ pub async fn livetags(dir: &ClusterDir) -> Vec<(MachineId, Option<smon_proto::Li
         let key = dir.key.clone();
         tasks.push(tokio::spawn(async move {
             let tag = async {
-                let client = transport::peer_client(addr.as_str(), &key, CONNECT_TIMEOUT).await.ok()?;
-                let view = client.cluster_view(ctx(Duration::from_secs(5)), u64::MAX).await.ok()?;
+                let client = transport::peer_client(addr.as_str(), &key, CONNECT_TIMEOUT)
+                    .await
+                    .ok()?;
+                let view = client
+                    .cluster_view(ctx(Duration::from_secs(5)), u64::MAX)
+                    .await
+                    .ok()?;
                 Some(view.livetag)
             }
             .await;

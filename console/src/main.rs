@@ -105,29 +105,52 @@ fn default_peer_binary() -> PathBuf {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let open = || ClusterDir::open(&cli.cluster);
     match cli.command {
-        Command::Init { dir, machines, interval, peer_binary } => {
-            cmd_init::init(&dir, &machines, interval, &peer_binary.unwrap_or_else(default_peer_binary))
-        }
+        Command::Init {
+            dir,
+            machines,
+            interval,
+            peer_binary,
+        } => cmd_init::init(
+            &dir,
+            &machines,
+            interval,
+            &peer_binary.unwrap_or_else(default_peer_binary),
+        ),
         Command::Deploy { machine } => cmd_cluster::deploy(&open()?, machine).await,
         Command::Status { json } => cmd_cluster::status(&open()?, json).await,
-        Command::Wait { deployed, version, disabled, enabled, timeout } => {
+        Command::Wait {
+            deployed,
+            version,
+            disabled,
+            enabled,
+            timeout,
+        } => {
             let goal = match (deployed, version) {
                 (Some(n), _) if n == "all" => Goal::Deployed(None),
-                (Some(n), _) => Goal::Deployed(Some(n.parse().with_context(|| format!("--deployed {n:?}: a number or `all`"))?)),
+                (Some(n), _) => Goal::Deployed(Some(
+                    n.parse()
+                        .with_context(|| format!("--deployed {n:?}: a number or `all`"))?,
+                )),
                 (None, Some(v)) => Goal::Version(v),
                 (None, None) if disabled => Goal::Disabled,
                 (None, None) if enabled => Goal::Enabled,
-                _ => anyhow::bail!("wait for what? --deployed N|all, --version V, --disabled or --enabled"),
+                _ => anyhow::bail!(
+                    "wait for what? --deployed N|all, --version V, --disabled or --enabled"
+                ),
             };
             cmd_cluster::wait(&open()?, goal, timeout).await
         }
-        Command::Package { version, out, binary } => cmd_cluster::package(&open()?, version, &out, binary.as_deref()),
+        Command::Package {
+            version,
+            out,
+            binary,
+        } => cmd_cluster::package(&open()?, version, &out, binary.as_deref()),
         Command::Upgrade { file } => cmd_cluster::upgrade(&open()?, &file).await,
         Command::Disable => cmd_cluster::set_livetag(&open()?, false).await,
         Command::Enable => cmd_cluster::set_livetag(&open()?, true).await,
-        Command::Membership { command: MembershipCommand::Set { file } } => {
-            cmd_cluster::set_membership(&open()?, &file).await
-        }
+        Command::Membership {
+            command: MembershipCommand::Set { file },
+        } => cmd_cluster::set_membership(&open()?, &file).await,
         Command::Shutdown { timeout } => cmd_cluster::shutdown(&open()?, timeout).await,
         Command::Demo => anyhow::bail!(
             "the live demo arrives with the console TUI; meanwhile: init, deploy, wait --deployed all, status"

@@ -95,18 +95,40 @@ impl Summary {
             "deployed {}/{}: running {}, disabled {}; unreachable {}\n",
             self.deployed, self.machines, self.running, self.disabled, self.unreachable
         );
-        let versions: Vec<_> = self.versions.iter().map(|(v, n)| format!("{v} ×{n}")).collect();
-        t += &format!("versions: {}\n", if versions.is_empty() { "-".into() } else { versions.join(", ") });
+        let versions: Vec<_> = self
+            .versions
+            .iter()
+            .map(|(v, n)| format!("{v} ×{n}"))
+            .collect();
+        t += &format!(
+            "versions: {}\n",
+            if versions.is_empty() {
+                "-".into()
+            } else {
+                versions.join(", ")
+            }
+        );
         t += &format!(
             "livetag: {} (v{}), carried by {}/{} deployed\n",
-            if self.livetag.enabled { "enabled" } else { "disabled" },
+            if self.livetag.enabled {
+                "enabled"
+            } else {
+                "disabled"
+            },
             self.livetag.version,
             self.livetag_agreeing,
             self.deployed
         );
-        let hist: Vec<_> = self.overhead_histogram.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        let hist: Vec<_> = self
+            .overhead_histogram
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
         t += &format!("overhead (copies: machines): {}\n", hist.join(", "));
-        t += &format!("{:<28} {:<12} {:<9} {:>8} {:>6}\n", "MACHINE", "STATE", "VERSION", "OVERHEAD", "LOGINS");
+        t += &format!(
+            "{:<28} {:<12} {:<9} {:>8} {:>6}\n",
+            "MACHINE", "STATE", "VERSION", "OVERHEAD", "LOGINS"
+        );
         for r in &self.records {
             t += &format!(
                 "{:<28} {:<12} {:<9} {:>8} {:>6}\n",

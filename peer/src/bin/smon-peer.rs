@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 use smon_peer::daemon;
 
 #[derive(Parser)]
-#[command(version, about = "The smon peer: deploys, recovers and upgrades its cluster")]
+#[command(
+    version,
+    about = "The smon peer: deploys, recovers and upgrades its cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,7 +49,11 @@ fn logging(root: &Path) {
         .append(true)
         .open(root.join("peer.log"))
         .ok();
-    let file_layer = file.map(|f| fmt::layer().with_ansi(false).with_writer(std::sync::Mutex::new(f)));
+    let file_layer = file.map(|f| {
+        fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+    });
     tracing_subscriber::registry()
         .with(filter)
         .with(file_layer)
@@ -64,7 +71,9 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            runtime.block_on(daemon::run(&root)).with_context(|| format!("peer in {}", root.display()))?;
+            runtime
+                .block_on(daemon::run(&root))
+                .with_context(|| format!("peer in {}", root.display()))?;
         }
         Command::Install { root, incoming } => {
             std::fs::create_dir_all(&root).with_context(|| format!("{}", root.display()))?;
@@ -75,7 +84,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Start { root, rollback } => {
             logging(&root);
-            daemon::start::start(&root, rollback).with_context(|| format!("starting the peer in {}", root.display()))?;
+            daemon::start::start(&root, rollback)
+                .with_context(|| format!("starting the peer in {}", root.display()))?;
         }
     }
     Ok(())

@@ -446,7 +446,9 @@ impl Core {
                 // Above every version this peer has heard of, so the operator's word wins
                 // even when this peer's own tag is stale.
                 let known = self.view.records().map(|(r, _)| r.livetag);
-                let newest = known.fold(self.state.livetag, |a, b| if a.is_superseded_by(&b) { b } else { a });
+                let newest = known.fold(self.state.livetag, |a, b| {
+                    if a.is_superseded_by(&b) { b } else { a }
+                });
                 self.state.livetag = newest.flipped_to(enabled);
                 self.start_livetag_push();
                 self.refresh_own(out);

@@ -11,8 +11,7 @@ use std::{
 use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_proto::{
     ClusterConfig, ClusterKey, ClusterView, ControlAction, InstallSeed, MAX_CHUNK, MachineId,
-    Membership, PeerCall, PeerReply, Refusal, ReleasePublicKey, Version, release,
-    tarpc::context,
+    Membership, PeerCall, PeerReply, Refusal, ReleasePublicKey, Version, release, tarpc::context,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,9 +20,7 @@ use super::{
     server::OwnPackage,
     store::{Store, json, keys},
 };
-use crate::core::{
-    CallFailure, Core, ExitReason, Input, LocalFacts, LoginOutcome, Millis, Output,
-};
+use crate::core::{CallFailure, Core, ExitReason, Input, LocalFacts, LoginOutcome, Millis, Output};
 
 pub enum Msg {
     Call(PeerCall, oneshot::Sender<PeerReply>),
@@ -81,9 +78,9 @@ impl Actor {
             if let Some(ending) = self.carry_out(&mut out)? {
                 break ending;
             }
-            let wait = self
-                .timer
-                .map_or(Duration::from_secs(3600), |at| Duration::from_millis(at.saturating_sub(now_ms())));
+            let wait = self.timer.map_or(Duration::from_secs(3600), |at| {
+                Duration::from_millis(at.saturating_sub(now_ms()))
+            });
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {
                     self.timer = None;
@@ -147,7 +144,10 @@ impl Actor {
 
     fn passed_trial(&mut self) {
         if self.trial_deadline.take().is_some() {
-            tracing::info!("version {} rejoined the cluster: trial passed", self.core.version());
+            tracing::info!(
+                "version {} rejoined the cluster: trial passed",
+                self.core.version()
+            );
             if let Err(e) = self.store.delete(keys::TRIAL) {
                 tracing::error!("{e}");
             }
@@ -163,7 +163,8 @@ impl Actor {
         };
         if facts != self.facts {
             self.facts = facts.clone();
-            self.core.handle(now_ms(), Input::LocalFacts(facts), &mut self.rng, out);
+            self.core
+                .handle(now_ms(), Input::LocalFacts(facts), &mut self.rng, out);
         }
     }
 
@@ -171,12 +172,17 @@ impl Actor {
         let now = now_ms();
         match action {
             ControlAction::SetLiveTag { enabled } => {
-                self.core.handle(now, Input::SetLiveTag { enabled }, &mut self.rng, out);
+                self.core
+                    .handle(now, Input::SetLiveTag { enabled }, &mut self.rng, out);
                 let tag = self.core.livetag();
-                Ok(format!("livetag set to {} (version {})", tag.enabled, tag.version))
+                Ok(format!(
+                    "livetag set to {} (version {})",
+                    tag.enabled, tag.version
+                ))
             }
             ControlAction::SetMembership { blob } => {
-                let list = Membership::decode(&blob).map_err(|e| Refusal::Invalid(e.to_string()))?;
+                let list =
+                    Membership::decode(&blob).map_err(|e| Refusal::Invalid(e.to_string()))?;
                 let current = self.core.membership().version;
                 if list.version <= current {
                     return Err(Refusal::Invalid(format!(
@@ -185,13 +191,24 @@ impl Actor {
                     )));
                 }
                 if let Some((a, b)) = self.config.address_collision(list.machines()) {
-                    return Err(Refusal::Invalid(format!("local machines {a} and {b} would share an address")));
+                    return Err(Refusal::Invalid(format!(
+                        "local machines {a} and {b} would share an address"
+                    )));
                 }
                 let version = list.version;
-                self.core.handle(now, Input::SetMembership(Arc::new(list)), &mut self.rng, out);
+                self.core.handle(
+                    now,
+                    Input::SetMembership(Arc::new(list)),
+                    &mut self.rng,
+                    out,
+                );
                 Ok(format!("membership version {version} set"))
             }
-            ControlAction::PushRelease { offset, total, data } => self.receive_push(offset, total, data),
+            ControlAction::PushRelease {
+                offset,
+                total,
+                data,
+            } => self.receive_push(offset, total, data),
             ControlAction::Shutdown => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
@@ -206,13 +223,18 @@ impl Actor {
 
     fn receive_push(&mut self, offset: u64, total: u64, data: Vec<u8>) -> Result<String, Refusal> {
         if total > release::MAX_PACKAGE_BYTES {
-            return Err(Refusal::Invalid(format!("a package of {total} bytes is over the cap")));
+            return Err(Refusal::Invalid(format!(
+                "a package of {total} bytes is over the cap"
+            )));
         }
         if offset == 0 {
             self.push.clear();
         }
         if offset != self.push.len() as u64 {
-            return Err(Refusal::Invalid(format!("expected offset {}, got {offset}", self.push.len())));
+            return Err(Refusal::Invalid(format!(
+                "expected offset {}, got {offset}",
+                self.push.len()
+            )));
         }
         if self.push.len() as u64 + data.len() as u64 > total {
             return Err(Refusal::Invalid("more data than announced".into()));
@@ -232,9 +254,12 @@ impl Actor {
             )));
         }
         if self.core.persistent().bad_versions.contains(&version) {
-            return Err(Refusal::Denied(format!("version {version} was rolled back here before")));
+            return Err(Refusal::Denied(format!(
+                "version {version} was rolled back here before"
+            )));
         }
-        layout::store_version(&self.root, version, &package).map_err(|e| Refusal::Busy(e.to_string()))?;
+        layout::store_version(&self.root, version, &package)
+            .map_err(|e| Refusal::Busy(e.to_string()))?;
         let tx = self.tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -259,7 +284,9 @@ impl Actor {
                                 LoginOutcome::Failed
                             }
                         };
-                        let _ = tx.send(Msg::Input(Input::LoginDone { machine, outcome })).await;
+                        let _ = tx
+                            .send(Msg::Input(Input::LoginDone { machine, outcome }))
+                            .await;
                     });
                 }
                 Output::Deploy { machine, hint } => {
@@ -271,9 +298,11 @@ impl Actor {
                         membership: self.core.membership().encode(),
                         spread_origin: hint.map(|h| (h.origin, h.membership_version)),
                     };
-                    let (config, tx, package) = (self.config.clone(), self.tx.clone(), self.package.clone());
+                    let (config, tx, package) =
+                        (self.config.clone(), self.tx.clone(), self.package.clone());
                     tokio::spawn(async move {
-                        let result = machine_ops::deploy(&config, &machine, &package.bytes, &seed).await;
+                        let result =
+                            machine_ops::deploy(&config, &machine, &package.bytes, &seed).await;
                         match &result {
                             Ok(msg) => tracing::info!("deployed to {machine}: {}", msg.trim()),
                             Err(e) => tracing::warn!("deploying to {machine} failed: {e}"),
@@ -291,15 +320,26 @@ impl Actor {
                             Err(e) => tracing::warn!("restarting {machine} failed: {e}"),
                         }
                         let ok = result.is_ok();
-                        let _ = tx.send(Msg::Input(Input::RestartDone { machine, ok })).await;
+                        let _ = tx
+                            .send(Msg::Input(Input::RestartDone { machine, ok }))
+                            .await;
                     });
                 }
-                Output::FetchRelease { from, version, session } => {
+                Output::FetchRelease {
+                    from,
+                    version,
+                    session,
+                } => {
                     let addr = self.config.peer_address(&from);
-                    let (key, tx, root, trusted) =
-                        (self.key.clone(), self.tx.clone(), self.root.clone(), self.trusted.clone());
+                    let (key, tx, root, trusted) = (
+                        self.key.clone(),
+                        self.tx.clone(),
+                        self.root.clone(),
+                        self.trusted.clone(),
+                    );
                     tokio::spawn(async move {
-                        let ok = match fetch_release(&addr, &key, version, session, &trusted).await {
+                        let ok = match fetch_release(&addr, &key, version, session, &trusted).await
+                        {
                             Ok(package) => match layout::store_version(&root, version, &package) {
                                 Ok(()) => true,
                                 Err(e) => {
@@ -317,11 +357,19 @@ impl Actor {
                 }
                 Output::Upgrade(version) => return Ok(Some(Ending::Upgrade(version))),
                 Output::FetchApp { app, .. } | Output::AppDesired(app) => {
-                    tracing::debug!("application {} ignored: not supported by this peer yet", app.name);
+                    tracing::debug!(
+                        "application {} ignored: not supported by this peer yet",
+                        app.name
+                    );
                 }
                 Output::MembershipChanged(membership) => {
-                    self.store.put_all(&[(keys::MEMBERSHIP, membership.encode())])?;
-                    tracing::info!("membership version {} ({} machines)", membership.version, membership.len());
+                    self.store
+                        .put_all(&[(keys::MEMBERSHIP, membership.encode())])?;
+                    tracing::info!(
+                        "membership version {} ({} machines)",
+                        membership.version,
+                        membership.len()
+                    );
                 }
                 Output::Persist(state) => self.store.put(keys::STATE, &state)?,
                 Output::Exit(reason) => return Ok(Some(Ending::Exit(reason))),
@@ -342,7 +390,9 @@ impl Actor {
                     .map_err(|_| CallFailure::Unreachable)?;
                 let mut ctx = context::current();
                 ctx.deadline = std::time::Instant::now() + timeout;
-                call.invoke(&client, ctx).await.map_err(|_| CallFailure::Unreachable)
+                call.invoke(&client, ctx)
+                    .await
+                    .map_err(|_| CallFailure::Unreachable)
             }
             .await;
             let _ = tx.send(Msg::Input(Input::Reply { call: id, result })).await;
@@ -370,8 +420,9 @@ impl Actor {
             Ending::Rollback => {
                 let version = self.core.version();
                 tracing::warn!("version {version} did not rejoin the cluster: rolling back");
-                let previous = layout::linked_version(&self.root, "previous")
-                    .ok_or_else(|| DaemonError::Start("no previous version to roll back to".into()))?;
+                let previous = layout::linked_version(&self.root, "previous").ok_or_else(|| {
+                    DaemonError::Start("no previous version to roll back to".into())
+                })?;
                 let mut state = self.core.persistent().clone();
                 state.bad_versions.push(version);
                 state.version = previous;
@@ -388,7 +439,11 @@ impl Actor {
 /// Replace this process with the current version's peer (same pid, so the pid file holds).
 fn reexec(root: &std::path::Path) -> DaemonError {
     let binary = root.join("current").join(layout::PEER_BINARY);
-    let err = std::process::Command::new(&binary).arg("run").arg("--root").arg(root).exec();
+    let err = std::process::Command::new(&binary)
+        .arg("run")
+        .arg("--root")
+        .arg(root)
+        .exec();
     DaemonError::Start(format!("exec {}: {err}", binary.display()))
 }
 
@@ -420,7 +475,10 @@ async fn fetch_release(
             .map_err(|e| DaemonError::Fetch(e.to_string()))?
             .map_err(|r| DaemonError::Fetch(r.to_string()))?;
         if chunk.total_len > release::MAX_PACKAGE_BYTES || chunk.data.is_empty() {
-            return Err(DaemonError::Fetch(format!("bad chunk (total {})", chunk.total_len)));
+            return Err(DaemonError::Fetch(format!(
+                "bad chunk (total {})",
+                chunk.total_len
+            )));
         }
         package.extend_from_slice(&chunk.data);
         if package.len() as u64 >= chunk.total_len {
@@ -430,7 +488,10 @@ async fn fetch_release(
     let (_, manifest) = release::verify_package(&package, trusted)
         .map_err(|e| DaemonError::Fetch(format!("refused: {e}")))?;
     if manifest.version != version {
-        return Err(DaemonError::Fetch(format!("asked for {version}, got {}", manifest.version)));
+        return Err(DaemonError::Fetch(format!(
+            "asked for {version}, got {}",
+            manifest.version
+        )));
     }
     Ok(package)
 }

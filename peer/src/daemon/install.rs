@@ -41,14 +41,22 @@ fn clear_claims(root: &Path) {
 
 fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
     let package_path = incoming.join("package");
-    let size = fs::metadata(&package_path).map_err(io_err(&package_path))?.len();
+    let size = fs::metadata(&package_path)
+        .map_err(io_err(&package_path))?
+        .len();
     if size > MAX_PACKAGE {
-        return Err(DaemonError::Package(format!("{}: {size} bytes, over the cap", package_path.display())));
+        return Err(DaemonError::Package(format!(
+            "{}: {size} bytes, over the cap",
+            package_path.display()
+        )));
     }
     let package = fs::read(&package_path).map_err(io_err(&package_path))?;
     let seed_path = incoming.join("seed.json");
-    let seed = InstallSeed::from_json(&fs::read(&seed_path).map_err(io_err(&seed_path))?, &seed_path)
-        .map_err(|e| DaemonError::Package(e.to_string()))?;
+    let seed = InstallSeed::from_json(
+        &fs::read(&seed_path).map_err(io_err(&seed_path))?,
+        &seed_path,
+    )
+    .map_err(|e| DaemonError::Package(e.to_string()))?;
 
     let Some(_lock) = layout::try_lock(&root.join("install.lock"))? else {
         return Ok("another installer is running here; this one stops".into());
@@ -68,7 +76,9 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
     if let Some(pid) = layout::running_pid(root)
         && layout::linked_version(root, "current").is_some_and(|v| v >= version)
     {
-        return Ok(format!("a peer already runs here (pid {pid}); nothing to do"));
+        return Ok(format!(
+            "a peer already runs here (pid {pid}); nothing to do"
+        ));
     }
 
     layout::store_version(root, version, &package)?;

@@ -69,7 +69,9 @@ pub fn store_version(root: &Path, version: Version, package: &[u8]) -> Result<()
     let tmp = dir.join(format!(".{PEER_BINARY}.tmp-{}", std::process::id()));
     fs::write(&tmp, package).map_err(io_err(&tmp))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io_err(&tmp))?;
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_err(&path))
 }
 
@@ -122,7 +124,11 @@ pub fn try_lock(path: &Path) -> Result<Option<fs::File>, DaemonError> {
 /// The pid of the running peer of this root, if one runs (its pid file names a live
 /// smon-peer process).
 pub fn running_pid(root: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(root.join("peer.pid")).ok()?.trim().parse().ok()?;
+    let pid: i32 = fs::read_to_string(root.join("peer.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let is_peer = cmdline
         .split(|&b| b == 0)

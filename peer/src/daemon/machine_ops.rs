@@ -49,7 +49,11 @@ fn parse_probe(out: &str) -> Result<Probe, DaemonError> {
         match key {
             "installed" => {
                 seen += 1;
-                probe.installed = if value == "none" { None } else { value.parse::<Version>().ok() };
+                probe.installed = if value == "none" {
+                    None
+                } else {
+                    value.parse::<Version>().ok()
+                };
             }
             "running" => {
                 seen += 1;
@@ -63,7 +67,9 @@ fn parse_probe(out: &str) -> Result<Probe, DaemonError> {
         }
     }
     if seen != 3 {
-        return Err(DaemonError::Login(format!("unexpected probe output: {out:?}")));
+        return Err(DaemonError::Login(format!(
+            "unexpected probe output: {out:?}"
+        )));
     }
     Ok(probe)
 }
@@ -80,22 +86,39 @@ pub async fn deploy(
     let deployer: String = seed
         .deployer
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let dir = format!("incoming/{deployer}-{nonce:016x}");
     // Claim first: a later deployer's probe sees the claim and does not copy a second package.
     remote
         .exec(
-            &format!(r#"R={root}; mkdir -p "$R/{dir}" && : > "$R/incoming/claim-{nonce:016x}""#, root = root.shell),
+            &format!(
+                r#"R={root}; mkdir -p "$R/{dir}" && : > "$R/incoming/claim-{nonce:016x}""#,
+                root = root.shell
+            ),
             STEP_TIMEOUT,
         )
         .await?;
-    remote.upload(&root, &format!("{dir}/package"), package, 0o755).await?;
-    remote.upload(&root, &format!("{dir}/seed.json"), &seed.to_json(), 0o600).await?;
+    remote
+        .upload(&root, &format!("{dir}/package"), package, 0o755)
+        .await?;
+    remote
+        .upload(&root, &format!("{dir}/seed.json"), &seed.to_json(), 0o600)
+        .await?;
     run_installer(&mut remote, &root, &dir).await
 }
 
-async fn run_installer(remote: &mut Remote, root: &MachineRoot, dir: &str) -> Result<String, DaemonError> {
+async fn run_installer(
+    remote: &mut Remote,
+    root: &MachineRoot,
+    dir: &str,
+) -> Result<String, DaemonError> {
     remote
         .exec(
             &format!(

@@ -21,8 +21,8 @@ use smon_proto::{
 use tokio::sync::mpsc;
 
 use crate::core::{Boot, Core, CoreConfig, LocalFacts, PersistentState, SpreadHint};
-pub use actor::now_ms;
 use actor::Actor;
+pub use actor::now_ms;
 use server::{OwnPackage, PeerServer};
 use store::{Store, keys};
 
@@ -45,7 +45,10 @@ pub enum DaemonError {
 }
 
 fn missing(what: &str, root: &Path) -> DaemonError {
-    DaemonError::Setup(format!("{}: no {what} in state.db (not installed here?)", root.display()))
+    DaemonError::Setup(format!(
+        "{}: no {what} in state.db (not installed here?)",
+        root.display()
+    ))
 }
 
 /// Run the peer of the machine whose smon directory is `root`. Returns at once (Ok) if a peer
@@ -56,23 +59,35 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         return Ok(());
     };
     let mut store = Store::open(&root.join("state.db"))?;
-    let me: MachineId = store.get(keys::ME)?.ok_or_else(|| missing("identity", root))?;
-    let config: ClusterConfig = store.get(keys::CONFIG)?.ok_or_else(|| missing("cluster config", root))?;
-    let key_bytes = store.get_raw(keys::CLUSTER_KEY)?.ok_or_else(|| missing("cluster key", root))?;
+    let me: MachineId = store
+        .get(keys::ME)?
+        .ok_or_else(|| missing("identity", root))?;
+    let config: ClusterConfig = store
+        .get(keys::CONFIG)?
+        .ok_or_else(|| missing("cluster config", root))?;
+    let key_bytes = store
+        .get_raw(keys::CLUSTER_KEY)?
+        .ok_or_else(|| missing("cluster key", root))?;
     let key = ClusterKey::from_bytes(
         key_bytes
             .as_slice()
             .try_into()
             .map_err(|_| DaemonError::Setup("the stored cluster key is not 32 bytes".into()))?,
     );
-    let blob = store.get_raw(keys::MEMBERSHIP)?.ok_or_else(|| missing("membership", root))?;
-    let membership = Membership::decode(&blob).map_err(|e| DaemonError::Setup(format!("stored membership: {e}")))?;
+    let blob = store
+        .get_raw(keys::MEMBERSHIP)?
+        .ok_or_else(|| missing("membership", root))?;
+    let membership = Membership::decode(&blob)
+        .map_err(|e| DaemonError::Setup(format!("stored membership: {e}")))?;
     let trusted = ReleasePublicKey::from_openssh(&config.release_key)
         .map_err(|e| DaemonError::Setup(format!("release key: {e}")))?;
 
-    let (bytes, manifest) = layout::installed_manifest(&root.join("current").join(layout::PEER_BINARY))?;
+    let (bytes, manifest) =
+        layout::installed_manifest(&root.join("current").join(layout::PEER_BINARY))?;
     let version = manifest.version;
-    let mut state: PersistentState = store.get(keys::STATE)?.unwrap_or_else(|| PersistentState::new(version));
+    let mut state: PersistentState = store
+        .get(keys::STATE)?
+        .unwrap_or_else(|| PersistentState::new(version));
     state.version = version;
     let now = now_ms();
     let first_deployed = match store.get::<u64>(keys::FIRST_DEPLOYED)? {
@@ -85,7 +100,10 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
     let hint = store
         .get::<Option<(u32, u64)>>(keys::SPREAD_ORIGIN)?
         .flatten()
-        .map(|(origin, membership_version)| SpreadHint { origin, membership_version });
+        .map(|(origin, membership_version)| SpreadHint {
+            origin,
+            membership_version,
+        });
     let trial_deadline = store
         .get::<(smon_proto::Version, u64)>(keys::TRIAL)?
         .filter(|(v, _)| *v == version && membership.len() > 1)
@@ -95,7 +113,8 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| DaemonError::Setup(format!("cannot listen on {addr}: {e}")))?;
-    std::fs::write(root.join("peer.pid"), std::process::id().to_string()).map_err(layout::io_err(root))?;
+    std::fs::write(root.join("peer.pid"), std::process::id().to_string())
+        .map_err(layout::io_err(root))?;
     tracing::info!("{me} runs smon-peer {version} on {addr}");
 
     let facts = LocalFacts {

@@ -24,7 +24,10 @@ pub struct MachineRoot {
 }
 
 /// Log in to `machine`.
-pub async fn login(config: &ClusterConfig, machine: &MachineId) -> Result<(Remote, MachineRoot), DaemonError> {
+pub async fn login(
+    config: &ClusterConfig,
+    machine: &MachineId,
+) -> Result<(Remote, MachineRoot), DaemonError> {
     match machine {
         MachineId::Local { name } => {
             let dir = config.local_dir(name);
@@ -69,14 +72,21 @@ impl Remote {
                         tokio::join!(read_all(stdout), read_all(stderr), child.wait());
                     (out, err, status)
                 };
-                let (out, err, status) = tokio::time::timeout(timeout, run)
-                    .await
-                    .map_err(|_| DaemonError::Login(format!("command timed out after {timeout:?}")))?;
+                let (out, err, status) =
+                    tokio::time::timeout(timeout, run).await.map_err(|_| {
+                        DaemonError::Login(format!("command timed out after {timeout:?}"))
+                    })?;
                 let status = status.map_err(|e| DaemonError::Login(e.to_string()))?;
                 if !status.success() {
                     let err = String::from_utf8_lossy(&err);
-                    let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                    return Err(DaemonError::Login(format!("remote command failed ({status}): {last}")));
+                    let last = err
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("");
+                    return Err(DaemonError::Login(format!(
+                        "remote command failed ({status}): {last}"
+                    )));
                 }
                 Ok(String::from_utf8_lossy(&out).into_owned())
             }
@@ -84,13 +94,18 @@ impl Remote {
     }
 
     /// Write `data` to `rel` under the machine's root, with `mode`.
-    pub async fn upload(&mut self, root: &MachineRoot, rel: &str, data: &[u8], mode: u32) -> Result<(), DaemonError> {
+    pub async fn upload(
+        &mut self,
+        root: &MachineRoot,
+        rel: &str,
+        data: &[u8],
+        mode: u32,
+    ) -> Result<(), DaemonError> {
         match self {
             Remote::Local => {
-                let base = root
-                    .local
-                    .as_deref()
-                    .ok_or_else(|| DaemonError::Login("local machine without a directory".into()))?;
+                let base = root.local.as_deref().ok_or_else(|| {
+                    DaemonError::Login("local machine without a directory".into())
+                })?;
                 write_file(&base.join(rel), data, mode).await
             }
         }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use smon_proto::{
-    AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, ControlAction,
-    DesiredState, LiveTag, MAX_CHUNK, MemberReply, PackageManifest, PeerCall, PeerReply,
-    PeerService, Ping, Pong, Refusal, tarpc::context::Context,
+    AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, ControlAction, DesiredState,
+    LiveTag, MAX_CHUNK, MemberReply, PackageManifest, PeerCall, PeerReply, PeerService, Ping, Pong,
+    Refusal, tarpc::context::Context,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -65,7 +65,10 @@ impl PeerService for PeerServer {
         let bytes = &self.package.bytes;
         let total = bytes.len() as u64;
         if req.offset > total {
-            return Err(Refusal::Invalid(format!("offset {} past the end ({total})", req.offset)));
+            return Err(Refusal::Invalid(format!(
+                "offset {} past the end ({total})",
+                req.offset
+            )));
         }
         let len = req.max_len.clamp(1, MAX_CHUNK) as u64;
         let end = (req.offset + len).min(total);
@@ -90,7 +93,10 @@ impl PeerService for PeerServer {
     async fn exchange_member(self, _: Context, version: u64) -> MemberReply {
         match self.call(PeerCall::ExchangeMember(version)).await {
             Some(PeerReply::Member(m)) => m,
-            _ => MemberReply { version: 0, blob: None },
+            _ => MemberReply {
+                version: 0,
+                blob: None,
+            },
         }
     }
 
@@ -108,12 +114,26 @@ impl PeerService for PeerServer {
         }
     }
 
-    async fn retrieve_app(self, _: Context, name: String, _req: ChunkRequest) -> Result<Chunk, Refusal> {
-        Err(Refusal::NotFound(format!("application {name}: applications are not supported by this peer yet")))
+    async fn retrieve_app(
+        self,
+        _: Context,
+        name: String,
+        _req: ChunkRequest,
+    ) -> Result<Chunk, Refusal> {
+        Err(Refusal::NotFound(format!(
+            "application {name}: applications are not supported by this peer yet"
+        )))
     }
 
-    async fn set_app_status(self, _: Context, name: String, _desired: DesiredState) -> Result<(), Refusal> {
-        Err(Refusal::NotFound(format!("application {name}: applications are not supported by this peer yet")))
+    async fn set_app_status(
+        self,
+        _: Context,
+        name: String,
+        _desired: DesiredState,
+    ) -> Result<(), Refusal> {
+        Err(Refusal::NotFound(format!(
+            "application {name}: applications are not supported by this peer yet"
+        )))
     }
 
     async fn get_app_status(self, _: Context, _name: Option<String>) -> Vec<AppStatus> {

@@ -66,7 +66,10 @@ pub fn start(root: &Path, rollback: bool) -> Result<(), DaemonError> {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(DaemonError::Start(format!("{} did not come up within {START_TIMEOUT:?}", binary.display())));
+            return Err(DaemonError::Start(format!(
+                "{} did not come up within {START_TIMEOUT:?}",
+                binary.display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -79,7 +82,9 @@ fn roll_back(root: &Path) -> Result<(), DaemonError> {
         .ok_or_else(|| DaemonError::Start("no previous version to roll back to".into()))?;
     let mut store = Store::open(&root.join("state.db"))?;
     if let Some(bad) = bad.filter(|b| *b != good) {
-        let mut state: PersistentState = store.get(keys::STATE)?.unwrap_or_else(|| PersistentState::new(good));
+        let mut state: PersistentState = store
+            .get(keys::STATE)?
+            .unwrap_or_else(|| PersistentState::new(good));
         if !state.bad_versions.contains(&bad) {
             state.bad_versions.push(bad);
         }

@@ -29,9 +29,12 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, DaemonError> {
         let err = |e: rusqlite::Error| DaemonError::Store(format!("{}: {e}", path.display()));
         let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
         conn.execute(
             "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL)",
             [],
@@ -42,7 +45,9 @@ impl Store {
 
     pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, DaemonError> {
         self.conn
-            .query_row("SELECT v FROM kv WHERE k = ?1", params![key], |row| row.get(0))
+            .query_row("SELECT v FROM kv WHERE k = ?1", params![key], |row| {
+                row.get(0)
+            })
             .optional()
             .map_err(|e| DaemonError::Store(format!("reading {key}: {e}")))
     }

@@ -1,0 +1,207 @@
+//! A local cluster of real processes for tests: each test gets its own directory, loopback
+//! addresses and port; on drop every process whose command line names the directory is
+//! killed by pid, and the test fails if any was still running.
+
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+pub fn console_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_smon-console"))
+}
+
+pub fn peer_bin() -> PathBuf {
+    let path = console_bin().with_file_name("smon-peer");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+pub struct Cluster {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub names: Vec<String>,
+}
+
+impl Cluster {
+    /// `init` a cluster of `n` local machines (not deployed yet).
+    pub fn new(n: usize, interval: &str) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let names: Vec<String> = (1..=n).map(|i| format!("m{i:03}")).collect();
+        let list: String = names.iter().map(|n| format!("local:{n}\n")).collect();
+        std::fs::write(tmp.path().join("machines"), list).unwrap();
+        let dir = tmp.path().join("cluster");
+        let cluster = Self { tmp, dir, names };
+        cluster.ok(&[
+            "init",
+            cluster.dir.to_str().unwrap(),
+            "--machines",
+            cluster.tmp.path().join("machines").to_str().unwrap(),
+            "--interval",
+            interval,
+            "--peer-binary",
+            peer_bin().to_str().unwrap(),
+        ]);
+        cluster
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(console_bin())
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("smon-console runs")
+    }
+
+    /// Run a console command that must succeed; its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "smon-console {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run a console command that must fail; its standard error.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "smon-console {args:?} should have failed"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn root(&self, name: &str) -> PathBuf {
+        self.dir.join("machines.d").join(name)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
+    }
+
+    /// The live pid of a machine's peer, if it runs.
+    pub fn pid(&self, name: &str) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.root(name).join("peer.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        is_alive(pid).then_some(pid)
+    }
+
+    pub fn kill9(&self, name: &str) -> i32 {
+        let pid = self
+            .pid(name)
+            .unwrap_or_else(|| panic!("{name} has no running peer"));
+        kill(pid);
+        wait_for(
+            Duration::from_secs(10),
+            &format!("pid {pid} to die"),
+            || !is_alive(pid),
+        );
+        pid
+    }
+
+    /// Every live process whose command line mentions this cluster.
+    pub fn processes(&self) -> Vec<i32> {
+        processes_mentioning(&self.dir)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let left = self.processes();
+        for &pid in &left {
+            kill(pid);
+        }
+        let gone = wait_until(Duration::from_secs(10), || self.processes().is_empty());
+        if !std::thread::panicking() {
+            assert!(
+                gone,
+                "processes left behind: {}",
+                describe(&self.processes())
+            );
+        }
+    }
+}
+
+/// `pid: command line` for each pid, for failure messages.
+pub fn describe(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            format!(
+                "{pid}: {}",
+                String::from_utf8_lossy(&cmd).replace('\0', " ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn kill(pid: i32) {
+    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+}
+
+/// Alive and not a zombie.
+pub fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+pub fn processes_mentioning(path: &Path) -> Vec<i32> {
+    let needle = path.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains(&needle)
+            && is_alive(pid)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn wait_for(timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        wait_until(timeout, cond),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}

@@ -1,0 +1,384 @@
+//! End to end on real processes: local machines (directories with their own loopback
+//! addresses), real peers, real SQLite files.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Cluster, is_alive, wait_for};
+
+#[test]
+fn thirty_machines_deploy_recover_upgrade_disable_enable_and_shut_down() {
+    let c = Cluster::new(30, "1s");
+    c.ok(&["deploy"]);
+    c.ok(&["wait", "--deployed", "all", "--timeout", "120s"]);
+    let status = c.status();
+    assert_eq!(status["deployed"], 30);
+    for name in &c.names {
+        assert!(c.pid(name).is_some(), "{name} runs no peer");
+    }
+
+    // kill -9 five peers: all come back.
+    let victims: Vec<_> = c.names[5..10].to_vec();
+    let old: Vec<_> = victims.iter().map(|n| c.kill9(n)).collect();
+    wait_for(
+        Duration::from_secs(90),
+        "the killed peers to be restarted",
+        || {
+            victims
+                .iter()
+                .all(|n| c.pid(n).is_some_and(|p| !old.contains(&p)))
+        },
+    );
+
+    // A machine whose smon directory is gone gets deployed again.
+    let wiped = &c.names[12];
+    c.kill9(wiped);
+    std::fs::remove_dir_all(c.root(wiped)).unwrap();
+    std::fs::create_dir_all(c.root(wiped)).unwrap();
+    wait_for(
+        Duration::from_secs(90),
+        "the wiped machine to be redeployed",
+        || c.pid(wiped).is_some(),
+    );
+
+    // Upgrade one peer: all follow, the previous version is kept, no old process is left.
+    let package = c.tmp.path().join("smon-peer-0.2.0");
+    c.ok(&[
+        "package",
+        "--version",
+        "0.2.0",
+        "--out",
+        package.to_str().unwrap(),
+    ]);
+    c.ok(&["upgrade", package.to_str().unwrap()]);
+    c.ok(&["wait", "--version", "0.2.0", "--timeout", "120s"]);
+    for name in &c.names {
+        let root = c.root(name);
+        assert_eq!(
+            std::fs::read_link(root.join("current")).unwrap().to_str(),
+            Some("versions/0.2.0"),
+            "{name}"
+        );
+        assert!(
+            root.join("previous/smon-peer").exists(),
+            "{name} lost its previous version"
+        );
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "one peer per machine, all on 0.2.0",
+        || {
+            let procs = c.processes();
+            procs.len() == 30
+                && procs.iter().all(|pid| {
+                    std::fs::read_link(format!("/proc/{pid}/exe"))
+                        .is_ok_and(|exe| exe.to_string_lossy().contains("versions/0.2.0"))
+                })
+        },
+    );
+
+    c.ok(&["disable"]);
+    c.ok(&["wait", "--disabled", "--timeout", "60s"]);
+    c.ok(&["enable"]);
+    c.ok(&["wait", "--enabled", "--timeout", "60s"]);
+
+    c.ok(&["shutdown", "--timeout", "60s"]);
+    assert!(
+        c.processes().is_empty(),
+        "left after shutdown: {}",
+        harness::describe(&c.processes())
+    );
+}
+
+#[test]
+fn a_version_that_cannot_start_is_rolled_back_and_not_spread() {
+    let c = Cluster::new(8, "1s");
+    c.ok(&["deploy"]);
+    c.ok(&["wait", "--deployed", "all", "--timeout", "90s"]);
+    let broken = c.tmp.path().join("broken.sh");
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\necho 'this version crashes at start' >&2\nexit 1\n",
+    )
+    .unwrap();
+    let package = c.tmp.path().join("smon-peer-9.0.0");
+    c.ok(&[
+        "package",
+        "--version",
+        "9.0.0",
+        "--out",
+        package.to_str().unwrap(),
+        "--binary",
+        broken.to_str().unwrap(),
+    ]);
+    let status = c.status();
+    let first = status["answered_by"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("local:")
+        .to_string();
+    c.ok(&["upgrade", package.to_str().unwrap()]);
+    // The upgraded peer dies; another peer restarts it, and the restart rolls it back.
+    let log = || std::fs::read_to_string(c.root(&first).join("peer.log")).unwrap_or_default();
+    wait_for(
+        Duration::from_secs(90),
+        "the broken version to be rolled back",
+        || {
+            log().contains("rolled back from 9.0.0")
+                && std::fs::read_link(c.root(&first).join("current"))
+                    .is_ok_and(|l| l.to_str() == Some("versions/0.1.0"))
+                && c.pid(&first).is_some()
+        },
+    );
+    // Not spread: no other machine ever got 9.0.0, and the versions stay 0.1.0.
+    for name in &c.names {
+        if *name != first {
+            assert!(
+                !c.root(name).join("versions/9.0.0").exists(),
+                "9.0.0 spread to {name}"
+            );
+        }
+    }
+    c.ok(&["wait", "--version", "0.1.0", "--timeout", "60s"]);
+    // And it is refused if offered again there.
+    let again = c.fails(&["upgrade", package.to_str().unwrap()]);
+    assert!(
+        again.contains("rolled back") || again.contains("9.0.0"),
+        "{again}"
+    );
+    c.ok(&["shutdown"]);
+}
+
+#[test]
+fn membership_changes_retire_removed_machines_and_deploy_added_ones() {
+    let c = Cluster::new(15, "1s");
+    // Start with the first 10 only.
+    let first10: String = c.names[..10]
+        .iter()
+        .map(|n| format!("local:{n}\n"))
+        .collect();
+    let list = c.tmp.path().join("ten");
+    std::fs::write(&list, &first10).unwrap();
+    c.ok(&["deploy"]);
+    c.ok(&["membership", "set", list.to_str().unwrap()]);
+    c.ok(&["wait", "--deployed", "10", "--timeout", "90s"]);
+    wait_for(Duration::from_secs(90), "the first ten to run", || {
+        c.names[..10].iter().all(|n| c.pid(n).is_some())
+    });
+
+    // Remove five: their peers exit. Add the five never listed: they get deployed.
+    let next: String = c.names[..5]
+        .iter()
+        .chain(&c.names[10..])
+        .map(|n| format!("local:{n}\n"))
+        .collect();
+    std::fs::write(&list, &next).unwrap();
+    c.ok(&["membership", "set", list.to_str().unwrap()]);
+    wait_for(
+        Duration::from_secs(120),
+        "removed peers to exit and added ones to run",
+        || {
+            c.names[5..10].iter().all(|n| c.pid(n).is_none())
+                && c.names[10..].iter().all(|n| c.pid(n).is_some())
+        },
+    );
+    let status = c.status();
+    assert_eq!(status["machines"], 10);
+    c.ok(&["shutdown"]);
+}
+
+#[test]
+fn a_wrong_key_and_bad_packages_are_refused() {
+    let c = Cluster::new(4, "1s");
+    c.ok(&["deploy"]);
+    c.ok(&["wait", "--deployed", "all", "--timeout", "60s"]);
+
+    // A corrupted package: refused, nothing changes.
+    let good = c.tmp.path().join("good");
+    c.ok(&[
+        "package",
+        "--version",
+        "0.3.0",
+        "--out",
+        good.to_str().unwrap(),
+    ]);
+    let mut bytes = std::fs::read(&good).unwrap();
+    bytes[1000] ^= 0xff;
+    let corrupted = c.tmp.path().join("corrupted");
+    std::fs::write(&corrupted, &bytes).unwrap();
+    let err = c.fails(&["upgrade", corrupted.to_str().unwrap()]);
+    assert!(err.contains("SHA-256"), "{err}");
+
+    // Signed by another key: refused by the console and, pushed directly, by the peer.
+    let other = Cluster::new(1, "1s");
+    let foreign = c.tmp.path().join("foreign");
+    other.ok(&[
+        "package",
+        "--version",
+        "0.3.0",
+        "--out",
+        foreign.to_str().unwrap(),
+    ]);
+    let err = c.fails(&["upgrade", foreign.to_str().unwrap()]);
+    assert!(err.contains("does not verify"), "{err}");
+    let refusal = push_directly(&c, &std::fs::read(&foreign).unwrap());
+    assert!(refusal.contains("does not verify"), "{refusal}");
+    let refusal = push_directly(&c, &bytes);
+    assert!(refusal.contains("SHA-256"), "{refusal}");
+    assert_eq!(c.status()["versions"]["0.1.0"], 4, "nothing changed");
+    for name in &c.names {
+        assert!(!c.root(name).join("versions/0.3.0").exists());
+    }
+
+    // A console with another cluster's key is refused during the handshake.
+    std::fs::copy(other.dir.join("cluster.key"), c.dir.join("cluster.key")).unwrap();
+    let err = c.fails(&["status"]);
+    assert!(err.contains("refused the cluster key"), "{err}");
+    drop(other);
+    kill_all(&c);
+}
+
+/// Push a package to the first peer over RPC, bypassing the console's own check.
+fn push_directly(c: &Cluster, package: &[u8]) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let key = smon_proto::ClusterKey::load(&c.dir.join("cluster.key")).unwrap();
+        let config: smon_proto::ClusterConfig =
+            serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap()).unwrap();
+        let addr = config.peer_address(&smon_proto::MachineId::local(&c.names[0]));
+        let client =
+            smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
+                .await
+                .unwrap();
+        let action = smon_proto::ControlAction::PushRelease {
+            offset: 0,
+            total: package.len() as u64,
+            data: package.to_vec(),
+        };
+        match client
+            .control(smon_proto::tarpc::context::current(), action)
+            .await
+            .unwrap()
+        {
+            Ok(answer) => panic!("accepted: {answer}"),
+            Err(refusal) => refusal.to_string(),
+        }
+    })
+}
+
+fn kill_all(c: &Cluster) {
+    for pid in c.processes() {
+        harness::kill(pid);
+    }
+}
+
+#[test]
+fn kill_9_in_the_middle_of_state_writes_loses_nothing_committed() {
+    let c = Cluster::new(1, "1s");
+    c.ok(&["deploy"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let acked = runtime.block_on(async {
+        let key = smon_proto::ClusterKey::load(&c.dir.join("cluster.key")).unwrap();
+        let config: smon_proto::ClusterConfig =
+            serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap()).unwrap();
+        let addr = config.peer_address(&smon_proto::MachineId::local(&c.names[0]));
+        let client =
+            smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
+                .await
+                .unwrap();
+        let pid = c.pid(&c.names[0]).unwrap();
+        let mut acked = 0u64;
+        for i in 0..10_000u64 {
+            if i == 40 {
+                // Kill while writes keep coming: the next calls fail, nothing else.
+                harness::kill(pid);
+            }
+            let action = smon_proto::ControlAction::SetLiveTag {
+                enabled: i % 2 == 0,
+            };
+            match client
+                .control(smon_proto::tarpc::context::current(), action)
+                .await
+            {
+                Ok(Ok(answer)) => {
+                    let version: u64 = answer
+                        .rsplit("version ")
+                        .next()
+                        .unwrap()
+                        .trim_end_matches(')')
+                        .parse()
+                        .unwrap();
+                    acked = acked.max(version);
+                }
+                _ => break,
+            }
+        }
+        acked
+    });
+    assert!(acked >= 40, "only {acked} writes acknowledged");
+    wait_for(Duration::from_secs(10), "the peer to die", || {
+        c.pid(&c.names[0]).is_none()
+    });
+    // Restart it and read the livetag it came back with.
+    let out = std::process::Command::new(c.root(&c.names[0]).join("current/smon-peer"))
+        .args(["start", "--root", c.root(&c.names[0]).to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = c.status();
+    let version = status["livetag"]["version"].as_u64().unwrap();
+    assert!(
+        version >= acked,
+        "acknowledged livetag version {acked}, found {version} after kill -9"
+    );
+    kill_all(&c);
+}
+
+#[test]
+fn bad_input_gives_a_one_line_error_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = tmp.path().join("machines");
+    std::fs::write(&machines, "local:a\n# comment\nlocal:b c\n").unwrap();
+    let dir = tmp.path().join("c");
+    let out = std::process::Command::new(harness::console_bin())
+        .args([
+            "init",
+            dir.to_str().unwrap(),
+            "--machines",
+            machines.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("{}:3", machines.display())), "{err}");
+    assert!(!dir.exists(), "a half-written cluster dir was left");
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().count() == 1,
+        "stray files left"
+    );
+
+    let out = std::process::Command::new(harness::console_bin())
+        .args(["-C", tmp.path().join("nowhere").to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nowhere") && err.contains("not a cluster directory"),
+        "{err}"
+    );
+
+    // A cluster with no peer running: the error says so.
+    let c = Cluster::new(3, "1s");
+    let err = c.fails(&["status"]);
+    assert!(err.contains("no peer") && err.contains("answers"), "{err}");
+    let err = c.fails(&["wait", "--deployed", "all", "--timeout", "1s"]);
+    assert!(err.contains("timed out"), "{err}");
+}
