@@ -33,8 +33,12 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
             dir.path.display()
         )
     })?;
-    let package = std::fs::read(dir.package_path())
-        .with_context(|| format!("{}", dir.package_path().display()))?;
+    if !dir.package_path().is_file() {
+        bail!(
+            "{}: the peer package is missing",
+            dir.package_path().display()
+        );
+    }
     let seed = InstallSeed {
         me: machine.clone(),
         deployer: "console".into(),
@@ -43,10 +47,18 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
         membership: dir.membership.encode(),
         spread_origin: Some((index, dir.membership.version)),
     };
-    let message = machine_ops::deploy(&dir.config, &machine, &package, &seed)
+    let message = machine_ops::deploy(&dir.config, &machine, &dir.package_path(), &seed)
         .await
         .with_context(|| format!("deploying to {machine}"))?;
     println!("{machine}: {}", message.trim());
+    // A cluster that was shut down keeps livetag off: say how to resume.
+    if let Ok(view) = connect::view(dir).await
+        && !view.livetag.enabled
+    {
+        println!(
+            "note: self-management is disabled in this cluster; `smon-console enable` resumes it"
+        );
+    }
     Ok(())
 }
 

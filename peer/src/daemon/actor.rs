@@ -302,7 +302,7 @@ impl Actor {
                         (self.config.clone(), self.tx.clone(), self.package.clone());
                     tokio::spawn(async move {
                         let result =
-                            machine_ops::deploy(&config, &machine, &package.bytes, &seed).await;
+                            machine_ops::deploy(&config, &machine, &package.path, &seed).await;
                         match &result {
                             Ok(msg) => tracing::info!("deployed to {machine}: {}", msg.trim()),
                             Err(e) => tracing::warn!("deploying to {machine} failed: {e}"),

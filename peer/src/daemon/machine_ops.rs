@@ -78,7 +78,7 @@ fn parse_probe(out: &str) -> Result<Probe, DaemonError> {
 pub async fn deploy(
     config: &ClusterConfig,
     machine: &MachineId,
-    package: &[u8],
+    package: &std::path::Path,
     seed: &InstallSeed,
 ) -> Result<String, DaemonError> {
     let (mut remote, root) = login(config, machine).await?;
@@ -106,7 +106,7 @@ pub async fn deploy(
         )
         .await?;
     remote
-        .upload(&root, &format!("{dir}/package"), package, 0o755)
+        .upload_file(&root, &format!("{dir}/package"), package, 0o755)
         .await?;
     remote
         .upload(&root, &format!("{dir}/seed.json"), &seed.to_json(), 0o600)

@@ -85,6 +85,10 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
     let (bytes, manifest) =
         layout::installed_manifest(&root.join("current").join(layout::PEER_BINARY))?;
     let version = manifest.version;
+    // The running version's own file (not `current`, which an upgrade may move).
+    let package_path = layout::version_binary(root, version);
+    let package_len = bytes.len() as u64;
+    drop(bytes);
     let mut state: PersistentState = store
         .get(keys::STATE)?
         .unwrap_or_else(|| PersistentState::new(version));
@@ -142,7 +146,11 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
     core.start(now, &mut rng, &mut initial);
 
     let (tx, rx) = mpsc::channel(1024);
-    let package = Arc::new(OwnPackage { bytes, manifest });
+    let package = Arc::new(OwnPackage {
+        path: package_path,
+        len: package_len,
+        manifest,
+    });
     let server = PeerServer {
         tx: tx.clone(),
         package: package.clone(),

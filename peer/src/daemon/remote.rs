@@ -120,6 +120,37 @@ async fn read_all(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
     buf
 }
 
+impl Remote {
+    /// Copy the local file `src` to `rel` under the machine's root, with `mode`, streaming it
+    /// (a package is never held whole in memory).
+    pub async fn upload_file(
+        &mut self,
+        root: &MachineRoot,
+        rel: &str,
+        src: &Path,
+        mode: u32,
+    ) -> Result<(), DaemonError> {
+        match self {
+            Remote::Local => {
+                let base = root.local.as_deref().ok_or_else(|| {
+                    DaemonError::Login("local machine without a directory".into())
+                })?;
+                let dest = base.join(rel);
+                let tmp = dest.with_extension(format!("tmp-{}", std::process::id()));
+                let io = |e: std::io::Error| DaemonError::Io(format!("{}: {e}", dest.display()));
+                tokio::fs::copy(src, &tmp).await.map_err(io)?;
+                let file = tokio::fs::File::open(&tmp).await.map_err(io)?;
+                file.sync_all().await.map_err(io)?;
+                use std::os::unix::fs::PermissionsExt;
+                tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+                    .await
+                    .map_err(io)?;
+                tokio::fs::rename(&tmp, &dest).await.map_err(io)
+            }
+        }
+    }
+}
+
 /// Write a file completely (temporary name, fsync, rename), so a reader never sees half of it.
 pub async fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), DaemonError> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));

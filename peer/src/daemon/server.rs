@@ -12,10 +12,21 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::actor::Msg;
 
-/// This peer's own package, served to peers that upgrade from it.
+/// This peer's own package, served to peers that upgrade from it. Read from disk when
+/// needed rather than held in memory: an idle peer stays small.
 pub struct OwnPackage {
-    pub bytes: Vec<u8>,
+    pub path: std::path::PathBuf,
+    pub len: u64,
     pub manifest: PackageManifest,
+}
+
+impl OwnPackage {
+    fn read_at(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len as usize];
+        std::fs::File::open(&self.path)?.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
 }
 
 #[derive(Clone)]
@@ -62,8 +73,7 @@ impl PeerService for PeerServer {
             Some(PeerReply::Chunk(Err(refusal))) => return Err(refusal),
             _ => return Err(gone()),
         }
-        let bytes = &self.package.bytes;
-        let total = bytes.len() as u64;
+        let total = self.package.len;
         if req.offset > total {
             return Err(Refusal::Invalid(format!(
                 "offset {} past the end ({total})",
@@ -75,11 +85,15 @@ impl PeerService for PeerServer {
         if end == total {
             let _ = self.tx.send(Msg::ReleaseFetch(session)).await;
         }
+        let data = self
+            .package
+            .read_at(req.offset, end - req.offset)
+            .map_err(|e| Refusal::Busy(format!("reading the package: {e}")))?;
         Ok(Chunk {
             manifest: (req.offset == 0).then(|| self.package.manifest.clone()),
             total_len: total,
             offset: req.offset,
-            data: bytes[req.offset as usize..end as usize].to_vec(),
+            data,
         })
     }
 
