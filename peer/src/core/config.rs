@@ -50,7 +50,7 @@ impl Default for CoreConfig {
             synchronous_rounds: false,
             fetch_cap: 4,
             fetch_slot_idle_ms: 30_000,
-            gossip_budget: 480,
+            gossip_budget: 640,
             livetag_fanout: 2,
             removed_exit_after_ms: 60_000,
             disabled_exit_after_ms: None,

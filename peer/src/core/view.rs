@@ -109,17 +109,18 @@ impl View {
             size,
             hot_left: retransmits,
         };
+        // The newest rumor goes first: it is the one fewest peers know.
         match self.slots.insert(machine, slot) {
             None => {
                 self.known.push(machine);
-                self.hot.push_back(machine);
+                self.hot.push_front(machine);
             }
-            Some(old) if old.hot_left == 0 => self.hot.push_back(machine),
+            Some(old) if old.hot_left == 0 => self.hot.push_front(machine),
             Some(_) => {} // already queued
         }
         // Bound the rumor queue: the oldest rumors are the ones most already know.
         while self.hot.len() > MAX_HOT {
-            if let Some(dropped) = self.hot.pop_front()
+            if let Some(dropped) = self.hot.pop_back()
                 && let Some(slot) = self.slots.get_mut(&dropped)
             {
                 slot.hot_left = 0;

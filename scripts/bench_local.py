@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Benchmark a real local cluster (issue 4 goals): deployment rounds, overhead, restart time,
+idle peer RSS and CPU, package size.
+
+Usage: cargo build --release -p smon-peer -p smon-console && python3 scripts/bench_local.py [N] [INTERVAL_S]
+"""
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 117
+INTERVAL = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
+CONSOLE = os.path.abspath("target/release/smon-console")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def console(*args, check=True):
+    out = subprocess.run([CONSOLE, "-C", CLUSTER, *args], capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise SystemExit(f"smon-console {args}: {out.stderr}")
+    return out.stdout
+
+
+def pid_of(name):
+    try:
+        pid = int(open(f"{CLUSTER}/machines.d/{name}/peer.pid").read())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_ticks(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+
+tmp = tempfile.mkdtemp(prefix="smon-bench-")
+CLUSTER = f"{tmp}/cluster"
+names = [f"m{i:03}" for i in range(1, N + 1)]
+with open(f"{tmp}/machines", "w") as f:
+    f.writelines(f"local:{n}\n" for n in names)
+subprocess.run([CONSOLE, "init", CLUSTER, "--machines", f"{tmp}/machines", "--interval", f"{int(INTERVAL * 1000)}ms"],
+               check=True, capture_output=True)
+try:
+    print(f"{N} local machines, {INTERVAL} s rounds, {os.cpu_count()} cores")
+    print(f"package: {os.path.getsize(CLUSTER + '/package') / 1e6:.2f} MB")
+    t0 = time.time()
+    console("deploy")
+    console("wait", "--deployed", "all", "--timeout", "600s")
+    wall = time.time() - t0
+    time.sleep(3 * INTERVAL)  # let the records settle
+    status = json.loads(console("status", "--json"))
+    firsts = sorted(r["first_deployed_ms"] for r in status["records"] if r["first_deployed_ms"])
+    span = (firsts[-1] - firsts[0]) / 1000
+    overheads = [r["overhead"] for r in status["records"] if r["state"] in ("running", "disabled")]
+    print(f"deployed {len(firsts)}/{N}: last peer started {span:.1f} s = {span / INTERVAL:.1f} rounds after the first "
+          f"(wait returned after {wall:.1f} s); p50 {(firsts[len(firsts) // 2] - firsts[0]) / 1000 / INTERVAL:.1f} rounds, "
+          f"p90 {(firsts[int(len(firsts) * 0.9)] - firsts[0]) / 1000 / INTERVAL:.1f} rounds")
+    print(f"overhead: mean {statistics.mean(overheads):.3f}, max {max(overheads)}")
+
+    # Idle cost: RSS and CPU of every peer over 20 s.
+    pids = [p for p in (pid_of(n) for n in names) if p]
+    before = {p: cpu_ticks(p) for p in pids}
+    time.sleep(20)
+    cpu = [(cpu_ticks(p) - before[p]) / TICKS / 20 * 100 for p in pids]
+    rss = [rss_kb(p) / 1024 for p in pids]
+    print(f"idle peer: RSS median {statistics.median(rss):.1f} MB, max {max(rss):.1f} MB; "
+          f"CPU median {statistics.median(cpu):.2f}% of a core, max {max(cpu):.2f}%")
+
+    # Restart: kill -9 ten peers, one at a time; time until a new peer runs there.
+    times = []
+    for name in names[10:110:10][:10]:
+        pid = pid_of(name)
+        os.kill(pid, signal.SIGKILL)
+        t = time.time()
+        while True:
+            p = pid_of(name)
+            if p and p != pid:
+                break
+            if time.time() - t > 120:
+                raise SystemExit(f"{name} not restarted")
+            time.sleep(0.05)
+        times.append(time.time() - t)
+    print(f"restart after kill -9: median {statistics.median(times):.1f} s = {statistics.median(times) / INTERVAL:.1f} rounds, "
+          f"max {max(times):.1f} s ({len(times)} kills)")
+finally:
+    console("shutdown", "--timeout", "120s", check=False)
+    subprocess.run(["rm", "-rf", tmp])
