@@ -1,6 +1,7 @@
 //! `smon-console`: the operator's client. Batch commands now; the TUI comes with its issue.
 
 mod cluster_dir;
+mod cmd_app;
 mod cmd_cluster;
 mod cmd_init;
 mod connect;
@@ -80,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         command: MembershipCommand,
     },
+    /// Applications: install, set desired state, status.
+    App {
+        #[command(subcommand)]
+        command: cmd_app::AppCommand,
+    },
     /// Disable, then stop every peer.
     Shutdown {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -151,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Membership {
             command: MembershipCommand::Set { file },
         } => cmd_cluster::set_membership(&open()?, &file).await,
+        Command::App { command } => cmd_app::run(&open()?, command).await,
         Command::Shutdown { timeout } => cmd_cluster::shutdown(&open()?, timeout).await,
         Command::Demo => anyhow::bail!(
             "the live demo arrives with the console TUI; meanwhile: init, deploy, wait --deployed all, status"

@@ -5,7 +5,7 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{Cluster, is_alive, wait_for};
+use harness::{Cluster, wait_for};
 
 #[test]
 fn thirty_machines_deploy_recover_upgrade_disable_enable_and_shut_down() {
