@@ -79,6 +79,21 @@ try:
     print(f"idle peer: RSS median {statistics.median(rss):.1f} MB, max {max(rss):.1f} MB; "
           f"CPU median {statistics.median(cpu):.2f}% of a core, max {max(cpu):.2f}%")
 
+    # Watching: the TUI in tmux (120x40) for 30 s, its CPU.
+    if subprocess.run(["which", "tmux"], capture_output=True).returncode == 0:
+        sock = f"smon-bench-{os.getpid()}"
+        subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-x", "120", "-y", "40",
+                        f"{CONSOLE} -C {CLUSTER} tui"], check=True)
+        time.sleep(3)
+        tui = [int(p) for p in subprocess.run(["pgrep", "-f", f"{CLUSTER} tui"], capture_output=True,
+                                               text=True).stdout.split()]
+        if tui:
+            before = cpu_ticks(tui[0])
+            time.sleep(30)
+            used = (cpu_ticks(tui[0]) - before) / TICKS / 30 * 100
+            print(f"TUI watching {N} machines: {used:.2f}% of a core, RSS {rss_kb(tui[0]) / 1024:.1f} MB")
+        subprocess.run(["tmux", "-L", sock, "kill-server"])
+
     # Restart: kill -9 ten peers, one at a time; time until a new peer runs there.
     times = []
     for name in names[10:110:10][:10]:

@@ -8,12 +8,31 @@ use smon_proto::{ClusterConfig, ClusterKey, Membership, Version, release};
 
 use crate::cluster_dir::{ClusterDir, write_atomic};
 
+/// The settings `init` takes besides the machines.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub interval: Duration,
+    pub disabled_exit_after: Option<Duration>,
+    pub removed_exit_after: Option<Duration>,
+}
+
+impl InitOptions {
+    pub fn with_interval(interval: Duration) -> Self {
+        Self {
+            interval,
+            disabled_exit_after: None,
+            removed_exit_after: None,
+        }
+    }
+}
+
 pub fn init(
     dir: &Path,
     machines_file: &Path,
-    interval: Duration,
+    options: &InitOptions,
     peer_binary: &Path,
 ) -> anyhow::Result<()> {
+    let interval = options.interval;
     if dir.exists()
         && std::fs::read_dir(dir)
             .map(|mut d| d.next().is_some())
@@ -53,7 +72,7 @@ pub fn init(
             .to_string_lossy(),
         std::process::id()
     ));
-    let result = build(&staging, &dir, &membership, &text, interval, &binary);
+    let result = build(&staging, &dir, &membership, &text, options, &binary);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
         return result;
@@ -76,9 +95,10 @@ fn build(
     final_dir: &Path,
     membership: &Membership,
     text: &str,
-    interval: Duration,
+    options: &InitOptions,
     binary: &[u8],
 ) -> anyhow::Result<()> {
+    let interval = options.interval;
     std::fs::create_dir_all(staging)?;
     ClusterKey::create(&staging.join("cluster.key"))?;
     let release_key = release::generate_release_key();
@@ -101,8 +121,10 @@ fn build(
         ping_timeout_ms: (interval_ms * 2 / 5).clamp(200, 2_000),
         release_key: public,
         agent: None,
-        removed_exit_after_ms: 12 * interval_ms,
-        disabled_exit_after_ms: None,
+        removed_exit_after_ms: options
+            .removed_exit_after
+            .map_or(12 * interval_ms, |d| d.as_millis() as u64),
+        disabled_exit_after_ms: options.disabled_exit_after.map(|d| d.as_millis() as u64),
         rejoin_within_ms: 20 * interval_ms,
     };
     if let Some((a, b)) = config.address_collision(membership.machines()) {

@@ -1,0 +1,10 @@
+//! The operator's side of smon: the batch commands, the TUI, and the local demo.
+
+pub mod cli;
+pub mod cluster_dir;
+pub mod cmd_app;
+pub mod cmd_cluster;
+pub mod cmd_init;
+pub mod connect;
+pub mod summary;
+pub mod tui;

@@ -1,0 +1,206 @@
+//! The operator's TUI: one state ([`app::App`]) changed only by `update(Action)`; keys, data
+//! from the peer and results of commands all arrive as actions; views only draw.
+
+pub mod app;
+pub mod keys;
+pub mod model;
+pub mod poller;
+pub mod ui;
+pub mod views;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    io::IsTerminal,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::bail;
+use crossterm::{
+    event::{Event, EventStream, KeyEventKind},
+    execute,
+    terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode},
+};
+use futures::StreamExt;
+use ratatui::{Terminal, backend::CrosstermBackend};
+use smon_proto::ClusterKey;
+use tokio::sync::mpsc;
+
+use crate::cluster_dir::ClusterDir;
+use app::{Action, App, Effect};
+use model::Model;
+
+pub enum Source {
+    Dir(ClusterDir),
+    Peer { addr: String, key: ClusterKey },
+}
+
+pub fn require_terminal(what: &str) -> anyhow::Result<()> {
+    if !std::io::stdout().is_terminal() {
+        bail!(
+            "{what} needs a terminal, and standard output is not one; for scripts use the batch \
+             commands (smon-console -C DIR status --json, wait, disable, ...)"
+        );
+    }
+    Ok(())
+}
+
+/// Restores the terminal however the TUI ends.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = disable_raw_mode();
+        let _ = execute!(
+            std::io::stdout(),
+            LeaveAlternateScreen,
+            crossterm::cursor::Show
+        );
+    }
+}
+
+pub async fn run(source: Source, readonly: bool) -> anyhow::Result<()> {
+    require_terminal("the TUI")?;
+    let (candidates, key, model, dir) = match source {
+        Source::Dir(dir) => {
+            let candidates = dir.addresses().into_iter().map(|(_, a)| a).collect();
+            let model = Model::with_machines(dir.membership.machines());
+            (candidates, dir.key.clone(), model, Some(dir.path.clone()))
+        }
+        Source::Peer { addr, key } => (vec![addr], key, Model::default(), None),
+    };
+    let interval = Duration::from_millis(1_000);
+    let (tx, mut rx) = mpsc::channel::<Action>(1024);
+    let poller = poller::Poller {
+        candidates,
+        key,
+        every: interval,
+        started: Instant::now(),
+    };
+    let poll_task = tokio::spawn(poller.run(tx.clone()));
+
+    enable_raw_mode()?;
+    let _guard = TerminalGuard;
+    execute!(
+        std::io::stdout(),
+        EnterAlternateScreen,
+        crossterm::cursor::Hide
+    )?;
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = disable_raw_mode();
+        let _ = execute!(
+            std::io::stdout(),
+            LeaveAlternateScreen,
+            crossterm::cursor::Show
+        );
+        default_hook(info);
+    }));
+    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    let mut app = App::new(model, readonly, dir.is_some());
+    let mut events = EventStream::new();
+    let page = |h: u16| h.saturating_sub(ui::CHROME_ROWS) as usize;
+    app.update(Action::PageSize(page(terminal.size()?.height)));
+    let mut dirty = true;
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        if dirty {
+            terminal.draw(|f| ui::draw(f, &app))?;
+            dirty = false;
+        }
+        let action = tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => keys::action_for(&app, key),
+                Some(Ok(Event::Resize(_, h))) => Some(Action::PageSize(page(h))),
+                Some(Ok(_)) => None,
+                Some(Err(_)) | None => Some(Action::Quit),
+            },
+            action = rx.recv() => action,
+            // Redraw now and then while stale, so the "since" clock moves.
+            _ = clock.tick() => {
+                dirty |= matches!(app.model.connection, Some(model::Connection::Stale { .. }));
+                None
+            }
+        };
+        let Some(action) = action else { continue };
+        dirty = true;
+        match app.update(action) {
+            Some(Effect::Quit) => break,
+            Some(Effect::Run(args)) => {
+                let tx = tx.clone();
+                let dir = dir.clone();
+                tokio::spawn(async move {
+                    let result = run_batch(dir, args).await;
+                    let _ = tx.send(Action::OpDone(result)).await;
+                });
+            }
+            None => {}
+        }
+    }
+    poll_task.abort();
+    drop(terminal);
+    Ok(())
+}
+
+/// Run a batch command (`smon-console -C DIR ARGS`) and return its last line of output.
+async fn run_batch(dir: Option<PathBuf>, args: Vec<String>) -> Result<String, String> {
+    let dir = dir.ok_or("commands need the cluster directory (-C)")?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = tokio::process::Command::new(exe)
+        .arg("-C")
+        .arg(dir)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    let last = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    if out.status.success() {
+        Ok(format!("{}: {}", args.join(" "), last(&out.stdout)))
+    } else {
+        Err(last(&out.stderr))
+    }
+}
+
+/// `smon-console demo`: a local cluster, deployed and watched live; quitting shuts it down.
+pub async fn demo(
+    machines: usize,
+    interval: Duration,
+    peer_binary: PathBuf,
+    readonly: bool,
+) -> anyhow::Result<()> {
+    require_terminal("the demo")?;
+    if machines == 0 {
+        bail!("--machines must be at least 1");
+    }
+    let base = std::env::temp_dir().join(format!("smon-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&base)?;
+    let list: String = (1..=machines)
+        .map(|i| format!("local:demo{i:03}\n"))
+        .collect();
+    std::fs::write(base.join("machines"), list)?;
+    let path = base.join("cluster");
+    let result = async {
+        let options = crate::cmd_init::InitOptions::with_interval(interval);
+        crate::cmd_init::init(&path, &base.join("machines"), &options, &peer_binary)?;
+        let dir = ClusterDir::open(&path)?;
+        crate::cmd_cluster::deploy(&dir, None).await?;
+        let watched = run(Source::Dir(ClusterDir::open(&path)?), readonly).await;
+        println!("shutting the demo cluster down…");
+        crate::cmd_cluster::shutdown(&dir, Duration::from_secs(60)).await?;
+        watched
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&base);
+    result
+}

@@ -1,0 +1,278 @@
+//! Everything the TUI knows about the cluster, with the counts the views draw precomputed
+//! when data arrives (never while drawing).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use smon_proto::{AppState, ClusterView, LiveTag, MachineId, MachineRecord, PeerState};
+
+/// Recent events kept for the overview.
+const MAX_EVENTS: usize = 200;
+/// Points of the progress curve kept.
+const MAX_HISTORY: usize = 3_600;
+
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub machine: MachineId,
+    pub name: String,
+    pub record: Option<MachineRecord>,
+}
+
+impl Row {
+    pub fn state(&self) -> Option<PeerState> {
+        self.record.as_ref().map(|r| r.state)
+    }
+
+    pub fn state_word(&self) -> &'static str {
+        match self.state() {
+            None => "unknown",
+            Some(PeerState::Running) => "running",
+            Some(PeerState::Disabled) => "disabled",
+            Some(PeerState::Removed) => "removed",
+            Some(PeerState::Deploying) => "deploying",
+            Some(PeerState::Unreachable) => "unreachable",
+            Some(PeerState::Stopped) => "stopped",
+        }
+    }
+
+    pub fn version(&self) -> String {
+        self.record
+            .as_ref()
+            .and_then(|r| r.peer_version)
+            .map_or_else(|| "-".into(), |v| v.to_string())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Connection {
+    Connecting,
+    Live {
+        peer: String,
+    },
+    /// The last view is kept on screen; `since` is when it stopped updating (seconds).
+    Stale {
+        since: f64,
+        error: String,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AppSummary {
+    pub name: String,
+    pub by_state: BTreeMap<String, usize>,
+}
+
+/// What the poller sends.
+#[derive(Clone, Debug)]
+pub enum DataMsg {
+    View {
+        /// Seconds since the TUI started (the clock of the curve and the events).
+        at: f64,
+        /// A full view (new peer) replaces everything; otherwise only changed records come.
+        full: bool,
+        view: ClusterView,
+    },
+    Disconnected {
+        at: f64,
+        error: String,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct Model {
+    pub rows: Vec<Row>,
+    index: HashMap<MachineId, usize>,
+    pub total: u32,
+    pub membership_version: u64,
+    pub livetag: Option<LiveTag>,
+    pub answered_by: String,
+    pub connection: Option<Connection>,
+    // Derived when data changes.
+    pub deployed: usize,
+    pub running: usize,
+    pub disabled: usize,
+    pub unreachable: usize,
+    pub versions: BTreeMap<String, usize>,
+    pub livetag_agreeing: usize,
+    pub overhead_histogram: BTreeMap<u32, usize>,
+    pub logins_histogram: BTreeMap<u32, usize>,
+    pub apps: Vec<AppSummary>,
+    pub history: Vec<(f64, f64)>,
+    pub events: VecDeque<(f64, String)>,
+    /// Bumped on every data change: views cache on it.
+    pub generation: u64,
+    /// Seconds since the TUI started, as of the latest data.
+    pub now: f64,
+}
+
+impl Model {
+    /// Seed the rows with the machines of the membership list (known before any record).
+    pub fn with_machines(machines: &[MachineId]) -> Self {
+        let mut model = Model::default();
+        for m in machines {
+            model.insert_row(m.clone(), None);
+        }
+        model.total = machines.len() as u32;
+        model.recount();
+        model
+    }
+
+    fn insert_row(&mut self, machine: MachineId, record: Option<MachineRecord>) -> usize {
+        let i = self.rows.len();
+        self.index.insert(machine.clone(), i);
+        self.rows.push(Row {
+            name: machine.to_string(),
+            machine,
+            record,
+        });
+        i
+    }
+
+    fn event(&mut self, at: f64, text: String) {
+        self.events.push_front((at, text));
+        self.events.truncate(MAX_EVENTS);
+    }
+
+    pub fn apply(&mut self, msg: DataMsg) {
+        match msg {
+            DataMsg::Disconnected { at, error } => {
+                self.now = at;
+                let since = match &self.connection {
+                    Some(Connection::Stale { since, .. }) => *since,
+                    _ => {
+                        self.event(at, format!("lost the connection: {error}"));
+                        at
+                    }
+                };
+                self.connection = Some(Connection::Stale { since, error });
+            }
+            DataMsg::View { at, full, view } => {
+                self.now = at;
+                if !matches!(&self.connection, Some(Connection::Live { peer }) if *peer == view.answered_by.to_string())
+                {
+                    self.event(at, format!("watching through {}", view.answered_by));
+                }
+                self.connection = Some(Connection::Live {
+                    peer: view.answered_by.to_string(),
+                });
+                self.answered_by = view.answered_by.to_string();
+                self.total = view.machines;
+                if self.membership_version != view.membership_version
+                    && self.membership_version != 0
+                {
+                    self.event(
+                        at,
+                        format!("membership version {}", view.membership_version),
+                    );
+                }
+                self.membership_version = view.membership_version;
+                if let Some(old) = self.livetag
+                    && old != view.livetag
+                {
+                    let word = if view.livetag.enabled {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    };
+                    self.event(
+                        at,
+                        format!("self-management {word} (livetag v{})", view.livetag.version),
+                    );
+                }
+                self.livetag = Some(view.livetag);
+                if full {
+                    for row in &mut self.rows {
+                        row.record = None;
+                    }
+                }
+                for (machine, record) in view.records {
+                    let i = match self.index.get(&machine) {
+                        Some(&i) => i,
+                        None => self.insert_row(machine.clone(), None),
+                    };
+                    let row = &self.rows[i];
+                    let before = (
+                        row.state(),
+                        row.record.as_ref().and_then(|r| r.peer_version),
+                    );
+                    let after = (Some(record.state), record.peer_version);
+                    if before != after && !full {
+                        let version = record
+                            .peer_version
+                            .map_or_else(String::new, |v| format!(" {v}"));
+                        let state = format!("{:?}", record.state).to_lowercase();
+                        self.event(at, format!("{machine}: {state}{version}"));
+                    }
+                    self.rows[i].record = Some(record);
+                }
+                self.recount();
+                let point = (at, self.deployed as f64);
+                if self.history.last().is_none_or(|last| last.1 != point.1) {
+                    if let Some(&(_, prev)) = self.history.last() {
+                        // A step, not a ramp: the count held until now.
+                        self.history.push((at, prev));
+                    }
+                    self.history.push(point);
+                    if self.history.len() > MAX_HISTORY {
+                        self.history.drain(..self.history.len() - MAX_HISTORY);
+                    }
+                }
+            }
+        }
+        self.generation += 1;
+    }
+
+    /// Recompute every count the views show.
+    pub fn recount(&mut self) {
+        self.deployed = 0;
+        self.running = 0;
+        self.disabled = 0;
+        self.unreachable = 0;
+        self.livetag_agreeing = 0;
+        self.versions.clear();
+        self.overhead_histogram.clear();
+        self.logins_histogram.clear();
+        let mut apps: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for row in &self.rows {
+            let Some(r) = &row.record else { continue };
+            match r.state {
+                PeerState::Running => self.running += 1,
+                PeerState::Disabled => self.disabled += 1,
+                PeerState::Unreachable => self.unreachable += 1,
+                _ => {}
+            }
+            if r.state.is_up() {
+                self.deployed += 1;
+                if let Some(v) = r.peer_version {
+                    *self.versions.entry(v.to_string()).or_default() += 1;
+                }
+                *self.overhead_histogram.entry(r.overhead).or_default() += 1;
+                *self.logins_histogram.entry(r.logins).or_default() += 1;
+                if Some(r.livetag) == self.livetag {
+                    self.livetag_agreeing += 1;
+                }
+            }
+            for app in &r.apps {
+                *apps
+                    .entry(app.name.clone())
+                    .or_default()
+                    .entry(app_state_word(app.state).to_string())
+                    .or_default() += 1;
+            }
+        }
+        self.apps = apps
+            .into_iter()
+            .map(|(name, by_state)| AppSummary { name, by_state })
+            .collect();
+    }
+}
+
+pub fn app_state_word(state: AppState) -> &'static str {
+    match state {
+        AppState::Installing => "installing",
+        AppState::Starting => "starting",
+        AppState::Running => "running",
+        AppState::Stopped => "stopped",
+        AppState::Backoff => "backoff",
+        AppState::Failed => "failed",
+    }
+}

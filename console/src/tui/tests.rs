@@ -1,0 +1,305 @@
+//! `update()` unit tests and snapshot tests of every view (120×40, TestBackend).
+
+use ratatui::{Terminal, backend::TestBackend};
+use smon_proto::{
+    AppState, AppStatus, ClusterView, DesiredState, LiveTag, MachineId, MachineRecord, PeerState,
+    Version,
+};
+
+use super::{
+    app::{Action, App, Effect, Mode, SortKey, Tab},
+    model::{DataMsg, Model},
+    ui,
+};
+
+fn record(i: u32, state: PeerState, version: Version, overhead: u32) -> MachineRecord {
+    MachineRecord {
+        machine: i,
+        rev: 3,
+        state,
+        peer_version: Some(version),
+        first_deployed_ms: Some(1_000 + u64::from(i)),
+        overhead,
+        logins: 1 + i % 3,
+        livetag: LiveTag {
+            enabled: true,
+            version: 0,
+        },
+        apps: if i % 2 == 0 {
+            vec![AppStatus {
+                name: "hello-http".into(),
+                version: Version::new(1, 0, 0),
+                desired: DesiredState::Online,
+                state: if i % 4 == 0 {
+                    AppState::Running
+                } else {
+                    AppState::Backoff
+                },
+                restarts: i % 4,
+            }]
+        } else {
+            Vec::new()
+        },
+        load: (i * 7 % 300) as u16,
+    }
+}
+
+fn machines(n: u32) -> Vec<MachineId> {
+    (1..=n)
+        .map(|i| MachineId::local(format!("m{i:03}")))
+        .collect()
+}
+
+/// A cluster of 24 machines, 20 of them known, seen at fixed times.
+fn sample_app() -> App {
+    let ids = machines(24);
+    let mut model = Model::with_machines(&ids);
+    let v1 = Version::new(0, 1, 0);
+    let v2 = Version::new(0, 2, 0);
+    let states = [
+        PeerState::Running,
+        PeerState::Running,
+        PeerState::Disabled,
+        PeerState::Unreachable,
+        PeerState::Running,
+    ];
+    for step in 1..=4u32 {
+        let records = (0..step * 5)
+            .map(|i| {
+                let state = states[i as usize % states.len()];
+                let version = if i % 3 == 0 { v2 } else { v1 };
+                (
+                    ids[i as usize].clone(),
+                    record(i, state, version, 1 + u32::from(i % 7 == 0)),
+                )
+            })
+            .collect();
+        let view = ClusterView {
+            seq: u64::from(step),
+            answered_by: ids[0].clone(),
+            membership_version: 1,
+            machines: 24,
+            livetag: LiveTag {
+                enabled: true,
+                version: 0,
+            },
+            records,
+        };
+        model.apply(DataMsg::View {
+            at: f64::from(step) * 2.0,
+            full: step == 1,
+            view,
+        });
+    }
+    let mut app = App::new(model, false, true);
+    app.update(Action::PageSize(10));
+    app
+}
+
+fn render(app: &App) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    terminal.draw(|f| ui::draw(f, app)).unwrap();
+    terminal.backend().to_string()
+}
+
+#[test]
+fn snapshots_of_every_view() {
+    let mut app = sample_app();
+    insta::assert_snapshot!("overview", render(&app));
+    app.update(Action::GoTab(1));
+    app.update(Action::Down);
+    insta::assert_snapshot!("machines", render(&app));
+    app.update(Action::GoTab(2));
+    insta::assert_snapshot!("apps", render(&app));
+    app.update(Action::GoTab(3));
+    insta::assert_snapshot!("overhead", render(&app));
+    app.update(Action::Help);
+    insta::assert_snapshot!("help", render(&app));
+    app.update(Action::Cancel);
+    app.update(Action::Disable);
+    insta::assert_snapshot!("confirm_disable", render(&app));
+    app.update(Action::No);
+    app.update(Action::Data(DataMsg::Disconnected {
+        at: 9.0,
+        error: "connection refused".into(),
+    }));
+    app.update(Action::GoTab(0));
+    insta::assert_snapshot!("stale", render(&app));
+}
+
+#[test]
+fn navigation_moves_scrolls_and_stays_in_bounds() {
+    let mut app = sample_app();
+    app.update(Action::GoTab(1));
+    assert_eq!(app.tab, Tab::Machines);
+    app.update(Action::Up);
+    assert_eq!(app.selected, 0);
+    app.update(Action::Down);
+    app.update(Action::Down);
+    assert_eq!(app.selected_row().unwrap().name, "local:m003");
+    app.update(Action::PageDown);
+    assert_eq!(app.selected, 12);
+    assert!(app.scroll > 0 && app.selected < app.scroll + app.page);
+    app.update(Action::Bottom);
+    assert_eq!(app.selected, 23);
+    app.update(Action::Down);
+    assert_eq!(app.selected, 23);
+    app.update(Action::Top);
+    assert_eq!((app.selected, app.scroll), (0, 0));
+    app.update(Action::NextTab);
+    assert_eq!(app.tab, Tab::Apps);
+    app.update(Action::PrevTab);
+    app.update(Action::PrevTab);
+    assert_eq!(app.tab, Tab::Overview);
+    app.update(Action::PrevTab);
+    assert_eq!(app.tab, Tab::Overhead);
+}
+
+#[test]
+fn the_filter_takes_a_regex_and_refuses_a_bad_one() {
+    let mut app = sample_app();
+    app.update(Action::StartFilter);
+    assert_eq!(app.tab, Tab::Machines);
+    for c in "m00[1-3]|unreach".chars() {
+        app.update(Action::Input(c));
+    }
+    app.update(Action::Submit);
+    let names: Vec<_> = app
+        .visible
+        .iter()
+        .map(|&i| app.model.rows[i].name.clone())
+        .collect();
+    assert!(names.contains(&"local:m001".to_string()));
+    assert!(names.iter().all(|n| {
+        let row = app.model.rows.iter().find(|r| &r.name == n).unwrap();
+        n.starts_with("local:m00") && matches!(&n[9..], "1" | "2" | "3")
+            || row.state_word() == "unreachable"
+    }));
+    assert!(names.len() < 24);
+    app.update(Action::StartFilter);
+    app.update(Action::Input('('));
+    app.update(Action::Submit);
+    assert!(app.message.as_deref().unwrap().starts_with("bad filter"));
+    assert!(
+        matches!(app.mode, Mode::Filter(_)),
+        "a bad filter keeps the prompt open"
+    );
+    app.update(Action::Cancel);
+    app.update(Action::Cancel);
+    assert_eq!(app.visible.len(), 24, "Esc clears the filter");
+}
+
+#[test]
+fn sorting_cycles_columns_and_reverses() {
+    let mut app = sample_app();
+    app.update(Action::SortNext);
+    assert_eq!(app.sort, SortKey::State);
+    let states: Vec<_> = app
+        .visible
+        .iter()
+        .map(|&i| app.model.rows[i].state_word())
+        .collect();
+    let mut sorted = states.clone();
+    sorted.sort();
+    assert_eq!(states, sorted);
+    app.update(Action::SortNext);
+    app.update(Action::SortNext);
+    assert_eq!(app.sort, SortKey::Overhead);
+    app.update(Action::SortReverse);
+    let first = &app.model.rows[app.visible[0]];
+    assert_eq!(
+        first.record.as_ref().unwrap().overhead,
+        2,
+        "the largest overhead first"
+    );
+}
+
+#[test]
+fn actions_ask_first_and_run_only_on_yes() {
+    let mut app = sample_app();
+    assert_eq!(app.update(Action::Disable), None);
+    assert!(
+        matches!(&app.mode, Mode::Confirm(p) if p.args == ["disable"] && p.description.contains("Disable"))
+    );
+    assert_eq!(
+        app.update(Action::Down),
+        None,
+        "other keys do nothing while asking"
+    );
+    assert_eq!(app.update(Action::No), None);
+    assert_eq!(app.mode, Mode::Normal);
+    app.update(Action::Enable);
+    assert_eq!(
+        app.update(Action::Yes),
+        Some(Effect::Run(vec!["enable".into()]))
+    );
+    app.update(Action::OpDone(Ok(
+        "enable: livetag set to true (version 3)".into(),
+    )));
+    assert!(app.message.as_deref().unwrap().contains("version 3"));
+
+    let mut readonly = App::new(Model::default(), true, true);
+    readonly.update(Action::Disable);
+    assert_eq!(readonly.mode, Mode::Normal);
+    assert!(readonly.message.as_deref().unwrap().contains("read-only"));
+}
+
+#[test]
+fn the_command_line_takes_batch_commands() {
+    let mut app = sample_app();
+    let type_line = |app: &mut App, text: &str| {
+        app.update(Action::StartCommand(String::new()));
+        for c in text.chars() {
+            app.update(Action::Input(c));
+        }
+        app.update(Action::Submit)
+    };
+    type_line(&mut app, "upgrade /tmp/smon-peer-0.2.0");
+    match &app.mode {
+        Mode::Confirm(p) => {
+            assert_eq!(p.args, ["upgrade", "/tmp/smon-peer-0.2.0"]);
+            assert!(p.description.contains("/tmp/smon-peer-0.2.0"));
+        }
+        other => panic!("{other:?}"),
+    }
+    app.update(Action::No);
+    type_line(&mut app, "status");
+    assert!(app.message.as_deref().unwrap().contains("only reads"));
+    type_line(&mut app, "frobnicate");
+    assert!(
+        app.message.as_deref().unwrap().contains("frobnicate"),
+        "{:?}",
+        app.message
+    );
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn freezing_holds_updates_until_resumed() {
+    let mut app = sample_app();
+    let deployed = app.model.deployed;
+    app.update(Action::Freeze);
+    let ids = machines(24);
+    let view = ClusterView {
+        seq: 99,
+        answered_by: ids[0].clone(),
+        membership_version: 1,
+        machines: 24,
+        livetag: LiveTag {
+            enabled: true,
+            version: 0,
+        },
+        records: vec![(
+            ids[23].clone(),
+            record(23, PeerState::Running, Version::new(0, 2, 0), 1),
+        )],
+    };
+    app.update(Action::Data(DataMsg::View {
+        at: 10.0,
+        full: false,
+        view,
+    }));
+    assert_eq!(app.model.deployed, deployed, "frozen");
+    app.update(Action::Freeze);
+    assert_eq!(app.model.deployed, deployed + 1, "resumed");
+}

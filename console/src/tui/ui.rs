@@ -1,0 +1,207 @@
+//! Drawing: the frame around the views (title, tabs, status line) and the overlays. Views
+//! only draw what the state says; they change nothing.
+
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Modifier, Style},
+    text::{Line, Span},
+    widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap},
+};
+
+use super::{
+    app::{App, Mode, TABS, Tab},
+    keys::HELP,
+    model::Connection,
+    views,
+};
+
+/// Rows of the screen that are not the table (title, tabs, header, borders, status line).
+pub const CHROME_ROWS: u16 = 8;
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let [top, body, bottom] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(5),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    header(frame, top, app);
+    match app.tab {
+        Tab::Overview => views::overview::draw(frame, body, app),
+        Tab::Machines => views::machines::draw(frame, body, app),
+        Tab::Apps => views::apps::draw(frame, body, app),
+        Tab::Overhead => views::overhead::draw(frame, body, app),
+    }
+    status_line(frame, bottom, app);
+    match &app.mode {
+        Mode::Help => help(frame, app),
+        Mode::Confirm(pending) => confirm(frame, &pending.description, &pending.args),
+        _ => {}
+    }
+}
+
+fn header(frame: &mut Frame, area: Rect, app: &App) {
+    let [title, tabs] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+    let m = &app.model;
+    let connection = match &m.connection {
+        None | Some(Connection::Connecting) => {
+            Span::styled("connecting…", Style::new().fg(Color::Yellow))
+        }
+        Some(Connection::Live { peer }) => {
+            Span::styled(format!("live via {peer}"), Style::new().fg(Color::Green))
+        }
+        Some(Connection::Stale { since, error }) => Span::styled(
+            format!("STALE since {since:.0}s, retrying: {error}"),
+            Style::new().fg(Color::Black).bg(Color::Yellow),
+        ),
+    };
+    let mut spans = vec![
+        Span::styled(
+            " smon ",
+            Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan),
+        ),
+        Span::raw(format!("{}/{} deployed  ", m.deployed, m.total)),
+        connection,
+    ];
+    if app.frozen {
+        spans.push(Span::styled(
+            "  FROZEN (f)",
+            Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD),
+        ));
+    }
+    if app.readonly {
+        spans.push(Span::styled(
+            "  read-only",
+            Style::new().fg(Color::DarkGray),
+        ));
+    }
+    frame.render_widget(Line::from(spans), title);
+    let titles: Vec<Line> = TABS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Line::from(format!("{} {}", i + 1, t.title())))
+        .collect();
+    let selected = TABS.iter().position(|t| *t == app.tab).unwrap_or(0);
+    frame.render_widget(
+        Tabs::new(titles).select(selected).highlight_style(
+            Style::new()
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+        ),
+        tabs,
+    );
+}
+
+fn status_line(frame: &mut Frame, area: Rect, app: &App) {
+    let line = match &app.mode {
+        Mode::Filter(text) => Line::from(vec![
+            Span::styled("/", Style::new().fg(Color::Cyan)),
+            Span::raw(text.clone()),
+            Span::raw("█"),
+        ]),
+        Mode::Command(text) => Line::from(vec![
+            Span::styled(":", Style::new().fg(Color::Cyan)),
+            Span::raw(text.clone()),
+            Span::raw("█"),
+        ]),
+        _ => match &app.message {
+            Some(message) => Line::from(Span::styled(
+                message.clone(),
+                Style::new().fg(Color::Yellow),
+            )),
+            None => Line::from(Span::styled(
+                "? help  q quit  1-4 views  / filter  s sort  : command  d/e disable/enable  f freeze",
+                Style::new().fg(Color::DarkGray),
+            )),
+        },
+    };
+    frame.render_widget(line, area);
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+fn help(frame: &mut Frame, app: &App) {
+    let area = centered(frame.area(), 80, HELP.len() as u16 + 4);
+    let mut lines: Vec<Line> = HELP
+        .iter()
+        .map(|(keys, what)| {
+            Line::from(vec![
+                Span::styled(format!("{keys:<18}"), Style::new().fg(Color::Cyan)),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    if app.readonly {
+        lines.push(Line::from(Span::styled(
+            "read-only: actions are off",
+            Style::new().fg(Color::DarkGray),
+        )));
+    }
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" keys (any key closes) "),
+        ),
+        area,
+    );
+}
+
+fn confirm(frame: &mut Frame, description: &str, args: &[String]) {
+    let area = centered(frame.area(), 72, 9);
+    let text = vec![
+        Line::from(description.to_string()),
+        Line::default(),
+        Line::from(vec![
+            Span::styled("runs: ", Style::new().fg(Color::DarkGray)),
+            Span::raw(format!("smon-console {}", args.join(" "))),
+        ]),
+        Line::default(),
+        Line::from(vec![
+            Span::styled(
+                "y",
+                Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(" / Enter: do it    "),
+            Span::styled(
+                "n",
+                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(" / Esc: cancel"),
+        ]),
+    ];
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(text).wrap(Wrap { trim: true }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" confirm ")
+                .border_style(Style::new().fg(Color::Yellow)),
+        ),
+        area,
+    );
+}
+
+pub fn state_style(state: &str) -> Style {
+    match state {
+        "running" => Style::new().fg(Color::Green),
+        "disabled" => Style::new().fg(Color::Blue),
+        "deploying" => Style::new().fg(Color::Yellow),
+        "unreachable" | "stopped" | "failed" => Style::new().fg(Color::Red),
+        "backoff" => Style::new().fg(Color::Yellow),
+        "removed" => Style::new().fg(Color::DarkGray),
+        _ => Style::new().fg(Color::Gray),
+    }
+}

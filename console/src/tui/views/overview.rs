@@ -1,0 +1,120 @@
+//! Overview: how far deployment got, the curve of it, versions, livetag, recent events.
+
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Style},
+    symbols,
+    text::{Line, Span},
+    widgets::{Axis, Block, Borders, Chart, Dataset, Gauge, GraphType, List, ListItem, Paragraph},
+};
+
+use crate::tui::app::App;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let m = &app.model;
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(area);
+    let [gauge, facts, events] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Length(10),
+        Constraint::Min(3),
+    ])
+    .areas(left);
+
+    let ratio = if m.total == 0 {
+        0.0
+    } else {
+        (m.deployed as f64 / m.total as f64).min(1.0)
+    };
+    frame.render_widget(
+        Gauge::default()
+            .block(Block::default().borders(Borders::ALL).title(" deployed "))
+            .gauge_style(Style::new().fg(Color::Green))
+            .ratio(ratio)
+            .label(format!("{}/{}", m.deployed, m.total)),
+        gauge,
+    );
+
+    let mut lines = vec![
+        Line::from(format!(
+            "running {}  disabled {}  unreachable {}",
+            m.running, m.disabled, m.unreachable
+        )),
+        Line::from(format!("membership v{}", m.membership_version)),
+    ];
+    match m.livetag {
+        Some(tag) => lines.push(Line::from(vec![
+            Span::raw("livetag "),
+            Span::styled(
+                if tag.enabled { "enabled" } else { "DISABLED" },
+                Style::new().fg(if tag.enabled {
+                    Color::Green
+                } else {
+                    Color::Blue
+                }),
+            ),
+            Span::raw(format!(
+                " v{}, on {}/{} deployed",
+                tag.version, m.livetag_agreeing, m.deployed
+            )),
+        ])),
+        None => lines.push(Line::from("livetag -")),
+    }
+    lines.push(Line::from("versions:"));
+    for (version, count) in m.versions.iter().rev().take(5) {
+        lines.push(Line::from(format!("  {version:<12} ×{count}")));
+    }
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" cluster ")),
+        facts,
+    );
+
+    let height = events.height.saturating_sub(2) as usize;
+    let items: Vec<ListItem> = m
+        .events
+        .iter()
+        .take(height)
+        .map(|(at, text)| ListItem::new(format!("{at:>6.1}s {text}")))
+        .collect();
+    frame.render_widget(
+        List::new(items).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" recent events "),
+        ),
+        events,
+    );
+
+    // The curve runs up to now: the count held since its last change.
+    let last_t = m.now.max(m.history.last().map_or(0.0, |p| p.0)).max(1.0);
+    let mut points = m.history.clone();
+    if let Some(&(_, y)) = m.history.last() {
+        points.push((last_t, y));
+    }
+    let dataset = Dataset::default()
+        .marker(symbols::Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(Style::new().fg(Color::Cyan))
+        .data(&points);
+    let top = f64::from(m.total.max(1));
+    frame.render_widget(
+        Chart::new(vec![dataset])
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(" deployment progress (machines over seconds) "),
+            )
+            .x_axis(
+                Axis::default()
+                    .bounds([0.0, last_t])
+                    .labels(vec![Line::from("0"), Line::from(format!("{last_t:.0}s"))]),
+            )
+            .y_axis(
+                Axis::default()
+                    .bounds([0.0, top])
+                    .labels(vec![Line::from("0"), Line::from(format!("{}", m.total))]),
+            ),
+        right,
+    );
+}
