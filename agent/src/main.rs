@@ -1,1 +1,220 @@
-fn main() {}
+//! `smon-agent serve` and `smon-agent audit`.
+
+use std::{io::Write, path::PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use smon_agent::{
+    audit,
+    key::KeySource,
+    limits::Rate,
+    server::{Agent, Settings, load_cluster},
+};
+
+#[derive(Parser)]
+#[command(name = "smon-agent", version, about = "The smon authentication agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve peers of the cluster: solve their SSH login challenges.
+    Serve {
+        /// The cluster directory (cluster.json, cluster.key, membership.blob).
+        #[arg(long, short = 'C')]
+        cluster: PathBuf,
+        /// An OpenSSH private key file (ed25519 or RSA).
+        #[arg(
+            long,
+            conflicts_with = "ssh_agent",
+            required_unless_present = "ssh_agent"
+        )]
+        key: Option<PathBuf>,
+        /// Delegate every signature to a running ssh-agent (default: $SSH_AUTH_SOCK).
+        #[arg(long, num_args = 0..=1, value_name = "SOCKET")]
+        ssh_agent: Option<Option<PathBuf>>,
+        /// With --ssh-agent: the key's comment or SHA256 fingerprint (default: the first
+        /// ed25519 or RSA key).
+        #[arg(long)]
+        identity: Option<String>,
+        /// Where to listen (default: the cluster's `agent` setting).
+        #[arg(long)]
+        listen: Option<String>,
+        /// The audit database (default: DIR/agent-audit.db).
+        #[arg(long)]
+        audit: Option<PathBuf>,
+        /// Challenges per second per requesting peer, and the burst.
+        #[arg(long, default_value_t = 10.0)]
+        peer_rate: f64,
+        #[arg(long, default_value_t = 30.0)]
+        peer_burst: f64,
+        /// Challenges per second for the whole agent, and the burst.
+        #[arg(long, default_value_t = 20_000.0)]
+        global_rate: f64,
+        #[arg(long, default_value_t = 20_000.0)]
+        global_burst: f64,
+        /// The login user for membership entries without `user@` (default: $USER).
+        #[arg(long)]
+        default_user: Option<String>,
+        /// Also sign release manifests (sign_package): the agent's key is the release key.
+        #[arg(long)]
+        sign_releases: bool,
+    },
+    /// Print the audit log.
+    Audit {
+        #[arg(long, short = 'C')]
+        cluster: PathBuf,
+        #[arg(long)]
+        audit: Option<PathBuf>,
+        /// The last N entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only refusals.
+        #[arg(long)]
+        refused: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SMON_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            cluster,
+            key,
+            ssh_agent,
+            identity,
+            listen,
+            audit,
+            peer_rate,
+            peer_burst,
+            global_rate,
+            global_burst,
+            default_user,
+            sign_releases,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let (config, cluster_key) = load_cluster(&cluster)?;
+                let source = match (key, ssh_agent) {
+                    (Some(path), _) => KeySource::from_file(&path)?,
+                    (None, Some(socket)) => {
+                        let socket = match socket {
+                            Some(s) => s,
+                            None => std::env::var_os("SSH_AUTH_SOCK")
+                                .map(PathBuf::from)
+                                .context(
+                                    "--ssh-agent without a socket and SSH_AUTH_SOCK is not set",
+                                )?,
+                        };
+                        KeySource::from_ssh_agent(&socket, identity.as_deref()).await?
+                    }
+                    (None, None) => bail!("give --key FILE or --ssh-agent"),
+                };
+                let listen = match listen.or(config.agent.clone()) {
+                    Some(l) => l,
+                    None => bail!("no --listen and the cluster has no agent address"),
+                };
+                let settings = Settings {
+                    audit_path: audit.unwrap_or_else(|| cluster.join("agent-audit.db")),
+                    cluster_dir: cluster,
+                    per_peer: Rate {
+                        per_second: peer_rate,
+                        burst: peer_burst,
+                    },
+                    global: Rate {
+                        per_second: global_rate,
+                        burst: global_burst,
+                    },
+                    default_user: default_user
+                        .or_else(|| std::env::var("USER").ok())
+                        .unwrap_or_else(|| "root".into()),
+                    sign_releases,
+                };
+                let agent = Agent::new(source, settings)?;
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("listening on {listen}"))?;
+                let addr = listener.local_addr()?;
+                {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "listening on {addr}")?;
+                    writeln!(out, "key {}", agent.public_openssh())?;
+                    out.flush()?;
+                }
+                agent.serve(listener, cluster_key).await;
+                Ok(())
+            })
+        }
+        Command::Audit {
+            cluster,
+            audit,
+            limit,
+            refused,
+        } => {
+            let path = audit.unwrap_or_else(|| cluster.join("agent-audit.db"));
+            for r in audit::read(&path, limit, refused)? {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.at_ms as u64);
+                println!(
+                    "{} {} {} {} -> {} user={} {}{}",
+                    humantime_ms(at),
+                    r.conn,
+                    r.call,
+                    if r.requester.is_empty() {
+                        "-"
+                    } else {
+                        &r.requester
+                    },
+                    if r.target.is_empty() { "-" } else { &r.target },
+                    if r.user.is_empty() { "-" } else { &r.user },
+                    r.decision,
+                    if r.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", r.detail)
+                    },
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn humantime_ms(t: std::time::SystemTime) -> String {
+    // RFC 3339 with milliseconds, UTC.
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (H. Hinnant's algorithm).
+fn civil(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}

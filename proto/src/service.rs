@@ -162,8 +162,15 @@ pub struct ChallengeRequest {
 
 #[tarpc::service]
 pub trait AgentService {
+    /// Sign `req.data`, which must be a genuine SSH user-auth request (RFC 4252 §7) for a
+    /// machine of the membership. Returns the SSH signature blob (RFC 4253 §6.6:
+    /// `string algorithm || string signature`); an SSH client appends it, length-prefixed, to
+    /// the data it asked for to form its `SSH_MSG_USERAUTH_REQUEST`.
     async fn resolve_challenge(req: ChallengeRequest) -> Result<Vec<u8>, Refusal>;
+    /// The manifest signed by the agent's key (`signer` and `signature` set; sshsig,
+    /// namespace `smon-release`), if the agent was started to sign releases.
     async fn sign_package(manifest: PackageManifest) -> Result<PackageManifest, Refusal>;
+    /// The agent's public key, OpenSSH text form.
     async fn public_key() -> String;
 }
 

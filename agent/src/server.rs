@@ -1,0 +1,302 @@
+//! The agent service: what a connection (authenticated by K_E) may ask, and the checks made
+//! before anything is signed.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+use anyhow::Context;
+use futures::StreamExt;
+use russh::keys::ssh_key::{HashAlg, LineEnding, SshSig, encoding::Encode};
+use smon_proto::{
+    AgentService, ChallengeRequest, ClusterConfig, ClusterKey, MachineId, Membership,
+    PackageManifest, Refusal,
+    release::SIGNATURE_NAMESPACE,
+    tarpc::{
+        context::Context as Ctx,
+        server::{BaseChannel, Channel},
+    },
+    transport,
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    audit::{Audit, Entry},
+    key::KeySource,
+    limits::{Limiter, Rate},
+    userauth,
+};
+
+pub struct Settings {
+    pub cluster_dir: PathBuf,
+    pub audit_path: PathBuf,
+    pub per_peer: Rate,
+    pub global: Rate,
+    /// The login user for membership entries without one.
+    pub default_user: String,
+    /// Whether `sign_package` is served (off: any holder of K_E, every peer included, could
+    /// otherwise have releases signed).
+    pub sign_releases: bool,
+}
+
+struct Inner {
+    key: KeySource,
+    key_blob: Vec<u8>,
+    public_openssh: String,
+    settings: Settings,
+    membership: Mutex<(Option<SystemTime>, Arc<Membership>)>,
+    limiter: Limiter,
+    audit: Audit,
+}
+
+/// The agent; cheap to clone.
+#[derive(Clone)]
+pub struct Agent(Arc<Inner>);
+
+/// The cluster directory's settings and key, as the agent needs them.
+pub fn load_cluster(dir: &Path) -> anyhow::Result<(ClusterConfig, ClusterKey)> {
+    let path = dir.join("cluster.json");
+    let config: ClusterConfig = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("{}", path.display()))?,
+    )
+    .with_context(|| format!("{}: not a cluster config", path.display()))?;
+    let key = ClusterKey::load(&dir.join("cluster.key"))?;
+    Ok((config, key))
+}
+
+fn load_membership(path: &Path) -> anyhow::Result<(Option<SystemTime>, Membership)> {
+    let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let blob = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    Ok((
+        mtime,
+        Membership::decode(&blob).with_context(|| format!("{}", path.display()))?,
+    ))
+}
+
+impl Agent {
+    pub fn new(key: KeySource, settings: Settings) -> anyhow::Result<Self> {
+        let (mtime, membership) = load_membership(&settings.cluster_dir.join("membership.blob"))?;
+        let public = key.public_key().clone();
+        let audit = Audit::open(&settings.audit_path)?;
+        Ok(Agent(Arc::new(Inner {
+            key_blob: public.to_bytes().context("public key")?,
+            public_openssh: public.to_openssh().context("public key")?,
+            key,
+            limiter: Limiter::new(settings.per_peer, settings.global),
+            membership: Mutex::new((mtime, Arc::new(membership))),
+            settings,
+            audit,
+        })))
+    }
+
+    pub fn public_openssh(&self) -> &str {
+        &self.0.public_openssh
+    }
+
+    /// The membership list, re-read when the file changed.
+    fn membership(&self) -> Arc<Membership> {
+        let path = self.0.settings.cluster_dir.join("membership.blob");
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut cached = self.0.membership.lock().expect("membership");
+        if mtime != cached.0
+            && let Ok((m, list)) = load_membership(&path)
+        {
+            *cached = (m, Arc::new(list));
+        }
+        cached.1.clone()
+    }
+
+    /// Serve on `listener` forever. Each connection runs in its own task; a handshake that
+    /// fails (wrong K_E, garbage, silence) is audited as a refusal.
+    pub async fn serve(self, listener: TcpListener, key: ClusterKey) {
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let agent = self.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                match transport::accept(stream, &key, smon_proto::noise::HANDSHAKE_TIMEOUT).await {
+                    Ok(t) => {
+                        let conn = Conn { agent, addr };
+                        BaseChannel::with_defaults(t)
+                            .execute(conn.serve())
+                            .for_each(transport::spawn_request)
+                            .await
+                    }
+                    Err(e) => {
+                        let entry = Entry {
+                            conn: addr.to_string(),
+                            call: "handshake",
+                            decision: "refused",
+                            detail: clip(&format!(
+                                "Noise handshake failed (wrong cluster key?): {e}"
+                            )),
+                            ..Entry::default()
+                        };
+                        agent.0.audit.record(entry).await;
+                    }
+                }
+            });
+        }
+    }
+
+    async fn decide(&self, mut entry: Entry, outcome: Result<(), Refusal>) -> Result<(), Refusal> {
+        entry.decision = if outcome.is_ok() { "signed" } else { "refused" };
+        if let Err(r) = &outcome {
+            entry.detail = r.to_string();
+        }
+        if !self.0.audit.record(entry).await {
+            return Err(Refusal::Busy("the audit log cannot be written".into()));
+        }
+        outcome
+    }
+
+    /// The checks, then the signature: the SSH signature blob (see [`AgentService`]).
+    pub async fn resolve(&self, conn: &str, req: ChallengeRequest) -> Result<Vec<u8>, Refusal> {
+        let mut entry = Entry {
+            conn: conn.to_owned(),
+            call: "resolve_challenge",
+            requester: clip(&req.requester.to_string()),
+            target: clip(&req.target.to_string()),
+            ..Entry::default()
+        };
+        let checked = self.check(&req, &mut entry);
+        match checked {
+            Err(r) => Err(self.decide(entry, Err(r)).await.unwrap_err()),
+            Ok(hash) => {
+                let signed = self
+                    .0
+                    .key
+                    .sign(req.data, hash)
+                    .await
+                    .map_err(Refusal::Busy)
+                    .and_then(|sig| {
+                        sig.encode_vec()
+                            .map_err(|e| Refusal::Busy(format!("signature: {e}")))
+                    });
+                match signed {
+                    Ok(blob) => {
+                        self.decide(entry, Ok(())).await?;
+                        Ok(blob)
+                    }
+                    Err(r) => Err(self.decide(entry, Err(r)).await.unwrap_err()),
+                }
+            }
+        }
+    }
+
+    fn check(&self, req: &ChallengeRequest, entry: &mut Entry) -> Result<Option<HashAlg>, Refusal> {
+        self.0
+            .limiter
+            .check(&entry.requester)
+            .map_err(|_| Refusal::RateLimited)?;
+        let parsed = userauth::parse(&req.data, self.0.key.public_key(), &self.0.key_blob)
+            .map_err(Refusal::Invalid)?;
+        entry.user = clip(&parsed.user);
+        let MachineId::Ssh { user, .. } = &req.target else {
+            return Err(Refusal::Denied(format!(
+                "{} is not an SSH machine",
+                req.target
+            )));
+        };
+        if self.membership().index_of(&req.target).is_none() {
+            return Err(Refusal::Denied(format!(
+                "{} is not in the cluster's membership",
+                req.target
+            )));
+        }
+        let expected = user.as_deref().unwrap_or(&self.0.settings.default_user);
+        if parsed.user != expected {
+            return Err(Refusal::Denied(format!(
+                "user {:?} is not the membership's user for {} ({expected:?})",
+                parsed.user, req.target
+            )));
+        }
+        Ok(parsed.hash)
+    }
+
+    pub async fn sign_package(
+        &self,
+        conn: &str,
+        mut manifest: PackageManifest,
+    ) -> Result<PackageManifest, Refusal> {
+        let entry = Entry {
+            conn: conn.to_owned(),
+            call: "sign_package",
+            target: clip(&format!("{} {}", manifest.name, manifest.version)),
+            ..Entry::default()
+        };
+        let outcome = async {
+            if !self.0.settings.sign_releases {
+                return Err(Refusal::Denied(
+                    "this agent does not sign releases (start it with --sign-releases)".into(),
+                ));
+            }
+            self.0
+                .limiter
+                .check("sign_package")
+                .map_err(|_| Refusal::RateLimited)?;
+            manifest.signer = self.0.public_openssh.clone();
+            manifest.signature.clear();
+            let hash = HashAlg::Sha512;
+            let bad = |e: String| Refusal::Busy(e);
+            let data = SshSig::signed_data(SIGNATURE_NAMESPACE, hash, &manifest.signing_bytes())
+                .map_err(|e| bad(e.to_string()))?;
+            let sig = self.0.key.sign(data, Some(hash)).await.map_err(bad)?;
+            let sshsig = SshSig::new(
+                self.0.key.public_key().key_data().clone(),
+                SIGNATURE_NAMESPACE,
+                hash,
+                sig,
+            )
+            .map_err(|e| bad(e.to_string()))?;
+            manifest.signature = sshsig
+                .to_pem(LineEnding::LF)
+                .map_err(|e| bad(e.to_string()))?
+                .into_bytes();
+            Ok(())
+        }
+        .await;
+        self.decide(entry, outcome).await?;
+        Ok(manifest)
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+#[derive(Clone)]
+struct Conn {
+    agent: Agent,
+    addr: SocketAddr,
+}
+
+impl AgentService for Conn {
+    async fn resolve_challenge(self, _: Ctx, req: ChallengeRequest) -> Result<Vec<u8>, Refusal> {
+        self.agent.resolve(&self.addr.to_string(), req).await
+    }
+
+    async fn sign_package(
+        self,
+        _: Ctx,
+        manifest: PackageManifest,
+    ) -> Result<PackageManifest, Refusal> {
+        self.agent
+            .sign_package(&self.addr.to_string(), manifest)
+            .await
+    }
+
+    async fn public_key(self, _: Ctx) -> String {
+        self.agent.public_openssh().to_owned()
+    }
+}

@@ -1,0 +1,91 @@
+//! A cluster directory and an in-process agent on 127.0.0.1:0, for the tests and the benchmark.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use smon_agent::{
+    key::KeySource,
+    limits::Rate,
+    server::{Agent, Settings, load_cluster},
+};
+use smon_proto::{AgentServiceClient, ClusterKey, MachineId, Membership, transport};
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Write cluster.json, cluster.key and membership.blob for `machines` into `dir`.
+pub fn cluster_dir(dir: &Path, machines: &[&str]) {
+    let config = serde_json::json!({
+        "port": 4700,
+        "local_salt": 1,
+        "local_root": dir.join("machines.d"),
+        "interval_ms": 5000,
+        "ping_timeout_ms": 2000,
+        "release_key": "",
+        "agent": null,
+        "removed_exit_after_ms": 60000,
+        "disabled_exit_after_ms": null,
+        "rejoin_within_ms": 60000,
+    });
+    std::fs::write(dir.join("cluster.json"), config.to_string()).unwrap();
+    ClusterKey::create(&dir.join("cluster.key")).unwrap();
+    let list: Vec<MachineId> = machines.iter().map(|m| m.parse().unwrap()).collect();
+    std::fs::write(
+        dir.join("membership.blob"),
+        Membership::new(1, list).encode(),
+    )
+    .unwrap();
+}
+
+/// An OpenSSH key made by ssh-keygen: `kind` is "ed25519" or "rsa".
+pub fn keygen(dir: &Path, kind: &str, passphrase: &str) -> PathBuf {
+    let path = dir.join(format!("id_{kind}"));
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-t", kind, "-N", passphrase, "-C", "smon-test", "-f"])
+        .arg(&path);
+    if kind == "rsa" {
+        cmd.args(["-b", "3072"]);
+    }
+    let out = cmd.output().expect("ssh-keygen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+pub fn settings(dir: &Path, per_peer: f64, burst: f64) -> Settings {
+    Settings {
+        cluster_dir: dir.to_owned(),
+        audit_path: dir.join("agent-audit.db"),
+        per_peer: Rate {
+            per_second: per_peer,
+            burst,
+        },
+        global: Rate {
+            per_second: 1e9,
+            burst: 1e9,
+        },
+        default_user: "nobody".into(),
+        sign_releases: true,
+    }
+}
+
+/// Start an agent with `key` in this runtime; its address.
+pub async fn start_agent(dir: &Path, key: KeySource, settings: Settings) -> (Agent, String) {
+    let (_, cluster_key) = load_cluster(dir).unwrap();
+    let agent = Agent::new(key, settings).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(agent.clone().serve(listener, cluster_key));
+    (agent, addr)
+}
+
+pub async fn client(dir: &Path, addr: &str) -> AgentServiceClient {
+    let key = ClusterKey::load(&dir.join("cluster.key")).unwrap();
+    transport::agent_client(addr, &key, TIMEOUT).await.unwrap()
+}
