@@ -1,6 +1,7 @@
 //! A local cluster of real processes for tests: each test gets its own directory, loopback
-//! addresses and port; on drop every process whose command line names the directory is
-//! killed by pid, and the test fails if any was still running.
+//! addresses and port; on drop every process whose command line names the directory (or
+//! whose working directory is under it: applications) is killed by pid, and the test fails if
+//! any was still running.
 
 #![allow(dead_code)]
 
@@ -176,10 +177,12 @@ pub fn processes_mentioning(path: &Path) -> Vec<i32> {
         if pid == std::process::id() as i32 {
             continue;
         }
-        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
-            && String::from_utf8_lossy(&cmdline).contains(&needle)
-            && is_alive(pid)
-        {
+        let mentions = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(&needle));
+        // Application processes run in their installed directory under the cluster.
+        let works_here =
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(path));
+        if (mentions || works_here) && is_alive(pid) {
             pids.push(pid);
         }
     }

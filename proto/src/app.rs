@@ -1,5 +1,8 @@
-//! Application types: the spec a package carries, the desired state an operator sets, and the
-//! observed state a peer reports.
+//! Application types: the spec a package carries (`app.toml`, parsed in
+//! [`crate::app_package`]), the desired state an operator sets, and the observed state a peer
+//! reports.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +10,7 @@ use crate::Version;
 
 /// What the operator wants on a machine (paper 001 §II-D).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DesiredState {
     /// Restarted whenever it stops.
     Online,
@@ -16,10 +20,43 @@ pub enum DesiredState {
     Ignore,
 }
 
+impl DesiredState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredState::Online => "online",
+            DesiredState::Offline => "offline",
+            DesiredState::Ignore => "ignore",
+        }
+    }
+}
+
+impl fmt::Display for DesiredState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DesiredState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "online" => Ok(DesiredState::Online),
+            "offline" => Ok(DesiredState::Offline),
+            "ignore" => Ok(DesiredState::Ignore),
+            other => Err(format!(
+                "{other:?} is not a state: online, offline or ignore"
+            )),
+        }
+    }
+}
+
 /// What the supervising peer observes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AppState {
     Installing,
+    /// Started; not yet up long enough to count as running.
     Starting,
     Running,
     Stopped,
@@ -29,21 +66,84 @@ pub enum AppState {
     Failed,
 }
 
-/// The application spec (`app.toml`).
+impl AppState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppState::Installing => "installing",
+            AppState::Starting => "starting",
+            AppState::Running => "running",
+            AppState::Stopped => "stopped",
+            AppState::Backoff => "backoff",
+            AppState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Crash-loop protection, as in systemd and Kubernetes: a death is "quick" when the run lasted
+/// less than `reset_after_ms`; after each quick death the restart waits `initial_ms`, doubled
+/// each time up to `max_ms`; a run of `reset_after_ms` or more resets the count; after
+/// `fail_after` quick deaths in a row the application is `Failed` and left stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackoffPolicy {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    pub reset_after_ms: u64,
+    pub fail_after: u32,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        Self {
+            initial_ms: 1_000,
+            max_ms: 60_000,
+            reset_after_ms: 30_000,
+            fail_after: 5,
+        }
+    }
+}
+
+/// The application spec: `app.toml`, parsed and checked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppSpec {
     pub name: String,
     pub version: Version,
+    /// Runs the application, in the foreground (`sh -c`, in the application's directory, in
+    /// a process group of its own: the application is that group).
     pub start: String,
-    pub stop: String,
-    pub restart: String,
+    /// Asks the application to stop (it has `stop_timeout_ms`, then its group gets SIGTERM,
+    /// then SIGKILL). None: SIGTERM at once.
+    pub stop: Option<String>,
+    /// Runs the application again after it stopped (default: `start`).
+    pub restart: Option<String>,
+    /// Exit status 0 while the application is healthy; run every `status_interval_ms`.
     pub status: Option<String>,
     pub default_state: DesiredState,
-    /// `host:port` that receives a line per state change.
+    /// `host:port` that receives a line of JSON per state change.
     pub report: Option<String>,
+    /// Extra environment variables of the commands.
+    pub env: Vec<(String, String)>,
+    pub stop_timeout_ms: u64,
+    pub status_interval_ms: u64,
+    pub backoff: BackoffPolicy,
+}
+
+impl AppSpec {
+    /// The command that runs the application again after it stopped.
+    pub fn restart_command(&self) -> &str {
+        self.restart.as_deref().unwrap_or(&self.start)
+    }
 }
 
 /// An application as the epidemic layer knows it: enough to decide whether to fetch it.
+///
+/// Two registers merged independently, newest wins: the package `version`, and the
+/// cluster-wide `desired` state with its revision `desired_rev`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AppDecl {
     pub name: String,
@@ -58,6 +158,22 @@ impl AppDecl {
     pub fn is_superseded_by(&self, other: &AppDecl) -> bool {
         (other.version, other.desired_rev) > (self.version, self.desired_rev)
     }
+
+    /// Merge `other` into `self`: the newer version and the newer desired state, each on its
+    /// own. Returns whether `self` changed.
+    pub fn merge(&mut self, other: &AppDecl) -> bool {
+        let mut changed = false;
+        if other.version > self.version {
+            self.version = other.version;
+            changed = true;
+        }
+        if other.desired_rev > self.desired_rev {
+            self.desired = other.desired;
+            self.desired_rev = other.desired_rev;
+            changed = true;
+        }
+        changed
+    }
 }
 
 /// One application on one machine, as reported in the cluster view.
@@ -65,7 +181,41 @@ impl AppDecl {
 pub struct AppStatus {
     pub name: String,
     pub version: Version,
+    /// The desired state in force on this machine (a per-machine setting, or the cluster's).
+    pub desired: DesiredState,
+    pub state: AppState,
+    /// Restarts after the application stopped by itself.
+    pub restarts: u32,
+}
+
+/// The report protocol: when an application names a `report` address, its peer opens a TCP
+/// connection to it and writes one line of JSON (UTF-8, `\n`-terminated) per state change of
+/// the application on its machine, keeping the connection open for the next lines
+/// (reconnecting when it breaks). A line that cannot be delivered within a few seconds is
+/// dropped; at most 64 wait. Example:
+///
+/// ```json
+/// {"machine":"local:m001","app":"hello-http","version":"1.0.0","desired":"online","state":"running","restarts":0,"pid":4242,"at_ms":1767225600000}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppReport {
+    pub machine: String,
+    pub app: String,
+    pub version: String,
     pub desired: DesiredState,
     pub state: AppState,
     pub restarts: u32,
+    /// The application's process group (= its first process), while it runs.
+    pub pid: Option<i32>,
+    /// When the change was seen, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl AppReport {
+    /// The line as sent, with its `\n`.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).expect("a report serializes");
+        line.push('\n');
+        line
+    }
 }

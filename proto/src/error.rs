@@ -19,6 +19,16 @@ pub enum ProtoError {
     MembershipTooLarge { claimed: u64, cap: u64 },
     #[error("manifest: {0}")]
     Manifest(String),
+    /// A malformed `app.toml`: `FILE:LINE: field `FIELD`: REASON`.
+    #[error("{file}{}: {}{reason}", line.map(|l| format!(":{l}")).unwrap_or_default(), field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+    AppToml {
+        file: String,
+        line: Option<usize>,
+        field: Option<String>,
+        reason: String,
+    },
+    #[error("application package: {0}")]
+    AppPackage(String),
     #[error("cluster key {path}: {reason}")]
     ClusterKey { path: PathBuf, reason: String },
     #[error("noise handshake with {peer}: {reason}")]

@@ -4,6 +4,7 @@
 //! tarpc services of the peer and the agent, and the Noise-encrypted transport they run on.
 
 mod app;
+pub mod app_package;
 mod cluster;
 mod cluster_key;
 mod error;
@@ -18,7 +19,7 @@ mod service;
 pub mod transport;
 mod version;
 
-pub use app::{AppDecl, AppSpec, AppState, AppStatus, DesiredState};
+pub use app::{AppDecl, AppReport, AppSpec, AppState, AppStatus, BackoffPolicy, DesiredState};
 pub use cluster::{ClusterConfig, InstallSeed};
 pub use cluster_key::{CLUSTER_KEY_LEN, ClusterKey};
 pub use error::{ProtoError, Result};

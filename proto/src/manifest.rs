@@ -21,6 +21,8 @@ pub struct FileDigest {
     pub path: String,
     pub size: u64,
     pub sha256: [u8; 32],
+    /// Unix permission bits the file is installed with (only 0o644 and 0o755 are used).
+    pub mode: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +89,7 @@ mod tests {
                 path: "smon-peer".into(),
                 size: 3,
                 sha256: sha256(b"abc"),
+                mode: 0o755,
             }],
             signer: String::new(),
             signature: Vec::new(),

@@ -33,6 +33,7 @@ pub fn package_manifest(binary: &[u8], version: Version) -> PackageManifest {
             path: PEER_FILE.into(),
             size: binary.len() as u64,
             sha256: sha256(binary),
+            mode: 0o755,
         }],
         signer: String::new(),
         signature: Vec::new(),

@@ -130,6 +130,18 @@ pub enum ControlAction {
         total: u64,
         data: Vec<u8>,
     },
+    /// A piece of an application package pushed by the console; the peer assembles the
+    /// pieces, verifies the whole, installs it and spreads it to the others.
+    PushApp {
+        offset: u64,
+        total: u64,
+        data: Vec<u8>,
+    },
+    /// Set an application's cluster-wide desired state (it spreads to every peer).
+    SetAppDesired {
+        name: String,
+        desired: DesiredState,
+    },
     /// Stop this peer (after livetag is off, or it will be restarted by others).
     Shutdown,
 }

@@ -61,6 +61,7 @@ fn manifest(name: &str, version: Version, files: usize) -> PackageManifest {
                 path: format!("bin/file-{i:06}"),
                 size: i as u64,
                 sha256: sha256(&(i as u64).to_le_bytes()),
+                mode: 0o644,
             })
             .collect(),
         signer: String::new(),

@@ -75,7 +75,8 @@ enum Pending {
     Ping(u32),
     LivetagPush,
     MemberPull,
-    AppOffer,
+    /// An application offered to this machine.
+    AppOffer(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -458,10 +459,14 @@ impl Core {
                 self.consider_version(&from, version, rng, out)
             }
             Input::SetAppDesired { name, desired } => {
-                if let Some(app) = self.state.apps.iter_mut().find(|a| a.name == name) {
+                if let Some(i) = self.state.apps.iter().position(|a| a.name == name) {
+                    let app = &mut self.state.apps[i];
                     app.desired = desired;
-                    app.desired_rev += 1;
+                    // Above what this peer knows, and a clock reading: a later setting made
+                    // through another (possibly less informed) peer still wins.
+                    app.desired_rev = (app.desired_rev + 1).max(now);
                     out.push(Output::AppDesired(app.clone()));
+                    self.offer_next(i);
                     self.persist(out);
                 }
             }
@@ -550,8 +555,19 @@ impl Core {
                 from: self.me.clone(),
                 app,
             };
-            self.call(target, PeerCall::ExchangeApp(offer), Pending::AppOffer, out);
+            self.call(
+                target,
+                PeerCall::ExchangeApp(offer),
+                Pending::AppOffer(target),
+                out,
+            );
         }
+    }
+
+    /// Offer the application at `index` next: the one that just changed is news.
+    fn offer_next(&mut self, index: usize) {
+        let n = self.state.apps.len().max(1);
+        self.app_turn = (index + n - 1) % n;
     }
 
     fn on_reply(
@@ -595,9 +611,21 @@ impl Core {
                     self.apply_membership(Arc::new(membership), out);
                 }
             }
-            (Pending::AppOffer, Ok(PeerReply::App(AppReply::Newer(app)))) => {
-                // Only the desired state can be taken without fetching the package.
-                self.adopt_app_desired(app, out);
+            (Pending::AppOffer(target), Ok(PeerReply::App(AppReply::Newer(app)))) => {
+                // The desired state is taken at once; a newer package is fetched from there.
+                self.adopt_app_desired(&app, out);
+                let newer_package = self
+                    .state
+                    .apps
+                    .iter()
+                    .find(|a| a.name == app.name)
+                    .is_some_and(|mine| app.version > mine.version);
+                if newer_package
+                    && !self.exited
+                    && let Some(from) = self.view.membership().get(target).cloned()
+                {
+                    out.push(Output::FetchApp { from, app });
+                }
             }
             _ => {}
         }
@@ -669,24 +697,37 @@ impl Core {
 
     // ---- applications ----------------------------------------------------------------------
 
+    /// An application package `app` is installed here: take its version, and its desired
+    /// state if that is newer than ours (the two merge independently, newest wins).
     fn adopt_app(&mut self, app: AppDecl, out: &mut Vec<Output>) {
-        match self.state.apps.iter_mut().find(|a| a.name == app.name) {
-            Some(mine) if !mine.is_superseded_by(&app) => return,
-            Some(mine) => *mine = app.clone(),
-            None => self.state.apps.push(app.clone()),
-        }
-        out.push(Output::AppDesired(app));
+        let index = match self.state.apps.iter().position(|a| a.name == app.name) {
+            Some(i) => {
+                if !self.state.apps[i].merge(&app) {
+                    return;
+                }
+                i
+            }
+            None => {
+                self.state.apps.push(app);
+                self.state.apps.len() - 1
+            }
+        };
+        out.push(Output::AppDesired(self.state.apps[index].clone()));
+        self.offer_next(index);
         self.persist(out);
     }
 
-    fn adopt_app_desired(&mut self, app: AppDecl, out: &mut Vec<Output>) {
-        if let Some(mine) = self.state.apps.iter_mut().find(|a| a.name == app.name)
-            && mine.version == app.version
-            && app.desired_rev > mine.desired_rev
+    /// Take the desired state of `app` if it is newer (the package is another matter: it
+    /// must be fetched first).
+    fn adopt_app_desired(&mut self, app: &AppDecl, out: &mut Vec<Output>) {
+        if let Some(i) = self.state.apps.iter().position(|a| a.name == app.name)
+            && app.desired_rev > self.state.apps[i].desired_rev
         {
+            let mine = &mut self.state.apps[i];
             mine.desired = app.desired;
             mine.desired_rev = app.desired_rev;
-            out.push(Output::AppDesired(app));
+            out.push(Output::AppDesired(mine.clone()));
+            self.offer_next(i);
             self.persist(out);
         }
     }
@@ -753,26 +794,31 @@ impl Core {
 
     fn on_app_offer(&mut self, offer: AppOffer, out: &mut Vec<Output>) -> AppReply {
         let AppOffer { from, app } = offer;
-        match self.state.apps.iter().find(|a| a.name == app.name) {
-            Some(mine) if mine.is_superseded_by(&app) && mine.version == app.version => {
-                self.adopt_app_desired(app, out);
-                AppReply::Have
-            }
-            Some(mine) if !mine.is_superseded_by(&app) => {
-                if app.is_superseded_by(mine) {
-                    AppReply::Newer(mine.clone())
+        self.adopt_app_desired(&app, out);
+        let newer_package = match self.state.apps.iter().find(|a| a.name == app.name) {
+            None => true,
+            Some(mine) => {
+                if app.version > mine.version {
+                    true
+                } else if mine.version > app.version || mine.desired_rev > app.desired_rev {
+                    return AppReply::Newer(mine.clone());
                 } else {
-                    AppReply::Have
-                }
-            }
-            _ => {
-                if self.exited {
                     return AppReply::Have;
                 }
-                out.push(Output::FetchApp { from, app });
-                AppReply::Want
             }
+        };
+        if !newer_package || self.exited || !smon_proto::app_package::valid_app_name(&app.name) {
+            return AppReply::Have;
         }
+        // Fetch it with the desired state we hold now (ours if it is newer).
+        let mut wanted = app;
+        if let Some(mine) = self.state.apps.iter().find(|a| a.name == wanted.name) {
+            let mut merged = mine.clone();
+            merged.merge(&wanted);
+            wanted = merged;
+        }
+        out.push(Output::FetchApp { from, app: wanted });
+        AppReply::Want
     }
 
     fn admit_fetch(&mut self, now: Millis, req: &ChunkRequest) -> Result<Chunk, Refusal> {

@@ -10,13 +10,16 @@ use std::{
 
 use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_proto::{
-    ClusterConfig, ClusterKey, ClusterView, ControlAction, InstallSeed, MAX_CHUNK, MachineId,
-    Membership, PeerCall, PeerReply, Refusal, ReleasePublicKey, Version, release, tarpc::context,
+    AppDecl, AppStatus, ClusterConfig, ClusterKey, ClusterView, ControlAction, DesiredState,
+    InstallSeed, MAX_CHUNK, MachineId, Membership, PeerCall, PeerReply, Refusal, ReleasePublicKey,
+    Version, app_package, release, tarpc::context,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    DaemonError, layout, machine_ops,
+    DaemonError,
+    apps::{Apps, install as app_install},
+    layout, machine_ops,
     server::OwnPackage,
     store::{Store, json, keys},
 };
@@ -28,6 +31,16 @@ pub enum Msg {
     Control(ControlAction, oneshot::Sender<Result<String, Refusal>>),
     Input(Input),
     ReleaseFetch(u64),
+    /// A supervisor observed a change of its application.
+    AppStatus(AppStatus),
+    /// An application fetch (and install) finished.
+    AppFetched {
+        app: AppDecl,
+        ok: bool,
+    },
+    /// `set_app_status`: a desired state for this machine only.
+    SetAppStatus(String, DesiredState, oneshot::Sender<Result<(), Refusal>>),
+    GetAppStatus(Option<String>, oneshot::Sender<Vec<AppStatus>>),
     /// Switch to an installed version and re-execute into it.
     Upgrade(Version),
     Shutdown,
@@ -56,6 +69,9 @@ pub struct Actor {
     pub trial_deadline: Option<Millis>,
     pub facts: LocalFacts,
     pub push: Vec<u8>,
+    pub apps: Apps,
+    /// An application package being pushed by the console.
+    pub app_push: Vec<u8>,
 }
 
 pub enum Ending {
@@ -136,6 +152,23 @@ impl Actor {
                 self.core.handle(now, input, &mut self.rng, out);
             }
             Msg::ReleaseFetch(session) => self.core.release_fetch(session),
+            Msg::AppStatus(status) => {
+                if let Some(all) = self.apps.on_status(status) {
+                    self.core
+                        .handle(now, Input::AppStates(all), &mut self.rng, out);
+                }
+            }
+            Msg::AppFetched { app, ok } => {
+                self.apps.end_fetch(&app.name, app.version);
+                self.core
+                    .handle(now, Input::AppFetched { app, ok }, &mut self.rng, out);
+            }
+            Msg::SetAppStatus(name, desired, reply) => {
+                let _ = reply.send(self.apps.set_override(&name, desired, now));
+            }
+            Msg::GetAppStatus(name, reply) => {
+                let _ = reply.send(self.apps.statuses(name.as_deref()));
+            }
             Msg::Upgrade(version) => return Some(Ending::Upgrade(version)),
             Msg::Shutdown => return Some(Ending::Shutdown),
         }
@@ -209,6 +242,32 @@ impl Actor {
                 total,
                 data,
             } => self.receive_push(offset, total, data),
+            ControlAction::PushApp {
+                offset,
+                total,
+                data,
+            } => self.receive_app_push(offset, total, data, out),
+            ControlAction::SetAppDesired { name, desired } => {
+                if !self.core.apps().iter().any(|a| a.name == name) {
+                    return Err(Refusal::NotFound(format!(
+                        "application {name} is not installed (known here: {})",
+                        self.known_apps()
+                    )));
+                }
+                self.core.handle(
+                    now,
+                    Input::SetAppDesired {
+                        name: name.clone(),
+                        desired,
+                    },
+                    &mut self.rng,
+                    out,
+                );
+                Ok(format!(
+                    "{name} set {desired} on every machine (through {})",
+                    self.me
+                ))
+            }
             ControlAction::Shutdown => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
@@ -266,6 +325,88 @@ impl Actor {
             let _ = tx.send(Msg::Upgrade(version)).await;
         });
         Ok(format!("{} verified {version}; upgrading", self.me))
+    }
+
+    fn known_apps(&self) -> String {
+        let names: Vec<_> = self.core.apps().iter().map(|a| a.name.as_str()).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// A piece of an application package from the console; the whole is verified, installed
+    /// here and handed to the core, which spreads it.
+    fn receive_app_push(
+        &mut self,
+        offset: u64,
+        total: u64,
+        data: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) -> Result<String, Refusal> {
+        if total > app_package::MAX_APP_PACKAGE_BYTES {
+            return Err(Refusal::Invalid(format!(
+                "an application package of {total} bytes is over the cap"
+            )));
+        }
+        if offset == 0 {
+            self.app_push.clear();
+        }
+        if offset != self.app_push.len() as u64 {
+            return Err(Refusal::Invalid(format!(
+                "expected offset {}, got {offset}",
+                self.app_push.len()
+            )));
+        }
+        if self.app_push.len() as u64 + data.len() as u64 > total {
+            return Err(Refusal::Invalid("more data than announced".into()));
+        }
+        self.app_push.extend_from_slice(&data);
+        if (self.app_push.len() as u64) < total {
+            return Ok(format!("{} of {total} bytes", self.app_push.len()));
+        }
+        let package = std::mem::take(&mut self.app_push);
+        let app = app_package::verify_app_package(&package, &self.trusted)
+            .map_err(|e| Refusal::Denied(format!("package refused: {e}")))?;
+        let (name, version) = (app.manifest.name.clone(), app.manifest.version);
+        if let Some(known) = self.core.apps().iter().find(|a| a.name == name) {
+            if known.version > version {
+                return Err(Refusal::Invalid(format!(
+                    "{name} {version} is older than the installed {}",
+                    known.version
+                )));
+            }
+            if known.version == version {
+                let same = std::fs::read(app_install::package_path(&self.root, &name, version))
+                    .is_ok_and(|p| p == package);
+                return if same {
+                    Ok(format!("{name} {version} is already installed"))
+                } else {
+                    Err(Refusal::Invalid(format!(
+                        "{name} {version} is already installed with other contents: give the new one a higher version"
+                    )))
+                };
+            }
+        }
+        app_install::install(&self.root, &app, &package)
+            .map_err(|e| Refusal::Busy(format!("installing {name} {version}: {e}")))?;
+        let decl = AppDecl {
+            name: name.clone(),
+            version,
+            desired: app.spec.default_state,
+            desired_rev: 0,
+        };
+        self.core.handle(
+            now_ms(),
+            Input::AppInstalledLocally(decl),
+            &mut self.rng,
+            out,
+        );
+        Ok(format!(
+            "{name} {version} verified and installed on {}; it spreads to the other machines",
+            self.me
+        ))
     }
 
     /// Carry out the core's outputs; returns how the actor ends, if one of them ends it.
@@ -356,12 +497,8 @@ impl Actor {
                     });
                 }
                 Output::Upgrade(version) => return Ok(Some(Ending::Upgrade(version))),
-                Output::FetchApp { app, .. } | Output::AppDesired(app) => {
-                    tracing::debug!(
-                        "application {} ignored: not supported by this peer yet",
-                        app.name
-                    );
-                }
+                Output::FetchApp { from, app } => self.fetch_app(from, app),
+                Output::AppDesired(app) => self.apps.apply(app),
                 Output::MembershipChanged(membership) => {
                     self.store
                         .put_all(&[(keys::MEMBERSHIP, membership.encode())])?;
@@ -376,6 +513,61 @@ impl Actor {
             }
         }
         Ok(None)
+    }
+
+    /// Fetch an application from the peer that offered it, verify and install it (one fetch
+    /// per version at a time; on failure the next offer tries again).
+    fn fetch_app(&mut self, from: MachineId, app: AppDecl) {
+        if !self.apps.begin_fetch(&app.name, app.version) {
+            return;
+        }
+        let addr = self.config.peer_address(&from);
+        let (key, tx, root, trusted) = (
+            self.key.clone(),
+            self.tx.clone(),
+            self.root.clone(),
+            self.trusted.clone(),
+        );
+        let session: u64 = rand::random();
+        tokio::spawn(async move {
+            let ok = if app_install::is_installed(&root, &app.name, app.version) {
+                true
+            } else {
+                match app_install::fetch(&addr, &key, &app.name, app.version, session, &trusted)
+                    .await
+                {
+                    Ok((package, verified)) => {
+                        let result = tokio::task::spawn_blocking(move || {
+                            app_install::install(&root, &verified, &package)
+                        })
+                        .await;
+                        match result {
+                            Ok(Ok(())) => {
+                                tracing::info!(
+                                    "installed {} {} from {from}",
+                                    app.name,
+                                    app.version
+                                );
+                                true
+                            }
+                            Ok(Err(e)) => {
+                                tracing::warn!("installing {} {}: {e}", app.name, app.version);
+                                false
+                            }
+                            Err(e) => {
+                                tracing::warn!("installing {} {}: {e}", app.name, app.version);
+                                false
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!("fetching {} {} from {from}: {e}", app.name, app.version);
+                        false
+                    }
+                }
+            };
+            let _ = tx.send(Msg::AppFetched { app, ok }).await;
+        });
     }
 
     fn spawn_call(&self, id: u64, to: MachineId, call: PeerCall) {

@@ -2,9 +2,11 @@
 //! machines), and the installer that runs on a machine after a deployer copied a package.
 
 mod actor;
+pub mod apps;
 pub mod install;
 pub mod layout;
 pub mod machine_ops;
+pub mod ssh;
 pub mod remote;
 mod server;
 pub mod start;
@@ -155,7 +157,17 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         tx: tx.clone(),
         package: package.clone(),
         me: me.clone(),
+        root: root.to_owned(),
     };
+    let apps = apps::Apps::start(
+        apps::supervisor::AppCtx {
+            root: root.to_owned(),
+            machine: me.clone(),
+            host: machine_host(&config, &me),
+            tx: tx.clone(),
+        },
+        core.apps(),
+    );
     tokio::spawn(transport::serve_connections(
         listener,
         key.clone(),
@@ -183,6 +195,16 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         trial_deadline,
         facts,
         push: Vec::new(),
+        apps,
+        app_push: Vec::new(),
     };
     actor.run(initial).await
+}
+
+/// The address applications of `machine` serve on (`SMON_HOST`).
+fn machine_host(config: &ClusterConfig, machine: &MachineId) -> String {
+    match machine {
+        MachineId::Local { name } => config.local_address(name).to_string(),
+        MachineId::Ssh { host, .. } => host.clone(),
+    }
 }

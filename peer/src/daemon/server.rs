@@ -34,6 +34,8 @@ pub struct PeerServer {
     pub tx: mpsc::Sender<Msg>,
     pub package: Arc<OwnPackage>,
     pub me: smon_proto::MachineId,
+    /// The machine's smon directory (application packages are served from it).
+    pub root: std::path::PathBuf,
 }
 
 impl PeerServer {
@@ -128,30 +130,44 @@ impl PeerService for PeerServer {
         }
     }
 
+    /// A slice of an installed application package, read from disk (only verified packages
+    /// are ever stored there).
     async fn retrieve_app(
         self,
         _: Context,
         name: String,
-        _req: ChunkRequest,
+        req: ChunkRequest,
     ) -> Result<Chunk, Refusal> {
-        Err(Refusal::NotFound(format!(
-            "application {name}: applications are not supported by this peer yet"
-        )))
+        let root = self.root.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            super::apps::install::read_chunk(&root, &name, req.version, req.offset, req.max_len)
+        })
+        .await
+        .map_err(|_| gone())?;
+        let (total_len, data) = read.map_err(Refusal::NotFound)?;
+        Ok(Chunk {
+            manifest: None,
+            total_len,
+            offset: req.offset,
+            data,
+        })
     }
 
     async fn set_app_status(
         self,
         _: Context,
         name: String,
-        _desired: DesiredState,
+        desired: DesiredState,
     ) -> Result<(), Refusal> {
-        Err(Refusal::NotFound(format!(
-            "application {name}: applications are not supported by this peer yet"
-        )))
+        self.ask(|reply| Msg::SetAppStatus(name, desired, reply))
+            .await
+            .unwrap_or_else(|| Err(gone()))
     }
 
-    async fn get_app_status(self, _: Context, _name: Option<String>) -> Vec<AppStatus> {
-        Vec::new()
+    async fn get_app_status(self, _: Context, name: Option<String>) -> Vec<AppStatus> {
+        self.ask(|reply| Msg::GetAppStatus(name, reply))
+            .await
+            .unwrap_or_default()
     }
 
     async fn cluster_view(self, _: Context, since: u64) -> ClusterView {

@@ -1,0 +1,606 @@
+//! Applications end to end, on real local clusters: real peers, real application processes
+//! (the example `assets/apps/hello-http`, a python3 HTTP server, and small shell apps), a real
+//! report listener.
+
+mod harness;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use harness::Cluster;
+use serde_json::Value;
+
+const LONG: Duration = Duration::from_secs(180);
+
+fn assets_app(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../assets/apps")
+        .join(name)
+}
+
+/// A free loopback port (bound to port 0, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Copy an application directory, replacing text in its app.toml.
+fn copy_app(from: &Path, to: &Path, replace: &[(&str, &str)]) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    let toml = to.join("app.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    for (a, b) in replace {
+        assert!(text.contains(a), "{a:?} not in app.toml");
+        text = text.replace(a, b);
+    }
+    std::fs::write(&toml, text).unwrap();
+}
+
+/// Write a small application: app.toml from `toml` lines.
+fn write_app(dir: &Path, toml: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("app.toml"), toml).unwrap();
+}
+
+/// Poll `cond` every half second (each poll runs the console) until it holds.
+fn wait_status(
+    c: &Cluster,
+    timeout: Duration,
+    what: &str,
+    mut cond: impl FnMut(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    let mut last = Value::Null;
+    loop {
+        let out = c.run(&["app", "status", "--json"]);
+        if out.status.success() {
+            last = serde_json::from_slice(&out.stdout).expect("status JSON");
+            if cond(&last) {
+                return last;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last status:\n{}",
+            summary(&last)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn summary(status: &Value) -> String {
+    serde_json::to_string_pretty(&status["apps"]).unwrap_or_default()
+}
+
+/// The rows of `app` (machine → row).
+fn rows<'a>(status: &'a Value, app: &str) -> Vec<&'a Value> {
+    status["rows"]
+        .as_array()
+        .map(|rows| rows.iter().filter(|r| r["app"] == app).collect())
+        .unwrap_or_default()
+}
+
+/// `n` machines report `app` `version` in `state`.
+fn all_in(status: &Value, app: &str, version: &str, state: &str, n: usize) -> bool {
+    let rows = rows(status, app);
+    rows.len() == n
+        && rows
+            .iter()
+            .all(|r| r["version"] == version && r["state"] == state)
+}
+
+fn row<'a>(status: &'a Value, app: &str, machine: &str) -> Option<&'a Value> {
+    rows(status, app)
+        .into_iter()
+        .find(|r| r["machine"] == format!("local:{machine}"))
+}
+
+/// Live processes working in `ROOT/apps/<app>/` of a machine: (pid, version directory).
+fn app_procs(c: &Cluster, machine: &str, app: &str) -> Vec<(i32, String)> {
+    let base = c.root(machine).join("apps").join(app);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd"))
+            && let Ok(rest) = cwd.strip_prefix(&base)
+            && harness::is_alive(pid)
+        {
+            found.push((pid, rest.to_string_lossy().into_owned()));
+        }
+    }
+    found
+}
+
+/// The one process of `app` on `machine`, once there is exactly one.
+fn one_proc(c: &Cluster, machine: &str, app: &str) -> (i32, String) {
+    let mut last = Vec::new();
+    let ok = harness::wait_until(Duration::from_secs(60), || {
+        last = app_procs(c, machine, app);
+        last.len() == 1
+    });
+    assert!(ok, "{machine}: expected one {app} process, found {last:?}");
+    last.pop().unwrap()
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The loopback address of a local machine.
+fn machine_addr(c: &Cluster, machine: &str) -> String {
+    let config: smon_proto::ClusterConfig =
+        serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap()).unwrap();
+    config.local_address(machine).to_string()
+}
+
+/// A report listener: every line received, parsed.
+struct Listener {
+    port: u16,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Listener {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        let value: Value = serde_json::from_str(&line)
+                            .unwrap_or_else(|e| panic!("report line {line:?}: {e}"));
+                        sink.lock().unwrap().push(value);
+                    }
+                });
+            }
+        });
+        Self { port, lines }
+    }
+
+    fn lines(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    fn wait(&self, what: &str, mut cond: impl FnMut(&[Value]) -> bool) {
+        let ok = harness::wait_until(LONG, || cond(&self.lines()));
+        assert!(
+            ok,
+            "timed out waiting for reports: {what}; got {:?}",
+            self.lines().len()
+        );
+    }
+}
+
+#[test]
+fn install_supervise_report_restart_peer_and_upgrade_on_twenty_machines() {
+    let c = Cluster::new(20, "1s");
+    c.ok(&["deploy"]);
+    c.ok(&["wait", "--deployed", "all", "--timeout", "120s"]);
+
+    let listener = Listener::start();
+    let port = free_port().to_string();
+    let report = format!("report = \"127.0.0.1:{}\"\n", listener.port);
+    let v1 = c.tmp.path().join("hello-v1");
+    copy_app(
+        &assets_app("hello-http"),
+        &v1,
+        &[
+            ("PORT = \"8080\"", &format!("PORT = \"{port}\"")),
+            (
+                "default_state = \"online\"\n",
+                &format!("default_state = \"online\"\n{report}"),
+            ),
+        ],
+    );
+    let out = c.ok(&["app", "install", v1.to_str().unwrap()]);
+    assert!(
+        out.contains("hello-http 1.0.0 verified and installed"),
+        "{out}"
+    );
+
+    // Running everywhere: in the view, as processes, and answering HTTP.
+    wait_status(&c, LONG, "hello-http running on all 20", |s| {
+        all_in(s, "hello-http", "1.0.0", "running", 20)
+    });
+    let mut pids = std::collections::BTreeMap::new();
+    for name in &c.names {
+        let (pid, dir) = one_proc(&c, name, "hello-http");
+        assert_eq!(dir, "1.0.0");
+        pids.insert(name.clone(), pid);
+        let addr = format!("{}:{port}", machine_addr(&c, name));
+        let mut body = None;
+        harness::wait_for(Duration::from_secs(30), &format!("HTTP on {addr}"), || {
+            body = http_get(&addr);
+            body.is_some()
+        });
+        let body = body.unwrap();
+        assert!(
+            body.contains(&format!("hello from local:{name} (hello-http 1.0.0)")),
+            "{body}"
+        );
+    }
+    listener.wait("a running report from every machine", |lines| {
+        c.names.iter().all(|n| {
+            lines.iter().any(|l| {
+                l["machine"] == format!("local:{n}")
+                    && l["app"] == "hello-http"
+                    && l["state"] == "running"
+                    && l["pid"] == pids[n]
+            })
+        })
+    });
+
+    // Kill its process on 3 machines: each is restarted (a new process, one restart counted).
+    let victims = &c.names[3..6];
+    for v in victims {
+        harness::kill(pids[v]);
+    }
+    for v in victims {
+        harness::wait_for(LONG, &format!("{v}: hello-http restarted"), || {
+            let procs = app_procs(&c, v, "hello-http");
+            procs.len() == 1 && procs[0].0 != pids[v]
+        });
+        pids.insert(v.clone(), one_proc(&c, v, "hello-http").0);
+    }
+    let status = wait_status(&c, LONG, "the restarts in the view", |s| {
+        all_in(s, "hello-http", "1.0.0", "running", 20)
+            && victims
+                .iter()
+                .all(|v| row(s, "hello-http", v).is_some_and(|r| r["restarts"] == 1))
+    });
+    assert_eq!(status["apps"][0]["restarts"], 3, "{}", summary(&status));
+    listener.wait("the deaths and restarts reported", |lines| {
+        victims.iter().all(|v| {
+            let mine: Vec<_> = lines
+                .iter()
+                .filter(|l| l["machine"] == format!("local:{v}"))
+                .collect();
+            mine.iter()
+                .any(|l| l["state"] == "backoff" || l["state"] == "starting")
+                && mine
+                    .iter()
+                    .any(|l| l["restarts"] == 1 && l["state"] == "running")
+        })
+    });
+
+    // Restart a peer (kill -9; the others restart it): its application is adopted, neither
+    // duplicated nor orphaned.
+    let host = &c.names[7];
+    let app_pid = pids[host];
+    let old_peer = c.kill9(host);
+    harness::wait_for(LONG, &format!("{host}'s peer restarted"), || {
+        c.pid(host).is_some_and(|p| p != old_peer)
+    });
+    let reported = local_app_status(&c, host);
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert_eq!(
+        reported[0].state,
+        smon_proto::AppState::Running,
+        "{reported:?}"
+    );
+    assert_eq!(
+        app_procs(&c, host, "hello-http"),
+        vec![(app_pid, "1.0.0".to_string())]
+    );
+    let log = std::fs::read_to_string(c.root(host).join("peer.log")).unwrap();
+    assert!(log.contains("adopted running process group"), "{log}");
+
+    // Offline on all: stopped everywhere.
+    let out = c.ok(&["app", "set", "hello-http", "offline", "--all"]);
+    assert!(out.contains("hello-http set offline"), "{out}");
+    wait_status(&c, LONG, "hello-http stopped on all 20", |s| {
+        all_in(s, "hello-http", "1.0.0", "stopped", 20)
+    });
+    for name in &c.names {
+        assert!(
+            app_procs(&c, name, "hello-http").is_empty(),
+            "{name} still runs it"
+        );
+    }
+
+    // Ignore: started once everywhere, and not restarted after a kill.
+    c.ok(&["app", "set", "hello-http", "ignore"]);
+    wait_status(&c, LONG, "hello-http running (ignore) on all 20", |s| {
+        all_in(s, "hello-http", "1.0.0", "running", 20)
+            && rows(s, "hello-http")
+                .iter()
+                .all(|r| r["desired"] == "ignore")
+    });
+    let ignored = &c.names[10..12];
+    for v in ignored {
+        let (pid, _) = one_proc(&c, v, "hello-http");
+        harness::kill(pid);
+    }
+    wait_status(&c, LONG, "the killed ignored ones stopped", |s| {
+        ignored
+            .iter()
+            .all(|v| row(s, "hello-http", v).is_some_and(|r| r["state"] == "stopped"))
+    });
+    // Time passes (a per-machine setting elsewhere takes effect): they stay stopped.
+    c.ok(&[
+        "app",
+        "set",
+        "hello-http",
+        "offline",
+        "--machine",
+        "local:m013",
+    ]);
+    wait_status(&c, LONG, "m013 offline", |s| {
+        row(s, "hello-http", "m013")
+            .is_some_and(|r| r["state"] == "stopped" && r["desired"] == "offline")
+    });
+    for v in ignored {
+        assert!(
+            app_procs(&c, v, "hello-http").is_empty(),
+            "{v}: an ignored app was restarted"
+        );
+    }
+    assert!(app_procs(&c, "m013", "hello-http").is_empty());
+
+    // Upgrade: the new version everywhere (online again), the old one gone.
+    let v2 = c.tmp.path().join("hello-v2");
+    copy_app(&v1, &v2, &[("version = \"1.0.0\"", "version = \"2.0.0\"")]);
+    c.ok(&["app", "set", "hello-http", "online"]);
+    let out = c.ok(&["app", "install", v2.to_str().unwrap()]);
+    assert!(
+        out.contains("hello-http 2.0.0 verified and installed"),
+        "{out}"
+    );
+    wait_status(&c, LONG, "hello-http 2.0.0 running on all 20", |s| {
+        all_in(s, "hello-http", "2.0.0", "running", 20)
+            && rows(s, "hello-http")
+                .iter()
+                .all(|r| r["desired"] == "online")
+    });
+    for name in &c.names {
+        let (_, dir) = one_proc(&c, name, "hello-http");
+        assert_eq!(dir, "2.0.0", "{name}");
+        let addr = format!("{}:{port}", machine_addr(&c, name));
+        let mut body = String::new();
+        harness::wait_for(
+            Duration::from_secs(30),
+            &format!("HTTP 2.0.0 on {addr}"),
+            || {
+                body = http_get(&addr).unwrap_or_default();
+                body.contains("hello-http 2.0.0")
+            },
+        );
+        assert!(
+            c.root(name).join("apps/hello-http/2.0.0.pkg").is_file(),
+            "{name}"
+        );
+    }
+    // Installing an older version is refused.
+    let err = c.fails(&["app", "install", v1.to_str().unwrap()]);
+    assert!(err.contains("older than the installed 2.0.0"), "{err}");
+
+    // The human status.
+    let text = c.ok(&["app", "status", "hello-http"]);
+    assert!(
+        text.contains("hello-http: on 20/20 machines; running ×20; versions 2.0.0 ×20"),
+        "{text}"
+    );
+
+    c.ok(&["app", "set", "hello-http", "offline"]);
+    wait_status(&c, LONG, "hello-http stopped on all 20", |s| {
+        all_in(s, "hello-http", "2.0.0", "stopped", 20)
+    });
+    c.ok(&["shutdown"]);
+}
+
+/// A peer's own answer to `get_app_status` (it answers once its supervisors reported).
+fn local_app_status(c: &Cluster, machine: &str) -> Vec<smon_proto::AppStatus> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut last = Vec::new();
+    let ok = harness::wait_until(LONG, || {
+        last = runtime.block_on(async {
+            let key = smon_proto::ClusterKey::load(&c.dir.join("cluster.key")).unwrap();
+            let config: smon_proto::ClusterConfig =
+                serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap())
+                    .unwrap();
+            let addr = config.peer_address(&smon_proto::MachineId::local(machine));
+            let Ok(client) =
+                smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(2))
+                    .await
+            else {
+                return Vec::new();
+            };
+            client
+                .get_app_status(smon_proto::tarpc::context::current(), None)
+                .await
+                .unwrap_or_default()
+        });
+        !last.is_empty()
+    });
+    assert!(ok, "{machine} never reported its applications");
+    last
+}
+
+#[test]
+fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
+    let c = Cluster::new(5, "1s");
+    c.ok(&["deploy"]);
+    c.ok(&["wait", "--deployed", "all", "--timeout", "90s"]);
+
+    // A malformed app.toml: an error naming the file, the line and the field; nothing installed.
+    let bad = c.tmp.path().join("bad");
+    write_app(
+        &bad,
+        "name = \"bad\"\nversion = \"1.0.0\"\nstart = \"sleep 1000\"\n\n[backoff]\nfail_after = \"many\"\n",
+    );
+    let err = c.fails(&["app", "install", bad.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!(
+            "{}:6: field `backoff.fail_after`: expected an integer, found a string",
+            bad.join("app.toml").display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    std::fs::write(
+        bad.join("app.toml"),
+        "name = \"bad\"\nversion = 1\nstart = \"x\"\n",
+    )
+    .unwrap();
+    let err = c.fails(&["app", "install", bad.to_str().unwrap()]);
+    assert!(err.contains("app.toml:2: field `version`"), "{err}");
+    let text = c.ok(&["app", "status"]);
+    assert!(text.contains("no application reported"), "{text}");
+    for name in &c.names {
+        assert!(!c.root(name).join("apps").exists(), "{name} got something");
+    }
+
+    // Packages signed by another key, or tampered with, are refused by the peer itself.
+    let sleeper = c.tmp.path().join("sleeper");
+    write_app(
+        &sleeper,
+        "name = \"sleeper\"\nversion = \"1.0.0\"\nstart = \"exec sleep 100000\"\n",
+    );
+    let other = Cluster::new(1, "1s");
+    let foreign = build_package(&other, &sleeper);
+    let refusal = push_app_directly(&c, &foreign);
+    assert!(refusal.contains("does not verify"), "{refusal}");
+    let mut tampered = build_package(&c, &sleeper);
+    let at = tampered.len() - 2;
+    tampered[at] ^= 0x20;
+    let refusal = push_app_directly(&c, &tampered);
+    assert!(refusal.contains("package refused"), "{refusal}");
+    drop(other);
+    for name in &c.names {
+        assert!(
+            !c.root(name).join("apps/sleeper").exists(),
+            "{name} installed a refused package"
+        );
+    }
+
+    // A good one spreads; a per-machine setting changes that machine only.
+    c.ok(&["app", "install", sleeper.to_str().unwrap()]);
+    wait_status(&c, LONG, "sleeper running on 5", |s| {
+        all_in(s, "sleeper", "1.0.0", "running", 5)
+    });
+    c.ok(&[
+        "app",
+        "set",
+        "sleeper",
+        "offline",
+        "--machine",
+        "local:m002",
+    ]);
+    wait_status(&c, LONG, "sleeper stopped on m002 only", |s| {
+        rows(s, "sleeper").iter().all(|r| {
+            let m002 = r["machine"] == "local:m002";
+            r["state"] == if m002 { "stopped" } else { "running" }
+        })
+    });
+    assert!(app_procs(&c, "m002", "sleeper").is_empty());
+    assert_eq!(app_procs(&c, "m001", "sleeper").len(), 1);
+    let err = c.fails(&["app", "set", "nosuch", "online"]);
+    assert!(err.contains("not installed"), "{err}");
+    let err = c.fails(&["app", "set", "sleeper", "sideways"]);
+    assert!(err.contains("online, offline or ignore"), "{err}");
+
+    // An application that exits at once: backoff, then failed, visible in status and reports.
+    let listener = Listener::start();
+    let crash = c.tmp.path().join("crash");
+    write_app(
+        &crash,
+        &format!(
+            "name = \"crash\"\nversion = \"1.0.0\"\nstart = \"echo crashing; exit 3\"\nreport = \"127.0.0.1:{}\"\n\n[backoff]\ninitial = \"300ms\"\nmax = \"1s\"\nfail_after = 4\n",
+            listener.port
+        ),
+    );
+    c.ok(&["app", "install", crash.to_str().unwrap()]);
+    let status = wait_status(&c, LONG, "crash failed on all 5", |s| {
+        all_in(s, "crash", "1.0.0", "failed", 5)
+    });
+    for r in rows(&status, "crash") {
+        assert_eq!(r["restarts"], 3, "{r}");
+    }
+    let text = c.ok(&["app", "status", "crash"]);
+    assert!(text.contains("crash: on 5/5 machines; failed ×5"), "{text}");
+    listener.wait("backoff then failed, from every machine", |lines| {
+        c.names.iter().all(|n| {
+            let states: Vec<_> = lines
+                .iter()
+                .filter(|l| l["machine"] == format!("local:{n}"))
+                .map(|l| l["state"].as_str().unwrap_or("").to_string())
+                .collect();
+            let backoff = states.iter().position(|s| s == "backoff");
+            let failed = states.iter().position(|s| s == "failed");
+            matches!((backoff, failed), (Some(b), Some(f)) if b < f)
+        })
+    });
+    for name in &c.names {
+        assert!(app_procs(&c, name, "crash").is_empty());
+        let log = std::fs::read_to_string(c.root(name).join("apps/crash/app.log")).unwrap();
+        assert_eq!(log.matches("crashing").count(), 4, "{name}: {log}");
+    }
+
+    c.ok(&["app", "set", "sleeper", "offline"]);
+    wait_status(&c, LONG, "sleeper stopped on 5", |s| {
+        all_in(s, "sleeper", "1.0.0", "stopped", 5)
+    });
+    c.ok(&["shutdown"]);
+}
+
+/// A signed package of an application directory, built with `c`'s release key.
+fn build_package(c: &Cluster, dir: &Path) -> Vec<u8> {
+    let key_text = std::fs::read_to_string(c.dir.join("release.key")).unwrap();
+    let key = smon_proto::ReleasePrivateKey::from_openssh(key_text).unwrap();
+    let (spec, files) = smon_proto::app_package::read_app_dir(dir).unwrap();
+    let mut manifest = smon_proto::app_package::app_manifest(&spec, &files);
+    smon_proto::release::sign_manifest(&mut manifest, &key).unwrap();
+    smon_proto::app_package::encode_app_package(&manifest, &files)
+}
+
+/// Push an application package to the first peer over RPC, bypassing the console's checks;
+/// the refusal.
+fn push_app_directly(c: &Cluster, package: &[u8]) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let key = smon_proto::ClusterKey::load(&c.dir.join("cluster.key")).unwrap();
+        let config: smon_proto::ClusterConfig =
+            serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap()).unwrap();
+        let addr = config.peer_address(&smon_proto::MachineId::local(&c.names[0]));
+        let client =
+            smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
+                .await
+                .unwrap();
+        let action = smon_proto::ControlAction::PushApp {
+            offset: 0,
+            total: package.len() as u64,
+            data: package.to_vec(),
+        };
+        match client
+            .control(smon_proto::tarpc::context::current(), action)
+            .await
+            .unwrap()
+        {
+            Ok(answer) => panic!("accepted: {answer}"),
+            Err(refusal) => refusal.to_string(),
+        }
+    })
+}

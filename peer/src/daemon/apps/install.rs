@@ -1,0 +1,187 @@
+//! Application packages on a machine: verified packages are unpacked under
+//! `ROOT/apps/<name>/<version>/` (staged, then renamed: never half there) and kept as
+//! `ROOT/apps/<name>/<version>.pkg`, which is what this peer serves to the peers that fetch it.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use smon_proto::{
+    AppSpec, ChunkRequest, ClusterKey, MAX_CHUNK, ReleasePublicKey, Version,
+    app_package::{self, APP_TOML, MAX_APP_PACKAGE_BYTES, VerifiedApp},
+    tarpc::context,
+};
+
+use crate::daemon::{DaemonError, layout::io_err};
+
+pub fn apps_dir(root: &Path) -> PathBuf {
+    root.join("apps")
+}
+
+/// `ROOT/apps/<name>`: the versions, the packages, `run.json` and `app.log` of one application.
+pub fn app_base(root: &Path, name: &str) -> PathBuf {
+    apps_dir(root).join(name)
+}
+
+pub fn version_dir(root: &Path, name: &str, version: Version) -> PathBuf {
+    app_base(root, name).join(version.to_string())
+}
+
+pub fn package_path(root: &Path, name: &str, version: Version) -> PathBuf {
+    app_base(root, name).join(format!("{version}.pkg"))
+}
+
+/// Is this version completely installed? (The package file is written last.)
+pub fn is_installed(root: &Path, name: &str, version: Version) -> bool {
+    package_path(root, name, version).is_file()
+        && version_dir(root, name, version).join(APP_TOML).is_file()
+}
+
+/// The spec of an installed version.
+pub fn load_spec(root: &Path, name: &str, version: Version) -> Result<AppSpec, DaemonError> {
+    let path = version_dir(root, name, version).join(APP_TOML);
+    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    app_package::parse_app_toml(&path.display().to_string(), &text)
+        .map_err(|e| DaemonError::Package(e.to_string()))
+}
+
+/// Install a verified package (idempotent: the same package again changes nothing).
+pub fn install(root: &Path, app: &VerifiedApp, package: &[u8]) -> Result<(), DaemonError> {
+    let (name, version) = (&app.manifest.name, app.manifest.version);
+    let pkg = package_path(root, name, version);
+    let dir = version_dir(root, name, version);
+    if is_installed(root, name, version) && fs::read(&pkg).is_ok_and(|p| p == package) {
+        return Ok(());
+    }
+    let base = app_base(root, name);
+    fs::create_dir_all(&base).map_err(io_err(&base))?;
+    let staging = base.join(format!(".staging-{version}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    for file in &app.files {
+        let path = staging.join(&file.path);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        fs::write(&path, &file.data).map_err(io_err(&path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(file.mode)).map_err(io_err(&path))?;
+    }
+    if dir.exists() {
+        // A partial or different copy of this version (a package file is missing or differs).
+        let old = base.join(format!(".old-{version}-{}", std::process::id()));
+        fs::rename(&dir, &old).map_err(io_err(&dir))?;
+        let _ = fs::remove_dir_all(&old);
+    }
+    fs::rename(&staging, &dir).map_err(io_err(&dir))?;
+    let tmp = base.join(format!(".{version}.pkg.tmp-{}", std::process::id()));
+    fs::write(&tmp, package).map_err(io_err(&tmp))?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &pkg).map_err(io_err(&pkg))
+}
+
+/// Remove the versions of an application other than `keep` (directories and packages).
+pub fn prune(root: &Path, name: &str, keep: &[Version]) {
+    let base = app_base(root, name);
+    let Ok(entries) = fs::read_dir(&base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let stem = file.strip_suffix(".pkg").unwrap_or(&file);
+        let Ok(version) = stem.parse::<Version>() else {
+            continue;
+        };
+        if stem.split('.').count() != 3 || keep.contains(&version) {
+            continue;
+        }
+        let path = entry.path();
+        let _ = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+    }
+}
+
+/// Fetch `name` `version` from the peer at `addr` in chunks and verify it against the
+/// cluster's release key.
+pub async fn fetch(
+    addr: &str,
+    key: &ClusterKey,
+    name: &str,
+    version: Version,
+    session: u64,
+    trusted: &ReleasePublicKey,
+) -> Result<(Vec<u8>, VerifiedApp), DaemonError> {
+    let timeout = Duration::from_secs(10);
+    let client = smon_proto::transport::peer_client(addr, key, timeout)
+        .await
+        .map_err(|e| DaemonError::Fetch(e.to_string()))?;
+    let mut package = Vec::new();
+    loop {
+        let req = ChunkRequest {
+            session,
+            version,
+            offset: package.len() as u64,
+            max_len: MAX_CHUNK,
+        };
+        let mut ctx = context::current();
+        ctx.deadline = std::time::Instant::now() + timeout;
+        let chunk = client
+            .retrieve_app(ctx, name.to_owned(), req)
+            .await
+            .map_err(|e| DaemonError::Fetch(e.to_string()))?
+            .map_err(|r| DaemonError::Fetch(r.to_string()))?;
+        if chunk.total_len > MAX_APP_PACKAGE_BYTES
+            || chunk.data.is_empty()
+            || chunk.offset != package.len() as u64
+        {
+            return Err(DaemonError::Fetch(format!(
+                "bad chunk (offset {}, total {})",
+                chunk.offset, chunk.total_len
+            )));
+        }
+        package.extend_from_slice(&chunk.data);
+        if package.len() as u64 >= chunk.total_len {
+            break;
+        }
+    }
+    let app = app_package::verify_app_package(&package, trusted)
+        .map_err(|e| DaemonError::Fetch(format!("refused: {e}")))?;
+    if app.manifest.name != name || app.manifest.version != version {
+        return Err(DaemonError::Fetch(format!(
+            "asked for {name} {version}, got {} {}",
+            app.manifest.name, app.manifest.version
+        )));
+    }
+    Ok((package, app))
+}
+
+/// Read a slice of an installed package, for a peer that fetches it.
+pub fn read_chunk(
+    root: &Path,
+    name: &str,
+    version: Version,
+    offset: u64,
+    max_len: u32,
+) -> Result<(u64, Vec<u8>), String> {
+    use std::os::unix::fs::FileExt;
+    if !app_package::valid_app_name(name) {
+        return Err(format!("{name:?} is not an application name"));
+    }
+    let path = package_path(root, name, version);
+    let file = fs::File::open(&path).map_err(|_| format!("{name} {version} is not here"))?;
+    let total = file.metadata().map_err(|e| e.to_string())?.len();
+    if offset > total {
+        return Err(format!("offset {offset} past the end ({total})"));
+    }
+    let len = u64::from(max_len.clamp(1, MAX_CHUNK)).min(total - offset);
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)
+        .map_err(|e| e.to_string())?;
+    Ok((total, buf))
+}
