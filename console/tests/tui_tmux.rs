@@ -93,6 +93,26 @@ fn watch_the_deployment_then_disable_from_the_keyboard() {
     });
     assert!(tmux.screen().contains("deployment progress"));
 
+    // Kill the peer the TUI watches through: it fails over to another, never exits.
+    let screen = tmux.screen();
+    let watched = screen
+        .split("live via local:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the header names the peer")
+        .to_string();
+    let old_pid = c.kill9(&watched);
+    tmux.wait_for("a fail-over to another peer", Duration::from_secs(60), |s| {
+        s.contains("live via local:") && !s.contains(&format!("live via local:{watched} "))
+            || s.contains("STALE")
+    });
+    tmux.wait_for("a live view again", Duration::from_secs(60), |s| {
+        s.contains("live via local:") && s.contains("12/12 deployed")
+    });
+    harness::wait_for(Duration::from_secs(60), "the killed peer to be restarted", || {
+        c.pid(&watched).is_some_and(|p| p != old_pid)
+    });
+
     tmux.keys(&["d"]);
     tmux.wait_for("the confirmation", Duration::from_secs(10), |s| {
         s.contains("runs: smon-console disable")
