@@ -85,8 +85,8 @@ try:
         subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-x", "120", "-y", "40",
                         f"{CONSOLE} -C {CLUSTER} tui"], check=True)
         time.sleep(3)
-        tui = [int(p) for p in subprocess.run(["pgrep", "-f", f"{CLUSTER} tui"], capture_output=True,
-                                               text=True).stdout.split()]
+        tui = [int(p) for p in subprocess.run(["pgrep", "-f", f"^{CONSOLE} -C {CLUSTER} tui"],
+                                               capture_output=True, text=True).stdout.split()]
         if tui:
             before = cpu_ticks(tui[0])
             time.sleep(30)

@@ -340,6 +340,22 @@ fn kill_9_in_the_middle_of_state_writes_loses_nothing_committed() {
 }
 
 #[test]
+fn a_second_peer_on_the_same_machine_exits_at_once() {
+    let c = Cluster::new(1, "1s");
+    c.ok(&["deploy"]);
+    let first = c.pid(&c.names[0]).expect("the first peer runs");
+    let root = c.root(&c.names[0]);
+    let out = std::process::Command::new(root.join("current/smon-peer"))
+        .args(["run", "--root", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already runs"));
+    assert_eq!(c.pid(&c.names[0]), Some(first), "the first peer is untouched");
+    c.ok(&["shutdown"]);
+}
+
+#[test]
 fn bad_input_gives_a_one_line_error_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let machines = tmp.path().join("machines");
@@ -377,6 +393,11 @@ fn bad_input_gives_a_one_line_error_and_changes_nothing() {
 
     // A cluster with no peer running: the error says so.
     let c = Cluster::new(3, "1s");
+    // The TUI and the demo refuse to start without a terminal, pointing at batch mode.
+    for args in [&["tui"][..], &["demo"][..]] {
+        let err = c.fails(args);
+        assert!(err.contains("needs a terminal") && err.contains("status --json"), "{err}");
+    }
     let err = c.fails(&["status"]);
     assert!(err.contains("no peer") && err.contains("answers"), "{err}");
     let err = c.fails(&["wait", "--deployed", "all", "--timeout", "1s"]);
