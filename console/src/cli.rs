@@ -93,6 +93,11 @@ pub enum Command {
         #[command(subcommand)]
         command: cmd_app::AppCommand,
     },
+    /// The cluster's authentication agent (SSH machines): start, stop, status.
+    Agent {
+        #[command(subcommand)]
+        command: crate::cmd_agent::AgentCommand,
+    },
     /// Disable, then stop every peer.
     Shutdown {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -196,6 +201,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: MembershipCommand::Set { file },
         } => cmd_cluster::set_membership(&open()?, &file).await,
         Command::App { command } => cmd_app::run(&open()?, command).await,
+        Command::Agent { command } => crate::cmd_agent::run(&open()?, command).await,
         Command::Shutdown { timeout } => cmd_cluster::shutdown(&open()?, timeout).await,
         Command::Tui {
             peer,

@@ -47,6 +47,7 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
         membership: dir.membership.encode(),
         spread_origin: Some((index, dir.membership.version)),
     };
+    crate::cmd_agent::set_ssh_context(dir);
     let message = machine_ops::deploy(&dir.config, &machine, &dir.package_path(), &seed)
         .await
         .with_context(|| format!("deploying to {machine}"))?;

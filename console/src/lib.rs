@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod cluster_dir;
+pub mod cmd_agent;
 pub mod cmd_app;
 pub mod cmd_cluster;
 pub mod cmd_init;

@@ -81,6 +81,12 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         .ok_or_else(|| missing("membership", root))?;
     let membership = Membership::decode(&blob)
         .map_err(|e| DaemonError::Setup(format!("stored membership: {e}")))?;
+    ssh::set_context(ssh::SshContext {
+        key: key.clone(),
+        requester: me.clone(),
+        known_hosts: root.join(ssh::KNOWN_HOSTS),
+        trust_on_first_use: ssh::tofu_from_env(),
+    });
     let trusted = ReleasePublicKey::from_openssh(&config.release_key)
         .map_err(|e| DaemonError::Setup(format!("release key: {e}")))?;
 

@@ -13,7 +13,14 @@ use super::DaemonError;
 pub enum Remote {
     /// A machine that is a directory on this host: commands run here.
     Local,
+    /// An SSH machine, logged in through the authentication agent.
+    Ssh(Box<super::ssh::SshSession>),
 }
+
+/// Where smon lives on an SSH machine (a shell word).
+pub const SSH_ROOT: &str = r#""$HOME/.smon""#;
+/// How long one upload may take.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How scripts refer to the machine's smon directory.
 pub struct MachineRoot {
@@ -40,9 +47,16 @@ pub async fn login(
                 },
             ))
         }
-        MachineId::Ssh { .. } => Err(DaemonError::Login(format!(
-            "{machine}: SSH machines need the authentication agent, which this build does not have yet"
-        ))),
+        MachineId::Ssh { .. } => {
+            let session = super::ssh::connect(config, machine).await?;
+            Ok((
+                Remote::Ssh(Box::new(session)),
+                MachineRoot {
+                    shell: SSH_ROOT.into(),
+                    local: None,
+                },
+            ))
+        }
     }
 }
 
@@ -90,6 +104,7 @@ impl Remote {
                 }
                 Ok(String::from_utf8_lossy(&out).into_owned())
             }
+            Remote::Ssh(session) => session.exec(script, timeout).await,
         }
     }
 
@@ -107,6 +122,12 @@ impl Remote {
                     DaemonError::Login("local machine without a directory".into())
                 })?;
                 write_file(&base.join(rel), data, mode).await
+            }
+            Remote::Ssh(session) => {
+                let dest = format!("{}/{}", root.shell, shell_quote(rel));
+                session
+                    .upload(&dest, Some(data), None, mode, UPLOAD_TIMEOUT)
+                    .await
             }
         }
     }
@@ -146,6 +167,12 @@ impl Remote {
                     .await
                     .map_err(io)?;
                 tokio::fs::rename(&tmp, &dest).await.map_err(io)
+            }
+            Remote::Ssh(session) => {
+                let dest = format!("{}/{}", root.shell, shell_quote(rel));
+                session
+                    .upload(&dest, None, Some(src), mode, UPLOAD_TIMEOUT)
+                    .await
             }
         }
     }

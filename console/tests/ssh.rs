@@ -1,0 +1,414 @@
+//! SSH machines end to end, against a real OpenSSH sshd on loopback: the test starts its own
+//! sshd (own config, host key, port and users; 127.0.0.2–9 as eight machines), the console
+//! starts the agent and deploys one machine, the peers deploy the rest over SSH with the agent
+//! solving every login, and restart peers killed with kill -9. Needs root (useradd) and
+//! /usr/sbin/sshd (`.ci/run` installs openssh-server); skipped with a message otherwise.
+
+mod harness;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::Duration,
+};
+
+use harness::*;
+
+const MACHINES: usize = 8;
+/// One SSH cluster at a time: they share the 2 cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn agent_bin() -> PathBuf {
+    let p = console_bin().with_file_name("smon-agent");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace",
+        p.display()
+    );
+    p
+}
+
+struct SshLab {
+    tmp: tempfile::TempDir,
+    users: Vec<String>,
+    sshd: Option<Child>,
+    port: u16,
+    key: PathBuf,
+    /// Extra processes to end (ssh-agent).
+    extra: Vec<i32>,
+}
+
+impl SshLab {
+    fn available() -> bool {
+        let root = unsafe { libc_geteuid() } == 0;
+        if !root || !Path::new("/usr/sbin/sshd").exists() {
+            eprintln!("skipped: needs root and /usr/sbin/sshd (apt-get install openssh-server)");
+            return false;
+        }
+        true
+    }
+
+    fn new(kind: &str) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("smon-ssh")
+            .tempdir()
+            .unwrap();
+        let base = tmp.path().to_owned();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tag: u32 = rand::random::<u32>() % 100_000;
+        let users: Vec<String> = (1..=MACHINES).map(|i| format!("smt{tag}u{i}")).collect();
+        let mut lab = SshLab {
+            tmp,
+            users: Vec::new(),
+            sshd: None,
+            port: 0,
+            key: base.join("id"),
+            extra: Vec::new(),
+        };
+        std::fs::create_dir(base.join("home")).unwrap();
+        for u in &users {
+            let home = base.join("home").join(u);
+            sh(Command::new("useradd")
+                .args(["-M", "-N", "-s", "/bin/sh", "-d"])
+                .arg(&home)
+                .arg(u));
+            lab.users.push(u.clone());
+            std::fs::create_dir(&home).unwrap();
+            sh(Command::new("chown").arg(u).arg(&home));
+            sh(Command::new("usermod").args(["-p", "*", u]));
+        }
+        // The login key and the host key.
+        let mut keygen = Command::new("ssh-keygen");
+        keygen
+            .args(["-q", "-t", kind, "-N", "", "-C", "smon-test", "-f"])
+            .arg(&lab.key);
+        if kind == "rsa" {
+            keygen.args(["-b", "3072"]);
+        }
+        sh(&mut keygen);
+        std::fs::copy(base.join("id.pub"), base.join("authorized_keys")).unwrap();
+        let host_key = base.join("host_key");
+        sh(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key));
+        // A port free on the eight addresses.
+        let port = loop {
+            let p = rand::random_range(20_000..60_000u16);
+            if (2..2 + MACHINES)
+                .all(|i| std::net::TcpListener::bind((format!("127.0.0.{i}"), p)).is_ok())
+            {
+                break p;
+            }
+        };
+        lab.port = port;
+        let listen: String = (2..2 + MACHINES)
+            .map(|i| format!("ListenAddress 127.0.0.{i}:{port}\n"))
+            .collect();
+        let config = format!(
+            "{listen}HostKey {hk}\nPidFile {base}/sshd.pid\nAuthorizedKeysFile {base}/authorized_keys\n\
+             StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+             PubkeyAuthentication yes\nAllowUsers {users}\nMaxStartups 200\nMaxSessions 100\nLogLevel VERBOSE\n",
+            hk = host_key.display(),
+            base = base.display(),
+            users = users.join(" "),
+        );
+        std::fs::write(base.join("sshd_config"), config).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let log = std::fs::File::create(base.join("sshd.log")).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(base.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        lab.sshd = Some(child);
+        wait_for(Duration::from_secs(10), "sshd to listen", || {
+            std::net::TcpStream::connect(("127.0.0.2", port)).is_ok()
+        });
+        lab
+    }
+
+    fn base(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn machines(&self) -> Vec<String> {
+        self.users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| format!("{u}@127.0.0.{}:{}", i + 2, self.port))
+            .collect()
+    }
+
+    fn known_hosts(&self) -> String {
+        let host = std::fs::read_to_string(self.base().join("host_key.pub")).unwrap();
+        let host: Vec<&str> = host.split_whitespace().take(2).collect();
+        (2..2 + MACHINES)
+            .map(|i| format!("[127.0.0.{i}]:{} {} {}\n", self.port, host[0], host[1]))
+            .collect()
+    }
+
+    fn root(&self, i: usize) -> PathBuf {
+        self.base().join("home").join(&self.users[i]).join(".smon")
+    }
+
+    fn pid(&self, i: usize) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.root(i).join("peer.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        is_alive(pid).then_some(pid)
+    }
+
+    /// A cluster of the eight SSH machines, initialized, the agent started with `agent_args`.
+    fn cluster(&self, agent_args: &[&str]) -> PathBuf {
+        let dir = self.base().join("cluster");
+        std::fs::write(
+            self.base().join("machines"),
+            self.machines().join("\n") + "\n",
+        )
+        .unwrap();
+        console(&[
+            "init",
+            dir.to_str().unwrap(),
+            "--machines",
+            self.base().join("machines").to_str().unwrap(),
+            "--interval",
+            "1s",
+            "--peer-binary",
+            peer_bin().to_str().unwrap(),
+        ]);
+        std::fs::write(dir.join("known_hosts"), self.known_hosts()).unwrap();
+        let _ = agent_bin();
+        let mut args = vec!["-C", dir.to_str().unwrap(), "agent", "start"];
+        args.extend_from_slice(agent_args);
+        console(&args);
+        dir
+    }
+
+    fn deployed(&self) -> usize {
+        (0..MACHINES).filter(|&i| self.pid(i).is_some()).count()
+    }
+}
+
+fn console(args: &[&str]) -> String {
+    sh(Command::new(console_bin()).args(args))
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+impl Drop for SshLab {
+    fn drop(&mut self) {
+        let base = self.tmp.path().to_owned();
+        for pid in processes_mentioning(&base)
+            .into_iter()
+            .chain(self.extra.clone())
+        {
+            kill(pid);
+        }
+        if let Some(mut sshd) = self.sshd.take() {
+            let _ = sshd.kill();
+            let _ = sshd.wait();
+        }
+        let gone = wait_until(Duration::from_secs(10), || {
+            processes_mentioning(&base).is_empty()
+        });
+        for u in &self.users {
+            // Session processes of the test users, then the users.
+            let _ = Command::new("pkill").args(["-9", "-u", u]).status();
+            let _ = Command::new("userdel").arg(u).status();
+        }
+        if !std::thread::panicking() {
+            assert!(
+                gone,
+                "processes left behind: {}",
+                describe(&processes_mentioning(&base))
+            );
+        }
+    }
+}
+
+fn deploy_eight_then_recover(kind: &str) {
+    if !SshLab::available() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = SshLab::new(kind);
+    let key = lab.key.to_str().unwrap().to_owned();
+    let dir = lab.cluster(&["--key", &key]);
+    let d = dir.to_str().unwrap();
+    console(&["-C", d, "deploy"]);
+    wait_for(Duration::from_secs(120), "8 SSH machines deployed", || {
+        lab.deployed() == MACHINES
+    });
+
+    // kill -9 two peers: restarted over SSH.
+    for i in [3, 6] {
+        let pid = lab.pid(i).unwrap();
+        kill(pid);
+        wait_for(
+            Duration::from_secs(60),
+            &format!("machine {i} restarted"),
+            || lab.pid(i).is_some_and(|p| p != pid),
+        );
+    }
+
+    // No peer holds the private key: nothing under the machines' homes contains it.
+    let private = std::fs::read_to_string(&lab.key).unwrap();
+    let body: Vec<&str> = private
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 20)
+        .collect();
+    let mut files = 0;
+    for entry in walk(&lab.base().join("home")) {
+        let data = std::fs::read(&entry).unwrap_or_default();
+        let text = String::from_utf8_lossy(&data);
+        files += 1;
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "{} holds a private key",
+            entry.display()
+        );
+        for line in &body {
+            assert!(
+                !text.contains(line),
+                "{} holds the private key",
+                entry.display()
+            );
+        }
+    }
+    assert!(files > MACHINES * 3);
+
+    // Every login was signed by the agent and audited.
+    let audit = sh(Command::new(agent_bin()).args(["audit", "--limit", "1000", "-C", d]));
+    assert!(audit.contains("signed"), "{audit}");
+    console(&["-C", d, "agent", "stop"]);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            out.extend(walk(&p));
+        } else if meta.is_file() {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn ssh_deploys_eight_machines_and_restarts_killed_peers_ed25519() {
+    deploy_eight_then_recover("ed25519");
+}
+
+#[test]
+fn ssh_deploys_eight_machines_and_restarts_killed_peers_rsa() {
+    deploy_eight_then_recover("rsa");
+}
+
+#[test]
+fn ssh_agent_killed_mid_deployment_then_back() {
+    if !SshLab::available() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = SshLab::new("ed25519");
+    let key = lab.key.to_str().unwrap().to_owned();
+    let dir = lab.cluster(&["--key", &key]);
+    let d = dir.to_str().unwrap();
+    console(&["-C", d, "deploy"]);
+    wait_for(Duration::from_secs(60), "a second machine deployed", || {
+        lab.deployed() >= 2
+    });
+    let agent_pid: i32 = std::fs::read_to_string(dir.join("agent.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill(agent_pid);
+    wait_for(Duration::from_secs(10), "the agent to die", || {
+        !is_alive(agent_pid)
+    });
+    let running: Vec<i32> = (0..MACHINES).filter_map(|i| lab.pid(i)).collect();
+    // Several rounds without the agent: logins fail, no peer crashes.
+    let before = lab.deployed();
+    // A peer tries to log in while the agent is down, and fails cleanly.
+    wait_for(
+        Duration::from_secs(60),
+        "a login refused for want of the agent",
+        || {
+            (0..MACHINES).any(|i| {
+                std::fs::read_to_string(lab.root(i).join("peer.log"))
+                    .is_ok_and(|log| log.contains("the agent at"))
+            })
+        },
+    );
+    for pid in &running {
+        assert!(is_alive(*pid), "peer {pid} died while the agent was down");
+    }
+    assert!(lab.deployed() >= before);
+    console(&["-C", d, "agent", "start", "--key", &key]);
+    wait_for(
+        Duration::from_secs(120),
+        "deployment to resume and finish",
+        || lab.deployed() == MACHINES,
+    );
+    for pid in &running {
+        assert!(is_alive(*pid), "peer {pid} died");
+    }
+    console(&["-C", d, "agent", "stop"]);
+}
+
+#[test]
+fn ssh_deploys_through_openssh_ssh_agent() {
+    if !SshLab::available() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = SshLab::new("ed25519");
+    let socket = lab.base().join("ssh-agent.sock");
+    let out = sh(Command::new("ssh-agent").arg("-a").arg(&socket).arg("-s"));
+    let pid: i32 = out
+        .split(['=', ';'])
+        .skip_while(|s| *s != "SSH_AGENT_PID")
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    lab.extra.push(pid);
+    sh(Command::new("ssh-add")
+        .arg(&lab.key)
+        .env("SSH_AUTH_SOCK", &socket));
+    // The key file is gone: only OpenSSH's agent has it.
+    std::fs::remove_file(&lab.key).unwrap();
+    let dir = lab.cluster(&["--ssh-agent", socket.to_str().unwrap()]);
+    let d = dir.to_str().unwrap();
+    console(&["-C", d, "deploy"]);
+    wait_for(Duration::from_secs(120), "8 SSH machines deployed", || {
+        lab.deployed() == MACHINES
+    });
+    console(&["-C", d, "agent", "stop"]);
+}
