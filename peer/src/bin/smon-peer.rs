@@ -42,8 +42,13 @@ enum Command {
 }
 
 fn logging(root: &Path) {
-    use tracing_subscriber::{EnvFilter, fmt, prelude::*};
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::{filter::Targets, fmt, prelude::*};
+    // RUST_LOG as `level` or `target=level,...`; a Targets filter, not EnvFilter, so that no
+    // regex engine ends up in the package copied to every machine.
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
