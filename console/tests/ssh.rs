@@ -392,9 +392,9 @@ fn ssh_deploys_through_openssh_ssh_agent() {
     let socket = lab.base().join("ssh-agent.sock");
     let out = sh(Command::new("ssh-agent").arg("-a").arg(&socket).arg("-s"));
     let pid: i32 = out
-        .split(['=', ';'])
-        .skip_while(|s| *s != "SSH_AGENT_PID")
-        .nth(1)
+        .lines()
+        .find_map(|l| l.strip_prefix("SSH_AGENT_PID="))
+        .and_then(|l| l.split(';').next())
         .unwrap()
         .parse()
         .unwrap();
