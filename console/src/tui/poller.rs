@@ -42,7 +42,7 @@ impl Poller {
                 .send(Action::Data(DataMsg::Disconnected { at, error }))
                 .await;
             // Try the next peer at once; back off only after a full tour of the list.
-            if next % self.candidates.len().max(1) == 0 {
+            if next.is_multiple_of(self.candidates.len().max(1)) {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
