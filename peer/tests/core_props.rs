@@ -450,6 +450,26 @@ fn a_removed_peer_only_answers_and_exits_after_the_silence() {
 #[test]
 fn a_disabled_peer_stops_pinging_but_answers_and_spreads_the_flag() {
     let mut h = Harness::new(TargetStrategy::Informed, 3);
+    // The paper's switch-off: with an exit-after-silence, a disabled peer sends no pings.
+    let mut cfg = CoreConfig {
+        interval_ms: 1_000,
+        disabled_exit_after_ms: Some(3_600_000),
+        ..CoreConfig::default()
+    };
+    cfg.strategy = TargetStrategy::Informed;
+    h.core = Core::new(
+        cfg,
+        Boot {
+            me: machine(0),
+            state: PersistentState::new(Version::new(2, 0, 0)),
+            membership: Arc::new(membership(1, u16::MAX)),
+            facts: LocalFacts::default(),
+            hint: None,
+        },
+        0,
+    );
+    let mut start = Vec::new();
+    h.core.start(0, &mut h.rng, &mut start);
     h.apply(Op::Operator { enabled: false });
     let mut out = Vec::new();
     let mut pushes = 0;
@@ -485,6 +505,47 @@ fn a_disabled_peer_stops_pinging_but_answers_and_spreads_the_flag() {
         reply,
         PeerReply::Livetag(LiveTag { enabled: false, .. })
     ));
+}
+
+#[test]
+fn a_disabled_peer_keeps_the_view_current_but_never_deploys() {
+    let mut h = Harness::new(TargetStrategy::Informed, 5);
+    h.apply(Op::Operator { enabled: false });
+    let mut out = Vec::new();
+    let mut pings = 0;
+    for round in 1..=20u64 {
+        h.core
+            .handle(round * 1_000, Input::Tick, &mut h.rng, &mut out);
+        for o in out.drain(..) {
+            match o {
+                Output::Call {
+                    id,
+                    call: PeerCall::Ping(_),
+                    ..
+                } => {
+                    pings += 1;
+                    // Nobody answers: still no login.
+                    let mut more = Vec::new();
+                    let failed = Input::Reply {
+                        call: id,
+                        result: Err(CallFailure::Unreachable),
+                    };
+                    h.core
+                        .handle(round * 1_000 + 500, failed, &mut h.rng, &mut more);
+                    assert!(
+                        more.iter().all(|o| !matches!(
+                            o,
+                            Output::Login(_) | Output::Deploy { .. } | Output::Restart(_)
+                        )),
+                        "{more:?}"
+                    );
+                }
+                Output::Login(_) | Output::Deploy { .. } | Output::Restart(_) => panic!("{o:?}"),
+                _ => {}
+            }
+        }
+    }
+    assert!(pings >= 15, "only {pings} gossip pings in 20 rounds");
 }
 
 #[test]

@@ -33,7 +33,9 @@ pub struct CoreConfig {
     pub livetag_fanout: usize,
     /// A removed peer exits after this long without hearing from anyone.
     pub removed_exit_after_ms: u64,
-    /// A disabled peer exits after this long without hearing from anyone (None: never).
+    /// A disabled peer goes silent (no pings at all, as in the paper) and exits after this
+    /// long without hearing from anyone. None: it never exits, and keeps sending gossip-only
+    /// pings so the cluster view stays current (never a login or a deployment).
     pub disabled_exit_after_ms: Option<u64>,
     /// Under `informed`, the share of rounds spent probing random machines (failure
     /// detection, upgrades, membership) once the spreading tree is done.

@@ -510,10 +510,24 @@ impl Core {
             }
         }
         if !self.state.livetag.enabled {
-            if let Some(limit) = self.cfg.disabled_exit_after_ms
-                && silent_for >= limit
-            {
-                self.exit(ExitReason::DisabledAndSilent, out);
+            match self.cfg.disabled_exit_after_ms {
+                // The paper's switch-off: silent, and gone after a silence.
+                Some(limit) => {
+                    if silent_for >= limit {
+                        self.exit(ExitReason::DisabledAndSilent, out);
+                    }
+                }
+                // Otherwise monitoring goes on: gossip-only pings keep the cluster view
+                // current, but an unanswered ping never leads to a login or a deployment.
+                None => {
+                    if self.work.is_none()
+                        && let Some(target) = self.random_other(rng)
+                    {
+                        let ping = self.make_ping(rng);
+                        self.work = Some(Work::Pinging(target));
+                        self.call(target, PeerCall::Ping(ping), Pending::Ping(target), out);
+                    }
+                }
             }
             return;
         }
@@ -597,6 +611,10 @@ impl Core {
                         out.push(Output::Login(machine));
                     }
                 } else {
+                    if still_ours && !self.state.livetag.enabled {
+                        // Monitoring only: say what we saw, without logging in.
+                        self.observe(target, PeerState::Unreachable);
+                    }
                     self.finish_work(target);
                 }
             }
