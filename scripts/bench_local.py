@@ -55,9 +55,10 @@ subprocess.run([CONSOLE, "init", CLUSTER, "--machines", f"{tmp}/machines", "--in
                check=True, capture_output=True)
 try:
     print(f"{N} local machines, {INTERVAL} s rounds, {os.cpu_count()} cores")
-    print(f"package: {os.path.getsize(CLUSTER + '/package') / 1e6:.2f} MB")
     t0 = time.time()
     console("deploy")
+    print(f"package: {os.path.getsize(CLUSTER + '/package.gz') / 1e6:.2f} MB as copied (gzip), "
+          f"{os.path.getsize(CLUSTER + '/package') / 1e6:.2f} MB installed")
     console("wait", "--deployed", "all", "--timeout", "600s")
     wall = time.time() - t0
     time.sleep(3 * INTERVAL)  # let the records settle
