@@ -212,6 +212,10 @@ impl PeerService for TestPeer {
                 data.len(),
                 data.iter().map(|&b| u64::from(b)).sum::<u64>()
             )),
+            ControlAction::PushApp { total, data, .. } => {
+                Ok(format!("{} of {total} application bytes", data.len()))
+            }
+            ControlAction::SetAppDesired { name, desired } => Ok(format!("{name} set {desired}")),
             ControlAction::Shutdown => Err(Refusal::Busy("shutting down already".into())),
         }
     }

@@ -44,6 +44,22 @@ enum Command {
         #[arg(long, default_value_t = 0.3)]
         fraction: f64,
     },
+    /// All deployed, then an application is installed on one peer: rounds until every peer
+    /// has fetched it.
+    AppInstall(Common),
+    /// All deployed and running an application; then its state changes on one machine:
+    /// rounds until every other peer's view shows it.
+    AppState {
+        #[command(flatten)]
+        common: Common,
+        /// Do not change every peer's load (and so its record) every round.
+        #[arg(long)]
+        no_load_churn: bool,
+        /// Rounds between the cluster-wide start of the application (a change of every
+        /// machine's record at once) and the change measured.
+        #[arg(long, default_value_t = 60)]
+        settle: u64,
+    },
 }
 
 #[derive(Args)]
@@ -130,6 +146,16 @@ fn main() -> anyhow::Result<()> {
             }
             options.crash_share = *fraction;
             (Scenario::Churn, common)
+        }
+        Command::AppInstall(c) => (Scenario::AppInstall, c),
+        Command::AppState {
+            common,
+            no_load_churn,
+            settle,
+        } => {
+            options.load_churn = !no_load_churn;
+            options.settle_rounds = *settle;
+            (Scenario::AppState, common)
         }
     };
     let mut report = sim::run(scenario, common.params()?, &options);

@@ -3,6 +3,11 @@
 //! Changed records are "hot" and ride on the next few pings and pongs (rumor mongering);
 //! the rest of a message's byte budget is filled with random known records (anti-entropy),
 //! so every record eventually reaches every peer while traffic per round stays bounded.
+//!
+//! Rumors come in two classes. A change of what a machine *is* (peer state, version, livetag,
+//! application states) is news and goes first; a change of its figures only (load, counters),
+//! which every peer makes about every round, goes after. Otherwise an application that stops
+//! on one machine would wait behind a hundred load averages before anybody heard of it.
 
 use std::{collections::VecDeque, sync::Arc};
 
@@ -14,6 +19,8 @@ use smon_proto::{MachineRecord, Membership, wire_size};
 const MAX_HOT: usize = 128;
 /// Random known records added to each message (anti-entropy).
 const ANTI_ENTROPY_RECORDS: usize = 6;
+/// News rumors queued beyond this: feedback shortens them (see `merge`).
+const CONGESTED: usize = 16;
 
 #[derive(Clone, Debug)]
 struct Slot {
@@ -22,8 +29,10 @@ struct Slot {
     seq: u64,
     /// Encoded size, computed once.
     size: u32,
-    /// Times this record will still be passed on as a rumor (0: not in the hot queue).
+    /// Times this record will still be passed on as a rumor.
     hot_left: u32,
+    /// The rumor queue that holds it: `Some(true)` news, `Some(false)` figures.
+    queued: Option<bool>,
 }
 
 #[derive(Clone, Debug)]
@@ -32,6 +41,8 @@ pub struct View {
     slots: FxHashMap<u32, Slot>,
     /// The keys of `slots`, for uniform random picks.
     known: Vec<u32>,
+    /// Rumors of news, then rumors of figures (see the module's doc).
+    news: VecDeque<u32>,
     hot: VecDeque<u32>,
     seq: u64,
 }
@@ -42,12 +53,22 @@ pub fn supersedes(new: &MachineRecord, old: &MachineRecord) -> bool {
     (new.rev, new.state.is_up()) > (old.rev, old.state.is_up())
 }
 
+/// Does `new` tell something other than new figures (load, counters) about its machine?
+pub fn is_news(new: &MachineRecord, old: &MachineRecord) -> bool {
+    new.state != old.state
+        || new.peer_version != old.peer_version
+        || new.livetag != old.livetag
+        || new.apps != old.apps
+        || new.first_deployed_ms != old.first_deployed_ms
+}
+
 impl View {
     pub fn new(membership: Arc<Membership>) -> Self {
         Self {
             membership,
             slots: FxHashMap::default(),
             known: Vec::new(),
+            news: VecDeque::new(),
             hot: VecDeque::new(),
             seq: 0,
         }
@@ -69,6 +90,11 @@ impl View {
         self.get(machine).is_some_and(|r| r.state.is_up())
     }
 
+    /// Rumors waiting: (news, figures).
+    pub fn rumors(&self) -> (usize, usize) {
+        (self.news.len(), self.hot.len())
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }
@@ -88,9 +114,17 @@ impl View {
         if record.machine as usize >= self.membership.len() {
             return false;
         }
-        if let Some(slot) = self.slots.get(&record.machine)
+        if let Some(slot) = self.slots.get_mut(&record.machine)
             && !supersedes(&record, &slot.record)
         {
+            // Whoever sent us what we hold knows it. When news piles up (everybody's record
+            // changed at once), a rumor told to those who know it already is passed on fewer
+            // times (rumor mongering with feedback, Demers et al.), so the pile drains and later
+            // news is not stuck behind it; otherwise every rumor gets all its retransmissions,
+            // which keeps the tail short.
+            if record.rev == slot.record.rev && self.news.len() > CONGESTED {
+                slot.hot_left = slot.hot_left.saturating_sub(1);
+            }
             return false;
         }
         self.store(record);
@@ -103,52 +137,85 @@ impl View {
         let machine = record.machine;
         let size = wire_size(&*record) as u32;
         let retransmits = self.retransmits();
+        let old = self.slots.get(&machine);
+        let was = old.and_then(|o| o.queued);
+        let (news, hot_left) = match old {
+            Some(o) if !is_news(&record, &o.record) => {
+                if o.queued == Some(true) && o.hot_left > 0 {
+                    // News stays news until it has been passed on, whatever figures follow
+                    // it; they do not make it last longer.
+                    (true, o.hot_left)
+                } else {
+                    (false, retransmits)
+                }
+            }
+            _ => (true, retransmits),
+        };
         let slot = Slot {
             record,
             seq: self.seq,
             size,
-            hot_left: retransmits,
+            hot_left,
+            queued: Some(news),
         };
+        if self.slots.insert(machine, slot).is_none() {
+            self.known.push(machine);
+        }
         // The newest rumor goes first: it is the one fewest peers know.
-        match self.slots.insert(machine, slot) {
-            None => {
-                self.known.push(machine);
-                self.hot.push_front(machine);
+        match was {
+            Some(q) if q == news => {} // already queued
+            Some(q) => {
+                self.queue(q).retain(|&m| m != machine);
+                self.queue(news).push_front(machine);
             }
-            Some(old) if old.hot_left == 0 => self.hot.push_front(machine),
-            Some(_) => {} // already queued
+            None => self.queue(news).push_front(machine),
         }
-        // Bound the rumor queue: the oldest rumors are the ones most already know.
-        while self.hot.len() > MAX_HOT {
-            if let Some(dropped) = self.hot.pop_back()
-                && let Some(slot) = self.slots.get_mut(&dropped)
-            {
-                slot.hot_left = 0;
+        // Bound the rumor queues: the oldest rumors are the ones most already know.
+        for news in [true, false] {
+            while self.queue(news).len() > MAX_HOT {
+                if let Some(dropped) = self.queue(news).pop_back()
+                    && let Some(slot) = self.slots.get_mut(&dropped)
+                {
+                    slot.hot_left = 0;
+                    slot.queued = None;
+                }
             }
         }
+    }
+
+    fn queue(&mut self, news: bool) -> &mut VecDeque<u32> {
+        if news { &mut self.news } else { &mut self.hot }
     }
 
     /// Records for one outgoing message, within `budget` bytes.
     pub fn select_gossip(&mut self, budget: usize, rng: &mut impl Rng) -> Vec<Arc<MachineRecord>> {
         let mut out: Vec<Arc<MachineRecord>> = Vec::new();
         let mut used = 0usize;
-        let mut requeue = Vec::new();
-        while let Some(machine) = self.hot.pop_front() {
-            let Some(slot) = self.slots.get_mut(&machine) else {
-                continue;
-            };
-            if used + slot.size as usize > budget {
-                self.hot.push_front(machine);
-                break;
+        for queue in [&mut self.news, &mut self.hot] {
+            let mut requeue = Vec::new();
+            while let Some(machine) = queue.pop_front() {
+                let Some(slot) = self.slots.get_mut(&machine) else {
+                    continue;
+                };
+                if slot.hot_left == 0 {
+                    slot.queued = None; // the peers we talked to knew it already
+                    continue;
+                }
+                if used + slot.size as usize > budget {
+                    queue.push_front(machine);
+                    break;
+                }
+                used += slot.size as usize;
+                out.push(slot.record.clone());
+                slot.hot_left -= 1;
+                if slot.hot_left > 0 {
+                    requeue.push(machine);
+                } else {
+                    slot.queued = None;
+                }
             }
-            used += slot.size as usize;
-            out.push(slot.record.clone());
-            slot.hot_left = slot.hot_left.saturating_sub(1);
-            if slot.hot_left > 0 {
-                requeue.push(machine);
-            }
+            queue.extend(requeue);
         }
-        self.hot.extend(requeue);
         // Anti-entropy: a few random known records, so nothing depends on rumors alone.
         for _ in 0..self.known.len().min(ANTI_ENTROPY_RECORDS) {
             let machine = self.known[rng.random_range(0..self.known.len())];
@@ -180,6 +247,7 @@ impl View {
         let mut slots: Vec<_> = std::mem::take(&mut self.slots).into_iter().collect();
         slots.sort_unstable_by_key(|(index, _)| *index);
         self.known.clear();
+        self.news.clear();
         self.hot.clear();
         for (old_index, slot) in slots {
             let Some(machine) = old.get(old_index) else {
@@ -191,5 +259,86 @@ impl View {
                 self.store(Arc::new(record));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
+    use smon_proto::{AppState, AppStatus, DesiredState, MachineId, PeerState, Version};
+
+    use super::*;
+
+    fn record(machine: u32, rev: u64, load: u16, app: AppState) -> Arc<MachineRecord> {
+        Arc::new(MachineRecord {
+            rev,
+            state: PeerState::Running,
+            load,
+            apps: vec![AppStatus {
+                name: "a".into(),
+                version: Version::new(1, 0, 0),
+                desired: DesiredState::Online,
+                state: app,
+                restarts: 0,
+            }],
+            ..MachineRecord::empty(machine)
+        })
+    }
+
+    fn view(n: usize) -> View {
+        let machines = (0..n)
+            .map(|i| MachineId::local(format!("m{i:03}")))
+            .collect();
+        View::new(Arc::new(Membership::new(1, machines)))
+    }
+
+    #[test]
+    fn news_goes_before_figures_and_figures_do_not_prolong_it() {
+        let mut v = view(64);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        for m in 0..64 {
+            v.merge(record(m, 1, 0, AppState::Running));
+        }
+        // Drain the first news (every record was new).
+        while v.rumors().0 > 0 {
+            v.select_gossip(640, &mut rng);
+        }
+        // Every machine's load changes (figures), then one application stops (news).
+        for m in 0..64 {
+            assert!(v.merge(record(m, 2, 7, AppState::Running)));
+        }
+        assert_eq!(v.rumors(), (0, 64));
+        assert!(v.merge(record(40, 3, 7, AppState::Stopped)));
+        assert_eq!(v.rumors(), (1, 63));
+        let first = v.select_gossip(640, &mut rng);
+        assert_eq!(first[0].machine, 40, "the news leads the message");
+        // Figures that follow the news keep it news, without extending it.
+        let left = v.retransmits() - 1;
+        assert!(v.merge(record(40, 4, 9, AppState::Stopped)));
+        assert_eq!(v.slots[&40].hot_left, left);
+        assert_eq!(v.slots[&40].queued, Some(true));
+        // Hearing it back from a peer that knows it: no effect while news is scarce.
+        assert!(!v.merge(record(40, 4, 9, AppState::Stopped)));
+        assert_eq!(v.slots[&40].hot_left, left);
+        let mut sent = 0;
+        for _ in 0..100 {
+            sent += v
+                .select_gossip(640, &mut rng)
+                .iter()
+                .filter(|r| r.machine == 40)
+                .count();
+        }
+        assert!(sent >= left as usize, "sent {sent}");
+        assert_eq!(v.rumors().0, 0);
+        assert_eq!(v.slots[&40].queued, None);
+
+        // News piles up (every application stopped at once): feedback shortens the rumors.
+        for m in 0..64 {
+            assert!(v.merge(record(m, 10, 7, AppState::Failed)));
+        }
+        assert!(v.rumors().0 > CONGESTED);
+        let before = v.slots[&3].hot_left;
+        assert!(!v.merge(record(3, 10, 7, AppState::Failed)));
+        assert_eq!(v.slots[&3].hot_left, before - 1);
     }
 }

@@ -7,6 +7,8 @@
 //! ROOT/incoming/<deployer>-<nonce>/  a deployer's upload; claim-<nonce>: its claim
 //! ROOT/arrivals, ROOT/logins    one byte per package arrived / per login (the overhead)
 //! ROOT/peer.lock, ROOT/peer.pid, ROOT/install.lock, ROOT/peer.log
+//! ROOT/apps/<name>/<version>/   an installed application (see `apps/mod.rs`);
+//!   <version>.pkg its verified package, run.json its supervisor's record, app.log its output
 //! ```
 
 use std::{

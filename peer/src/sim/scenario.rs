@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use rand::{RngExt, seq::SliceRandom};
-use smon_proto::{LiveTag, Membership, Version};
+use smon_proto::{AppDecl, AppState, AppStatus, DesiredState, LiveTag, Membership, Version};
 
 use super::{
     params::SimParams,
@@ -25,6 +25,11 @@ pub enum Scenario {
     Upgrade,
     Partition,
     Churn,
+    /// An application installed on one peer: rounds until every peer has it.
+    AppInstall,
+    /// An application's state changes on one peer: rounds until every other peer's view
+    /// shows it (what `app status` asked of any peer answers).
+    AppState,
 }
 
 #[derive(Clone, Debug)]
@@ -33,6 +38,12 @@ pub struct Options {
     pub partition_rounds: u64,
     /// Churn: share of peers crashed at once.
     pub crash_share: f64,
+    /// App-state: every peer's own record also changes every round (a new load average),
+    /// as on real machines, so the change competes with that many other rumors.
+    pub load_churn: bool,
+    /// App-state: rounds between the cluster-wide start of the application (every machine's
+    /// record changes at once) and the change measured.
+    pub settle_rounds: u64,
 }
 
 impl Default for Options {
@@ -40,6 +51,8 @@ impl Default for Options {
         Self {
             partition_rounds: 10,
             crash_share: 0.3,
+            load_churn: true,
+            settle_rounds: 60,
         }
     }
 }
@@ -52,6 +65,8 @@ pub fn run(scenario: Scenario, params: SimParams, options: &Options) -> Report {
         Scenario::Upgrade => upgrade(params),
         Scenario::Partition => partition(params, options.partition_rounds),
         Scenario::Churn => churn(params, options.crash_share),
+        Scenario::AppInstall => app_install(params),
+        Scenario::AppState => app_state(params, options.load_churn, options.settle_rounds),
     };
     report.wall_ms = wall.elapsed().as_millis() as u64;
     report
@@ -276,4 +291,102 @@ pub fn churn(params: SimParams, crash_share: f64) -> Report {
             / total
     });
     base_report(&w, "churn", curve, done)
+}
+
+fn hello_decl() -> AppDecl {
+    AppDecl {
+        name: "hello".into(),
+        version: Version::new(1, 0, 0),
+        desired: DesiredState::Online,
+        desired_rev: 0,
+    }
+}
+
+/// An application installed on one peer (by the operator): rounds until every running peer
+/// has fetched and adopted it.
+pub fn app_install(params: SimParams) -> Report {
+    let (mut w, t0) = deployed_world(params, 0);
+    let decl = hello_decl();
+    w.input(0, Input::AppInstalledLocally(decl.clone()));
+    let (curve, done) = run_rounds(&mut w, t0, |w| {
+        share_of_running(w, |c| c.apps().iter().any(|a| a.version == decl.version))
+    });
+    base_report(&w, "app-install", curve, done)
+}
+
+/// Give every running peer a new load average (its record changes, as on a real machine).
+fn churn_loads(w: &mut World) {
+    let peers: Vec<M> = w.running().map(|(m, _)| m).collect();
+    for m in peers {
+        let load = w.rng().random_range(0..400u16);
+        let facts = crate::core::LocalFacts {
+            overhead: w.machines[m].copies,
+            logins: w.machines[m].logins,
+            load,
+            first_deployed_ms: w.machines[m].first_started,
+        };
+        w.input(m, Input::LocalFacts(facts));
+    }
+}
+
+/// An application's state changes on one peer: rounds until every other peer's view of that
+/// machine shows the new state. With `load_churn`, every record also changes every round.
+pub fn app_state(params: SimParams, load_churn: bool, settle_rounds: u64) -> Report {
+    let (mut w, t0) = deployed_world(params, 0);
+    let status = |state| AppStatus {
+        name: "hello".into(),
+        version: Version::new(1, 0, 0),
+        desired: DesiredState::Online,
+        state,
+        restarts: 0,
+    };
+    // Every peer runs it; then machine 0's stops.
+    let peers: Vec<M> = w.running().map(|(m, _)| m).collect();
+    for &m in &peers {
+        w.input(m, Input::AppStates(vec![status(AppState::Running)]));
+    }
+    let interval = w.params.interval_ms;
+    let settle = t0 + settle_rounds * interval;
+    let mut t = t0;
+    while t < settle {
+        t += interval;
+        if load_churn {
+            churn_loads(&mut w);
+        }
+        w.run_until(t);
+    }
+    let subject = 0;
+    w.input(subject, Input::AppStates(vec![status(AppState::Stopped)]));
+    let me = w
+        .membership
+        .index_of(&w.machines[subject].id)
+        .expect("listed");
+    let others = peers.len().saturating_sub(1).max(1) as f64;
+    let offset = check_offset(&w);
+    let sees = |w: &World| {
+        w.running()
+            .filter(|&(m, _)| m != subject)
+            .filter(|(_, c)| {
+                c.view()
+                    .get(me)
+                    .is_some_and(|r| r.apps.iter().any(|a| a.state == AppState::Stopped))
+            })
+            .count() as f64
+            / others
+    };
+    let mut curve = vec![sees(&w)];
+    let mut done = None;
+    for round in 1..=w.params.max_rounds {
+        if load_churn {
+            churn_loads(&mut w);
+        }
+        w.run_until(settle + round * interval + offset);
+        let p = sees(&w);
+        curve.push(p);
+        if p >= 1.0 {
+            done = Some(round);
+            break;
+        }
+    }
+    base_report(&w, "app-state", curve, done)
 }
