@@ -88,8 +88,26 @@ try:
     wait("the application running everywhere",
          lambda: (s := status()) and sum(1 for r in s["rows"] if r["state"] == "running") == N)
     print(f"installed and running on all {N} in {time.time() - t0:.1f} s (as seen by one peer)")
-    # Let the rumors of the cluster-wide start die down (steady state).
-    time.sleep(30 * INTERVAL)
+    # Let the rumors of the cluster-wide start die down (steady state), measuring what the
+    # peers cost meanwhile (each supervises one running application).
+    time.sleep(10 * INTERVAL)
+    pids = []
+    for n in names:
+        try:
+            pids.append(int(open(f"{CLUSTER}/machines.d/{n}/peer.pid").read()))
+        except (OSError, ValueError):
+            pass
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu(pid):
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    before = {p: cpu(p) for p in pids}
+    time.sleep(20)
+    use = sorted((cpu(p) - before[p]) / ticks / 20 * 100 for p in pids)
+    print(f"peer CPU with one supervised application: median {statistics.median(use):.2f}% of a core, "
+          f"max {use[-1]:.2f}%")
     rounds = []
     random.seed(1)
     for trial in range(TRIALS):
