@@ -474,10 +474,15 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
     }
 
     // Packages signed by another key, or tampered with, are refused by the peer itself.
+    // Two processes in its group; a stop command of its own.
     let sleeper = c.tmp.path().join("sleeper");
     write_app(
         &sleeper,
-        "name = \"sleeper\"\nversion = \"1.0.0\"\nstart = \"exec sleep 100000\"\n",
+        concat!(
+            "name = \"sleeper\"\nversion = \"1.0.0\"\n",
+            "start = \"sleep 100000 & exec sleep 100001\"\n",
+            "stop = \"echo stop-ran >> ../stop.log; kill -TERM -$SMON_APP_PGID\"\n",
+        ),
     );
     let other = Cluster::new(1, "1s");
     let foreign = build_package(&other, &sleeper);
@@ -515,8 +520,46 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
             r["state"] == if m002 { "stopped" } else { "running" }
         })
     });
+    // The whole group is gone, through the application's own stop command.
     assert!(app_procs(&c, "m002", "sleeper").is_empty());
-    assert_eq!(app_procs(&c, "m001", "sleeper").len(), 1);
+    let stop_log = std::fs::read_to_string(c.root("m002").join("apps/sleeper/stop.log")).unwrap();
+    assert_eq!(stop_log, "stop-ran\n");
+    assert_eq!(app_procs(&c, "m001", "sleeper").len(), 2);
+
+    // A peer restart adopts the recorded group and kills a stray one (an orphan left by a
+    // crash between a start and its record): one group runs, the same as before.
+    let before = app_procs(&c, "m003", "sleeper");
+    assert_eq!(before.len(), 2, "{before:?}");
+    let old_peer = c.kill9("m003");
+    let version_dir = c.root("m003").join("apps/sleeper/1.0.0");
+    let mut stray = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sleep")
+            .arg("100002")
+            .current_dir(&version_dir)
+            .env("SMON_APP_DIR", &version_dir)
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    harness::wait_for(LONG, "m003's peer restarted", || {
+        c.pid("m003").is_some_and(|p| p != old_peer)
+    });
+    let reported = local_app_status(&c, "m003");
+    assert!(
+        reported
+            .iter()
+            .any(|s| s.name == "sleeper" && s.state == smon_proto::AppState::Running),
+        "{reported:?}"
+    );
+    stray.wait().unwrap();
+    let mut after = app_procs(&c, "m003", "sleeper");
+    let mut before = before;
+    after.sort();
+    before.sort();
+    assert_eq!(after, before, "the group changed across the peer restart");
+    let log = std::fs::read_to_string(c.root("m003").join("peer.log")).unwrap();
+    assert!(log.contains("killing orphaned process group"), "{log}");
     let err = c.fails(&["app", "set", "nosuch", "online"]);
     assert!(err.contains("not installed"), "{err}");
     let err = c.fails(&["app", "set", "sleeper", "sideways"]);
@@ -559,9 +602,29 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
         assert_eq!(log.matches("crashing").count(), 4, "{name}: {log}");
     }
 
+    // A machine removed from the membership: its peer exits and stops its applications.
+    c.ok(&["app", "set", "sleeper", "online"]);
+    wait_status(&c, LONG, "sleeper running on 5", |s| {
+        all_in(s, "sleeper", "1.0.0", "running", 5)
+    });
+    let four = c.tmp.path().join("four");
+    let list: String = c.names[..4]
+        .iter()
+        .map(|n| format!("local:{n}\n"))
+        .collect();
+    std::fs::write(&four, list).unwrap();
+    c.ok(&["membership", "set", four.to_str().unwrap()]);
+    harness::wait_for(
+        LONG,
+        "m005's peer to exit and its application to stop",
+        || c.pid("m005").is_none() && app_procs(&c, "m005", "sleeper").is_empty(),
+    );
+    let log = std::fs::read_to_string(c.root("m005").join("peer.log")).unwrap();
+    assert!(log.contains("sleeper: stopped process group"), "{log}");
+
     c.ok(&["app", "set", "sleeper", "offline"]);
-    wait_status(&c, LONG, "sleeper stopped on 5", |s| {
-        all_in(s, "sleeper", "1.0.0", "stopped", 5)
+    wait_status(&c, LONG, "sleeper stopped on 4", |s| {
+        all_in(s, "sleeper", "1.0.0", "stopped", 4)
     });
     c.ok(&["shutdown"]);
 }

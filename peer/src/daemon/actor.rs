@@ -115,6 +115,10 @@ impl Actor {
                 _ = sigterm.recv() => break Ending::Shutdown,
             }
         };
+        if matches!(ending, Ending::Exit(ExitReason::RemovedFromMembership)) {
+            // The machine is no longer managed: its applications would be orphans.
+            self.apps.stop_all().await;
+        }
         self.finish(ending)
     }
 

@@ -101,6 +101,25 @@ impl Apps {
             .collect()
     }
 
+    /// Stop every application and wait for it (the machine leaves the cluster).
+    pub async fn stop_all(&mut self) {
+        let mut waits = Vec::new();
+        for (name, (_, tx)) in &self.tasks {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if tx.send(AppCmd::StopForGood(done)).is_ok() {
+                waits.push((name.clone(), wait));
+            }
+        }
+        for (name, wait) in waits {
+            if tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+                .await
+                .is_err()
+            {
+                tracing::warn!("{name} did not stop within 60 s");
+            }
+        }
+    }
+
     /// Note a fetch of `name` `version`; false when one is already under way.
     pub fn begin_fetch(&mut self, name: &str, version: Version) -> bool {
         self.fetching.insert((name.to_owned(), version))

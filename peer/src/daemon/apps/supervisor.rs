@@ -52,6 +52,8 @@ pub enum AppCmd {
     Decl(AppDecl),
     /// A desired state for this machine only.
     Override(Override),
+    /// Stop the application and end supervision (the machine leaves the cluster).
+    StopForGood(tokio::sync::oneshot::Sender<()>),
 }
 
 pub fn spawn(ctx: Arc<AppCtx>, decl: AppDecl) -> mpsc::UnboundedSender<AppCmd> {
@@ -209,15 +211,26 @@ impl Supervisor {
             } else {
                 Duration::from_secs(3600)
             };
+            let mut cmds = Vec::new();
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.on_cmd(cmd),
+                    Some(cmd) => cmds.push(cmd),
                     None => return,
                 },
                 _ = tokio::time::sleep(wait) => {}
             }
             // Take every queued command before acting.
             while let Ok(cmd) = rx.try_recv() {
+                cmds.push(cmd);
+            }
+            for cmd in cmds {
+                if let AppCmd::StopForGood(done) = cmd {
+                    self.stop().await;
+                    self.state = AppState::Stopped;
+                    self.publish().await;
+                    let _ = done.send(());
+                    return;
+                }
                 self.on_cmd(cmd);
             }
         }
@@ -246,6 +259,7 @@ impl Supervisor {
                 }
             }
             AppCmd::Override(o) => self.run.over = Some(o),
+            AppCmd::StopForGood(_) => {} // handled by the loop
         }
         if self.key() != before {
             // The operator acted: a fresh start, whatever happened before.
