@@ -602,6 +602,31 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
         assert_eq!(log.matches("crashing").count(), 4, "{name}: {log}");
     }
 
+    // A status command: running only once it passes; three failures in a row count as a
+    // death (the group is stopped and started again).
+    let health = c.tmp.path().join("health");
+    write_app(
+        &health,
+        concat!(
+            "name = \"health\"\nversion = \"1.0.0\"\n",
+            "start = \"touch healthy; exec sleep 100003\"\n",
+            "status = \"test -e healthy\"\nstatus_interval = \"200ms\"\n",
+        ),
+    );
+    c.ok(&["app", "install", health.to_str().unwrap()]);
+    wait_status(&c, LONG, "health running on 5", |s| {
+        all_in(s, "health", "1.0.0", "running", 5)
+    });
+    let (sick, _) = one_proc(&c, "m004", "health");
+    std::fs::remove_file(c.root("m004").join("apps/health/1.0.0/healthy")).unwrap();
+    wait_status(&c, LONG, "health restarted on m004", |s| {
+        row(s, "health", "m004").is_some_and(|r| r["state"] == "running" && r["restarts"] == 1)
+    });
+    let (cured, _) = one_proc(&c, "m004", "health");
+    assert_ne!(sick, cured);
+    assert!(!harness::is_alive(sick));
+    c.ok(&["app", "set", "health", "offline"]);
+
     // A machine removed from the membership: its peer exits and stops its applications.
     c.ok(&["app", "set", "sleeper", "online"]);
     wait_status(&c, LONG, "sleeper running on 5", |s| {
