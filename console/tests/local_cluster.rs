@@ -349,9 +349,17 @@ fn a_second_peer_on_the_same_machine_exits_at_once() {
         .args(["run", "--root", root.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("already runs"));
-    assert_eq!(c.pid(&c.names[0]), Some(first), "the first peer is untouched");
+    assert_eq!(
+        c.pid(&c.names[0]),
+        Some(first),
+        "the first peer is untouched"
+    );
     c.ok(&["shutdown"]);
 }
 
@@ -396,7 +404,10 @@ fn bad_input_gives_a_one_line_error_and_changes_nothing() {
     // The TUI and the demo refuse to start without a terminal, pointing at batch mode.
     for args in [&["tui"][..], &["demo"][..]] {
         let err = c.fails(args);
-        assert!(err.contains("needs a terminal") && err.contains("status --json"), "{err}");
+        assert!(
+            err.contains("needs a terminal") && err.contains("status --json"),
+            "{err}"
+        );
     }
     let err = c.fails(&["status"]);
     assert!(err.contains("no peer") && err.contains("answers"), "{err}");

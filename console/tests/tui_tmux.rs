@@ -102,16 +102,22 @@ fn watch_the_deployment_then_disable_from_the_keyboard() {
         .expect("the header names the peer")
         .to_string();
     let old_pid = c.kill9(&watched);
-    tmux.wait_for("a fail-over to another peer", Duration::from_secs(60), |s| {
-        s.contains("live via local:") && !s.contains(&format!("live via local:{watched} "))
-            || s.contains("STALE")
-    });
+    tmux.wait_for(
+        "a fail-over to another peer",
+        Duration::from_secs(60),
+        |s| {
+            s.contains("live via local:") && !s.contains(&format!("live via local:{watched} "))
+                || s.contains("STALE")
+        },
+    );
     tmux.wait_for("a live view again", Duration::from_secs(60), |s| {
         s.contains("live via local:") && s.contains("12/12 deployed")
     });
-    harness::wait_for(Duration::from_secs(60), "the killed peer to be restarted", || {
-        c.pid(&watched).is_some_and(|p| p != old_pid)
-    });
+    harness::wait_for(
+        Duration::from_secs(60),
+        "the killed peer to be restarted",
+        || c.pid(&watched).is_some_and(|p| p != old_pid),
+    );
 
     tmux.keys(&["d"]);
     tmux.wait_for("the confirmation", Duration::from_secs(10), |s| {

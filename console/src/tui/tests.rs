@@ -25,12 +25,12 @@ fn record(i: u32, state: PeerState, version: Version, overhead: u32) -> MachineR
             enabled: true,
             version: 0,
         },
-        apps: if i % 2 == 0 {
+        apps: if i.is_multiple_of(2) {
             vec![AppStatus {
                 name: "hello-http".into(),
                 version: Version::new(1, 0, 0),
                 desired: DesiredState::Online,
-                state: if i % 4 == 0 {
+                state: if i.is_multiple_of(4) {
                     AppState::Running
                 } else {
                     AppState::Backoff

@@ -125,9 +125,14 @@ pub async fn deploy(
 }
 
 /// The gzip form of a package file, made once next to it (`<file>.gz`) and reused.
-pub async fn compressed_package(package: &std::path::Path) -> Result<std::path::PathBuf, DaemonError> {
+pub async fn compressed_package(
+    package: &std::path::Path,
+) -> Result<std::path::PathBuf, DaemonError> {
     let gz = package.with_extension("gz");
-    let fresh = match (tokio::fs::metadata(package).await, tokio::fs::metadata(&gz).await) {
+    let fresh = match (
+        tokio::fs::metadata(package).await,
+        tokio::fs::metadata(&gz).await,
+    ) {
         (Ok(p), Ok(g)) => g.modified().ok() >= p.modified().ok(),
         _ => false,
     };
@@ -138,7 +143,10 @@ pub async fn compressed_package(package: &std::path::Path) -> Result<std::path::
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let tmp = dest.with_extension(format!("gz.tmp-{}", std::process::id()));
         let mut input = std::io::BufReader::new(std::fs::File::open(&src)?);
-        let mut encoder = flate2::write::GzEncoder::new(std::fs::File::create(&tmp)?, flate2::Compression::default());
+        let mut encoder = flate2::write::GzEncoder::new(
+            std::fs::File::create(&tmp)?,
+            flate2::Compression::default(),
+        );
         std::io::copy(&mut input, &mut encoder)?;
         encoder.finish()?.sync_all()?;
         std::fs::rename(&tmp, &dest)
