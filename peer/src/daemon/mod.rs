@@ -6,9 +6,9 @@ pub mod apps;
 pub mod install;
 pub mod layout;
 pub mod machine_ops;
-pub mod ssh;
 pub mod remote;
 mod server;
+pub mod ssh;
 pub mod start;
 pub mod store;
 
