@@ -667,28 +667,12 @@ fn build_package(c: &Cluster, dir: &Path) -> Vec<u8> {
 /// Push an application package to the first peer over RPC, bypassing the console's checks;
 /// the refusal.
 fn push_app_directly(c: &Cluster, package: &[u8]) -> String {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let key = smon_proto::ClusterKey::load(&c.dir.join("cluster.key")).unwrap();
-        let config: smon_proto::ClusterConfig =
-            serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap()).unwrap();
-        let addr = config.peer_address(&smon_proto::MachineId::local(&c.names[0]));
-        let client =
-            smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
-                .await
-                .unwrap();
-        let action = smon_proto::ControlAction::PushApp {
+    c.refusal(
+        &c.names[0],
+        smon_proto::ControlAction::PushApp {
             offset: 0,
             total: package.len() as u64,
             data: package.to_vec(),
-        };
-        match client
-            .control(smon_proto::tarpc::context::current(), action)
-            .await
-            .unwrap()
-        {
-            Ok(answer) => panic!("accepted: {answer}"),
-            Err(refusal) => refusal.to_string(),
-        }
-    })
+        },
+    )
 }

@@ -115,6 +115,34 @@ impl Cluster {
         pid
     }
 
+    /// A client of the peer of `name`, straight over RPC (no console in between).
+    pub async fn client(&self, name: &str) -> smon_proto::PeerServiceClient {
+        let key = smon_proto::ClusterKey::load(&self.dir.join("cluster.key")).unwrap();
+        let config: smon_proto::ClusterConfig =
+            serde_json::from_slice(&std::fs::read(self.dir.join("cluster.json")).unwrap()).unwrap();
+        let addr = config.peer_address(&smon_proto::MachineId::local(name));
+        smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
+            .await
+            .unwrap()
+    }
+
+    /// Send `action` to the peer of `name` over RPC, bypassing the console's own checks; the
+    /// peer must refuse it, and this is its refusal.
+    pub fn refusal(&self, name: &str, action: smon_proto::ControlAction) -> String {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let client = self.client(name).await;
+            match client
+                .control(smon_proto::tarpc::context::current(), action)
+                .await
+                .unwrap()
+            {
+                Ok(answer) => panic!("accepted: {answer}"),
+                Err(refusal) => refusal.to_string(),
+            }
+        })
+    }
+
     /// Every live process whose command line mentions this cluster.
     pub fn processes(&self) -> Vec<i32> {
         processes_mentioning(&self.dir)

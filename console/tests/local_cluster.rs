@@ -239,32 +239,16 @@ fn a_wrong_key_and_bad_packages_are_refused() {
     kill_all(&c);
 }
 
-/// Push a package to the first peer over RPC, bypassing the console's own check.
+/// Push a package to the first peer over RPC, bypassing the console's own check; the refusal.
 fn push_directly(c: &Cluster, package: &[u8]) -> String {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let key = smon_proto::ClusterKey::load(&c.dir.join("cluster.key")).unwrap();
-        let config: smon_proto::ClusterConfig =
-            serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap()).unwrap();
-        let addr = config.peer_address(&smon_proto::MachineId::local(&c.names[0]));
-        let client =
-            smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
-                .await
-                .unwrap();
-        let action = smon_proto::ControlAction::PushRelease {
+    c.refusal(
+        &c.names[0],
+        smon_proto::ControlAction::PushRelease {
             offset: 0,
             total: package.len() as u64,
             data: package.to_vec(),
-        };
-        match client
-            .control(smon_proto::tarpc::context::current(), action)
-            .await
-            .unwrap()
-        {
-            Ok(answer) => panic!("accepted: {answer}"),
-            Err(refusal) => refusal.to_string(),
-        }
-    })
+        },
+    )
 }
 
 fn kill_all(c: &Cluster) {
@@ -279,14 +263,7 @@ fn kill_9_in_the_middle_of_state_writes_loses_nothing_committed() {
     c.ok(&["deploy"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let acked = runtime.block_on(async {
-        let key = smon_proto::ClusterKey::load(&c.dir.join("cluster.key")).unwrap();
-        let config: smon_proto::ClusterConfig =
-            serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap()).unwrap();
-        let addr = config.peer_address(&smon_proto::MachineId::local(&c.names[0]));
-        let client =
-            smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
-                .await
-                .unwrap();
+        let client = c.client(&c.names[0]).await;
         let pid = c.pid(&c.names[0]).unwrap();
         let mut acked = 0u64;
         for i in 0..10_000u64 {
