@@ -285,28 +285,16 @@ impl Actor {
     }
 
     fn receive_push(&mut self, offset: u64, total: u64, data: Vec<u8>) -> Result<String, Refusal> {
-        if total > release::MAX_PACKAGE_BYTES {
-            return Err(Refusal::Invalid(format!(
-                "a package of {total} bytes is over the cap"
-            )));
-        }
-        if offset == 0 {
-            self.push.clear();
-        }
-        if offset != self.push.len() as u64 {
-            return Err(Refusal::Invalid(format!(
-                "expected offset {}, got {offset}",
-                self.push.len()
-            )));
-        }
-        if self.push.len() as u64 + data.len() as u64 > total {
-            return Err(Refusal::Invalid("more data than announced".into()));
-        }
-        self.push.extend_from_slice(&data);
-        if (self.push.len() as u64) < total {
-            return Ok(format!("{} of {total} bytes", self.push.len()));
-        }
-        let package = std::mem::take(&mut self.push);
+        let package = match assemble(
+            &mut self.push,
+            offset,
+            total,
+            release::MAX_PACKAGE_BYTES,
+            &data,
+        )? {
+            Assembled::Partial(progress) => return Ok(progress),
+            Assembled::Complete(package) => package,
+        };
         let (_, manifest) = release::verify_package(&package, &self.trusted)
             .map_err(|e| Refusal::Denied(format!("package refused: {e}")))?;
         let version = manifest.version;
@@ -349,28 +337,16 @@ impl Actor {
         data: Vec<u8>,
         out: &mut Vec<Output>,
     ) -> Result<String, Refusal> {
-        if total > app_package::MAX_APP_PACKAGE_BYTES {
-            return Err(Refusal::Invalid(format!(
-                "an application package of {total} bytes is over the cap"
-            )));
-        }
-        if offset == 0 {
-            self.app_push.clear();
-        }
-        if offset != self.app_push.len() as u64 {
-            return Err(Refusal::Invalid(format!(
-                "expected offset {}, got {offset}",
-                self.app_push.len()
-            )));
-        }
-        if self.app_push.len() as u64 + data.len() as u64 > total {
-            return Err(Refusal::Invalid("more data than announced".into()));
-        }
-        self.app_push.extend_from_slice(&data);
-        if (self.app_push.len() as u64) < total {
-            return Ok(format!("{} of {total} bytes", self.app_push.len()));
-        }
-        let package = std::mem::take(&mut self.app_push);
+        let package = match assemble(
+            &mut self.app_push,
+            offset,
+            total,
+            app_package::MAX_APP_PACKAGE_BYTES,
+            &data,
+        )? {
+            Assembled::Partial(progress) => return Ok(progress),
+            Assembled::Complete(package) => package,
+        };
         let app = app_package::verify_app_package(&package, &self.trusted)
             .map_err(|e| Refusal::Denied(format!("package refused: {e}")))?;
         let (name, version) = (app.manifest.name.clone(), app.manifest.version);
@@ -630,6 +606,47 @@ impl Actor {
             }
         }
     }
+}
+
+enum Assembled {
+    Partial(String),
+    Complete(Vec<u8>),
+}
+
+/// Add one pushed piece (`offset`, `data`) of a `total`-byte package to `buf`; the whole
+/// package once the last piece is in. Pieces must come in order; a first piece restarts.
+fn assemble(
+    buf: &mut Vec<u8>,
+    offset: u64,
+    total: u64,
+    cap: u64,
+    data: &[u8],
+) -> Result<Assembled, Refusal> {
+    if total > cap {
+        return Err(Refusal::Invalid(format!(
+            "a package of {total} bytes is over the cap of {cap}"
+        )));
+    }
+    if offset == 0 {
+        buf.clear();
+    }
+    if offset != buf.len() as u64 {
+        return Err(Refusal::Invalid(format!(
+            "expected offset {}, got {offset}",
+            buf.len()
+        )));
+    }
+    if buf.len() as u64 + data.len() as u64 > total {
+        return Err(Refusal::Invalid("more data than announced".into()));
+    }
+    buf.extend_from_slice(data);
+    if (buf.len() as u64) < total {
+        return Ok(Assembled::Partial(format!(
+            "{} of {total} bytes",
+            buf.len()
+        )));
+    }
+    Ok(Assembled::Complete(std::mem::take(buf)))
 }
 
 /// Replace this process with the current version's peer (same pid, so the pid file holds).
