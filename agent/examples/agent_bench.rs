@@ -20,7 +20,7 @@ async fn run(kind: &str, algorithm: &str, secs: f64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     cluster_dir(dir, &["alice@127.0.0.2"]);
-    let key = KeySource::from_file(&keygen(dir, kind, "")).unwrap();
+    let key = KeySource::from_file(&keygen(dir, kind, ""), None).unwrap();
     let blob = key.public_key().to_bytes().unwrap();
     let (_agent, addr) = start_agent(dir, key, settings(dir, 1e9, 1e9)).await;
     let data = userauth::build(&[5; 32], "alice", algorithm, &blob);

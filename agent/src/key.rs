@@ -28,30 +28,15 @@ pub enum KeySource {
 }
 
 impl KeySource {
-    /// Load an OpenSSH private key file. An encrypted key asks for its passphrase when standard
-    /// input is a terminal and is refused otherwise.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            bail!(
-                "{}: the private key is accessible by others (mode {:o}); chmod 600 it",
-                path.display(),
-                meta.permissions().mode() & 0o777
-            );
-        }
-        let text = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-        let mut key = PrivateKey::from_openssh(&text)
-            .with_context(|| format!("{}: not an OpenSSH private key", path.display()))?;
+    /// Load an OpenSSH private key file. An encrypted key is decrypted with `passphrase`, or
+    /// asks for it when standard input is a terminal, and is refused otherwise.
+    pub fn from_file(path: &Path, passphrase: Option<String>) -> anyhow::Result<Self> {
+        let mut key = read_private_key(path)?;
         if key.is_encrypted() {
-            if !std::io::stdin().is_terminal() {
-                bail!(
-                    "{}: the key is encrypted and there is no terminal to ask for its passphrase; \
-                     start smon-agent from a terminal, or add the key to your ssh-agent (ssh-add) \
-                     and use --ssh-agent",
-                    path.display()
-                );
-            }
-            let pass = read_passphrase(&format!("Passphrase for {}: ", path.display()))?;
+            let pass = match passphrase {
+                Some(p) => p,
+                None => ask_passphrase(path)?,
+            };
             key = key
                 .decrypt(pass.as_bytes())
                 .map_err(|_| anyhow::anyhow!("{}: wrong passphrase", path.display()))?;
@@ -155,6 +140,49 @@ impl KeySource {
             }
         }
     }
+}
+
+/// Read an OpenSSH private key file (perhaps encrypted) that only its owner can read.
+pub fn read_private_key(path: &Path) -> anyhow::Result<PrivateKey> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "{}: the private key is accessible by others (mode {:o}); chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let text = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    PrivateKey::from_openssh(&text)
+        .with_context(|| format!("{}: not an OpenSSH private key", path.display()))
+}
+
+/// The public half of a key file, read without its passphrase (OpenSSH stores it in clear).
+pub fn public_key_of_file(path: &Path) -> anyhow::Result<PublicKey> {
+    let key = read_private_key(path)?;
+    check_algorithm(key.public_key())?;
+    Ok(key.public_key().clone())
+}
+
+/// Ask for `path`'s passphrase on the terminal; refused, with what to do instead, without one.
+pub fn ask_passphrase(path: &Path) -> anyhow::Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "{}: the key is encrypted and there is no terminal to ask for its passphrase; \
+             run this from a terminal, or add the key to your ssh-agent (ssh-add) and use \
+             --ssh-agent",
+            path.display()
+        );
+    }
+    read_passphrase(&format!("Passphrase for {}: ", path.display()))
+}
+
+/// Decrypt `path` with `passphrase` (to tell a wrong passphrase before anything starts).
+pub fn check_passphrase(path: &Path, passphrase: &str) -> anyhow::Result<()> {
+    read_private_key(path)?
+        .decrypt(passphrase.as_bytes())
+        .map(drop)
+        .map_err(|_| anyhow::anyhow!("{}: wrong passphrase", path.display()))
 }
 
 fn check_algorithm(key: &PublicKey) -> anyhow::Result<()> {

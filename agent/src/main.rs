@@ -58,9 +58,10 @@ enum Command {
         /// The login user for membership entries without `user@` (default: $USER).
         #[arg(long)]
         default_user: Option<String>,
-        /// Also sign release manifests (sign_package): the agent's key is the release key.
-        #[arg(long)]
-        sign_releases: bool,
+        /// Read the key file's passphrase from the first line of standard input (how
+        /// `smon-console agent start` hands over the passphrase it asked for).
+        #[arg(long, requires = "key")]
+        passphrase_stdin: bool,
     },
     /// Print the audit log.
     Audit {
@@ -98,13 +99,24 @@ fn main() -> anyhow::Result<()> {
             global_rate,
             global_burst,
             default_user,
-            sign_releases,
+            passphrase_stdin,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
                 let (config, cluster_key) = load_cluster(&cluster)?;
                 let source = match (key, ssh_agent) {
-                    (Some(path), _) => KeySource::from_file(&path)?,
+                    (Some(path), _) => {
+                        let passphrase = if passphrase_stdin {
+                            let mut line = String::new();
+                            std::io::stdin()
+                                .read_line(&mut line)
+                                .context("reading the passphrase from standard input")?;
+                            Some(line.trim_end_matches(['\n', '\r']).to_owned())
+                        } else {
+                            None
+                        };
+                        KeySource::from_file(&path, passphrase)?
+                    }
                     (None, Some(socket)) => {
                         let socket = match socket {
                             Some(s) => s,
@@ -136,7 +148,6 @@ fn main() -> anyhow::Result<()> {
                     default_user: default_user
                         .or_else(|| std::env::var("USER").ok())
                         .unwrap_or_else(|| "root".into()),
-                    sign_releases,
                 };
                 let agent = Agent::new(source, settings)?;
                 let listener = tokio::net::TcpListener::bind(&listen)

@@ -2,7 +2,7 @@
 //! before anything is signed.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::SystemTime,
@@ -13,7 +13,7 @@ use futures::StreamExt;
 use russh::keys::ssh_key::{HashAlg, LineEnding, SshSig, encoding::Encode};
 use smon_proto::{
     AgentService, ChallengeRequest, ClusterConfig, ClusterKey, MachineId, Membership,
-    PackageManifest, Refusal,
+    OPERATOR_KEY_FILE, OperatorKey, PackageManifest, Refusal, ReleasePublicKey,
     release::SIGNATURE_NAMESPACE,
     tarpc::{
         context::Context as Ctx,
@@ -37,9 +37,23 @@ pub struct Settings {
     pub global: Rate,
     /// The login user for membership entries without one.
     pub default_user: String,
-    /// Whether `sign_package` is served (off: any holder of K_E, every peer included, could
-    /// otherwise have releases signed).
-    pub sign_releases: bool,
+}
+
+/// Why this agent cannot sign releases, if it cannot.
+fn release_signing(
+    dir: &Path,
+    config: &ClusterConfig,
+    public: &russh::keys::ssh_key::PublicKey,
+) -> Result<OperatorKey, String> {
+    let trusted = ReleasePublicKey::from_openssh(&config.release_key).ok();
+    if trusted.as_ref().map(|k| k.key_data()) != Some(public.key_data()) {
+        return Err(
+            "the cluster's release key is not this agent's key (its packages are signed with \
+             release.key in the cluster directory)"
+                .into(),
+        );
+    }
+    OperatorKey::load(&dir.join(OPERATOR_KEY_FILE)).map_err(|e| e.to_string())
 }
 
 struct Inner {
@@ -48,6 +62,8 @@ struct Inner {
     public_openssh: String,
     settings: Settings,
     membership: Mutex<(Option<SystemTime>, Arc<Membership>)>,
+    /// The operator key that `sign_package` requests must prove, or why releases are not signed.
+    release_signing: Result<OperatorKey, String>,
     limiter: Limiter,
     audit: Audit,
 }
@@ -81,7 +97,10 @@ impl Agent {
         let (mtime, membership) = load_membership(&settings.cluster_dir.join("membership.blob"))?;
         let public = key.public_key().clone();
         let audit = Audit::open(&settings.audit_path)?;
+        let (config, _) = load_cluster(&settings.cluster_dir)?;
+        let release_signing = release_signing(&settings.cluster_dir, &config, &public);
         Ok(Agent(Arc::new(Inner {
+            release_signing,
             key_blob: public.to_bytes().context("public key")?,
             public_openssh: public.to_openssh().context("public key")?,
             key,
@@ -161,15 +180,22 @@ impl Agent {
     }
 
     /// The checks, then the signature: the SSH signature blob (see [`AgentService`]).
-    pub async fn resolve(&self, conn: &str, req: ChallengeRequest) -> Result<Vec<u8>, Refusal> {
+    /// `from` is the connection's address: the per-peer allowance is that of its IP address,
+    /// which TCP vouches for, not of the requester the request names (any holder of K_E could
+    /// name another).
+    pub async fn resolve(
+        &self,
+        from: SocketAddr,
+        req: ChallengeRequest,
+    ) -> Result<Vec<u8>, Refusal> {
         let mut entry = Entry {
-            conn: conn.to_owned(),
+            conn: from.to_string(),
             call: "resolve_challenge",
             requester: clip(&req.requester.to_string()),
             target: clip(&req.target.to_string()),
             ..Entry::default()
         };
-        let checked = self.check(&req, &mut entry);
+        let checked = self.check(from.ip(), &req, &mut entry);
         match checked {
             Err(r) => Err(self.decide(entry, Err(r)).await.unwrap_err()),
             Ok(hash) => {
@@ -194,10 +220,15 @@ impl Agent {
         }
     }
 
-    fn check(&self, req: &ChallengeRequest, entry: &mut Entry) -> Result<Option<HashAlg>, Refusal> {
+    fn check(
+        &self,
+        from: IpAddr,
+        req: &ChallengeRequest,
+        entry: &mut Entry,
+    ) -> Result<Option<HashAlg>, Refusal> {
         self.0
             .limiter
-            .check(&entry.requester)
+            .check(&from.to_string())
             .map_err(|_| Refusal::RateLimited)?;
         let parsed = userauth::parse(&req.data, self.0.key.public_key(), &self.0.key_blob)
             .map_err(Refusal::Invalid)?;
@@ -224,27 +255,36 @@ impl Agent {
         Ok(parsed.hash)
     }
 
+    /// Sign a release manifest, for the holder of the operator key only.
     pub async fn sign_package(
         &self,
-        conn: &str,
+        from: SocketAddr,
         mut manifest: PackageManifest,
+        proof: Vec<u8>,
     ) -> Result<PackageManifest, Refusal> {
         let entry = Entry {
-            conn: conn.to_owned(),
+            conn: from.to_string(),
             call: "sign_package",
             target: clip(&format!("{} {}", manifest.name, manifest.version)),
             ..Entry::default()
         };
         let outcome = async {
-            if !self.0.settings.sign_releases {
-                return Err(Refusal::Denied(
-                    "this agent does not sign releases (start it with --sign-releases)".into(),
-                ));
-            }
             self.0
                 .limiter
-                .check("sign_package")
+                .check(&from.ip().to_string())
                 .map_err(|_| Refusal::RateLimited)?;
+            let operator = self.0.release_signing.as_ref().map_err(|why| {
+                Refusal::Denied(format!("this agent does not sign releases: {why}"))
+            })?;
+            manifest.signer.clear();
+            manifest.signature.clear();
+            if !operator.verify(&manifest, &proof) {
+                return Err(Refusal::Denied(
+                    "no valid operator proof: only the operator's console may have releases \
+                     signed"
+                        .into(),
+                ));
+            }
             manifest.signer = self.0.public_openssh.clone();
             manifest.signature.clear();
             let hash = HashAlg::Sha512;
@@ -283,17 +323,16 @@ struct Conn {
 
 impl AgentService for Conn {
     async fn resolve_challenge(self, _: Ctx, req: ChallengeRequest) -> Result<Vec<u8>, Refusal> {
-        self.agent.resolve(&self.addr.to_string(), req).await
+        self.agent.resolve(self.addr, req).await
     }
 
     async fn sign_package(
         self,
         _: Ctx,
         manifest: PackageManifest,
+        proof: Vec<u8>,
     ) -> Result<PackageManifest, Refusal> {
-        self.agent
-            .sign_package(&self.addr.to_string(), manifest)
-            .await
+        self.agent.sign_package(self.addr, manifest, proof).await
     }
 
     async fn public_key(self, _: Ctx) -> String {

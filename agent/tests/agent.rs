@@ -10,7 +10,7 @@ use russh::keys::{
 };
 use smon_agent::{audit, key::KeySource, userauth};
 use smon_proto::{
-    ChallengeRequest, ClusterKey, MachineId, Refusal, Version,
+    ChallengeRequest, ClusterKey, MachineId, OperatorKey, Refusal, Version,
     release::{package_manifest, verify_signature},
     tarpc::context,
     transport,
@@ -38,9 +38,10 @@ async fn genuine_signs(kind: &str, algorithm: &str) {
     let dir = tmp.path();
     cluster_dir(dir, &["alice@127.0.0.2:2222", "bob@127.0.0.3"]);
     let key_path = keygen(dir, kind, "");
-    let key = KeySource::from_file(&key_path).unwrap();
+    let key = KeySource::from_file(&key_path, None).unwrap();
     let public = key.public_key().clone();
     let blob = public.to_bytes().unwrap();
+    let operator = adopt_release_key(dir, &public);
     let (_agent, addr) = start_agent(dir, key, settings(dir, 100.0, 100.0)).await;
     let client = client(dir, &addr).await;
     assert_eq!(
@@ -62,10 +63,60 @@ async fn genuine_signs(kind: &str, algorithm: &str) {
     assert_eq!(rows[0].decision, "signed");
     assert_eq!(rows[0].user, "alice");
 
-    // Release signing: the agent's key is the release key.
-    let mut manifest = package_manifest(b"binary", Version::new(1, 0, 0));
-    manifest = client.sign_package(ctx(), manifest).await.unwrap().unwrap();
-    verify_signature(&manifest, &public).unwrap();
+    // Release signing: the agent's key is the release key, for the operator only.
+    let manifest = package_manifest(b"binary", Version::new(1, 0, 0));
+    let proof = operator.prove(&manifest);
+    let signed = client
+        .sign_package(ctx(), manifest.clone(), proof.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    verify_signature(&signed, &public).unwrap();
+    // A peer holds K_E but not the operator key: no proof, a forged one, or a proof for
+    // another manifest is refused, and audited.
+    let other = package_manifest(b"malware", Version::new(9, 0, 0));
+    let forged = OperatorKey::create(&dir.join("forged.key")).unwrap();
+    for (why, proof) in [
+        ("no proof", Vec::new()),
+        ("forged", forged.prove(&other)),
+        ("another manifest's", proof),
+    ] {
+        let r = client
+            .sign_package(ctx(), other.clone(), proof)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&r, Err(Refusal::Denied(s)) if s.contains("operator")),
+            "{why}: {r:?}"
+        );
+    }
+    let rows = audit::read(&dir.join("agent-audit.db"), 10, true).unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r.call == "sign_package"), "{rows:?}");
+}
+
+#[tokio::test]
+async fn an_agent_whose_key_is_not_the_release_key_signs_no_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cluster_dir(dir, &["alice@127.0.0.2"]);
+    let key = KeySource::from_file(&keygen(dir, "ed25519", ""), None).unwrap();
+    // The cluster trusts another key (a local release.key, as `init` without --key makes).
+    let other_dir = dir.join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let release = KeySource::from_file(&keygen(&other_dir, "ed25519", ""), None).unwrap();
+    let operator = adopt_release_key(dir, release.public_key());
+    let (_agent, addr) = start_agent(dir, key, settings(dir, 100.0, 100.0)).await;
+    let client = client(dir, &addr).await;
+    let manifest = package_manifest(b"binary", Version::new(1, 0, 0));
+    let r = client
+        .sign_package(ctx(), manifest.clone(), operator.prove(&manifest))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Err(Refusal::Denied(s)) if s.contains("not this agent's key")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -84,7 +135,7 @@ async fn refuses_and_audits_everything_that_is_not_a_genuine_member_login() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     cluster_dir(dir, &["alice@127.0.0.2:2222", "127.0.0.4", "local:m1"]);
-    let key = KeySource::from_file(&keygen(dir, "ed25519", "")).unwrap();
+    let key = KeySource::from_file(&keygen(dir, "ed25519", ""), None).unwrap();
     let blob = key.public_key().to_bytes().unwrap();
     let (_agent, addr) = start_agent(dir, key, settings(dir, 1000.0, 1000.0)).await;
     let client = client(dir, &addr).await;
@@ -97,7 +148,7 @@ async fn refuses_and_audits_everything_that_is_not_a_genuine_member_login() {
     trailing.extend_from_slice(b"\0\0\0\x01x");
     let other_dir = dir.join("other");
     std::fs::create_dir(&other_dir).unwrap();
-    let other = KeySource::from_file(&keygen(&other_dir, "ed25519", ""))
+    let other = KeySource::from_file(&keygen(&other_dir, "ed25519", ""), None)
         .unwrap()
         .public_key()
         .to_bytes()
@@ -211,7 +262,7 @@ async fn refuses_requests_over_the_rate_limits() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     cluster_dir(dir, &["alice@127.0.0.2"]);
-    let key = KeySource::from_file(&keygen(dir, "ed25519", "")).unwrap();
+    let key = KeySource::from_file(&keygen(dir, "ed25519", ""), None).unwrap();
     let blob = key.public_key().to_bytes().unwrap();
     // 5 at once, then one every 1000 s: the 6th in a row is refused.
     let (_agent, addr) = start_agent(dir, key, settings(dir, 0.001, 5.0)).await;
@@ -229,15 +280,28 @@ async fn refuses_requests_over_the_rate_limits() {
         .await
         .unwrap();
     assert_eq!(r, Err(Refusal::RateLimited));
-    // Another peer has its own allowance.
+    // The allowance is the connection's address's, not the requester's it claims: naming
+    // another peer gets nothing more.
     let r = client
         .resolve_challenge(ctx(), req("local:b", "alice@127.0.0.2", data.clone()))
         .await
         .unwrap();
-    assert!(r.is_ok());
+    assert_eq!(r, Err(Refusal::RateLimited));
+    // Another peer (another source address) has its own allowance.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let key = ClusterKey::load(&dir.join("cluster.key")).unwrap();
+    let transport = transport::initiate_on(stream, &key, TIMEOUT).await.unwrap();
+    let other = smon_proto::AgentServiceClient::new(Default::default(), transport).spawn();
+    let r = other
+        .resolve_challenge(ctx(), req("local:a", "alice@127.0.0.2", data.clone()))
+        .await
+        .unwrap();
+    assert!(r.is_ok(), "{r:?}");
     let rows = audit::read(&dir.join("agent-audit.db"), 100, true).unwrap();
-    assert_eq!(rows.len(), 1);
-    assert!(rows[0].detail.contains("rate"), "{rows:?}");
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.detail.contains("rate")), "{rows:?}");
 }
 
 #[tokio::test]
@@ -265,7 +329,10 @@ async fn an_encrypted_key_without_a_terminal_is_refused_with_a_clear_message() {
     let plain = keygen(dir, "rsa", "");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = KeySource::from_file(&plain).err().unwrap().to_string();
+    let err = KeySource::from_file(&plain, None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("chmod 600"), "{err}");
     let _ = MachineId::local("x");
 }

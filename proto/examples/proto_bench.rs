@@ -120,6 +120,7 @@ impl AgentService for BenchAgent {
         self,
         _: context::Context,
         manifest: PackageManifest,
+        _proof: Vec<u8>,
     ) -> Result<PackageManifest, Refusal> {
         Ok(manifest)
     }

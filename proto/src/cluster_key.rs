@@ -67,7 +67,7 @@ impl ClusterKey {
             key_error(
                 path,
                 format!(
-                    "{} bytes, a cluster key is exactly {CLUSTER_KEY_LEN}",
+                    "{} bytes, a key file is exactly {CLUSTER_KEY_LEN}",
                     bytes.len()
                 ),
             )

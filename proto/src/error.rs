@@ -29,7 +29,7 @@ pub enum ProtoError {
     },
     #[error("application package: {0}")]
     AppPackage(String),
-    #[error("cluster key {path}: {reason}")]
+    #[error("key file {path}: {reason}")]
     ClusterKey { path: PathBuf, reason: String },
     #[error("noise handshake with {peer}: {reason}")]
     Handshake { peer: String, reason: String },

@@ -180,8 +180,12 @@ pub trait AgentService {
     /// the data it asked for to form its `SSH_MSG_USERAUTH_REQUEST`.
     async fn resolve_challenge(req: ChallengeRequest) -> Result<Vec<u8>, Refusal>;
     /// The manifest signed by the agent's key (`signer` and `signature` set; sshsig,
-    /// namespace `smon-release`), if the agent was started to sign releases.
-    async fn sign_package(manifest: PackageManifest) -> Result<PackageManifest, Refusal>;
+    /// namespace `smon-release`). `proof` is [`crate::OperatorKey::prove`] of the manifest:
+    /// only the operator's console holds that key, peers do not.
+    async fn sign_package(
+        manifest: PackageManifest,
+        proof: Vec<u8>,
+    ) -> Result<PackageManifest, Refusal>;
     /// The agent's public key, OpenSSH text form.
     async fn public_key() -> String;
 }

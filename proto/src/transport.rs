@@ -27,12 +27,26 @@ pub async fn connect<Item, SinkItem>(
     timeout: Duration,
 ) -> Result<NoiseTransport<Item, SinkItem>, ProtoError> {
     let name = addr.to_string();
-    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ProtoError::Handshake {
             peer: name.clone(),
             reason: format!("connect timed out after {timeout:?}"),
         })??;
+    initiate_on(stream, key, timeout).await
+}
+
+/// Run the initiator handshake on a stream the caller opened (from a chosen source address,
+/// say).
+pub async fn initiate_on<Item, SinkItem>(
+    mut stream: TcpStream,
+    key: &ClusterKey,
+    timeout: Duration,
+) -> Result<NoiseTransport<Item, SinkItem>, ProtoError> {
+    let name = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
     stream.set_nodelay(true)?;
     let session = noise::initiate(&mut stream, key, &name, timeout).await?;
     Ok(wrap(stream, session))

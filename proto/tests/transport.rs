@@ -244,6 +244,7 @@ impl AgentService for TestAgent {
         self,
         _: context::Context,
         mut manifest: PackageManifest,
+        _proof: Vec<u8>,
     ) -> Result<PackageManifest, Refusal> {
         if manifest.files.is_empty() {
             return Err(Refusal::RateLimited);
@@ -654,7 +655,7 @@ async fn every_agent_rpc_round_trips() {
 
         let unsigned = manifest("smon-peer", Version::new(1, 0, 0), 3);
         let signed = client
-            .sign_package(ctx(), unsigned.clone())
+            .sign_package(ctx(), unsigned.clone(), Vec::new())
             .await
             .unwrap()
             .unwrap();
@@ -663,7 +664,11 @@ async fn every_agent_rpc_round_trips() {
         assert_eq!(signed.signature, sha256(&signed.signing_bytes()).to_vec());
         assert_eq!(
             client
-                .sign_package(ctx(), manifest("empty", Version::new(1, 0, 0), 0))
+                .sign_package(
+                    ctx(),
+                    manifest("empty", Version::new(1, 0, 0), 0),
+                    Vec::new()
+                )
                 .await
                 .unwrap(),
             Err(Refusal::RateLimited)
@@ -713,7 +718,7 @@ async fn a_big_manifest_round_trips() {
         let unsigned = manifest("big", Version::new(1, 0, 0), 30_000);
         assert!(wire_size(&unsigned) > MIB as u64);
         let signed = agent
-            .sign_package(ctx(), unsigned.clone())
+            .sign_package(ctx(), unsigned.clone(), Vec::new())
             .await
             .unwrap()
             .unwrap();

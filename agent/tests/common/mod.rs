@@ -12,7 +12,10 @@ use smon_agent::{
     limits::Rate,
     server::{Agent, Settings, load_cluster},
 };
-use smon_proto::{AgentServiceClient, ClusterKey, MachineId, Membership, transport};
+use smon_proto::{
+    AgentServiceClient, ClusterKey, MachineId, Membership, OPERATOR_KEY_FILE, OperatorKey,
+    transport,
+};
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -38,6 +41,17 @@ pub fn cluster_dir(dir: &Path, machines: &[&str]) {
         Membership::new(1, list).encode(),
     )
     .unwrap();
+}
+
+/// Make `public` the cluster's release key and give the directory an operator key, as
+/// `smon-console init --key` does; the operator key.
+pub fn adopt_release_key(dir: &Path, public: &russh::keys::ssh_key::PublicKey) -> OperatorKey {
+    let path = dir.join("cluster.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["release_key"] = public.to_openssh().unwrap().into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    OperatorKey::create(&dir.join(OPERATOR_KEY_FILE)).unwrap()
 }
 
 /// An OpenSSH key made by ssh-keygen: `kind` is "ed25519" or "rsa".
@@ -71,7 +85,6 @@ pub fn settings(dir: &Path, per_peer: f64, burst: f64) -> Settings {
             burst: 1e9,
         },
         default_user: "nobody".into(),
-        sign_releases: true,
     }
 }
 

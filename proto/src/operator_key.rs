@@ -1,0 +1,83 @@
+//! The operator key: a secret that only the operator's cluster directory holds (never a peer),
+//! with which the console proves to the agent that a release signature is wanted by the
+//! operator. K_E alone is not enough: every peer holds K_E, and a release signed for one of
+//! them would be installed by all.
+
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::{ClusterKey, PackageManifest, ProtoError};
+
+/// What the proof is computed over, before the manifest's signing bytes.
+const DOMAIN: &[u8] = b"smon-operator/1 sign_package\0";
+
+/// The file in the operator's cluster directory.
+pub const OPERATOR_KEY_FILE: &str = "operator.key";
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct OperatorKey(ClusterKey);
+
+impl std::fmt::Debug for OperatorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OperatorKey(..)")
+    }
+}
+
+impl OperatorKey {
+    /// Create a new key file (32 random bytes, mode 0600); never overwrites.
+    pub fn create(path: &Path) -> Result<Self, ProtoError> {
+        ClusterKey::create(path).map(Self)
+    }
+
+    /// Load a key file; one that others can read, or of the wrong size, is refused.
+    pub fn load(path: &Path) -> Result<Self, ProtoError> {
+        ClusterKey::load(path).map(Self)
+    }
+
+    /// Over the manifest's content: who signs it, and how, is not the operator's to say.
+    fn mac(&self, manifest: &PackageManifest) -> Hmac<Sha256> {
+        let unsigned = PackageManifest {
+            signer: String::new(),
+            signature: Vec::new(),
+            ..manifest.clone()
+        };
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.0.bytes()).expect("HMAC takes any key length");
+        mac.update(DOMAIN);
+        mac.update(&unsigned.signing_bytes());
+        mac
+    }
+
+    /// The proof that the holder of this key asks for `manifest` to be signed.
+    pub fn prove(&self, manifest: &PackageManifest) -> Vec<u8> {
+        self.mac(manifest).finalize().into_bytes().to_vec()
+    }
+
+    /// Whether `proof` was made with this key for exactly this manifest (constant time).
+    pub fn verify(&self, manifest: &PackageManifest, proof: &[u8]) -> bool {
+        self.mac(manifest).verify_slice(proof).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Version, release::package_manifest};
+
+    #[test]
+    fn a_proof_holds_for_its_manifest_and_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = OperatorKey::create(&dir.path().join("operator.key")).unwrap();
+        let other = OperatorKey::create(&dir.path().join("other.key")).unwrap();
+        let manifest = package_manifest(b"binary", Version::new(1, 0, 0));
+        let proof = key.prove(&manifest);
+        assert!(key.verify(&manifest, &proof));
+        assert!(!other.verify(&manifest, &proof));
+        let changed = package_manifest(b"binary!", Version::new(1, 0, 0));
+        assert!(!key.verify(&changed, &proof));
+        assert!(!key.verify(&manifest, &proof[..31]));
+        assert!(!key.verify(&manifest, b""));
+    }
+}
