@@ -2,7 +2,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{cluster_dir::ClusterDir, cmd_app, cmd_cluster, cmd_cluster::Goal, cmd_init};
+use crate::{
+    cluster_dir::ClusterDir, cmd_app, cmd_cluster, cmd_cluster::Goal, cmd_init,
+    host_keys::PinPolicy,
+};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use smon_proto::{MachineId, Version};
@@ -45,6 +48,23 @@ pub enum Command {
         /// anyone (default: 12 rounds).
         #[arg(long, value_parser = humantime::parse_duration)]
         removed_exit_after: Option<Duration>,
+        /// The key the cluster's agent will hold (SSH logins); it is the release key too, so
+        /// packages are signed by the agent. Without it, the directory gets a release key of
+        /// its own (enough for local machines).
+        #[command(flatten)]
+        agent_key: crate::cmd_agent::KeyArgs,
+        /// An OpenSSH known_hosts file with the SSH machines' host keys: they are pinned in
+        /// the membership, which every peer checks logins against.
+        #[arg(long)]
+        known_hosts: Option<PathBuf>,
+        /// Fetch the host keys of SSH machines that are not pinned yet, print their
+        /// fingerprints and pin them (trust on first use, once, here).
+        #[arg(long)]
+        scan_host_keys: bool,
+        /// Let peers accept the host key of an SSH machine the membership does not pin, the
+        /// first time they log in to it (never a key that differs from a pinned one).
+        #[arg(long)]
+        ssh_trust_on_first_use: bool,
     },
     /// Start the first peer; the others deploy themselves from it.
     Deploy { machine: Option<MachineId> },
@@ -131,8 +151,14 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum MembershipCommand {
-    /// Replace the list with the machines of FILE.
-    Set { file: PathBuf },
+    /// Replace the list with the machines of FILE. SSH machines get their host keys pinned
+    /// from DIR/known_hosts.
+    Set {
+        file: PathBuf,
+        /// Fetch the host keys of SSH machines not pinned yet, print and pin them.
+        #[arg(long)]
+        scan_host_keys: bool,
+    },
 }
 
 fn default_peer_binary() -> PathBuf {
@@ -152,11 +178,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             peer_binary,
             disabled_exit_after,
             removed_exit_after,
+            agent_key,
+            known_hosts,
+            scan_host_keys,
+            ssh_trust_on_first_use,
         } => {
             let options = cmd_init::InitOptions {
                 interval,
                 disabled_exit_after,
                 removed_exit_after,
+                agent_key: crate::cmd_agent::AgentKey::from_args(agent_key)?,
+                known_hosts,
+                pins: PinPolicy {
+                    scan: scan_host_keys,
+                    trust_on_first_use: ssh_trust_on_first_use,
+                },
             };
             cmd_init::init(
                 &dir,
@@ -164,6 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &options,
                 &peer_binary.unwrap_or_else(default_peer_binary),
             )
+            .await
         }
         Command::Deploy { machine } => cmd_cluster::deploy(&open()?, machine).await,
         Command::Status { json } => cmd_cluster::status(&open()?, json).await,
@@ -193,13 +230,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             version,
             out,
             binary,
-        } => cmd_cluster::package(&open()?, version, &out, binary.as_deref()),
+        } => cmd_cluster::package(&open()?, version, &out, binary.as_deref()).await,
         Command::Upgrade { file } => cmd_cluster::upgrade(&open()?, &file).await,
         Command::Disable => cmd_cluster::set_livetag(&open()?, false).await,
         Command::Enable => cmd_cluster::set_livetag(&open()?, true).await,
         Command::Membership {
-            command: MembershipCommand::Set { file },
-        } => cmd_cluster::set_membership(&open()?, &file).await,
+            command:
+                MembershipCommand::Set {
+                    file,
+                    scan_host_keys,
+                },
+        } => cmd_cluster::set_membership(&open()?, &file, scan_host_keys).await,
         Command::App { command } => cmd_app::run(&open()?, command).await,
         Command::Agent { command } => crate::cmd_agent::run(&open()?, command).await,
         Command::Shutdown { timeout } => cmd_cluster::shutdown(&open()?, timeout).await,

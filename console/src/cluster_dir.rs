@@ -3,7 +3,10 @@
 //! ```text
 //! DIR/cluster.json      the cluster settings every peer gets (ports, interval, release key)
 //! DIR/cluster.key       K_E (0600)
-//! DIR/release.key       the release signing key (0600), release.pub its public half
+//! DIR/operator.key      the operator key (0600): the agent signs releases only for its holder
+//! DIR/release.pub       the release key; DIR/release.key its private half (0600) when the
+//!                       directory signs itself, DIR/agent-key.json when the agent's key is it
+//! DIR/known_hosts       the operator's pinned SSH host keys (the membership carries them)
 //! DIR/machines          the machines file as last set; DIR/membership.blob its versioned blob
 //! DIR/package           the signed package of the peer binary
 //! DIR/machines.d/NAME/  the directory of each local:NAME machine

@@ -5,7 +5,7 @@
 //! DIR/agent.pid         the running agent's pid
 //! DIR/agent.log         its output
 //! DIR/agent-audit.db    its audit log (`smon-agent audit -C DIR`)
-//! DIR/known_hosts       the SSH machines' pinned host keys (copied to every peer)
+//! DIR/agent-key.json    the key `init --key`/`--ssh-agent` chose (the release key)
 //! ```
 
 use std::{
@@ -21,25 +21,107 @@ use smon_proto::MachineId;
 
 use crate::cluster_dir::{ClusterDir, write_atomic};
 
+/// Whether two OpenSSH public keys are the same key (comments aside).
+pub fn same_key(a: &str, b: &str) -> bool {
+    fn key(s: &str) -> Vec<&str> {
+        s.split_whitespace().take(2).collect()
+    }
+    key(a) == key(b) && !key(a).is_empty()
+}
+
+/// The key the agent holds: the operator's SSH login key (and, when `init` was given it, the
+/// release key).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KeyArgs {
+    /// An OpenSSH private key file (ed25519 or RSA); an encrypted one asks for its passphrase.
+    #[arg(long, conflicts_with = "ssh_agent")]
+    pub key: Option<PathBuf>,
+    /// Delegate signatures to a running ssh-agent (default: $SSH_AUTH_SOCK).
+    #[arg(long, num_args = 0..=1, value_name = "SOCKET")]
+    pub ssh_agent: Option<Option<PathBuf>>,
+    /// With --ssh-agent: which key, by comment or SHA256 fingerprint (default: the first
+    /// ed25519 or RSA key).
+    #[arg(long, requires = "ssh_agent")]
+    pub identity: Option<String>,
+}
+
+/// [`KeyArgs`] as `init` records them for `agent start` (DIR/agent-key.json).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKey {
+    File(PathBuf),
+    SshAgent {
+        /// None: $SSH_AUTH_SOCK when the agent starts.
+        socket: Option<PathBuf>,
+        identity: Option<String>,
+    },
+}
+
+const AGENT_KEY_FILE: &str = "agent-key.json";
+
+impl AgentKey {
+    pub fn from_args(args: KeyArgs) -> anyhow::Result<Option<Self>> {
+        Ok(match (args.key, args.ssh_agent) {
+            (Some(path), _) => Some(AgentKey::File(std::path::absolute(path)?)),
+            (None, Some(socket)) => Some(AgentKey::SshAgent {
+                socket,
+                identity: args.identity,
+            }),
+            (None, None) => None,
+        })
+    }
+
+    /// The public key, read without a passphrase (or listed by the ssh-agent).
+    pub async fn public_key(&self) -> anyhow::Result<String> {
+        let key = match self {
+            AgentKey::File(path) => smon_agent::key::public_key_of_file(path)?,
+            AgentKey::SshAgent { socket, identity } => {
+                let socket = match socket {
+                    Some(s) => s.clone(),
+                    None => std::env::var_os("SSH_AUTH_SOCK")
+                        .map(PathBuf::from)
+                        .context("--ssh-agent without a socket and SSH_AUTH_SOCK is not set")?,
+                };
+                smon_agent::key::KeySource::from_ssh_agent(&socket, identity.as_deref())
+                    .await?
+                    .public_key()
+                    .clone()
+            }
+        };
+        Ok(key.to_openssh()?)
+    }
+
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        write_atomic(
+            &dir.join(AGENT_KEY_FILE),
+            &serde_json::to_vec_pretty(self)?,
+            0o644,
+        )
+    }
+
+    pub fn load(dir: &Path) -> anyhow::Result<Option<Self>> {
+        let path = dir.join(AGENT_KEY_FILE);
+        match std::fs::read(&path) {
+            Ok(data) => Ok(Some(
+                serde_json::from_slice(&data).with_context(|| format!("{}", path.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("{}", path.display())),
+        }
+    }
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum AgentCommand {
     /// Start the agent (detached); its address goes into cluster.json before any deployment.
+    /// Without a key option, the key given to `init`.
     Start {
-        /// An OpenSSH private key file (ed25519 or RSA; not encrypted: the agent runs
-        /// detached — add an encrypted key to your ssh-agent and use --ssh-agent).
-        #[arg(
-            long,
-            conflicts_with = "ssh_agent",
-            required_unless_present = "ssh_agent"
-        )]
-        key: Option<PathBuf>,
-        /// Delegate signatures to a running ssh-agent (default: $SSH_AUTH_SOCK).
-        #[arg(long, num_args = 0..=1, value_name = "SOCKET")]
-        ssh_agent: Option<Option<PathBuf>>,
+        #[command(flatten)]
+        key: KeyArgs,
         /// host:port to listen on (default: the cluster's setting, or a free 127.0.0.1 port).
         #[arg(long)]
         listen: Option<String>,
-        /// More options for `smon-agent serve` (rate limits, --sign-releases…), after `--`.
+        /// More options for `smon-agent serve` (rate limits…), after `--`.
         #[arg(last = true)]
         extra: Vec<String>,
     },
@@ -57,8 +139,8 @@ pub fn set_ssh_context(dir: &ClusterDir) {
         key: dir.key.clone(),
         requester: MachineId::local("console"),
         known_hosts: dir.path.join(ssh::KNOWN_HOSTS),
-        trust_on_first_use: ssh::tofu_from_env(),
     });
+    ssh::pin_host_keys(std::sync::Arc::new(dir.membership.clone()));
 }
 
 fn agent_bin() -> PathBuf {
@@ -87,12 +169,7 @@ pub fn running_pid(dir: &Path) -> Option<i32> {
 
 pub async fn run(dir: &ClusterDir, cmd: AgentCommand) -> anyhow::Result<()> {
     match cmd {
-        AgentCommand::Start {
-            key,
-            ssh_agent,
-            listen,
-            extra,
-        } => start(dir, key, ssh_agent, listen, extra).await,
+        AgentCommand::Start { key, listen, extra } => start(dir, key, listen, extra).await,
         AgentCommand::Stop => stop(dir),
         AgentCommand::Status => status(dir).await,
     }
@@ -100,8 +177,7 @@ pub async fn run(dir: &ClusterDir, cmd: AgentCommand) -> anyhow::Result<()> {
 
 async fn start(
     dir: &ClusterDir,
-    key: Option<PathBuf>,
-    ssh_agent: Option<Option<PathBuf>>,
+    key: KeyArgs,
     listen: Option<String>,
     extra: Vec<String>,
 ) -> anyhow::Result<()> {
@@ -109,6 +185,36 @@ async fn start(
         println!("the agent already runs (pid {pid})");
         return Ok(());
     }
+    let key = match AgentKey::from_args(key)? {
+        Some(k) => k,
+        None => AgentKey::load(&dir.path)?.with_context(|| {
+            format!(
+                "give --key FILE or --ssh-agent (`init` was given neither for {})",
+                dir.path.display()
+            )
+        })?,
+    };
+    let signs_releases = !dir.path.join("release.key").exists();
+    if signs_releases {
+        let public = key.public_key().await?;
+        if !same_key(&public, &dir.config.release_key) {
+            bail!(
+                "that key is not this cluster's release key ({}): start the agent with the key \
+                 given to `init`",
+                dir.config.release_key
+            );
+        }
+    }
+    // An encrypted key is asked for here, on this terminal, and handed to the detached agent
+    // through a pipe (never an argument or the environment).
+    let passphrase = match &key {
+        AgentKey::File(path) if smon_agent::key::read_private_key(path)?.is_encrypted() => {
+            let pass = smon_agent::key::ask_passphrase(path)?;
+            smon_agent::key::check_passphrase(path, &pass)?;
+            Some(pass)
+        }
+        _ => None,
+    };
     let listen = match listen.or_else(|| dir.config.agent.clone()) {
         Some(l) => l,
         None => {
@@ -139,21 +245,30 @@ async fn start(
         .arg(&dir.path)
         .arg("--listen")
         .arg(&listen);
-    match (key, ssh_agent) {
-        (Some(k), _) => {
-            command.arg("--key").arg(std::path::absolute(k)?);
+    match &key {
+        AgentKey::File(path) => {
+            command.arg("--key").arg(path);
+            if passphrase.is_some() {
+                command.arg("--passphrase-stdin");
+            }
         }
-        (None, Some(Some(socket))) => {
-            command.arg("--ssh-agent").arg(socket);
-        }
-        (None, Some(None)) => {
+        AgentKey::SshAgent { socket, identity } => {
             command.arg("--ssh-agent");
+            if let Some(socket) = socket {
+                command.arg(socket);
+            }
+            if let Some(identity) = identity {
+                command.arg("--identity").arg(identity);
+            }
         }
-        (None, None) => bail!("give --key FILE or --ssh-agent"),
     }
     command
         .args(&extra)
-        .stdin(Stdio::null())
+        .stdin(if passphrase.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(log.try_clone()?)
         .stderr(log);
     // SAFETY: setsid is async-signal-safe; the agent outlives this command.
@@ -167,6 +282,12 @@ async fn start(
         .spawn()
         .with_context(|| format!("starting {}", agent_bin().display()))?;
     let pid = child.id() as i32;
+    if let (Some(pass), Some(mut stdin)) = (passphrase, child.stdin.take()) {
+        use std::io::Write;
+        stdin
+            .write_all(format!("{pass}\n").as_bytes())
+            .context("handing the passphrase to the agent")?;
+    }
     write_atomic(
         &dir.path.join("agent.pid"),
         pid.to_string().as_bytes(),

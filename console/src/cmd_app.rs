@@ -15,7 +15,7 @@ use clap::Subcommand;
 use serde::Serialize;
 use smon_proto::{
     ClusterView, ControlAction, DesiredState, MAX_CHUNK, MachineId, ReleasePublicKey, app_package,
-    release, transport,
+    transport,
 };
 
 use crate::{cluster_dir::ClusterDir, connect};
@@ -70,13 +70,13 @@ pub async fn run(dir: &ClusterDir, command: AppCommand) -> anyhow::Result<()> {
 
 /// The signed package of `source` (a directory with app.toml, or a package file), verified
 /// against the cluster's release key.
-pub fn package(dir: &ClusterDir, source: &Path) -> anyhow::Result<(Vec<u8>, String)> {
+pub async fn package(dir: &ClusterDir, source: &Path) -> anyhow::Result<(Vec<u8>, String)> {
     let trusted = ReleasePublicKey::from_openssh(&dir.config.release_key)
         .context("the cluster's release key")?;
     let package = if source.is_dir() {
         let (spec, files) = app_package::read_app_dir(source)?;
         let mut manifest = app_package::app_manifest(&spec, &files);
-        release::sign_manifest(&mut manifest, &dir.release_key()?)?;
+        crate::signing::sign(dir, &mut manifest).await?;
         app_package::encode_app_package(&manifest, &files)
     } else {
         std::fs::read(source).with_context(|| format!("{}", source.display()))?
@@ -88,7 +88,7 @@ pub fn package(dir: &ClusterDir, source: &Path) -> anyhow::Result<(Vec<u8>, Stri
 }
 
 async fn install(dir: &ClusterDir, source: &Path) -> anyhow::Result<()> {
-    let (package, label) = package(dir, source)?;
+    let (package, label) = package(dir, source).await?;
     let (machine, client) = connect::any_peer(dir).await?;
     let total = package.len() as u64;
     let mut answer = String::new();

@@ -33,12 +33,7 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
             dir.path.display()
         )
     })?;
-    if !dir.package_path().is_file() {
-        bail!(
-            "{}: the peer package is missing",
-            dir.package_path().display()
-        );
-    }
+    let package = crate::signing::signed_package(dir).await?;
     let seed = InstallSeed {
         me: machine.clone(),
         deployer: "console".into(),
@@ -48,7 +43,7 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
         spread_origin: Some((index, dir.membership.version)),
     };
     crate::cmd_agent::set_ssh_context(dir);
-    let message = machine_ops::deploy(&dir.config, &machine, &dir.package_path(), &seed)
+    let message = machine_ops::deploy(&dir.config, &machine, &package, &seed)
         .await
         .with_context(|| format!("deploying to {machine}"))?;
     println!("{machine}: {}", message.trim());
@@ -169,7 +164,7 @@ pub async fn wait(dir: &ClusterDir, goal: Goal, timeout: Duration) -> anyhow::Re
 }
 
 /// A signed package of this cluster's peer binary labelled `version`.
-pub fn package(
+pub async fn package(
     dir: &ClusterDir,
     version: Version,
     out: &Path,
@@ -183,7 +178,7 @@ pub fn package(
     // A package file or a bare binary: either way, the binary part.
     let binary = release::split_package(&current).map_or(&current[..], |(b, _)| b);
     let mut manifest = release::package_manifest(binary, version);
-    release::sign_manifest(&mut manifest, &dir.release_key()?)?;
+    crate::signing::sign(dir, &mut manifest).await?;
     write_atomic(out, &release::encode_package(binary, &manifest), 0o755)?;
     println!("{}: smon-peer {version}, signed", out.display());
     Ok(())
@@ -219,7 +214,11 @@ pub async fn set_livetag(dir: &ClusterDir, enabled: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub async fn set_membership(dir: &ClusterDir, file: &Path) -> anyhow::Result<()> {
+pub async fn set_membership(
+    dir: &ClusterDir,
+    file: &Path,
+    scan_host_keys: bool,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
     let view = connect::view(dir).await?;
     let version = view.membership_version.max(dir.membership.version) + 1;
@@ -230,6 +229,16 @@ pub async fn set_membership(dir: &ClusterDir, file: &Path) -> anyhow::Result<()>
     if let Some((a, b)) = dir.config.address_collision(membership.machines()) {
         bail!("local machines {a} and {b} would share a loopback address: rename one");
     }
+    let policy = crate::host_keys::PinPolicy {
+        scan: scan_host_keys,
+        trust_on_first_use: dir.config.ssh_trust_on_first_use,
+    };
+    let membership = crate::host_keys::pin(
+        &dir.path.join(smon_peer::daemon::ssh::KNOWN_HOSTS),
+        membership,
+        policy,
+    )
+    .await?;
     ClusterDir::make_local_dirs(&dir.config, &membership)?;
     let answer = connect::control(
         dir,

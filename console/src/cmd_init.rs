@@ -1,12 +1,25 @@
 //! `smon-console init DIR --machines FILE`: a new cluster directory.
 
-use std::{net::TcpListener, path::Path, time::Duration};
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use rand::RngExt;
-use smon_proto::{ClusterConfig, ClusterKey, Membership, Version, release};
+use smon_proto::{
+    ClusterConfig, ClusterKey, Membership, OPERATOR_KEY_FILE, OperatorKey, ReleasePrivateKey,
+    Version, release,
+};
 
-use crate::cluster_dir::{ClusterDir, write_atomic};
+use smon_peer::daemon::ssh;
+
+use crate::{
+    cluster_dir::{ClusterDir, write_atomic},
+    cmd_agent::AgentKey,
+    host_keys::{self, PinPolicy},
+};
 
 /// The settings `init` takes besides the machines.
 #[derive(Clone, Debug)]
@@ -14,6 +27,12 @@ pub struct InitOptions {
     pub interval: Duration,
     pub disabled_exit_after: Option<Duration>,
     pub removed_exit_after: Option<Duration>,
+    /// The agent's key, which is then the release key too (None: a release key of its own).
+    pub agent_key: Option<AgentKey>,
+    /// An OpenSSH known_hosts file with the SSH machines' host keys (copied to DIR/known_hosts).
+    pub known_hosts: Option<PathBuf>,
+    /// What to do about SSH machines it does not pin.
+    pub pins: PinPolicy,
 }
 
 impl InitOptions {
@@ -22,11 +41,14 @@ impl InitOptions {
             interval,
             disabled_exit_after: None,
             removed_exit_after: None,
+            agent_key: None,
+            known_hosts: None,
+            pins: PinPolicy::default(),
         }
     }
 }
 
-pub fn init(
+pub async fn init(
     dir: &Path,
     machines_file: &Path,
     options: &InitOptions,
@@ -52,6 +74,12 @@ pub fn init(
             humantime::format_duration(interval)
         );
     }
+    // The release key: the agent's (read now, so that a wrong key file fails here), or one of
+    // the directory's own.
+    let release_key = match &options.agent_key {
+        Some(key) => ReleaseSigner::Agent(key.public_key().await?),
+        None => ReleaseSigner::Own(Box::new(release::generate_release_key())),
+    };
     let binary = std::fs::read(peer_binary).with_context(|| {
         format!(
             "the peer binary {} (pass --peer-binary)",
@@ -72,7 +100,27 @@ pub fn init(
             .to_string_lossy(),
         std::process::id()
     ));
-    let result = build(&staging, &dir, &membership, &text, options, &binary);
+    let machines = membership.len();
+    let result = async {
+        std::fs::create_dir_all(&staging)?;
+        let known_hosts = staging.join(ssh::KNOWN_HOSTS);
+        if let Some(file) = &options.known_hosts {
+            let text =
+                std::fs::read(file).with_context(|| format!("--known-hosts {}", file.display()))?;
+            write_atomic(&known_hosts, &text, 0o644)?;
+        }
+        let membership = host_keys::pin(&known_hosts, membership, options.pins).await?;
+        build(
+            &staging,
+            &dir,
+            &membership,
+            &text,
+            options,
+            &release_key,
+            &binary,
+        )
+    }
+    .await;
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
         return result;
@@ -84,10 +132,18 @@ pub fn init(
     println!(
         "initialised {} with {} machines; next: smon-console -C {} deploy",
         dir.display(),
-        membership.len(),
+        machines,
         dir.display()
     );
     Ok(())
+}
+
+/// Who signs releases.
+enum ReleaseSigner {
+    /// The agent; its public key.
+    Agent(String),
+    /// A key kept in the cluster directory (release.key).
+    Own(Box<ReleasePrivateKey>),
 }
 
 fn build(
@@ -96,15 +152,28 @@ fn build(
     membership: &Membership,
     text: &str,
     options: &InitOptions,
+    signer: &ReleaseSigner,
     binary: &[u8],
 ) -> anyhow::Result<()> {
     let interval = options.interval;
     std::fs::create_dir_all(staging)?;
     ClusterKey::create(&staging.join("cluster.key"))?;
-    let release_key = release::generate_release_key();
-    let pem = release_key.to_openssh(smon_proto::release::LineEnding::LF)?;
-    write_atomic(&staging.join("release.key"), pem.as_bytes(), 0o600)?;
-    let public = release_key.public_key().to_openssh()?;
+    OperatorKey::create(&staging.join(OPERATOR_KEY_FILE))?;
+    let public = match signer {
+        ReleaseSigner::Agent(public) => {
+            options
+                .agent_key
+                .as_ref()
+                .expect("an agent signer has a key")
+                .save(staging)?;
+            public.clone()
+        }
+        ReleaseSigner::Own(key) => {
+            let pem = key.to_openssh(smon_proto::release::LineEnding::LF)?;
+            write_atomic(&staging.join("release.key"), pem.as_bytes(), 0o600)?;
+            key.public_key().to_openssh()?
+        }
+    };
     write_atomic(
         &staging.join("release.pub"),
         format!("{public}\n").as_bytes(),
@@ -126,6 +195,7 @@ fn build(
             .map_or(12 * interval_ms, |d| d.as_millis() as u64),
         disabled_exit_after_ms: options.disabled_exit_after.map(|d| d.as_millis() as u64),
         rejoin_within_ms: 20 * interval_ms,
+        ssh_trust_on_first_use: options.pins.trust_on_first_use,
     };
     if let Some((a, b)) = config.address_collision(membership.machines()) {
         bail!("local machines {a} and {b} would share a loopback address: rename one");
@@ -140,9 +210,13 @@ fn build(
         0o644,
     )?;
 
+    // Signed now with the directory's key; with the agent's, the first time it is needed
+    // (`deploy`), through the running agent.
     let mut manifest =
         release::package_manifest(binary, env!("CARGO_PKG_VERSION").parse::<Version>()?);
-    release::sign_manifest(&mut manifest, &release_key)?;
+    if let ReleaseSigner::Own(key) = signer {
+        release::sign_manifest(&mut manifest, key)?;
+    }
     write_atomic(
         &staging.join("package"),
         &release::encode_package(binary, &manifest),

@@ -7,5 +7,7 @@ pub mod cmd_app;
 pub mod cmd_cluster;
 pub mod cmd_init;
 pub mod connect;
+pub mod host_keys;
+pub mod signing;
 pub mod summary;
 pub mod tui;

@@ -34,7 +34,13 @@ pub struct Cluster {
 impl Cluster {
     /// `init` a cluster of `n` local machines (not deployed yet).
     pub fn new(n: usize, interval: &str) -> Self {
+        Self::new_with(n, interval, |_| Vec::new())
+    }
+
+    /// Like [`Cluster::new`], with more `init` arguments, made knowing the temporary directory.
+    pub fn new_with(n: usize, interval: &str, extra: impl FnOnce(&Path) -> Vec<String>) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
+        let extra = extra(tmp.path());
         let names: Vec<String> = (1..=n).map(|i| format!("m{i:03}")).collect();
         let list: String = names.iter().map(|n| format!("local:{n}\n")).collect();
         std::fs::write(tmp.path().join("machines"), list).unwrap();
@@ -49,7 +55,10 @@ impl Cluster {
             interval,
             "--peer-binary",
             peer_bin().to_str().unwrap(),
-        ]);
+        ]
+        .into_iter()
+        .chain(extra.iter().map(String::as_str))
+        .collect::<Vec<_>>());
         cluster
     }
 

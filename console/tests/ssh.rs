@@ -154,11 +154,20 @@ impl SshLab {
             .collect()
     }
 
-    fn known_hosts(&self) -> String {
+    /// known_hosts lines for machines `range` (indices into `machines()`).
+    fn known_hosts(&self, range: std::ops::Range<usize>) -> String {
         let host = std::fs::read_to_string(self.base().join("host_key.pub")).unwrap();
         let host: Vec<&str> = host.split_whitespace().take(2).collect();
-        (2..2 + MACHINES)
-            .map(|i| format!("[127.0.0.{i}]:{} {} {}\n", self.port, host[0], host[1]))
+        range
+            .map(|i| {
+                format!(
+                    "[127.0.0.{}]:{} {} {}\n",
+                    i + 2,
+                    self.port,
+                    host[0],
+                    host[1]
+                )
+            })
             .collect()
     }
 
@@ -175,30 +184,63 @@ impl SshLab {
         is_alive(pid).then_some(pid)
     }
 
-    /// A cluster of the eight SSH machines, initialized, the agent started with `agent_args`.
-    fn cluster(&self, agent_args: &[&str]) -> PathBuf {
-        let dir = self.base().join("cluster");
-        std::fs::write(
-            self.base().join("machines"),
-            self.machines().join("\n") + "\n",
-        )
-        .unwrap();
-        console(&[
+    /// `smon-console init` of DIR `name` for `machines`, with `args` added.
+    fn init(&self, name: &str, machines: &[String], args: &[&str]) -> PathBuf {
+        let dir = self.base().join(name);
+        let list = self.base().join(format!("{name}.machines"));
+        std::fs::write(&list, machines.join("\n") + "\n").unwrap();
+        let (dir_s, list_s, peer) = (
+            dir.to_str().unwrap().to_owned(),
+            list.to_str().unwrap().to_owned(),
+            peer_bin().to_str().unwrap().to_owned(),
+        );
+        let mut all = vec![
             "init",
-            dir.to_str().unwrap(),
+            &dir_s,
             "--machines",
-            self.base().join("machines").to_str().unwrap(),
+            &list_s,
             "--interval",
             "1s",
             "--peer-binary",
-            peer_bin().to_str().unwrap(),
-        ]);
-        std::fs::write(dir.join("known_hosts"), self.known_hosts()).unwrap();
-        let _ = agent_bin();
-        let mut args = vec!["-C", dir.to_str().unwrap(), "agent", "start"];
-        args.extend_from_slice(agent_args);
-        console(&args);
+            &peer,
+        ];
+        all.extend_from_slice(args);
+        console(&all);
         dir
+    }
+
+    /// A cluster of the eight SSH machines, their host keys pinned, initialized with the
+    /// agent's key `key_args` (`--key FILE` or `--ssh-agent SOCKET`), which is then the
+    /// release key, and the agent started with that key.
+    fn cluster(&self, key_args: &[&str]) -> PathBuf {
+        let known = self.base().join("known_hosts");
+        std::fs::write(&known, self.known_hosts(0..MACHINES)).unwrap();
+        let mut args = vec!["--known-hosts", known.to_str().unwrap()];
+        args.extend_from_slice(key_args);
+        let dir = self.init("cluster", &self.machines(), &args);
+        self.start_agent(&dir);
+        dir
+    }
+
+    /// Check that `dir`'s release key is the login key, then start its agent with the key
+    /// given to init.
+    fn start_agent(&self, dir: &Path) {
+        // The agent's key is the release key: the directory has no release key of its own.
+        assert!(!dir.join("release.key").exists());
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+        let login_key = std::fs::read_to_string(self.base().join("id.pub")).unwrap();
+        let login_key: Vec<&str> = login_key.split_whitespace().take(2).collect();
+        assert!(
+            config["release_key"]
+                .as_str()
+                .unwrap()
+                .starts_with(&login_key.join(" ")),
+            "{config}"
+        );
+        let _ = agent_bin();
+        // No key option: the one given to init.
+        console(&["-C", dir.to_str().unwrap(), "agent", "start"]);
     }
 
     fn deployed(&self) -> usize {
@@ -370,7 +412,7 @@ fn ssh_agent_killed_mid_deployment_then_back() {
         assert!(is_alive(*pid), "peer {pid} died while the agent was down");
     }
     assert!(lab.deployed() >= before);
-    console(&["-C", d, "agent", "start", "--key", &key]);
+    console(&["-C", d, "agent", "start"]);
     wait_for(
         Duration::from_secs(120),
         "deployment to resume and finish",
@@ -410,5 +452,138 @@ fn ssh_deploys_through_openssh_ssh_agent() {
     wait_for(Duration::from_secs(120), "8 SSH machines deployed", || {
         lab.deployed() == MACHINES
     });
+    console(&["-C", d, "agent", "stop"]);
+}
+
+/// A failing console command's standard error.
+fn console_fails(args: &[&str]) -> String {
+    let out = Command::new(console_bin()).args(args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn ssh_machines_added_later_get_their_host_keys_through_the_membership() {
+    if !SshLab::available() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = SshLab::new("ed25519");
+    let key = lab.key.to_str().unwrap().to_owned();
+    let all = lab.machines();
+
+    // A changed host key is refused before anything runs there.
+    let wrong = lab.base().join("wrong_known_hosts");
+    let other = lab.base().join("other_host_key");
+    sh(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other));
+    let other = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other: Vec<&str> = other.split_whitespace().take(2).collect();
+    std::fs::write(
+        &wrong,
+        format!("[127.0.0.2]:{} {} {}\n", lab.port, other[0], other[1]),
+    )
+    .unwrap();
+    let dir = lab.init(
+        "wrong",
+        &all[..1],
+        &["--known-hosts", wrong.to_str().unwrap(), "--key", &key],
+    );
+    lab.start_agent(&dir);
+    let err = console_fails(&["-C", dir.to_str().unwrap(), "deploy"]);
+    assert!(err.contains("HOST KEY CHANGED"), "{err}");
+    assert_eq!(lab.deployed(), 0);
+    console(&["-C", dir.to_str().unwrap(), "agent", "stop"]);
+
+    // Unpinned machines are refused at init, with what to do.
+    let err = console_fails(&[
+        "init",
+        lab.base().join("unpinned").to_str().unwrap(),
+        "--machines",
+        lab.base().join("wrong.machines").to_str().unwrap(),
+        "--peer-binary",
+        peer_bin().to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("no pinned host key") && err.contains("--scan-host-keys"),
+        "{err}"
+    );
+    assert!(!lab.base().join("unpinned").exists());
+
+    // Four machines pinned and deployed.
+    let known = lab.base().join("known_hosts");
+    std::fs::write(&known, lab.known_hosts(0..4)).unwrap();
+    let dir = lab.init(
+        "cluster",
+        &all[..4],
+        &["--known-hosts", known.to_str().unwrap(), "--key", &key],
+    );
+    lab.start_agent(&dir);
+    let d = dir.to_str().unwrap();
+    console(&["-C", d, "deploy"]);
+    wait_for(Duration::from_secs(120), "4 SSH machines deployed", || {
+        lab.deployed() == 4
+    });
+
+    // Four more: refused while their keys are not pinned (nothing changes), then scanned,
+    // pinned into the membership, and deployed by the peers, which had never seen them.
+    let eight = lab.base().join("eight");
+    std::fs::write(&eight, all.join("\n") + "\n").unwrap();
+    let err = console_fails(&["-C", d, "membership", "set", eight.to_str().unwrap()]);
+    assert!(
+        err.contains("4 SSH machine(s) have no pinned host key"),
+        "{err}"
+    );
+    let out = console(&[
+        "-C",
+        d,
+        "membership",
+        "set",
+        eight.to_str().unwrap(),
+        "--scan-host-keys",
+    ]);
+    assert_eq!(out.matches("pinned 127.0.0.").count(), 4, "{out}");
+    assert!(out.contains("SHA256:"), "{out}");
+    wait_for(Duration::from_secs(120), "8 SSH machines deployed", || {
+        lab.deployed() == MACHINES
+    });
+    // Nothing was trusted on first use: no peer has learned a key of its own.
+    for i in 0..MACHINES {
+        assert!(
+            !lab.root(i).join("known_hosts").exists(),
+            "machine {i} learned a host key"
+        );
+    }
+    console(&["-C", d, "agent", "stop"]);
+}
+
+#[test]
+fn ssh_trust_on_first_use_is_an_explicit_cluster_option() {
+    if !SshLab::available() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = SshLab::new("ed25519");
+    let key = lab.key.to_str().unwrap().to_owned();
+    let dir = lab.init(
+        "cluster",
+        &lab.machines(),
+        &["--ssh-trust-on-first-use", "--key", &key],
+    );
+    lab.start_agent(&dir);
+    let d = dir.to_str().unwrap();
+    console(&["-C", d, "deploy"]);
+    wait_for(Duration::from_secs(120), "8 SSH machines deployed", || {
+        lab.deployed() == MACHINES
+    });
+    // The peers learned the keys they saw (each in its own known_hosts).
+    let learned = (0..MACHINES)
+        .filter(|&i| {
+            std::fs::read_to_string(lab.root(i).join("known_hosts"))
+                .is_ok_and(|t| t.contains("ssh-ed25519"))
+        })
+        .count();
+    assert!(learned >= 1, "no peer recorded a host key");
     console(&["-C", d, "agent", "stop"]);
 }

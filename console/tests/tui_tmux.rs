@@ -1,5 +1,6 @@
-//! The real TUI binary in tmux against a real local cluster: watch the deployment complete,
-//! then disable self-management through the keyboard and see every peer disabled.
+//! The console on a real terminal (tmux) against a real local cluster: the TUI watches the
+//! deployment complete, then disables self-management through the keyboard; `agent start`
+//! asks for an encrypted key's passphrase.
 
 mod harness;
 
@@ -14,7 +15,8 @@ struct Tmux {
 
 impl Tmux {
     fn start(command: &str) -> Self {
-        let socket = format!("smon-test-{}", std::process::id());
+        // Tests run in parallel threads of one process: a socket of their own each.
+        let socket = format!("smon-test-{}-{}", std::process::id(), rand::random::<u32>());
         let session = "tui".to_string();
         let status = Command::new("tmux")
             .args([
@@ -139,4 +141,89 @@ fn watch_the_deployment_then_disable_from_the_keyboard() {
     assert!(tui_gone, "the TUI did not quit");
     drop(tmux);
     c.ok(&["shutdown"]);
+}
+
+#[test]
+fn agent_start_asks_for_an_encrypted_keys_passphrase_on_the_terminal() {
+    const PASSPHRASE: &str = "correct horse battery";
+    let c = Cluster::new_with(3, "1s", |tmp| {
+        let key = tmp.join("id_ed25519");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", PASSPHRASE, "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // The agent's (encrypted) key is the release key: init reads its public half only.
+        vec!["--key".into(), key.to_str().unwrap().into()]
+    });
+    assert!(!c.dir.join("release.key").exists());
+    // The package is not signed until the agent signs it: deploy says so.
+    let err = c.fails(&["deploy"]);
+    assert!(err.contains("agent start"), "{err}");
+
+    let start = format!(
+        "sh -c '{} -C {} agent start; echo exit=$?; read x'",
+        harness::console_bin().display(),
+        c.dir.display()
+    );
+    // A wrong passphrase: refused on the spot, no agent left running.
+    let tmux = Tmux::start(&start);
+    tmux.wait_for("the prompt", Duration::from_secs(20), |s| {
+        s.contains("Passphrase for")
+    });
+    tmux.keys(&["not it", "Enter"]);
+    tmux.wait_for("the refusal", Duration::from_secs(20), |s| {
+        s.contains("wrong passphrase") && s.contains("exit=1")
+    });
+    assert!(
+        !tmux.screen().contains("not it"),
+        "the passphrase was echoed"
+    );
+    assert!(!c.dir.join("agent.pid").exists());
+    drop(tmux);
+
+    let tmux = Tmux::start(&start);
+    tmux.wait_for("the prompt", Duration::from_secs(20), |s| {
+        s.contains("Passphrase for")
+    });
+    tmux.keys(&[PASSPHRASE, "Enter"]);
+    tmux.wait_for("the agent", Duration::from_secs(20), |s| {
+        s.contains("agent listening on") && s.contains("exit=0")
+    });
+    assert!(
+        !tmux.screen().contains(PASSPHRASE),
+        "the passphrase was echoed"
+    );
+    drop(tmux);
+    let pid: i32 = std::fs::read_to_string(c.dir.join("agent.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Handed over through a pipe: neither its arguments nor its environment hold it.
+    for part in ["cmdline", "environ"] {
+        let text = std::fs::read(format!("/proc/{pid}/{part}")).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&text).contains(PASSPHRASE),
+            "the passphrase is in the agent's {part}"
+        );
+    }
+    assert!(c.ok(&["agent", "status"]).contains("running"));
+
+    // The agent signs the package (its key is the release key): the cluster deploys.
+    c.ok(&["deploy"]);
+    c.ok(&["wait", "--deployed", "all", "--timeout", "90s"]);
+    let audit = Command::new(harness::console_bin().with_file_name("smon-agent"))
+        .args(["audit", "-C"])
+        .arg(&c.dir)
+        .output()
+        .unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        audit.contains("sign_package") && audit.contains("signed"),
+        "{audit}"
+    );
+    c.ok(&["shutdown"]);
+    c.ok(&["agent", "stop"]);
 }

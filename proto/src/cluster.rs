@@ -29,6 +29,10 @@ pub struct ClusterConfig {
     /// A new version that has not exchanged with any peer this long after starting is
     /// rolled back.
     pub rejoin_within_ms: u64,
+    /// Accept (and record) the host key of an SSH machine that the membership does not pin,
+    /// the first time a peer logs in to it. Never a key that differs from a pinned one.
+    #[serde(default)]
+    pub ssh_trust_on_first_use: bool,
 }
 
 impl ClusterConfig {

@@ -3,10 +3,17 @@
 //! Stored and exchanged as a compact blob: the sorted names front-coded (each name stores
 //! only what differs from the previous one), then lz4. Sorting also gives every peer the same
 //! index for a machine, so gossip can name machines by a 4-byte index.
+//!
+//! An SSH machine may carry its pinned host key: the list is what every peer trusts about
+//! which machines are the cluster's, so it is also where a peer learns the key it must see
+//! when it logs in to a machine added after it was deployed (format 2 appends them, after
+//! the names: count, then index delta, length and SSH wire blob per key).
 
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
+
+use ssh_key::PublicKey;
 
 use crate::{MachineId, ProtoError};
 
@@ -16,13 +23,21 @@ pub const MAX_MEMBERSHIP_BYTES: u64 = 16 << 20;
 pub const MAX_MACHINES: u64 = 1 << 20;
 
 const MAGIC: &[u8; 4] = b"SMEM";
-const FORMAT: u8 = 1;
+/// Names only.
+const FORMAT_NAMES: u8 = 1;
+/// Names, then pinned host keys.
+const FORMAT_HOST_KEYS: u8 = 2;
+/// An SSH public key blob longer than this is refused (RSA-16384 is about 2 KB).
+const MAX_HOST_KEY_BYTES: usize = 4096;
 const HEADER_LEN: usize = 4 + 1 + 8 + 4 + 4;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
     pub version: u64,
     machines: Vec<MachineId>,
+    /// Pinned SSH host keys (wire blobs), by machine index, ascending.
+    #[serde(default)]
+    host_keys: Vec<(u32, Vec<u8>)>,
 }
 
 impl Membership {
@@ -30,7 +45,54 @@ impl Membership {
     pub fn new(version: u64, mut machines: Vec<MachineId>) -> Self {
         machines.sort_by_cached_key(|m| m.to_string());
         machines.dedup();
-        Self { version, machines }
+        Self {
+            version,
+            machines,
+            host_keys: Vec::new(),
+        }
+    }
+
+    /// Pin the host key `key_of` gives for each SSH machine (local machines have none).
+    pub fn with_host_keys(
+        mut self,
+        mut key_of: impl FnMut(&MachineId) -> Option<PublicKey>,
+    ) -> Self {
+        self.host_keys = self
+            .machines
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| matches!(m, MachineId::Ssh { .. }))
+            .filter_map(|(i, m)| {
+                let blob = key_of(m)?.to_bytes().ok()?;
+                Some((i as u32, blob))
+            })
+            .collect();
+        self
+    }
+
+    /// The host key pinned for `machine`, if any.
+    pub fn host_key(&self, machine: &MachineId) -> Option<PublicKey> {
+        let index = self.index_of(machine)?;
+        let at = self
+            .host_keys
+            .binary_search_by_key(&index, |(i, _)| *i)
+            .ok()?;
+        PublicKey::from_bytes(&self.host_keys[at].1).ok()
+    }
+
+    /// The SSH machines without a pinned host key.
+    pub fn unpinned(&self) -> impl Iterator<Item = &MachineId> {
+        self.machines
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| {
+                matches!(m, MachineId::Ssh { .. })
+                    && self
+                        .host_keys
+                        .binary_search_by_key(&(*i as u32), |(k, _)| *k)
+                        .is_err()
+            })
+            .map(|(_, m)| m)
     }
 
     /// Parse a machine-list file: one entry per line, `#` starts a comment, blank lines are
@@ -98,10 +160,23 @@ impl Membership {
             raw.extend_from_slice(&name.as_bytes()[shared..]);
             previous = name;
         }
+        let format = if self.host_keys.is_empty() {
+            FORMAT_NAMES
+        } else {
+            write_varint(&mut raw, self.host_keys.len() as u64);
+            let mut previous = 0;
+            for (index, blob) in &self.host_keys {
+                write_varint(&mut raw, u64::from(index - previous));
+                write_varint(&mut raw, blob.len() as u64);
+                raw.extend_from_slice(blob);
+                previous = *index;
+            }
+            FORMAT_HOST_KEYS
+        };
         let compressed = lz4_flex::block::compress(&raw);
         let mut blob = Vec::with_capacity(HEADER_LEN + compressed.len());
         blob.extend_from_slice(MAGIC);
-        blob.push(FORMAT);
+        blob.push(format);
         blob.extend_from_slice(&self.version.to_le_bytes());
         blob.extend_from_slice(&(self.machines.len() as u32).to_le_bytes());
         blob.extend_from_slice(&(raw.len() as u32).to_le_bytes());
@@ -116,10 +191,10 @@ impl Membership {
         if blob.len() < HEADER_LEN || &blob[..4] != MAGIC {
             return Err(bad("not a membership blob (bad magic or too short)"));
         }
-        if blob[4] != FORMAT {
+        let format = blob[4];
+        if format != FORMAT_NAMES && format != FORMAT_HOST_KEYS {
             return Err(ProtoError::MembershipBlob(format!(
-                "unknown format {} (this peer reads {FORMAT})",
-                blob[4]
+                "unknown format {format} (this peer reads {FORMAT_NAMES} and {FORMAT_HOST_KEYS})"
             )));
         }
         let version = u64::from_le_bytes(blob[5..13].try_into().expect("8 bytes"));
@@ -178,11 +253,64 @@ impl Membership {
             }
             machines.push(machine);
         }
+        let host_keys = if format == FORMAT_HOST_KEYS {
+            read_host_keys(&mut cursor, &machines)?
+        } else {
+            Vec::new()
+        };
         if !cursor.is_empty() {
             return Err(bad("trailing bytes after the last entry"));
         }
-        Ok(Self { version, machines })
+        Ok(Self {
+            version,
+            machines,
+            host_keys,
+        })
     }
+}
+
+/// The host-key section: every index names an SSH machine, ascending, each key parses.
+fn read_host_keys(
+    cursor: &mut &[u8],
+    machines: &[MachineId],
+) -> Result<Vec<(u32, Vec<u8>)>, ProtoError> {
+    let bad = |m: String| ProtoError::MembershipBlob(m);
+    let truncated = || bad("truncated host key section".into());
+    let count = read_varint(cursor).ok_or_else(truncated)?;
+    if count > machines.len() as u64 {
+        return Err(bad(format!(
+            "{count} host keys for {} machines",
+            machines.len()
+        )));
+    }
+    let mut keys = Vec::with_capacity(count as usize);
+    let mut index = 0u64;
+    for n in 0..count {
+        let delta = read_varint(cursor).ok_or_else(truncated)?;
+        let len = read_varint(cursor).ok_or_else(truncated)? as usize;
+        if n > 0 && delta == 0 {
+            return Err(bad("host keys are not in ascending order".into()));
+        }
+        index = index.saturating_add(delta);
+        let Some(machine) = machines.get(index as usize) else {
+            return Err(bad(format!(
+                "host key for machine {index}, which is not listed"
+            )));
+        };
+        if !matches!(machine, MachineId::Ssh { .. }) {
+            return Err(bad(format!(
+                "host key for {machine}, which is not an SSH machine"
+            )));
+        }
+        if len > MAX_HOST_KEY_BYTES || len > cursor.len() {
+            return Err(bad(format!("host key of {machine}: {len} bytes")));
+        }
+        let blob = cursor[..len].to_vec();
+        *cursor = &cursor[len..];
+        PublicKey::from_bytes(&blob).map_err(|e| bad(format!("host key of {machine}: {e}")))?;
+        keys.push((index as u32, blob));
+    }
+    Ok(keys)
 }
 
 fn write_varint(out: &mut Vec<u8>, mut value: u64) {

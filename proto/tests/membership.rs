@@ -303,8 +303,8 @@ fn bad_headers_and_bodies_are_refused_with_a_reason() {
     bad_magic[0] = b'X';
     assert!(blob_err(&bad_magic).contains("bad magic"));
     let mut future = good.clone();
-    future[4] = 2;
-    assert!(blob_err(&future).contains("unknown format 2"));
+    future[4] = 3;
+    assert!(blob_err(&future).contains("unknown format 3"));
     assert!(blob_err(b"SMEM").contains("too short"));
     assert!(blob_err(&header(1, 1, 20, b"not lz4 at all")).contains("lz4"));
 
@@ -442,4 +442,97 @@ proptest! {
         let raw: Vec<u8> = entries.iter().flat_map(|(shared, s)| entry(*shared, s)).collect();
         let _ = Membership::decode(&blob_of_raw(entries.len() as u32, &raw));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pinned host keys.
+
+fn host_key(seed: u8) -> smon_proto::ReleasePublicKey {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(u64::from(seed));
+    smon_proto::ReleasePrivateKey::random(&mut rng, ssh_key::Algorithm::Ed25519)
+        .unwrap()
+        .public_key()
+        .clone()
+}
+
+/// A format-2 blob: `names` front-coded in order, then `keys` as (index delta, blob).
+fn blob_with_keys(names: &[&str], keys: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut previous = "";
+    for name in names {
+        let shared = previous
+            .bytes()
+            .zip(name.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        raw.extend(entry(shared as u8, &name[shared..]));
+        previous = name;
+    }
+    raw.push(keys.len() as u8);
+    for (delta, blob) in keys {
+        assert!(blob.len() < 128, "one-byte varints only");
+        raw.push(*delta);
+        raw.push(blob.len() as u8);
+        raw.extend_from_slice(blob);
+    }
+    let mut blob = header(7, names.len() as u32, raw.len() as u32, &[]);
+    blob[4] = 2;
+    blob.extend(lz4_flex::block::compress(&raw));
+    blob
+}
+
+#[test]
+fn pinned_host_keys_round_trip_and_only_ssh_machines_have_them() {
+    let list = Membership::new(4, machines(&["local:a", "u@h1:2222", "h2", "u@h3"]))
+        .with_host_keys(|m| match m.to_string().as_str() {
+            "local:a" => Some(host_key(9)),
+            "u@h1:2222" => Some(host_key(1)),
+            "u@h3" => Some(host_key(3)),
+            _ => None,
+        });
+    let decoded = Membership::decode(&list.encode()).unwrap();
+    assert_eq!(decoded, list);
+    let get = |name: &str| decoded.host_key(&MachineId::parse_entry(name).unwrap());
+    assert_eq!(get("u@h1:2222"), Some(host_key(1)));
+    assert_eq!(get("u@h3"), Some(host_key(3)));
+    assert_eq!(get("h2"), None);
+    assert_eq!(get("local:a"), None, "local machines are never pinned");
+    let unpinned: Vec<String> = decoded.unpinned().map(|m| m.to_string()).collect();
+    assert_eq!(unpinned, ["h2"]);
+    // Without pins the blob stays format 1, byte for byte as before.
+    let plain = Membership::new(4, machines(&["h2", "local:a"]));
+    assert_eq!(plain.encode()[4], 1);
+    assert_eq!(Membership::decode(&plain.encode()).unwrap(), plain);
+}
+
+#[test]
+fn bad_host_key_sections_are_refused_with_a_reason() {
+    let key = host_key(1).to_bytes().unwrap();
+    let names = ["h1", "h2", "local:a"];
+    type Keys = Vec<(u8, Vec<u8>)>;
+    let cases: [(&str, Keys); 5] = [
+        ("not an SSH machine", vec![(2, key.clone())]),
+        ("not listed", vec![(7, key.clone())]),
+        ("ascending", vec![(1, key.clone()), (0, key.clone())]),
+        ("host key of h1", vec![(0, b"garbage, not a key".to_vec())]),
+        ("4 host keys for 3", vec![(0, key.clone()); 4]),
+    ];
+    for (want, keys) in cases {
+        let err = blob_err(&blob_with_keys(&names, &keys));
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    // Truncated in the middle of a key.
+    let mut blob = blob_with_keys(&names, &[(0, key.clone())]);
+    let good = Membership::decode(&blob).unwrap();
+    assert!(
+        good.host_key(&MachineId::parse_entry("h1").unwrap())
+            .is_some()
+    );
+    let raw_len = u32::from_le_bytes(blob[17..21].try_into().unwrap());
+    let mut raw = vec![0u8; raw_len as usize];
+    lz4_flex::block::decompress_into(&blob[21..], &mut raw).unwrap();
+    raw.truncate(raw.len() - 5);
+    blob = header(7, 3, raw.len() as u32, &lz4_flex::block::compress(&raw));
+    blob[4] = 2;
+    assert!(blob_err(&blob).contains("host key"), "{}", blob_err(&blob));
 }

@@ -428,7 +428,7 @@ fn describe(command: &crate::cli::Command) -> Option<String> {
             file.display()
         ),
         Command::Membership {
-            command: MembershipCommand::Set { file },
+            command: MembershipCommand::Set { file, .. },
         } => format!(
             "Replace the membership list with {}: added machines get deployed, removed ones stop.",
             file.display()

@@ -192,7 +192,7 @@ pub async fn demo(
     let path = base.join("cluster");
     let result = async {
         let options = crate::cmd_init::InitOptions::with_interval(interval);
-        crate::cmd_init::init(&path, &base.join("machines"), &options, &peer_binary)?;
+        crate::cmd_init::init(&path, &base.join("machines"), &options, &peer_binary).await?;
         let dir = ClusterDir::open(&path)?;
         crate::cmd_cluster::deploy(&dir, None).await?;
         let watched = run(Source::Dir(ClusterDir::open(&path)?), readonly).await;

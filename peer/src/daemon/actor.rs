@@ -482,6 +482,7 @@ impl Actor {
                 Output::MembershipChanged(membership) => {
                     self.store
                         .put_all(&[(keys::MEMBERSHIP, membership.encode())])?;
+                    super::ssh::pin_host_keys(membership.clone());
                     tracing::info!(
                         "membership version {} ({} machines)",
                         membership.version,

@@ -113,14 +113,6 @@ pub async fn deploy(
     remote
         .upload(&root, &format!("{dir}/seed.json"), &seed.to_json(), 0o600)
         .await?;
-    // The pinned SSH host keys go along, so the new peer can log in to the others.
-    if let Some(known) = super::ssh::context().map(|c| c.known_hosts.clone())
-        && let Ok(data) = tokio::fs::read(&known).await
-    {
-        remote
-            .upload(&root, super::ssh::KNOWN_HOSTS, &data, 0o644)
-            .await?;
-    }
     run_installer(&mut remote, &root, &dir).await
 }
 

@@ -85,8 +85,8 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         key: key.clone(),
         requester: me.clone(),
         known_hosts: root.join(ssh::KNOWN_HOSTS),
-        trust_on_first_use: ssh::tofu_from_env(),
     });
+    ssh::pin_host_keys(std::sync::Arc::new(membership.clone()));
     let trusted = ReleasePublicKey::from_openssh(&config.release_key)
         .map_err(|e| DaemonError::Setup(format!("release key: {e}")))?;
 

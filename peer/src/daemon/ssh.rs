@@ -1,6 +1,8 @@
 //! SSH machines: a russh client (ring backend) whose public-key authentication is solved by the
-//! authentication agent — the peer holds only the public key — and whose server keys are
-//! pinned in a known_hosts file. Exec and bulk upload (`cat > file`, fed with `data_bytes`).
+//! authentication agent — the peer holds only the public key. A server's key must be the one
+//! the membership pins for it; for a machine without a pin, the one in the known_hosts file,
+//! which learns new keys only when the cluster allows trust on first use. Exec and bulk upload
+//! (`cat > file`, fed with `data_bytes`).
 
 use std::{
     path::{Path, PathBuf},
@@ -17,7 +19,9 @@ use russh::{
         ssh_key::{Algorithm, HashAlg, PublicKey},
     },
 };
-use smon_proto::{AgentServiceClient, ChallengeRequest, ClusterConfig, ClusterKey, MachineId};
+use smon_proto::{
+    AgentServiceClient, ChallengeRequest, ClusterConfig, ClusterKey, MachineId, Membership,
+};
 
 use super::DaemonError;
 
@@ -29,22 +33,18 @@ pub struct SshContext {
     pub key: ClusterKey,
     /// Who asks the agent (audited; per-peer rate limits).
     pub requester: MachineId,
-    /// Pinned server keys (OpenSSH known_hosts format).
+    /// Server keys of machines the membership does not pin (OpenSSH known_hosts format):
+    /// those learned on first use, when the cluster allows it.
     pub known_hosts: PathBuf,
-    /// Accept and record the key of a server not yet in `known_hosts` (never a changed one).
-    pub trust_on_first_use: bool,
 }
 
-/// The known_hosts file in a peer's directory (and in the operator's cluster directory): the
-/// deployer copies its own to every machine it deploys.
+/// The known_hosts file in a peer's directory (and the operator's pins in the cluster
+/// directory, from which `init` and `membership set` take the membership's).
 pub const KNOWN_HOSTS: &str = "known_hosts";
 
-/// Trust on first use is on only when `SMON_SSH_TRUST_ON_FIRST_USE=1`.
-pub fn tofu_from_env() -> bool {
-    std::env::var("SMON_SSH_TRUST_ON_FIRST_USE").is_ok_and(|v| v == "1")
-}
-
 static CONTEXT: RwLock<Option<Arc<SshContext>>> = RwLock::new(None);
+/// The membership whose pinned host keys logins check.
+static PINS: RwLock<Option<Arc<Membership>>> = RwLock::new(None);
 
 pub fn set_context(ctx: SshContext) {
     *CONTEXT.write().expect("ssh context") = Some(Arc::new(ctx));
@@ -52,6 +52,19 @@ pub fn set_context(ctx: SshContext) {
 
 pub fn context() -> Option<Arc<SshContext>> {
     CONTEXT.read().expect("ssh context").clone()
+}
+
+/// Check server keys against the host keys `membership` pins (call again when it changes).
+pub fn pin_host_keys(membership: Arc<Membership>) {
+    *PINS.write().expect("pins") = Some(membership);
+}
+
+fn pinned_host_key(machine: &MachineId) -> Option<PublicKey> {
+    PINS.read().expect("pins").as_ref()?.host_key(machine)
+}
+
+fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +78,8 @@ fn err(what: impl std::fmt::Display) -> DaemonError {
 struct HostKeys {
     host: String,
     port: u16,
+    /// The key the membership pins, if it pins one.
+    pinned: Option<PublicKey>,
     known_hosts: PathBuf,
     tofu: bool,
     /// Why a key was refused, for the error message.
@@ -83,6 +98,17 @@ impl client::Handler for HostKeys {
                 Some("host certificates are not supported".into());
             return Ok(false);
         };
+        if let Some(pin) = &self.pinned {
+            if pin.key_data() == key.key_data() {
+                return Ok(true);
+            }
+            *self.refused.lock().expect("refused") = Some(format!(
+                "ITS HOST KEY CHANGED: it offered {}, the membership pins {}",
+                fingerprint(key),
+                fingerprint(pin)
+            ));
+            return Ok(false);
+        }
         let verdict = match russh::keys::check_known_hosts_path(
             &self.host,
             self.port,
@@ -98,7 +124,10 @@ impl client::Handler for HostKeys {
             )
             .map_err(|e| format!("recording its host key: {e}")),
             Ok(false) => Err(format!(
-                "its host key is not in {} (pin it, or allow trust on first use)",
+                "its host key ({}) is pinned neither by the membership nor in {} (pin it with \
+                 `smon-console membership set --scan-host-keys`, or init the cluster with \
+                 --ssh-trust-on-first-use)",
+                fingerprint(key),
                 self.known_hosts.display()
             )),
             Err(russh::keys::Error::KeyChanged { line }) => Err(format!(
@@ -205,23 +234,22 @@ pub async fn connect(
         .map_err(|e| err(format!("the agent's public key: {e}")))?;
 
     let refused = Arc::new(std::sync::Mutex::new(None));
-    let handler = HostKeys {
-        host: host.clone(),
-        port,
-        known_hosts: ctx.known_hosts.clone(),
-        tofu: ctx.trust_on_first_use,
-        refused: refused.clone(),
-    };
+    let pinned = pinned_host_key(machine);
     let ssh_config = Arc::new(client::Config {
         inactivity_timeout: Some(Duration::from_secs(120)),
         nodelay: true,
+        preferred: preferring(pinned.as_ref()),
         ..Default::default()
     });
-    let addr = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
+    let handler = HostKeys {
+        host: host.clone(),
+        port,
+        pinned,
+        known_hosts: ctx.known_hosts.clone(),
+        tofu: config.ssh_trust_on_first_use,
+        refused: refused.clone(),
     };
+    let addr = socket_address(host, port);
     let mut handle =
         tokio::time::timeout(CONNECT_TIMEOUT, client::connect(ssh_config, addr, handler))
             .await
@@ -252,6 +280,93 @@ pub async fn connect(
         )));
     }
     Ok(SshSession { handle })
+}
+
+fn socket_address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The default algorithms, the pinned key's first: as OpenSSH does with known_hosts, so that a
+/// server with several host keys shows the one that is pinned.
+fn preferring(pinned: Option<&PublicKey>) -> russh::Preferred {
+    let default = russh::Preferred::default();
+    let Some(pin) = pinned else {
+        return default;
+    };
+    let matches = |a: &Algorithm| match (a, pin.algorithm()) {
+        (Algorithm::Rsa { .. }, Algorithm::Rsa { .. }) => true,
+        (a, b) => *a == b,
+    };
+    let (mut first, rest): (Vec<Algorithm>, Vec<Algorithm>) =
+        default.key.iter().cloned().partition(|a| matches(a));
+    first.extend(rest);
+    russh::Preferred {
+        key: first.into(),
+        ..default
+    }
+}
+
+/// The key `known_hosts` holds for `host:port` (ed25519 first, when it holds several).
+pub fn known_host_key(known_hosts: &Path, host: &str, port: u16) -> Option<PublicKey> {
+    if !known_hosts.exists() {
+        return None;
+    }
+    let keys = russh::keys::known_hosts::known_host_keys_path(host, port, known_hosts).ok()?;
+    let ed25519 = keys
+        .iter()
+        .find(|(_, k)| k.algorithm() == Algorithm::Ed25519)
+        .map(|(_, k)| k.clone());
+    ed25519.or_else(|| keys.into_iter().next().map(|(_, k)| k))
+}
+
+/// Append `key` for `host:port` to `known_hosts`.
+pub fn record_host_key(
+    known_hosts: &Path,
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+) -> Result<(), DaemonError> {
+    russh::keys::known_hosts::learn_known_hosts_path(host, port, key, known_hosts)
+        .map_err(|e| DaemonError::Io(format!("{}: {e}", known_hosts.display())))
+}
+
+/// The SHA-256 fingerprint, as `ssh-keygen -l` shows it.
+pub fn host_key_fingerprint(key: &PublicKey) -> String {
+    format!("{} {}", key.algorithm().as_str(), fingerprint(key))
+}
+
+/// The host key `host:port` shows (the one a login would be offered), without logging in.
+pub async fn scan_host_key(host: &str, port: u16) -> Result<PublicKey, DaemonError> {
+    struct Scan(Arc<std::sync::Mutex<Option<PublicKey>>>);
+    impl client::Handler for Scan {
+        type Error = russh::Error;
+        async fn check_server_key(
+            &mut self,
+            server_key: &PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
+            if let PublicKeyOrCertificate::PublicKey { key, .. } = server_key {
+                *self.0.lock().expect("scan") = Some(key.clone());
+            }
+            Ok(false)
+        }
+    }
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let config = Arc::new(client::Config::default());
+    let addr = socket_address(host, port);
+    let connecting = client::connect(config, addr.as_str(), Scan(seen.clone()));
+    let outcome = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| err(format!("{addr}: connecting timed out")))?;
+    let key = seen.lock().expect("scan").take();
+    match (key, outcome) {
+        (Some(key), _) => Ok(key),
+        (None, Err(e)) => Err(err(format!("{addr}: {e}"))),
+        (None, Ok(_)) => Err(err(format!("{addr}: showed no plain host key"))),
+    }
 }
 
 /// The result of one remote command.

@@ -1,0 +1,76 @@
+//! Who signs this cluster's releases and application packages: `DIR/release.key` when `init`
+//! made one (clusters without an agent), otherwise the cluster's agent, whose key is then the
+//! release key (`init --key` / `--ssh-agent`). The agent signs only for the holder of the
+//! operator key, which is this directory's and no peer's.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use smon_proto::{
+    OPERATOR_KEY_FILE, OperatorKey, PackageManifest, ReleasePublicKey, release, tarpc, transport,
+};
+
+use crate::cluster_dir::{ClusterDir, write_atomic};
+
+const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Sign `manifest` for this cluster; the signature is checked against its release key.
+pub async fn sign(dir: &ClusterDir, manifest: &mut PackageManifest) -> anyhow::Result<()> {
+    if dir.path.join("release.key").exists() {
+        release::sign_manifest(manifest, &dir.release_key()?)?;
+    } else {
+        *manifest = sign_by_agent(dir, manifest).await?;
+    }
+    let trusted = ReleasePublicKey::from_openssh(&dir.config.release_key)
+        .context("the cluster's release key")?;
+    release::verify_signature(manifest, &trusted).context("the new signature")?;
+    Ok(())
+}
+
+async fn sign_by_agent(
+    dir: &ClusterDir,
+    manifest: &PackageManifest,
+) -> anyhow::Result<PackageManifest> {
+    let start = || {
+        format!(
+            "this cluster's releases are signed by its agent: start it with `smon-console -C {} \
+             agent start`",
+            dir.path.display()
+        )
+    };
+    let addr = dir.config.agent.clone().with_context(start)?;
+    let operator = OperatorKey::load(&dir.path.join(OPERATOR_KEY_FILE))?;
+    let client = transport::agent_client(addr.as_str(), &dir.key, AGENT_TIMEOUT)
+        .await
+        .with_context(|| format!("the agent at {addr}; {}", start()))?;
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = std::time::Instant::now() + AGENT_TIMEOUT;
+    client
+        .sign_package(ctx, manifest.clone(), operator.prove(manifest))
+        .await
+        .with_context(|| format!("the agent at {addr}"))?
+        .map_err(|refusal| anyhow::anyhow!("the agent at {addr} refused to sign: {refusal}"))
+}
+
+/// The cluster's peer package, signed: `init` leaves it unsigned when the agent is the signer,
+/// and it is signed the first time it is needed.
+pub async fn signed_package(dir: &ClusterDir) -> anyhow::Result<PathBuf> {
+    let path = dir.package_path();
+    let file = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+    let (binary, mut manifest) =
+        release::split_package(&file).with_context(|| format!("{}", path.display()))?;
+    let trusted = ReleasePublicKey::from_openssh(&dir.config.release_key)
+        .context("the cluster's release key")?;
+    if release::verify_signature(&manifest, &trusted).is_ok() {
+        return Ok(path);
+    }
+    if !manifest.signature.is_empty() {
+        bail!(
+            "{}: signed, but not by the cluster's release key",
+            path.display()
+        );
+    }
+    sign(dir, &mut manifest).await?;
+    write_atomic(&path, &release::encode_package(binary, &manifest), 0o755)?;
+    Ok(path)
+}
