@@ -450,7 +450,65 @@ fn membership_bench(label: &str, names: Vec<String>) {
     println!();
 }
 
+/// 15,000 realistic names, every SSH machine with a pinned ed25519 host key (random keys:
+/// incompressible, the cost of pinning).
+fn pinned_membership_bench() {
+    let list = Membership::new(
+        1,
+        names::machine_names(2024, 15_000)
+            .iter()
+            .map(|n| MachineId::parse_entry(n).unwrap())
+            .collect(),
+    );
+    let mut rng = rand::rng();
+    let list = list.with_host_keys(|_| {
+        Some(
+            smon_proto::ReleasePrivateKey::random(&mut rng, ssh_key::Algorithm::Ed25519)
+                .unwrap()
+                .public_key()
+                .clone(),
+        )
+    });
+    let pinned = list
+        .machines()
+        .iter()
+        .filter(|m| list.host_key(m).is_some())
+        .count();
+    let blob = list.encode();
+    let encode = time_sync(21, || list.encode());
+    let decode = time_sync(21, || Membership::decode(&blob).unwrap());
+    assert_eq!(Membership::decode(&blob).unwrap(), list);
+    println!("| membership: 15,000 realistic names, SSH host keys pinned | |");
+    println!("|---|---|");
+    row(
+        "machines / with a pinned ed25519 key",
+        format!("{} / {pinned}", list.len()),
+    );
+    row(
+        "**blob**",
+        format!(
+            "**{} bytes** ({:.1} bytes/machine)",
+            blob.len(),
+            blob.len() as f64 / list.len() as f64
+        ),
+    );
+    row("encode, median of 21", ms(encode));
+    row(
+        "**decode** (every key parsed), median of 21",
+        format!("**{}**", ms(decode)),
+    );
+    println!();
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "membership") {
+        membership_bench(
+            "15,000 realistic names (sites with their own conventions)",
+            names::machine_names(2024, 15_000),
+        );
+        pinned_membership_bench();
+        return;
+    }
     // Other work on the machine moves the latency numbers a lot: say how busy it was.
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -481,4 +539,5 @@ fn main() {
         "15,000 uniformly random names (worst case: no conventions)",
         names::uniform_machine_names(2024, 15_000),
     );
+    pinned_membership_bench();
 }
