@@ -15,7 +15,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use smon_proto::{ClusterConfig, ClusterKey, MachineId, Membership, ReleasePrivateKey};
+use smon_proto::{
+    ClusterConfig, ClusterKey, MachineId, Membership, ReleasePrivateKey, ReleasePublicKey,
+};
 
 pub struct ClusterDir {
     pub path: PathBuf,
@@ -53,6 +55,12 @@ impl ClusterDir {
 
     pub fn package_path(&self) -> PathBuf {
         self.path.join("package")
+    }
+
+    /// The key every package of this cluster must be signed by.
+    pub fn trusted_release_key(&self) -> anyhow::Result<ReleasePublicKey> {
+        ReleasePublicKey::from_openssh(&self.config.release_key)
+            .context("the cluster's release key (cluster.json)")
     }
 
     pub fn release_key(&self) -> anyhow::Result<ReleasePrivateKey> {

@@ -14,8 +14,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
 use smon_proto::{
-    ClusterView, ControlAction, DesiredState, MAX_CHUNK, MachineId, ReleasePublicKey, app_package,
-    transport,
+    ClusterView, ControlAction, DesiredState, MAX_CHUNK, MachineId, app_package, transport,
 };
 
 use crate::{cluster_dir::ClusterDir, connect};
@@ -71,8 +70,7 @@ pub async fn run(dir: &ClusterDir, command: AppCommand) -> anyhow::Result<()> {
 /// The signed package of `source` (a directory with app.toml, or a package file), verified
 /// against the cluster's release key.
 pub async fn package(dir: &ClusterDir, source: &Path) -> anyhow::Result<(Vec<u8>, String)> {
-    let trusted = ReleasePublicKey::from_openssh(&dir.config.release_key)
-        .context("the cluster's release key")?;
+    let trusted = dir.trusted_release_key()?;
     let package = if source.is_dir() {
         let (spec, files) = app_package::read_app_dir(source)?;
         let mut manifest = app_package::app_manifest(&spec, &files);

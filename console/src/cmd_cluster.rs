@@ -187,7 +187,7 @@ pub async fn package(
 /// Push a release to one peer; it upgrades, and the others follow it.
 pub async fn upgrade(dir: &ClusterDir, file: &Path) -> anyhow::Result<()> {
     let package = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
-    let trusted = smon_proto::ReleasePublicKey::from_openssh(&dir.config.release_key)?;
+    let trusted = dir.trusted_release_key()?;
     let (_, manifest) = release::verify_package(&package, &trusted)
         .with_context(|| format!("{}", file.display()))?;
     let (machine, client) = connect::any_peer(dir).await?;

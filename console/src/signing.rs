@@ -6,9 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use smon_proto::{
-    OPERATOR_KEY_FILE, OperatorKey, PackageManifest, ReleasePublicKey, release, tarpc, transport,
-};
+use smon_proto::{OPERATOR_KEY_FILE, OperatorKey, PackageManifest, release, tarpc, transport};
 
 use crate::cluster_dir::{ClusterDir, write_atomic};
 
@@ -21,8 +19,7 @@ pub async fn sign(dir: &ClusterDir, manifest: &mut PackageManifest) -> anyhow::R
     } else {
         *manifest = sign_by_agent(dir, manifest).await?;
     }
-    let trusted = ReleasePublicKey::from_openssh(&dir.config.release_key)
-        .context("the cluster's release key")?;
+    let trusted = dir.trusted_release_key()?;
     release::verify_signature(manifest, &trusted).context("the new signature")?;
     Ok(())
 }
@@ -59,8 +56,7 @@ pub async fn signed_package(dir: &ClusterDir) -> anyhow::Result<PathBuf> {
     let file = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
     let (binary, mut manifest) =
         release::split_package(&file).with_context(|| format!("{}", path.display()))?;
-    let trusted = ReleasePublicKey::from_openssh(&dir.config.release_key)
-        .context("the cluster's release key")?;
+    let trusted = dir.trusted_release_key()?;
     if release::verify_signature(&manifest, &trusted).is_ok() {
         return Ok(path);
     }

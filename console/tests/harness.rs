@@ -189,8 +189,13 @@ pub fn describe(pids: &[i32]) -> String {
         .join("; ")
 }
 
+/// SIGKILL `pid` (quietly: it may have ended meanwhile).
 pub fn kill(pid: i32) {
-    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// Alive and not a zombie.

@@ -338,6 +338,16 @@ fn deploy_eight_then_recover(kind: &str) {
         }
     }
     assert!(files > MACHINES * 3);
+    // Nor the operator key, with which the agent signs releases.
+    let operator = std::fs::read(dir.join("operator.key")).unwrap();
+    for entry in walk(&lab.base().join("home")) {
+        let data = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !data.windows(operator.len()).any(|w| w == operator),
+            "{} holds the operator key",
+            entry.display()
+        );
+    }
 
     // Every login was signed by the agent and audited.
     let audit = sh(Command::new(agent_bin()).args(["audit", "--limit", "1000", "-C", d]));
@@ -585,5 +595,32 @@ fn ssh_trust_on_first_use_is_an_explicit_cluster_option() {
         })
         .count();
     assert!(learned >= 1, "no peer recorded a host key");
+
+    // An application, signed by the agent, spreads to the SSH machines and runs on each,
+    // under the user's ~/.smon.
+    let app = lab.base().join("sleeper");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("app.toml"),
+        "name = \"sleeper\"\nversion = \"1.0.0\"\nstart = \"exec sleep 100007\"\n",
+    )
+    .unwrap();
+    console(&["-C", d, "app", "install", app.to_str().unwrap()]);
+    let running = || {
+        let out = Command::new(console_bin())
+            .args(["-C", d, "app", "status", "sleeper", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|s| s["rows"].as_array().cloned())
+            .is_some_and(|rows| {
+                rows.len() == MACHINES && rows.iter().all(|r| r["state"] == "running")
+            })
+    };
+    wait_for(Duration::from_secs(120), "sleeper running on 8", running);
+    for i in 0..MACHINES {
+        assert!(lab.root(i).join("apps/sleeper").is_dir(), "machine {i}");
+    }
     console(&["-C", d, "agent", "stop"]);
 }

@@ -158,6 +158,17 @@ fn agent_start_asks_for_an_encrypted_keys_passphrase_on_the_terminal() {
         vec!["--key".into(), key.to_str().unwrap().into()]
     });
     assert!(!c.dir.join("release.key").exists());
+    // An agent with another key could not sign this cluster's releases: refused up front.
+    let other = c.tmp.path().join("other");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let err = c.fails(&["agent", "start", "--key", other.to_str().unwrap()]);
+    assert!(err.contains("not this cluster's release key"), "{err}");
+    assert!(!c.dir.join("agent.pid").exists());
     // The package is not signed until the agent signs it: deploy says so.
     let err = c.fails(&["deploy"]);
     assert!(err.contains("agent start"), "{err}");
@@ -213,6 +224,16 @@ fn agent_start_asks_for_an_encrypted_keys_passphrase_on_the_terminal() {
 
     // The agent signs the package (its key is the release key): the cluster deploys.
     c.ok(&["deploy"]);
+    // A release for an upgrade is signed by the agent too.
+    let release = c.tmp.path().join("peer-9.9.9");
+    let out = c.ok(&[
+        "package",
+        "--version",
+        "9.9.9",
+        "--out",
+        release.to_str().unwrap(),
+    ]);
+    assert!(out.contains("signed"), "{out}");
     c.ok(&["wait", "--deployed", "all", "--timeout", "90s"]);
     let audit = Command::new(harness::console_bin().with_file_name("smon-agent"))
         .args(["audit", "-C"])

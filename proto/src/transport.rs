@@ -27,13 +27,16 @@ pub async fn connect<Item, SinkItem>(
     timeout: Duration,
 ) -> Result<NoiseTransport<Item, SinkItem>, ProtoError> {
     let name = addr.to_string();
+    // One budget for connecting and the handshake together.
+    let started = std::time::Instant::now();
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ProtoError::Handshake {
             peer: name.clone(),
             reason: format!("connect timed out after {timeout:?}"),
         })??;
-    initiate_on(stream, key, timeout).await
+    let left = timeout.saturating_sub(started.elapsed());
+    initiate_on(stream, key, left.max(Duration::from_millis(1))).await
 }
 
 /// Run the initiator handshake on a stream the caller opened (from a chosen source address,
