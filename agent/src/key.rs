@@ -41,7 +41,7 @@ impl KeySource {
                 .decrypt(pass.as_bytes())
                 .map_err(|_| anyhow::anyhow!("{}: wrong passphrase", path.display()))?;
         }
-        check_algorithm(key.public_key())?;
+        check_algorithm(key.public_key()).with_context(|| format!("{}", path.display()))?;
         Ok(KeySource::File(Arc::new(key)))
     }
 
@@ -160,7 +160,7 @@ pub fn read_private_key(path: &Path) -> anyhow::Result<PrivateKey> {
 /// The public half of a key file, read without its passphrase (OpenSSH stores it in clear).
 pub fn public_key_of_file(path: &Path) -> anyhow::Result<PublicKey> {
     let key = read_private_key(path)?;
-    check_algorithm(key.public_key())?;
+    check_algorithm(key.public_key()).with_context(|| format!("{}", path.display()))?;
     Ok(key.public_key().clone())
 }
 

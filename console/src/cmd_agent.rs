@@ -74,7 +74,7 @@ impl AgentKey {
     /// The public key, read without a passphrase (or listed by the ssh-agent).
     pub async fn public_key(&self) -> anyhow::Result<String> {
         let key = match self {
-            AgentKey::File(path) => smon_agent::key::public_key_of_file(path)?,
+            AgentKey::File(path) => smon_agent::key::public_key_of_file(path).context("--key")?,
             AgentKey::SshAgent { socket, identity } => {
                 let socket = match socket {
                     Some(s) => s.clone(),

@@ -233,12 +233,9 @@ pub async fn set_membership(
         scan: scan_host_keys,
         trust_on_first_use: dir.config.ssh_trust_on_first_use,
     };
-    let membership = crate::host_keys::pin(
-        &dir.path.join(smon_peer::daemon::ssh::KNOWN_HOSTS),
-        membership,
-        policy,
-    )
-    .await?;
+    let known_hosts = dir.path.join(smon_peer::daemon::ssh::KNOWN_HOSTS);
+    let how = format!("add their keys to {} (ssh-keyscan)", known_hosts.display());
+    let membership = crate::host_keys::pin(&known_hosts, membership, policy, &how).await?;
     ClusterDir::make_local_dirs(&dir.config, &membership)?;
     let answer = connect::control(
         dir,

@@ -109,7 +109,8 @@ pub async fn init(
                 std::fs::read(file).with_context(|| format!("--known-hosts {}", file.display()))?;
             write_atomic(&known_hosts, &text, 0o644)?;
         }
-        let membership = host_keys::pin(&known_hosts, membership, options.pins).await?;
+        let how = "give their keys with --known-hosts FILE (ssh-keyscan output)";
+        let membership = host_keys::pin(&known_hosts, membership, options.pins, how).await?;
         build(
             &staging,
             &dir,

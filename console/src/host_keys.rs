@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use smon_peer::daemon::ssh;
 use smon_proto::{MachineId, Membership};
 
@@ -18,11 +18,13 @@ pub struct PinPolicy {
     pub trust_on_first_use: bool,
 }
 
-/// `membership` with every SSH machine's pinned host key from `known_hosts`.
+/// `membership` with every SSH machine's pinned host key from `known_hosts`. `how_to_pin`
+/// says, in the error about unpinned machines, where the operator's pins go.
 pub async fn pin(
     known_hosts: &Path,
     membership: Membership,
     policy: PinPolicy,
+    how_to_pin: &str,
 ) -> anyhow::Result<Membership> {
     let ssh_machines: Vec<(MachineId, String, u16)> = membership
         .machines()
@@ -42,7 +44,9 @@ pub async fn pin(
             {
                 continue;
             }
-            let key = ssh::scan_host_key(host, *port).await?;
+            let key = ssh::scan_host_key(host, *port).await.with_context(|| {
+                format!("--scan-host-keys: fetching the host key of {host}:{port}")
+            })?;
             ssh::record_host_key(known_hosts, host, *port, &key)?;
             println!("pinned {host}:{port} {}", ssh::host_key_fingerprint(&key));
         }
@@ -54,13 +58,12 @@ pub async fn pin(
     let unpinned: Vec<String> = pinned.unpinned().map(|m| m.to_string()).collect();
     if !unpinned.is_empty() && !policy.trust_on_first_use {
         bail!(
-            "{} SSH machine(s) have no pinned host key ({}{}): add them to {} (ssh-keyscan), \
-             pass --scan-host-keys to fetch and pin them now, or init the cluster with \
+            "{} SSH machine(s) have no pinned host key ({}{}): {how_to_pin}, pass \
+             --scan-host-keys to fetch and pin them now, or init the cluster with \
              --ssh-trust-on-first-use",
             unpinned.len(),
             unpinned[..unpinned.len().min(3)].join(", "),
             if unpinned.len() > 3 { ", …" } else { "" },
-            known_hosts.display()
         );
     }
     Ok(pinned)
