@@ -536,3 +536,43 @@ fn bad_host_key_sections_are_refused_with_a_reason() {
     blob[4] = 2;
     assert!(blob_err(&blob).contains("host key"), "{}", blob_err(&blob));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn decode_never_panics_on_arbitrary_host_key_sections(
+        section in prop::collection::vec(any::<u8>(), 0..512),
+    ) {
+        // Three valid names, then whatever bytes as the key section.
+        let names = ["h1", "h2", "local:a"];
+        let mut raw = Vec::new();
+        let mut previous = "";
+        for name in names {
+            let shared = previous.bytes().zip(name.bytes()).take_while(|(a, b)| a == b).count();
+            raw.extend(entry(shared as u8, &name[shared..]));
+            previous = name;
+        }
+        raw.extend_from_slice(&section);
+        let mut blob = blob_of_raw(3, &raw);
+        blob[4] = 2;
+        let _ = Membership::decode(&blob);
+    }
+
+    #[test]
+    fn lists_with_pins_round_trip(
+        version in any::<u64>(),
+        list in prop::collection::vec(machine(), 0..100),
+        pin_mask in any::<u128>(),
+    ) {
+        let mut n = 0u32;
+        let membership = Membership::new(version, list).with_host_keys(|_| {
+            n += 1;
+            (pin_mask >> (n % 128) & 1 == 1).then(|| host_key(n as u8))
+        });
+        let blob = membership.encode();
+        let back = Membership::decode(&blob).unwrap();
+        prop_assert_eq!(&back, &membership);
+        prop_assert_eq!(back.encode(), blob);
+    }
+}
