@@ -163,7 +163,10 @@ impl Actor {
                 }
             }
             Msg::AppFetched { app, ok } => {
-                self.apps.end_fetch(&app.name, app.version);
+                if let Some(all) = self.apps.end_fetch(&app.name, app.version, ok) {
+                    self.core
+                        .handle(now, Input::AppStates(all), &mut self.rng, out);
+                }
                 self.core
                     .handle(now, Input::AppFetched { app, ok }, &mut self.rng, out);
             }
@@ -499,8 +502,13 @@ impl Actor {
     /// Fetch an application from the peer that offered it, verify and install it (one fetch
     /// per version at a time; on failure the next offer tries again).
     fn fetch_app(&mut self, from: MachineId, app: AppDecl) {
-        if !self.apps.begin_fetch(&app.name, app.version) {
+        let (started, installing) = self.apps.begin_fetch(&app);
+        if !started {
             return;
+        }
+        // Shown in the machine's record from the actor's next message on.
+        if let Some(status) = installing {
+            let _ = self.tx.try_send(Msg::AppStatus(status));
         }
         let addr = self.config.peer_address(&from);
         let (key, tx, root, trusted) = (

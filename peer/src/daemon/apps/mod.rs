@@ -21,7 +21,7 @@ use std::{
     sync::Arc,
 };
 
-use smon_proto::{AppDecl, AppStatus, DesiredState, Refusal, Version};
+use smon_proto::{AppDecl, AppState, AppStatus, DesiredState, Refusal, Version};
 use tokio::sync::mpsc;
 
 use runfile::Override;
@@ -120,12 +120,98 @@ impl Apps {
         }
     }
 
-    /// Note a fetch of `name` `version`; false when one is already under way.
-    pub fn begin_fetch(&mut self, name: &str, version: Version) -> bool {
-        self.fetching.insert((name.to_owned(), version))
+    /// Note a fetch of `app`; false when one is already under way. An application new to
+    /// this machine shows as `installing` meanwhile: its status, for [`Apps::on_status`].
+    pub fn begin_fetch(&mut self, app: &AppDecl) -> (bool, Option<AppStatus>) {
+        if !self.fetching.insert((app.name.clone(), app.version)) {
+            return (false, None);
+        }
+        let new_here =
+            !self.statuses.contains_key(&app.name) && !self.tasks.contains_key(&app.name);
+        let installing = new_here.then(|| AppStatus {
+            name: app.name.clone(),
+            version: app.version,
+            desired: app.desired,
+            state: AppState::Installing,
+            restarts: 0,
+        });
+        (true, installing)
     }
 
-    pub fn end_fetch(&mut self, name: &str, version: Version) {
+    /// The fetch of `name` `version` ended; after a failure, an `installing` status is taken
+    /// back (the next offer tries again): the full list if it changed.
+    pub fn end_fetch(&mut self, name: &str, version: Version, ok: bool) -> Option<Vec<AppStatus>> {
         self.fetching.remove(&(name.to_owned(), version));
+        let installing = self
+            .statuses
+            .get(name)
+            .is_some_and(|s| s.state == AppState::Installing && s.version == version);
+        if ok || !installing {
+            return None;
+        }
+        self.statuses.remove(name);
+        Some(self.statuses.values().cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl(version: u32) -> AppDecl {
+        AppDecl {
+            name: "web".into(),
+            version: Version::new(version, 0, 0),
+            desired: DesiredState::Online,
+            desired_rev: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_application_shows_installing_until_its_fetch_fails_or_it_runs() {
+        let (tx, _rx) = mpsc::channel(8);
+        let dir = tempfile::tempdir().unwrap();
+        let mut apps = Apps::start(
+            AppCtx {
+                root: dir.path().to_owned(),
+                machine: smon_proto::MachineId::local("m1"),
+                host: "127.0.0.1".into(),
+                tx,
+            },
+            &[],
+        );
+        let (started, installing) = apps.begin_fetch(&decl(1));
+        let installing = installing.expect("new here: installing");
+        assert!(started);
+        assert_eq!(installing.state, AppState::Installing);
+        assert_eq!(
+            apps.begin_fetch(&decl(1)),
+            (false, None),
+            "one fetch at a time"
+        );
+        let all = apps.on_status(installing).expect("a change");
+        assert_eq!(all[0].state, AppState::Installing);
+
+        // The fetch fails: the status is taken back, and the next offer tries again.
+        let all = apps
+            .end_fetch("web", Version::new(1, 0, 0), false)
+            .expect("a change");
+        assert!(all.is_empty());
+        let (started, installing) = apps.begin_fetch(&decl(1));
+        assert!(started && installing.is_some());
+
+        // It succeeds: the supervisor's report replaces the status; nothing to take back.
+        apps.on_status(installing.unwrap());
+        assert_eq!(apps.end_fetch("web", Version::new(1, 0, 0), true), None);
+        let running = AppStatus {
+            state: AppState::Running,
+            ..apps.statuses(None)[0].clone()
+        };
+        apps.on_status(running);
+        // A newer version is fetched while the old one runs: no `installing` over `running`.
+        let (started, installing) = apps.begin_fetch(&decl(2));
+        assert!(started && installing.is_none());
+        assert_eq!(apps.end_fetch("web", Version::new(2, 0, 0), false), None);
+        assert_eq!(apps.statuses(None)[0].state, AppState::Running);
     }
 }
