@@ -146,6 +146,7 @@ impl Agent {
                 match transport::accept(stream, &key, smon_proto::noise::HANDSHAKE_TIMEOUT).await {
                     Ok(t) => {
                         let conn = Conn { agent, addr };
+                        let t = transport::IdleTimeout::new(t, transport::IDLE_TIMEOUT);
                         BaseChannel::with_defaults(t)
                             .execute(conn.serve())
                             .for_each(transport::spawn_request)

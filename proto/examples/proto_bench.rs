@@ -135,7 +135,7 @@ async fn peer_server(key: &ClusterKey, payload: Arc<Vec<u8>>) -> SocketAddr {
     tokio::spawn(transport::serve_connections(
         listener,
         key.clone(),
-        noise::HANDSHAKE_TIMEOUT,
+        transport::ServeLimits::default(),
         move |t: ServerTransport<PeerServiceRequest, PeerServiceResponse>, _| {
             let server = BenchPeer {
                 payload: payload.clone(),
@@ -157,7 +157,7 @@ async fn agent_server(key: &ClusterKey) -> SocketAddr {
     tokio::spawn(transport::serve_connections(
         listener,
         key.clone(),
-        noise::HANDSHAKE_TIMEOUT,
+        transport::ServeLimits::default(),
         |t: ServerTransport<AgentServiceRequest, AgentServiceResponse>, _| async move {
             BaseChannel::with_defaults(t)
                 .execute(BenchAgent.serve())

@@ -8,6 +8,7 @@ pub mod app_package;
 mod cluster;
 mod cluster_key;
 mod error;
+mod idle;
 mod livetag;
 mod machine;
 mod manifest;

@@ -7,6 +7,7 @@ use tarpc::{client, tokio_serde::formats::Bincode};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio_util::codec::Framed;
 
+pub use crate::idle::IdleTimeout;
 use crate::{
     AgentServiceClient, ClusterKey, PeerServiceClient, ProtoError,
     noise::{self, NoiseCodec},
@@ -36,7 +37,16 @@ pub async fn connect<Item, SinkItem>(
             reason: format!("connect timed out after {timeout:?}"),
         })??;
     let left = timeout.saturating_sub(started.elapsed());
-    initiate_on(stream, key, left.max(Duration::from_millis(1))).await
+    initiate_on(stream, key, left.max(Duration::from_millis(1)))
+        .await
+        .map_err(|e| match e {
+            // The budget the caller gave, not what was left of it.
+            ProtoError::HandshakeTimeout { peer, .. } => ProtoError::HandshakeTimeout {
+                peer,
+                after: timeout,
+            },
+            e => e,
+        })
 }
 
 /// Run the initiator handshake on a stream the caller opened (from a chosen source address,
@@ -100,9 +110,30 @@ pub async fn agent_client(
     Ok(AgentServiceClient::new(client::Config::default(), transport).spawn())
 }
 
-/// The tarpc transport a server of requests `Req` and responses `Resp` gets.
+/// The tarpc transport a server of requests `Req` and responses `Resp` gets: it ends after
+/// [`ServeLimits::idle`] without traffic.
 pub type ServerTransport<Req, Resp> =
-    NoiseTransport<tarpc::ClientMessage<Req>, tarpc::Response<Resp>>;
+    IdleTimeout<NoiseTransport<tarpc::ClientMessage<Req>, tarpc::Response<Resp>>>;
+
+/// How long a server waits for a connection's handshake, and then for its next message.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    pub handshake: Duration,
+    pub idle: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            handshake: noise::HANDSHAKE_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// A served connection that carries nothing either way this long is closed. Clients call and
+/// go (peers), or call every few seconds (consoles): minutes of silence is a stuck client.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Accept connections forever; each gets its own task, so a bad or silent client (wrong key,
 /// garbage, a stalled handshake) affects only itself. `on_transport` serves one connection,
@@ -110,7 +141,7 @@ pub type ServerTransport<Req, Resp> =
 pub async fn serve_connections<Req, Resp, F, Fut>(
     listener: TcpListener,
     key: ClusterKey,
-    handshake_timeout: Duration,
+    limits: ServeLimits,
     on_transport: F,
 ) where
     F: Fn(ServerTransport<Req, Resp>, SocketAddr) -> Fut + Clone + Send + 'static,
@@ -131,8 +162,8 @@ pub async fn serve_connections<Req, Resp, F, Fut>(
         let key = key.clone();
         let on_transport = on_transport.clone();
         tokio::spawn(async move {
-            match accept(stream, &key, handshake_timeout).await {
-                Ok(transport) => on_transport(transport, addr).await,
+            match accept(stream, &key, limits.handshake).await {
+                Ok(transport) => on_transport(IdleTimeout::new(transport, limits.idle), addr).await,
                 Err(e) => tracing::debug!("refused {addr}: {e}"),
             }
         });

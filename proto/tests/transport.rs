@@ -20,7 +20,7 @@ use smon_proto::{
         context,
         server::{BaseChannel, Channel},
     },
-    transport::{self, ServerTransport},
+    transport::{self, ServeLimits, ServerTransport},
     *,
 };
 use tokio::{
@@ -276,11 +276,19 @@ async fn listen() -> (TcpListener, SocketAddr) {
 
 /// A peer server on a fresh loopback port.
 async fn peer_server(key: &ClusterKey, handshake_timeout: Duration) -> SocketAddr {
+    let limits = ServeLimits {
+        handshake: handshake_timeout,
+        ..ServeLimits::default()
+    };
+    peer_server_with(key, limits).await
+}
+
+async fn peer_server_with(key: &ClusterKey, limits: ServeLimits) -> SocketAddr {
     let (listener, addr) = listen().await;
     tokio::spawn(transport::serve_connections(
         listener,
         key.clone(),
-        handshake_timeout,
+        limits,
         |t: ServerTransport<PeerServiceRequest, PeerServiceResponse>, _| async move {
             BaseChannel::with_defaults(t)
                 .execute(TestPeer.serve())
@@ -296,7 +304,7 @@ async fn agent_server(key: &ClusterKey) -> SocketAddr {
     tokio::spawn(transport::serve_connections(
         listener,
         key.clone(),
-        noise::HANDSHAKE_TIMEOUT,
+        ServeLimits::default(),
         |t: ServerTransport<AgentServiceRequest, AgentServiceResponse>, _| async move {
             BaseChannel::with_defaults(t)
                 .execute(TestAgent.serve())
@@ -866,6 +874,38 @@ async fn a_silent_client_times_out_without_blocking_others() {
         started.elapsed() >= handshake_timeout,
         "closed after {:?}, before the handshake timeout",
         started.elapsed()
+    );
+    assert_serves(addr, &key).await;
+}
+
+#[tokio::test]
+async fn a_client_silent_after_the_handshake_is_closed_after_the_idle_timeout() {
+    let key = ClusterKey::generate();
+    let idle = Duration::from_millis(400);
+    let limits = ServeLimits {
+        idle,
+        ..ServeLimits::default()
+    };
+    let addr = peer_server_with(&key, limits).await;
+    // A client that calls every idle/4 for four idle periods is never cut.
+    let client = transport::peer_client(addr, &key, CONNECT).await.unwrap();
+    let mut pace = tokio::time::interval(idle / 4);
+    let started = Instant::now();
+    while started.elapsed() < idle * 4 {
+        pace.tick().await;
+        client.ping(ctx(), ping_from("busy")).await.unwrap();
+    }
+    // One that completes the handshake and then says nothing is closed after `idle`.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let _session = noise::initiate(&mut silent, &key, "silent", CONNECT)
+        .await
+        .unwrap();
+    let handshaken = Instant::now();
+    assert!(wait_closed(&mut silent).await.is_empty());
+    assert!(
+        handshaken.elapsed() >= idle,
+        "closed after {:?}",
+        handshaken.elapsed()
     );
     assert_serves(addr, &key).await;
 }

@@ -177,7 +177,7 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
     tokio::spawn(transport::serve_connections(
         listener,
         key.clone(),
-        smon_proto::noise::HANDSHAKE_TIMEOUT,
+        transport::ServeLimits::default(),
         move |t, _addr| {
             let server = server.clone();
             BaseChannel::with_defaults(t)
