@@ -12,8 +12,8 @@ use anyhow::Context;
 use futures::StreamExt;
 use russh::keys::ssh_key::{HashAlg, LineEnding, SshSig, encoding::Encode};
 use smon_proto::{
-    AgentService, ChallengeRequest, ClusterConfig, ClusterKey, MachineId, Membership,
-    OPERATOR_KEY_FILE, OperatorKey, PackageManifest, Refusal, ReleasePublicKey,
+    AgentService, ChallengeRequest, ClusterConfig, ClusterKey, MEMBERSHIP_NAMESPACE, MachineId,
+    Membership, OPERATOR_KEY_FILE, OperatorKey, PackageManifest, Refusal, ReleasePublicKey,
     release::SIGNATURE_NAMESPACE,
     tarpc::{
         context::Context as Ctx,
@@ -47,13 +47,12 @@ fn release_signing(
 ) -> Result<OperatorKey, String> {
     let trusted = ReleasePublicKey::from_openssh(&config.release_key).ok();
     if trusted.as_ref().map(|k| k.key_data()) != Some(public.key_data()) {
-        return Err(
-            "the cluster's release key is not this agent's key (its packages are signed with \
-             release.key in the cluster directory)"
-                .into(),
-        );
+        return Err("the cluster's release key is not this agent's key".into());
     }
-    OperatorKey::load(&dir.join(OPERATOR_KEY_FILE)).map_err(|e| e.to_string())
+    OperatorKey::load(&dir.join(OPERATOR_KEY_FILE)).map_err(|e| {
+        tracing::warn!("releases and memberships will not be signed: {e}");
+        "the cluster directory has no usable operator key".into()
+    })
 }
 
 struct Inner {
@@ -270,45 +269,99 @@ impl Agent {
             ..Entry::default()
         };
         let outcome = async {
-            self.0
-                .limiter
-                .check(&from.ip().to_string())
-                .map_err(|_| Refusal::RateLimited)?;
-            let operator = self.0.release_signing.as_ref().map_err(|why| {
-                Refusal::Denied(format!("this agent does not sign releases: {why}"))
-            })?;
-            manifest.signer.clear();
-            manifest.signature.clear();
-            if !operator.verify(&manifest, &proof) {
-                return Err(Refusal::Denied(
-                    "no valid operator proof: only the operator's console may have releases \
-                     signed"
-                        .into(),
-                ));
-            }
+            self.operator_asks(from, |operator| operator.verify(&manifest, &proof))?;
             manifest.signer = self.0.public_openssh.clone();
             manifest.signature.clear();
-            let hash = HashAlg::Sha512;
-            let bad = |e: String| Refusal::Busy(e);
-            let data = SshSig::signed_data(SIGNATURE_NAMESPACE, hash, &manifest.signing_bytes())
-                .map_err(|e| bad(e.to_string()))?;
-            let sig = self.0.key.sign(data, Some(hash)).await.map_err(bad)?;
-            let sshsig = SshSig::new(
-                self.0.key.public_key().key_data().clone(),
-                SIGNATURE_NAMESPACE,
-                hash,
-                sig,
-            )
-            .map_err(|e| bad(e.to_string()))?;
-            manifest.signature = sshsig
-                .to_pem(LineEnding::LF)
-                .map_err(|e| bad(e.to_string()))?
-                .into_bytes();
+            manifest.signature = self
+                .sshsig(SIGNATURE_NAMESPACE, &manifest.signing_bytes())
+                .await?;
             Ok(())
         }
         .await;
         self.decide(entry, outcome).await?;
         Ok(manifest)
+    }
+
+    /// Sign a membership blob (which makes its pinned host keys believable), for the holder
+    /// of the operator key only; the blob must be an unsigned membership list, nothing else.
+    pub async fn sign_membership(
+        &self,
+        from: SocketAddr,
+        blob: Vec<u8>,
+        proof: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        let mut entry = Entry {
+            conn: from.to_string(),
+            call: "sign_membership",
+            ..Entry::default()
+        };
+        let outcome = async {
+            self.operator_asks(from, |operator| operator.verify_membership(&blob, &proof))?;
+            let list = Membership::decode(&blob)
+                .map_err(|e| Refusal::Invalid(format!("not a membership blob: {e}")))?;
+            entry.target = format!(
+                "membership version {} ({} machines)",
+                list.version,
+                list.len()
+            );
+            if list.signing_bytes() != blob {
+                return Err(Refusal::Invalid(
+                    "the blob is signed already, or not in canonical form".into(),
+                ));
+            }
+            self.sshsig(MEMBERSHIP_NAMESPACE, &blob).await
+        }
+        .await;
+        match outcome {
+            Ok(signature) => {
+                self.decide(entry, Ok(())).await?;
+                Ok(signature)
+            }
+            Err(r) => Err(self.decide(entry, Err(r)).await.unwrap_err()),
+        }
+    }
+
+    /// The checks before a release-key signature: the rate limit, that this agent's key is
+    /// the release key, and the operator's proof.
+    fn operator_asks(
+        &self,
+        from: SocketAddr,
+        proof_holds: impl FnOnce(&OperatorKey) -> bool,
+    ) -> Result<(), Refusal> {
+        self.0
+            .limiter
+            .check(&from.ip().to_string())
+            .map_err(|_| Refusal::RateLimited)?;
+        let operator = self.0.release_signing.as_ref().map_err(|why| {
+            Refusal::Denied(format!("this agent does not sign for the cluster: {why}"))
+        })?;
+        if !proof_holds(operator) {
+            return Err(Refusal::Denied(
+                "no valid operator proof: only the operator's console may have releases or \
+                 memberships signed"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An sshsig (PEM) of `data` in `namespace` with the agent's key.
+    async fn sshsig(&self, namespace: &str, data: &[u8]) -> Result<Vec<u8>, Refusal> {
+        let hash = HashAlg::Sha512;
+        let bad = |e: String| Refusal::Busy(e);
+        let signed = SshSig::signed_data(namespace, hash, data).map_err(|e| bad(e.to_string()))?;
+        let sig = self.0.key.sign(signed, Some(hash)).await.map_err(bad)?;
+        let sshsig = SshSig::new(
+            self.0.key.public_key().key_data().clone(),
+            namespace,
+            hash,
+            sig,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        Ok(sshsig
+            .to_pem(LineEnding::LF)
+            .map_err(|e| bad(e.to_string()))?
+            .into_bytes())
     }
 }
 
@@ -334,6 +387,15 @@ impl AgentService for Conn {
         proof: Vec<u8>,
     ) -> Result<PackageManifest, Refusal> {
         self.agent.sign_package(self.addr, manifest, proof).await
+    }
+
+    async fn sign_membership(
+        self,
+        _: Ctx,
+        blob: Vec<u8>,
+        proof: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        self.agent.sign_membership(self.addr, blob, proof).await
     }
 
     async fn public_key(self, _: Ctx) -> String {

@@ -93,6 +93,43 @@ async fn genuine_signs(kind: &str, algorithm: &str) {
     let rows = audit::read(&dir.join("agent-audit.db"), 10, true).unwrap();
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows.iter().all(|r| r.call == "sign_package"), "{rows:?}");
+
+    // Memberships (their pinned host keys) likewise: signed for the operator only, and only
+    // what is an unsigned membership list.
+    let mut list =
+        smon_proto::Membership::decode(&std::fs::read(dir.join("membership.blob")).unwrap())
+            .unwrap();
+    let blob = list.signing_bytes();
+    let signature = client
+        .sign_membership(ctx(), blob.clone(), operator.prove_membership(&blob))
+        .await
+        .unwrap()
+        .unwrap();
+    list.set_signature(signature);
+    list.verify_signature(&public).unwrap();
+    let r = client
+        .sign_membership(ctx(), blob.clone(), Vec::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Err(Refusal::Denied(s)) if s.contains("operator")),
+        "{r:?}"
+    );
+    let garbage = b"not a membership".to_vec();
+    let r = client
+        .sign_membership(ctx(), garbage.clone(), operator.prove_membership(&garbage))
+        .await
+        .unwrap();
+    assert!(matches!(&r, Err(Refusal::Invalid(_))), "{r:?}");
+    let signed = list.encode();
+    let r = client
+        .sign_membership(ctx(), signed.clone(), operator.prove_membership(&signed))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Err(Refusal::Invalid(s)) if s.contains("signed already")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

@@ -133,14 +133,22 @@ pub enum AgentCommand {
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Let this process log in to SSH machines through the cluster's agent.
-pub fn set_ssh_context(dir: &ClusterDir) {
+/// Let this process log in to SSH machines through the cluster's agent, checking their host
+/// keys against those `membership` pins.
+pub fn set_ssh_context(
+    dir: &ClusterDir,
+    membership: &smon_proto::Membership,
+) -> anyhow::Result<()> {
     ssh::set_context(ssh::SshContext {
         key: dir.key.clone(),
         requester: MachineId::local("console"),
         known_hosts: dir.path.join(ssh::KNOWN_HOSTS),
     });
-    ssh::pin_host_keys(std::sync::Arc::new(dir.membership.clone()));
+    ssh::pin_host_keys(
+        std::sync::Arc::new(membership.clone()),
+        &dir.trusted_release_key()?,
+    );
+    Ok(())
 }
 
 fn agent_bin() -> PathBuf {

@@ -34,15 +34,16 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
         )
     })?;
     let package = crate::signing::signed_package(dir).await?;
+    let membership = crate::signing::signed_membership(dir).await?;
     let seed = InstallSeed {
         me: machine.clone(),
         deployer: "console".into(),
         config: dir.config.clone(),
         cluster_key: dir.key.bytes().to_vec(),
-        membership: dir.membership.encode(),
-        spread_origin: Some((index, dir.membership.version)),
+        membership: membership.encode(),
+        spread_origin: Some((index, membership.version)),
     };
-    crate::cmd_agent::set_ssh_context(dir);
+    crate::cmd_agent::set_ssh_context(dir, &membership)?;
     let message = machine_ops::deploy(&dir.config, &machine, &package, &seed)
         .await
         .with_context(|| format!("deploying to {machine}"))?;
@@ -235,7 +236,10 @@ pub async fn set_membership(
     };
     let known_hosts = dir.path.join(smon_peer::daemon::ssh::KNOWN_HOSTS);
     let how = format!("add their keys to {} (ssh-keyscan)", known_hosts.display());
-    let membership = crate::host_keys::pin(&known_hosts, membership, policy, &how).await?;
+    let mut membership = crate::host_keys::pin(&known_hosts, membership, policy, &how).await?;
+    if membership.has_pins() {
+        crate::signing::sign_membership(dir, &mut membership).await?;
+    }
     ClusterDir::make_local_dirs(&dir.config, &membership)?;
     let answer = connect::control(
         dir,

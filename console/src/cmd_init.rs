@@ -205,6 +205,17 @@ fn build(
     let json = serde_json::to_vec_pretty(&config)?;
     write_atomic(&staging.join("cluster.json"), &json, 0o644)?;
     write_atomic(&staging.join("machines"), text.as_bytes(), 0o644)?;
+    // Pins are believed only under the release key's signature: signed now with the
+    // directory's key; with the agent's, when `deploy` first needs them.
+    let mut membership = membership.clone();
+    if let (ReleaseSigner::Own(key), true) = (signer, membership.has_pins()) {
+        let signature = release::sign_bytes(
+            smon_proto::MEMBERSHIP_NAMESPACE,
+            &membership.signing_bytes(),
+            key,
+        )?;
+        membership.set_signature(signature);
+    }
     write_atomic(
         &staging.join("membership.blob"),
         &membership.encode(),
@@ -228,7 +239,7 @@ fn build(
         local_root: staging.join("machines.d"),
         ..config
     };
-    ClusterDir::make_local_dirs(&staged_config, membership)
+    ClusterDir::make_local_dirs(&staged_config, &membership)
 }
 
 /// A port free on the first local machines' addresses (random, so clusters do not collide).

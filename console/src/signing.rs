@@ -6,7 +6,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use smon_proto::{OPERATOR_KEY_FILE, OperatorKey, PackageManifest, release, tarpc, transport};
+use smon_proto::{
+    MEMBERSHIP_NAMESPACE, Membership, OPERATOR_KEY_FILE, OperatorKey, PackageManifest, release,
+    tarpc, transport,
+};
 
 use crate::cluster_dir::{ClusterDir, write_atomic};
 
@@ -24,14 +27,14 @@ pub async fn sign(dir: &ClusterDir, manifest: &mut PackageManifest) -> anyhow::R
     Ok(())
 }
 
-async fn sign_by_agent(
+/// A connection to the cluster's agent, the operator key, and the agent's address.
+async fn agent(
     dir: &ClusterDir,
-    manifest: &PackageManifest,
-) -> anyhow::Result<PackageManifest> {
+) -> anyhow::Result<(smon_proto::AgentServiceClient, OperatorKey, String)> {
     let start = || {
         format!(
-            "this cluster's releases are signed by its agent: start it with `smon-console -C {} \
-             agent start`",
+            "this cluster's releases and memberships are signed by its agent: start it with \
+             `smon-console -C {} agent start`",
             dir.path.display()
         )
     };
@@ -40,13 +43,63 @@ async fn sign_by_agent(
     let client = transport::agent_client(addr.as_str(), &dir.key, AGENT_TIMEOUT)
         .await
         .with_context(|| format!("the agent at {addr}; {}", start()))?;
+    Ok((client, operator, addr))
+}
+
+fn deadline() -> tarpc::context::Context {
     let mut ctx = tarpc::context::current();
     ctx.deadline = std::time::Instant::now() + AGENT_TIMEOUT;
+    ctx
+}
+
+async fn sign_by_agent(
+    dir: &ClusterDir,
+    manifest: &PackageManifest,
+) -> anyhow::Result<PackageManifest> {
+    let (client, operator, addr) = agent(dir).await?;
     client
-        .sign_package(ctx, manifest.clone(), operator.prove(manifest))
+        .sign_package(deadline(), manifest.clone(), operator.prove(manifest))
         .await
         .with_context(|| format!("the agent at {addr}"))?
         .map_err(|refusal| anyhow::anyhow!("the agent at {addr} refused to sign: {refusal}"))
+}
+
+/// Sign `membership` (its pinned host keys) for this cluster; checked against its release key.
+pub async fn sign_membership(dir: &ClusterDir, membership: &mut Membership) -> anyhow::Result<()> {
+    let blob = membership.signing_bytes();
+    let signature = if dir.path.join("release.key").exists() {
+        release::sign_bytes(MEMBERSHIP_NAMESPACE, &blob, &dir.release_key()?)?
+    } else {
+        let (client, operator, addr) = agent(dir).await?;
+        client
+            .sign_membership(deadline(), blob.clone(), operator.prove_membership(&blob))
+            .await
+            .with_context(|| format!("the agent at {addr}"))?
+            .map_err(|refusal| anyhow::anyhow!("the agent at {addr} refused to sign: {refusal}"))?
+    };
+    membership.set_signature(signature);
+    membership
+        .verify_signature(&dir.trusted_release_key()?)
+        .map_err(|e| anyhow::anyhow!("the membership's new signature {e}"))
+}
+
+/// The cluster's membership, its pins signed: `init` leaves them unsigned when the agent is
+/// the signer, and they are signed the first time they are needed.
+pub async fn signed_membership(dir: &ClusterDir) -> anyhow::Result<Membership> {
+    let mut membership = dir.membership.clone();
+    if membership.has_pins()
+        && membership
+            .verify_signature(&dir.trusted_release_key()?)
+            .is_err()
+    {
+        sign_membership(dir, &mut membership).await?;
+        write_atomic(
+            &dir.path.join("membership.blob"),
+            &membership.encode(),
+            0o644,
+        )?;
+    }
+    Ok(membership)
 }
 
 /// The cluster's peer package, signed: `init` leaves it unsigned when the agent is the signer,

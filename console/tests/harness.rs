@@ -126,13 +126,7 @@ impl Cluster {
 
     /// A client of the peer of `name`, straight over RPC (no console in between).
     pub async fn client(&self, name: &str) -> smon_proto::PeerServiceClient {
-        let key = smon_proto::ClusterKey::load(&self.dir.join("cluster.key")).unwrap();
-        let config: smon_proto::ClusterConfig =
-            serde_json::from_slice(&std::fs::read(self.dir.join("cluster.json")).unwrap()).unwrap();
-        let addr = config.peer_address(&smon_proto::MachineId::local(name));
-        smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
-            .await
-            .unwrap()
+        peer_client(&self.dir, &smon_proto::MachineId::local(name)).await
     }
 
     /// Send `action` to the peer of `name` over RPC, bypassing the console's own checks; the
@@ -173,6 +167,20 @@ impl Drop for Cluster {
             );
         }
     }
+}
+
+/// A client of the peer of `machine` of the cluster in `dir`, straight over RPC.
+pub async fn peer_client(
+    dir: &Path,
+    machine: &smon_proto::MachineId,
+) -> smon_proto::PeerServiceClient {
+    let key = smon_proto::ClusterKey::load(&dir.join("cluster.key")).unwrap();
+    let config: smon_proto::ClusterConfig =
+        serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+    let addr = config.peer_address(machine);
+    smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
+        .await
+        .unwrap()
 }
 
 /// `pid: command line` for each pid, for failure messages.

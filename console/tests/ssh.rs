@@ -536,6 +536,40 @@ fn ssh_machines_added_later_get_their_host_keys_through_the_membership() {
         lab.deployed() == 4
     });
 
+    // A membership that any holder of K_E could send, with other pins for all eight and
+    // without the release key's signature: the peers take its list but not its pins, so they
+    // refuse to log in to the four new machines (never "HOST KEY CHANGED").
+    let forged = smon_proto::Membership::new(50, all.iter().map(|m| m.parse().unwrap()).collect())
+        .with_host_keys(|_| smon_proto::ReleasePublicKey::from_openssh(&other.join(" ")).ok());
+    assert!(forged.has_pins());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answer = runtime.block_on(async {
+        let client = peer_client(&dir, &all[0].parse().unwrap()).await;
+        client
+            .control(
+                smon_proto::tarpc::context::current(),
+                smon_proto::ControlAction::SetMembership {
+                    blob: forged.encode(),
+                },
+            )
+            .await
+            .unwrap()
+    });
+    assert!(answer.is_ok(), "{answer:?}");
+    let logs = || -> String {
+        (0..MACHINES)
+            .filter_map(|i| std::fs::read_to_string(lab.root(i).join("peer.log")).ok())
+            .collect()
+    };
+    wait_for(
+        Duration::from_secs(60),
+        "a login to a new machine refused for want of a pin",
+        || logs().contains("pinned neither by the membership"),
+    );
+    assert!(logs().contains("its pins are ignored"));
+    assert!(!logs().contains("HOST KEY CHANGED"));
+    assert_eq!(lab.deployed(), 4);
+
     // Four more: refused while their keys are not pinned (nothing changes), then scanned,
     // pinned into the membership, and deployed by the peers, which had never seen them.
     let eight = lab.base().join("eight");

@@ -124,6 +124,15 @@ impl AgentService for BenchAgent {
     ) -> Result<PackageManifest, Refusal> {
         Ok(manifest)
     }
+    async fn sign_membership(
+        self,
+        _: context::Context,
+        blob: Vec<u8>,
+        _proof: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        Ok(blob)
+    }
+
     async fn public_key(self, _: context::Context) -> String {
         String::new()
     }

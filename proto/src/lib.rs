@@ -28,7 +28,7 @@ pub use error::{ProtoError, Result};
 pub use livetag::LiveTag;
 pub use machine::MachineId;
 pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha256};
-pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, Membership};
+pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, Membership};
 pub use operator_key::{OPERATOR_KEY_FILE, OperatorKey};
 pub use record::{MachineRecord, PeerState};
 pub use service::*;

@@ -7,7 +7,9 @@
 //! An SSH machine may carry its pinned host key: the list is what every peer trusts about
 //! which machines are the cluster's, so it is also where a peer learns the key it must see
 //! when it logs in to a machine added after it was deployed (format 2 appends them, after
-//! the names: count, then index delta, length and SSH wire blob per key).
+//! the names: count, then index delta, length and SSH wire blob per key; then the release
+//! key's signature over the list without it, since any holder of K_E can send a membership
+//! and only the operator may say what a machine's key is).
 
 use std::fmt::Write;
 
@@ -29,6 +31,10 @@ const FORMAT_NAMES: u8 = 1;
 const FORMAT_HOST_KEYS: u8 = 2;
 /// An SSH public key blob longer than this is refused (RSA-16384 is about 2 KB).
 const MAX_HOST_KEY_BYTES: usize = 4096;
+/// The same for a signature (sshsig PEM).
+const MAX_SIGNATURE_BYTES: usize = 8192;
+/// The sshsig namespace of membership signatures.
+pub const MEMBERSHIP_NAMESPACE: &str = "smon-membership";
 const HEADER_LEN: usize = 4 + 1 + 8 + 4 + 4;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +44,9 @@ pub struct Membership {
     /// Pinned SSH host keys (wire blobs), by machine index, ascending.
     #[serde(default)]
     host_keys: Vec<(u32, Vec<u8>)>,
+    /// The release key's sshsig (PEM) over [`Membership::signing_bytes`]; empty if unsigned.
+    #[serde(default)]
+    signature: Vec<u8>,
 }
 
 impl Membership {
@@ -49,7 +58,40 @@ impl Membership {
             version,
             machines,
             host_keys: Vec::new(),
+            signature: Vec::new(),
         }
+    }
+
+    /// Whether any machine has a pinned host key.
+    pub fn has_pins(&self) -> bool {
+        !self.host_keys.is_empty()
+    }
+
+    /// The bytes the release key signs: the blob without the signature.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        Membership {
+            signature: Vec::new(),
+            ..self.clone()
+        }
+        .encode()
+    }
+
+    /// Attach the release key's signature of [`Membership::signing_bytes`].
+    pub fn set_signature(&mut self, signature: Vec<u8>) {
+        self.signature = signature;
+    }
+
+    /// Whether this list is signed by `trusted`: only then are its pins to be believed.
+    pub fn verify_signature(&self, trusted: &PublicKey) -> Result<(), String> {
+        if self.signature.is_empty() {
+            return Err("not signed".into());
+        }
+        crate::release::verify_bytes(
+            MEMBERSHIP_NAMESPACE,
+            &self.signing_bytes(),
+            &self.signature,
+            trusted,
+        )
     }
 
     /// Pin the host key `key_of` gives for each SSH machine (local machines have none).
@@ -160,7 +202,7 @@ impl Membership {
             raw.extend_from_slice(&name.as_bytes()[shared..]);
             previous = name;
         }
-        let format = if self.host_keys.is_empty() {
+        let format = if self.host_keys.is_empty() && self.signature.is_empty() {
             FORMAT_NAMES
         } else {
             write_varint(&mut raw, self.host_keys.len() as u64);
@@ -171,6 +213,8 @@ impl Membership {
                 raw.extend_from_slice(blob);
                 previous = *index;
             }
+            write_varint(&mut raw, self.signature.len() as u64);
+            raw.extend_from_slice(&self.signature);
             FORMAT_HOST_KEYS
         };
         let compressed = lz4_flex::block::compress(&raw);
@@ -253,10 +297,17 @@ impl Membership {
             }
             machines.push(machine);
         }
-        let host_keys = if format == FORMAT_HOST_KEYS {
-            read_host_keys(&mut cursor, &machines)?
+        let (host_keys, signature) = if format == FORMAT_HOST_KEYS {
+            let keys = read_host_keys(&mut cursor, &machines)?;
+            let len = read_varint(&mut cursor).ok_or_else(|| bad("truncated signature"))?;
+            if len > MAX_SIGNATURE_BYTES as u64 || len > cursor.len() as u64 {
+                return Err(bad("signature length out of bounds"));
+            }
+            let (signature, rest) = cursor.split_at(len as usize);
+            cursor = rest;
+            (keys, signature.to_vec())
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         if !cursor.is_empty() {
             return Err(bad("trailing bytes after the last entry"));
@@ -265,6 +316,7 @@ impl Membership {
             version,
             machines,
             host_keys,
+            signature,
         })
     }
 }

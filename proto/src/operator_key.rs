@@ -11,7 +11,7 @@ use sha2::Sha256;
 use crate::{ClusterKey, PackageManifest, ProtoError};
 
 /// What the proof is computed over, before the manifest's signing bytes.
-const DOMAIN: &[u8] = b"smon-operator/1 sign_package\0";
+const DOMAIN: &[u8] = b"smon-operator/1 ";
 
 /// The file in the operator's cluster directory.
 pub const OPERATOR_KEY_FILE: &str = "operator.key";
@@ -36,28 +36,48 @@ impl OperatorKey {
         ClusterKey::load(path).map(Self)
     }
 
+    fn mac(&self, purpose: &[u8], data: &[u8]) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.0.bytes()).expect("HMAC takes any key length");
+        mac.update(DOMAIN);
+        mac.update(purpose);
+        mac.update(b"\0");
+        mac.update(data);
+        mac
+    }
+
     /// Over the manifest's content: who signs it, and how, is not the operator's to say.
-    fn mac(&self, manifest: &PackageManifest) -> Hmac<Sha256> {
+    fn manifest_mac(&self, manifest: &PackageManifest) -> Hmac<Sha256> {
         let unsigned = PackageManifest {
             signer: String::new(),
             signature: Vec::new(),
             ..manifest.clone()
         };
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(self.0.bytes()).expect("HMAC takes any key length");
-        mac.update(DOMAIN);
-        mac.update(&unsigned.signing_bytes());
-        mac
+        self.mac(b"sign_package", &unsigned.signing_bytes())
     }
 
     /// The proof that the holder of this key asks for `manifest` to be signed.
     pub fn prove(&self, manifest: &PackageManifest) -> Vec<u8> {
-        self.mac(manifest).finalize().into_bytes().to_vec()
+        self.manifest_mac(manifest).finalize().into_bytes().to_vec()
     }
 
     /// Whether `proof` was made with this key for exactly this manifest (constant time).
     pub fn verify(&self, manifest: &PackageManifest, proof: &[u8]) -> bool {
-        self.mac(manifest).verify_slice(proof).is_ok()
+        self.manifest_mac(manifest).verify_slice(proof).is_ok()
+    }
+
+    /// The proof that the holder of this key asks for the membership `blob` to be signed.
+    pub fn prove_membership(&self, blob: &[u8]) -> Vec<u8> {
+        self.mac(b"sign_membership", blob)
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    }
+
+    pub fn verify_membership(&self, blob: &[u8], proof: &[u8]) -> bool {
+        self.mac(b"sign_membership", blob)
+            .verify_slice(proof)
+            .is_ok()
     }
 }
 
@@ -79,5 +99,10 @@ mod tests {
         assert!(!key.verify(&changed, &proof));
         assert!(!key.verify(&manifest, &proof[..31]));
         assert!(!key.verify(&manifest, b""));
+        // A proof for one purpose is not one for the other.
+        let bytes = manifest.signing_bytes();
+        assert!(key.verify_membership(b"blob", &key.prove_membership(b"blob")));
+        assert!(!key.verify_membership(b"blob", &key.prove_membership(b"blob2")));
+        assert!(!key.verify_membership(&bytes, &proof));
     }
 }

@@ -86,11 +86,13 @@ pub fn verify_signature(manifest: &PackageManifest, trusted: &PublicKey) -> Resu
     if manifest.signature.is_empty() {
         return Err(bad("the package is not signed"));
     }
-    let sig = SshSig::from_pem(&manifest.signature)
-        .map_err(|e| bad(format!("signature does not decode: {e}")))?;
-    trusted
-        .verify(SIGNATURE_NAMESPACE, &manifest.signing_bytes(), &sig)
-        .map_err(|_| bad("the release signature does not verify with the cluster's release key"))
+    verify_bytes(
+        SIGNATURE_NAMESPACE,
+        &manifest.signing_bytes(),
+        &manifest.signature,
+        trusted,
+    )
+    .map_err(|e| bad(format!("the release signature: {e}")))
 }
 
 /// Sign a manifest with a private key held in this process (the agent signs with its own).
@@ -100,18 +102,32 @@ pub fn sign_manifest(manifest: &mut PackageManifest, key: &PrivateKey) -> Result
         .to_openssh()
         .map_err(|e| bad(format!("public key: {e}")))?;
     manifest.signature.clear();
+    manifest.signature = sign_bytes(SIGNATURE_NAMESPACE, &manifest.signing_bytes(), key)?;
+    Ok(())
+}
+
+/// An sshsig (PEM) of `data` in `namespace` by `key`.
+pub fn sign_bytes(namespace: &str, data: &[u8], key: &PrivateKey) -> Result<Vec<u8>, ProtoError> {
     let sig = key
-        .sign(
-            SIGNATURE_NAMESPACE,
-            HashAlg::Sha512,
-            &manifest.signing_bytes(),
-        )
+        .sign(namespace, HashAlg::Sha512, data)
         .map_err(|e| bad(format!("signing: {e}")))?;
-    manifest.signature = sig
+    Ok(sig
         .to_pem(LineEnding::LF)
         .map_err(|e| bad(format!("signature: {e}")))?
-        .into_bytes();
-    Ok(())
+        .into_bytes())
+}
+
+/// Check an sshsig (PEM) of `data` in `namespace` against `trusted`.
+pub fn verify_bytes(
+    namespace: &str,
+    data: &[u8],
+    signature: &[u8],
+    trusted: &PublicKey,
+) -> Result<(), String> {
+    let sig = SshSig::from_pem(signature).map_err(|e| format!("does not decode: {e}"))?;
+    trusted
+        .verify(namespace, data, &sig)
+        .map_err(|_| "does not verify with the cluster's release key".to_owned())
 }
 
 /// A new ed25519 release key.

@@ -186,6 +186,10 @@ pub trait AgentService {
         manifest: PackageManifest,
         proof: Vec<u8>,
     ) -> Result<PackageManifest, Refusal>;
+    /// The agent's sshsig (PEM, namespace `smon-membership`) of a membership blob (unsigned,
+    /// canonical), which makes its pinned host keys believable; `proof` is
+    /// [`crate::OperatorKey::prove_membership`] of the blob.
+    async fn sign_membership(blob: Vec<u8>, proof: Vec<u8>) -> Result<Vec<u8>, Refusal>;
     /// The agent's public key, OpenSSH text form.
     async fn public_key() -> String;
 }

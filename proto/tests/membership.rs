@@ -475,6 +475,7 @@ fn blob_with_keys(names: &[&str], keys: &[(u8, Vec<u8>)]) -> Vec<u8> {
         raw.push(blob.len() as u8);
         raw.extend_from_slice(blob);
     }
+    raw.push(0); // no signature
     let mut blob = header(7, names.len() as u32, raw.len() as u32, &[]);
     blob[4] = 2;
     blob.extend(lz4_flex::block::compress(&raw));
@@ -575,4 +576,34 @@ proptest! {
         prop_assert_eq!(&back, &membership);
         prop_assert_eq!(back.encode(), blob);
     }
+}
+
+#[test]
+fn only_a_list_signed_by_the_release_key_vouches_for_its_pins() {
+    let key = smon_proto::release::generate_release_key();
+    let other = smon_proto::release::generate_release_key();
+    let mut list = Membership::new(5, machines(&["u@h1", "u@h2"]))
+        .with_host_keys(|m| Some(host_key(if m.to_string() == "u@h1" { 1 } else { 2 })));
+    assert!(list.verify_signature(key.public_key()).is_err(), "unsigned");
+    let sig = smon_proto::release::sign_bytes(
+        smon_proto::MEMBERSHIP_NAMESPACE,
+        &list.signing_bytes(),
+        &key,
+    )
+    .unwrap();
+    list.set_signature(sig.clone());
+    let decoded = Membership::decode(&list.encode()).unwrap();
+    assert_eq!(decoded, list);
+    decoded.verify_signature(key.public_key()).unwrap();
+    assert!(decoded.verify_signature(other.public_key()).is_err());
+    // Another pin under the same signature: refused.
+    let mut forged =
+        Membership::new(5, machines(&["u@h1", "u@h2"])).with_host_keys(|_| Some(host_key(9)));
+    forged.set_signature(sig.clone());
+    assert!(forged.verify_signature(key.public_key()).is_err());
+    // A newer version under an older signature: refused.
+    let mut bumped = Membership::new(6, machines(&["u@h1", "u@h2"]))
+        .with_host_keys(|m| Some(host_key(if m.to_string() == "u@h1" { 1 } else { 2 })));
+    bumped.set_signature(sig);
+    assert!(bumped.verify_signature(key.public_key()).is_err());
 }

@@ -254,6 +254,15 @@ impl AgentService for TestAgent {
         Ok(manifest)
     }
 
+    async fn sign_membership(
+        self,
+        _: context::Context,
+        blob: Vec<u8>,
+        _proof: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        Ok(blob)
+    }
+
     async fn public_key(self, _: context::Context) -> String {
         AGENT_KEY.into()
     }

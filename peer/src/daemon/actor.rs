@@ -485,7 +485,7 @@ impl Actor {
                 Output::MembershipChanged(membership) => {
                     self.store
                         .put_all(&[(keys::MEMBERSHIP, membership.encode())])?;
-                    super::ssh::pin_host_keys(membership.clone());
+                    super::ssh::pin_host_keys(membership.clone(), &self.trusted);
                     tracing::info!(
                         "membership version {} ({} machines)",
                         membership.version,

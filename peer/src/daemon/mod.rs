@@ -86,9 +86,9 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         requester: me.clone(),
         known_hosts: root.join(ssh::KNOWN_HOSTS),
     });
-    ssh::pin_host_keys(std::sync::Arc::new(membership.clone()));
     let trusted = ReleasePublicKey::from_openssh(&config.release_key)
         .map_err(|e| DaemonError::Setup(format!("release key: {e}")))?;
+    ssh::pin_host_keys(std::sync::Arc::new(membership.clone()), &trusted);
 
     let (bytes, manifest) =
         layout::installed_manifest(&root.join("current").join(layout::PEER_BINARY))?;

@@ -54,9 +54,25 @@ pub fn context() -> Option<Arc<SshContext>> {
     CONTEXT.read().expect("ssh context").clone()
 }
 
-/// Check server keys against the host keys `membership` pins (call again when it changes).
-pub fn pin_host_keys(membership: Arc<Membership>) {
-    *PINS.write().expect("pins") = Some(membership);
+/// Check server keys against the host keys `membership` pins (call again when it changes),
+/// if the release key `trusted` signed it: any holder of K_E can send a membership, only the
+/// operator may say what a machine's key is. An unsigned or older list leaves the pins as
+/// they are.
+pub fn pin_host_keys(membership: Arc<Membership>, trusted: &PublicKey) {
+    if !membership.has_pins() {
+        return;
+    }
+    if let Err(why) = membership.verify_signature(trusted) {
+        tracing::warn!(
+            "membership version {} pins host keys but its signature {why}: its pins are ignored",
+            membership.version
+        );
+        return;
+    }
+    let mut pins = PINS.write().expect("pins");
+    if pins.as_ref().is_none_or(|p| p.version < membership.version) {
+        *pins = Some(membership);
+    }
 }
 
 fn pinned_host_key(machine: &MachineId) -> Option<PublicKey> {
