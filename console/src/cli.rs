@@ -254,7 +254,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     addr,
                     key: smon_proto::ClusterKey::load(&key)?,
                 },
-                _ => crate::tui::Source::Dir(open()?),
+                _ => crate::tui::Source::Dir(Box::new(open()?)),
             };
             crate::tui::run(source, readonly).await
         }

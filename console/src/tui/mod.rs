@@ -33,7 +33,7 @@ use app::{Action, App, Effect};
 use model::Model;
 
 pub enum Source {
-    Dir(ClusterDir),
+    Dir(Box<ClusterDir>),
     Peer { addr: String, key: ClusterKey },
 }
 
@@ -195,7 +195,7 @@ pub async fn demo(
         crate::cmd_init::init(&path, &base.join("machines"), &options, &peer_binary).await?;
         let dir = ClusterDir::open(&path)?;
         crate::cmd_cluster::deploy(&dir, None).await?;
-        let watched = run(Source::Dir(ClusterDir::open(&path)?), readonly).await;
+        let watched = run(Source::Dir(Box::new(ClusterDir::open(&path)?)), readonly).await;
         println!("shutting the demo cluster down…");
         crate::cmd_cluster::shutdown(&dir, Duration::from_secs(60)).await?;
         watched
