@@ -45,6 +45,20 @@ impl KeySource {
         Ok(KeySource::File(Arc::new(key)))
     }
 
+    /// Use the ssh-agent at `socket`, or at `$SSH_AUTH_SOCK` when None.
+    pub async fn from_ssh_agent_or_env(
+        socket: Option<&Path>,
+        select: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let socket = match socket {
+            Some(s) => s.to_owned(),
+            None => std::env::var_os("SSH_AUTH_SOCK")
+                .map(PathBuf::from)
+                .context("--ssh-agent without a socket and SSH_AUTH_SOCK is not set")?,
+        };
+        Self::from_ssh_agent(&socket, select).await
+    }
+
     /// Use the ssh-agent at `socket`: the identity whose comment or SHA-256 fingerprint is
     /// `select`, or the first ed25519/RSA identity.
     pub async fn from_ssh_agent(socket: &Path, select: Option<&str>) -> anyhow::Result<Self> {

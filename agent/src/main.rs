@@ -118,15 +118,8 @@ fn main() -> anyhow::Result<()> {
                         KeySource::from_file(&path, passphrase)?
                     }
                     (None, Some(socket)) => {
-                        let socket = match socket {
-                            Some(s) => s,
-                            None => std::env::var_os("SSH_AUTH_SOCK")
-                                .map(PathBuf::from)
-                                .context(
-                                    "--ssh-agent without a socket and SSH_AUTH_SOCK is not set",
-                                )?,
-                        };
-                        KeySource::from_ssh_agent(&socket, identity.as_deref()).await?
+                        KeySource::from_ssh_agent_or_env(socket.as_deref(), identity.as_deref())
+                            .await?
                     }
                     (None, None) => bail!("give --key FILE or --ssh-agent"),
                 };

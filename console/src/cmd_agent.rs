@@ -21,14 +21,6 @@ use smon_proto::MachineId;
 
 use crate::cluster_dir::{ClusterDir, write_atomic};
 
-/// Whether two OpenSSH public keys are the same key (comments aside).
-pub fn same_key(a: &str, b: &str) -> bool {
-    fn key(s: &str) -> Vec<&str> {
-        s.split_whitespace().take(2).collect()
-    }
-    key(a) == key(b) && !key(a).is_empty()
-}
-
 /// The key the agent holds: the operator's SSH login key (and, when `init` was given it, the
 /// release key).
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -76,16 +68,13 @@ impl AgentKey {
         let key = match self {
             AgentKey::File(path) => smon_agent::key::public_key_of_file(path).context("--key")?,
             AgentKey::SshAgent { socket, identity } => {
-                let socket = match socket {
-                    Some(s) => s.clone(),
-                    None => std::env::var_os("SSH_AUTH_SOCK")
-                        .map(PathBuf::from)
-                        .context("--ssh-agent without a socket and SSH_AUTH_SOCK is not set")?,
-                };
-                smon_agent::key::KeySource::from_ssh_agent(&socket, identity.as_deref())
-                    .await?
-                    .public_key()
-                    .clone()
+                smon_agent::key::KeySource::from_ssh_agent_or_env(
+                    socket.as_deref(),
+                    identity.as_deref(),
+                )
+                .await?
+                .public_key()
+                .clone()
             }
         };
         Ok(key.to_openssh()?)
@@ -142,7 +131,9 @@ pub fn set_ssh_context(
     ssh::set_context(ssh::SshContext {
         key: dir.key.clone(),
         requester: MachineId::local("console"),
-        known_hosts: dir.path.join(ssh::KNOWN_HOSTS),
+        // Not DIR/known_hosts, the operator's pins: what this process trusts on first use
+        // must not become a pin unseen.
+        known_hosts: dir.path.join("known_hosts.tofu"),
     });
     ssh::pin_host_keys(
         std::sync::Arc::new(membership.clone()),
@@ -204,8 +195,8 @@ async fn start(
     };
     let signs_releases = !dir.path.join("release.key").exists();
     if signs_releases {
-        let public = key.public_key().await?;
-        if !same_key(&public, &dir.config.release_key) {
+        let public = smon_proto::ReleasePublicKey::from_openssh(&key.public_key().await?)?;
+        if public.key_data() != dir.trusted_release_key()?.key_data() {
             bail!(
                 "that key is not this cluster's release key ({}): start the agent with the key \
                  given to `init`",

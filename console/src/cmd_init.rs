@@ -109,7 +109,8 @@ pub async fn init(
                 std::fs::read(file).with_context(|| format!("--known-hosts {}", file.display()))?;
             write_atomic(&known_hosts, &text, 0o644)?;
         }
-        let how = "give their keys with --known-hosts FILE (ssh-keyscan output)";
+        let how = "give their keys with --known-hosts FILE (ssh-keyscan output), allow \
+                   --ssh-trust-on-first-use";
         let membership = host_keys::pin(&known_hosts, membership, options.pins, how).await?;
         build(
             &staging,
@@ -130,10 +131,14 @@ pub async fn init(
         std::fs::remove_dir(&dir).with_context(|| format!("{}", dir.display()))?;
     }
     std::fs::rename(&staging, &dir).with_context(|| format!("{}", dir.display()))?;
+    let next = if options.agent_key.is_some() {
+        "agent start, then deploy"
+    } else {
+        "deploy"
+    };
     println!(
-        "initialised {} with {} machines; next: smon-console -C {} deploy",
+        "initialised {} with {machines} machines; next: smon-console -C {} {next}",
         dir.display(),
-        machines,
         dir.display()
     );
     Ok(())

@@ -3,11 +3,12 @@
 //! the console makes carries them, so that each peer knows the key of every machine it may log
 //! in to, including machines added after it was deployed.
 
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use anyhow::{Context, bail};
 use smon_peer::daemon::ssh;
-use smon_proto::{MachineId, Membership};
+use smon_proto::release::Algorithm;
+use smon_proto::{MachineId, Membership, ReleasePublicKey as PublicKey};
 
 /// How to treat SSH machines that DIR/known_hosts does not pin.
 #[derive(Clone, Copy, Debug, Default)]
@@ -18,53 +19,202 @@ pub struct PinPolicy {
     pub trust_on_first_use: bool,
 }
 
+/// The operator's known_hosts, read once: plain `host` and `[host]:port` entries by address;
+/// hashed entries (`ssh-keyscan -H`) are looked up one by one when there are any.
+struct KnownHosts {
+    path: std::path::PathBuf,
+    plain: HashMap<(String, u16), Vec<(usize, PublicKey)>>,
+    hashed: bool,
+}
+
+impl KnownHosts {
+    fn read(path: &Path) -> anyhow::Result<Self> {
+        let mut known = KnownHosts {
+            path: path.to_owned(),
+            plain: HashMap::new(),
+            hashed: false,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(known),
+            Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+        };
+        for (index, line) in text.lines().enumerate() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Blank lines, comments, and @cert-authority/@revoked markers pin nothing here.
+            if fields.is_empty() || fields[0].starts_with('#') || fields[0].starts_with('@') {
+                continue;
+            }
+            let key = fields
+                .get(1..3)
+                .and_then(|f| PublicKey::from_openssh(&f.join(" ")).ok())
+                .with_context(|| {
+                    format!("{}:{}: not a known_hosts entry", path.display(), index + 1)
+                })?;
+            for pattern in fields[0].split(',') {
+                if pattern.starts_with("|1|") {
+                    known.hashed = true;
+                    continue;
+                }
+                // Wildcards and negations name no one machine: not pins.
+                if pattern.contains(['*', '?', '!']) {
+                    continue;
+                }
+                let (host, port) = match pattern.strip_prefix('[').and_then(|p| p.split_once("]:"))
+                {
+                    Some((host, port)) => (host, port.parse().unwrap_or(22)),
+                    None => (pattern, 22),
+                };
+                known
+                    .plain
+                    .entry((host.to_owned(), port))
+                    .or_default()
+                    .push((index + 1, key.clone()));
+            }
+        }
+        Ok(known)
+    }
+
+    /// The pin for `host:port`: its ed25519 key if it has one, else its only key. Two
+    /// different keys of one kind for one machine are an error: which is the stale one?
+    fn pin(&self, host: &str, port: u16) -> anyhow::Result<Option<PublicKey>> {
+        let Some(keys) = self.plain.get(&(host.to_owned(), port)) else {
+            return Ok(if self.hashed {
+                ssh::known_host_key(&self.path, host, port)
+            } else {
+                None
+            });
+        };
+        let ed25519: Vec<_> = keys
+            .iter()
+            .filter(|(_, k)| k.algorithm() == Algorithm::Ed25519)
+            .collect();
+        let candidates = if ed25519.is_empty() {
+            keys.iter().collect()
+        } else {
+            ed25519
+        };
+        let (first_line, first) = candidates[0];
+        if let Some((line, _)) = candidates
+            .iter()
+            .find(|(_, k)| k.algorithm() == first.algorithm() && k.key_data() != first.key_data())
+        {
+            bail!(
+                "{}: {host}:{port} has two different {} keys (lines {first_line} and {line}): \
+                 remove the stale one",
+                self.path.display(),
+                first.algorithm().as_str()
+            );
+        }
+        Ok(Some(first.clone()))
+    }
+
+    fn add(&mut self, host: &str, port: u16, key: PublicKey) -> anyhow::Result<()> {
+        ssh::record_host_key(&self.path, host, port, &key)?;
+        self.plain
+            .entry((host.to_owned(), port))
+            .or_default()
+            .push((0, key));
+        Ok(())
+    }
+}
+
 /// `membership` with every SSH machine's pinned host key from `known_hosts`. `how_to_pin`
-/// says, in the error about unpinned machines, where the operator's pins go.
+/// says, in the error about unpinned machines, what the operator can do about them.
 pub async fn pin(
     known_hosts: &Path,
     membership: Membership,
     policy: PinPolicy,
     how_to_pin: &str,
 ) -> anyhow::Result<Membership> {
-    let ssh_machines: Vec<(MachineId, String, u16)> = membership
-        .machines()
-        .iter()
-        .filter_map(|m| match m {
-            MachineId::Ssh { host, port, .. } => {
-                Some((m.clone(), host.clone(), port.unwrap_or(22)))
+    let mut known = KnownHosts::read(known_hosts)?;
+    let mut pins: HashMap<MachineId, PublicKey> = HashMap::new();
+    for machine in membership.machines() {
+        let MachineId::Ssh { host, port, .. } = machine else {
+            continue;
+        };
+        let port = port.unwrap_or(22);
+        let key = match known.pin(host, port)? {
+            Some(key) => Some(key),
+            None if policy.scan => {
+                let key = ssh::scan_host_key(host, port).await.with_context(|| {
+                    format!("--scan-host-keys: fetching the host key of {host}:{port}")
+                })?;
+                known.add(host, port, key.clone())?;
+                println!("pinned {host}:{port} {}", ssh::host_key_fingerprint(&key));
+                Some(key)
             }
-            MachineId::Local { .. } => None,
-        })
-        .collect();
-    if policy.scan {
-        let mut seen = std::collections::HashSet::new();
-        for (_, host, port) in &ssh_machines {
-            if !seen.insert((host.clone(), *port))
-                || ssh::known_host_key(known_hosts, host, *port).is_some()
-            {
-                continue;
-            }
-            let key = ssh::scan_host_key(host, *port).await.with_context(|| {
-                format!("--scan-host-keys: fetching the host key of {host}:{port}")
-            })?;
-            ssh::record_host_key(known_hosts, host, *port, &key)?;
-            println!("pinned {host}:{port} {}", ssh::host_key_fingerprint(&key));
+            None => None,
+        };
+        if let Some(key) = key {
+            pins.insert(machine.clone(), key);
         }
     }
-    let pinned = membership.with_host_keys(|m| {
-        let (_, host, port) = ssh_machines.iter().find(|(id, _, _)| id == m)?;
-        ssh::known_host_key(known_hosts, host, *port)
-    });
+    let pinned = membership.with_host_keys(|m| pins.get(m).cloned());
     let unpinned: Vec<String> = pinned.unpinned().map(|m| m.to_string()).collect();
     if !unpinned.is_empty() && !policy.trust_on_first_use {
         bail!(
-            "{} SSH machine(s) have no pinned host key ({}{}): {how_to_pin}, pass \
-             --scan-host-keys to fetch and pin them now, or init the cluster with \
-             --ssh-trust-on-first-use",
+            "{} SSH machine(s) have no pinned host key ({}{}): {how_to_pin}, or pass \
+             --scan-host-keys to fetch and pin them now",
             unpinned.len(),
             unpinned[..unpinned.len().min(3)].join(", "),
             if unpinned.len() > 3 { ", …" } else { "" },
         );
     }
     Ok(pinned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> PublicKey {
+        smon_proto::release::generate_release_key()
+            .public_key()
+            .clone()
+    }
+
+    fn line(hosts: &str, key: &PublicKey) -> String {
+        format!("{hosts} {}\n", key.to_openssh().unwrap())
+    }
+
+    #[test]
+    fn known_hosts_entries_become_pins_and_doubtful_ones_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let (a, b, c) = (key(), key(), key());
+        let text = format!(
+            "# a comment\n\n{}{}{}",
+            line("h1,[h2]:2222", &a),
+            line("*.example.org", &b),
+            line("[h3]:22", &c),
+        );
+        std::fs::write(&path, text).unwrap();
+        let known = KnownHosts::read(&path).unwrap();
+        assert_eq!(known.pin("h1", 22).unwrap(), Some(a.clone()));
+        assert_eq!(known.pin("h2", 2222).unwrap(), Some(a.clone()));
+        assert_eq!(known.pin("h2", 22).unwrap(), None);
+        assert_eq!(
+            known.pin("x.example.org", 22).unwrap(),
+            None,
+            "wildcards pin nothing"
+        );
+        assert_eq!(known.pin("h3", 22).unwrap(), Some(c));
+
+        // The same key twice is fine; two different ones for one machine are not.
+        std::fs::write(&path, line("h1", &a) + &line("h1", &a) + &line("h1", &b)).unwrap();
+        let err = KnownHosts::read(&path).unwrap().pin("h1", 22).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("two different ssh-ed25519 keys (lines 1 and 3)"),
+            "{err}"
+        );
+
+        std::fs::write(&path, line("h1", &a) + "h2 ssh-ed25519 garbage\n").unwrap();
+        let err = KnownHosts::read(&path).err().unwrap().to_string();
+        assert!(
+            err.ends_with("known_hosts:2: not a known_hosts entry"),
+            "{err}"
+        );
+    }
 }

@@ -136,7 +136,9 @@ pub fn generate_release_key() -> PrivateKey {
         .expect("ed25519 key generation")
 }
 
-pub use ssh_key::{LineEnding, PrivateKey as ReleasePrivateKey, PublicKey as ReleasePublicKey};
+pub use ssh_key::{
+    Algorithm, LineEnding, PrivateKey as ReleasePrivateKey, PublicKey as ReleasePublicKey,
+};
 
 #[cfg(test)]
 mod tests {
