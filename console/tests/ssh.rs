@@ -59,6 +59,16 @@ impl SshLab {
         true
     }
 
+    /// A lab with a `kind` login key, alone on the machine (SSH clusters share the two cores),
+    /// or None when this machine cannot run one.
+    fn serial(kind: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Self)> {
+        if !Self::available() {
+            return None;
+        }
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        Some((serial, Self::new(kind)))
+    }
+
     fn new(kind: &str) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("smon-ssh")
@@ -289,11 +299,9 @@ impl Drop for SshLab {
 }
 
 fn deploy_eight_then_recover(kind: &str) {
-    if !SshLab::available() {
+    let Some((_serial, lab)) = SshLab::serial(kind) else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = SshLab::new(kind);
+    };
     let key = lab.key.to_str().unwrap().to_owned();
     let dir = lab.cluster(&["--key", &key]);
     let d = dir.to_str().unwrap();
@@ -383,11 +391,9 @@ fn ssh_deploys_eight_machines_and_restarts_killed_peers_rsa() {
 
 #[test]
 fn ssh_agent_killed_mid_deployment_then_back() {
-    if !SshLab::available() {
+    let Some((_serial, lab)) = SshLab::serial("ed25519") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = SshLab::new("ed25519");
+    };
     let key = lab.key.to_str().unwrap().to_owned();
     let dir = lab.cluster(&["--key", &key]);
     let d = dir.to_str().unwrap();
@@ -436,11 +442,9 @@ fn ssh_agent_killed_mid_deployment_then_back() {
 
 #[test]
 fn ssh_deploys_through_openssh_ssh_agent() {
-    if !SshLab::available() {
+    let Some((_serial, mut lab)) = SshLab::serial("ed25519") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lab = SshLab::new("ed25519");
+    };
     let socket = lab.base().join("ssh-agent.sock");
     let out = sh(Command::new("ssh-agent").arg("-a").arg(&socket).arg("-s"));
     let pid: i32 = out
@@ -474,11 +478,9 @@ fn console_fails(args: &[&str]) -> String {
 
 #[test]
 fn ssh_machines_added_later_get_their_host_keys_through_the_membership() {
-    if !SshLab::available() {
+    let Some((_serial, lab)) = SshLab::serial("ed25519") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = SshLab::new("ed25519");
+    };
     let key = lab.key.to_str().unwrap().to_owned();
     let all = lab.machines();
 
@@ -604,11 +606,9 @@ fn ssh_machines_added_later_get_their_host_keys_through_the_membership() {
 
 #[test]
 fn ssh_trust_on_first_use_is_an_explicit_cluster_option() {
-    if !SshLab::available() {
+    let Some((_serial, lab)) = SshLab::serial("ed25519") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = SshLab::new("ed25519");
+    };
     let key = lab.key.to_str().unwrap().to_owned();
     let dir = lab.init(
         "cluster",

@@ -56,11 +56,7 @@ pub async fn initiate_on<Item, SinkItem>(
     key: &ClusterKey,
     timeout: Duration,
 ) -> Result<NoiseTransport<Item, SinkItem>, ProtoError> {
-    let name = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
-    stream.set_nodelay(true)?;
+    let name = prepare(&stream)?;
     let session = noise::initiate(&mut stream, key, &name, timeout).await?;
     Ok(wrap(stream, session))
 }
@@ -71,13 +67,18 @@ pub async fn accept<Item, SinkItem>(
     key: &ClusterKey,
     timeout: Duration,
 ) -> Result<NoiseTransport<Item, SinkItem>, ProtoError> {
-    let name = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
-    stream.set_nodelay(true)?;
+    let name = prepare(&stream)?;
     let session = noise::respond(&mut stream, key, &name, timeout).await?;
     Ok(wrap(stream, session))
+}
+
+/// No Nagle delay (calls are small and answered at once); the other side's address, for errors.
+fn prepare(stream: &TcpStream) -> Result<String, ProtoError> {
+    stream.set_nodelay(true)?;
+    Ok(stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into()))
 }
 
 fn wrap<Item, SinkItem>(
