@@ -168,7 +168,8 @@ impl Agent {
         }
     }
 
-    async fn decide(&self, mut entry: Entry, outcome: Result<(), Refusal>) -> Result<(), Refusal> {
+    /// Audit `outcome` (committed before the answer), then pass it on.
+    async fn decide<T>(&self, mut entry: Entry, outcome: Result<T, Refusal>) -> Result<T, Refusal> {
         entry.decision = if outcome.is_ok() { "signed" } else { "refused" };
         if let Err(r) = &outcome {
             entry.detail = r.to_string();
@@ -195,29 +196,20 @@ impl Agent {
             target: clip(&req.target.to_string()),
             ..Entry::default()
         };
-        let checked = self.check(from.ip(), &req, &mut entry);
-        match checked {
-            Err(r) => Err(self.decide(entry, Err(r)).await.unwrap_err()),
-            Ok(hash) => {
-                let signed = self
-                    .0
-                    .key
-                    .sign(req.data, hash)
-                    .await
-                    .map_err(Refusal::Busy)
-                    .and_then(|sig| {
-                        sig.encode_vec()
-                            .map_err(|e| Refusal::Busy(format!("signature: {e}")))
-                    });
-                match signed {
-                    Ok(blob) => {
-                        self.decide(entry, Ok(())).await?;
-                        Ok(blob)
-                    }
-                    Err(r) => Err(self.decide(entry, Err(r)).await.unwrap_err()),
-                }
-            }
-        }
+        let outcome = match self.check(from.ip(), &req, &mut entry) {
+            Err(r) => Err(r),
+            Ok(hash) => self
+                .0
+                .key
+                .sign(req.data, hash)
+                .await
+                .map_err(Refusal::Busy)
+                .and_then(|sig| {
+                    sig.encode_vec()
+                        .map_err(|e| Refusal::Busy(format!("signature: {e}")))
+                }),
+        };
+        self.decide(entry, outcome).await
     }
 
     fn check(
@@ -312,13 +304,7 @@ impl Agent {
             self.sshsig(MEMBERSHIP_NAMESPACE, &blob).await
         }
         .await;
-        match outcome {
-            Ok(signature) => {
-                self.decide(entry, Ok(())).await?;
-                Ok(signature)
-            }
-            Err(r) => Err(self.decide(entry, Err(r)).await.unwrap_err()),
-        }
+        self.decide(entry, outcome).await
     }
 
     /// The checks before a release-key signature: the rate limit, that this agent's key is
