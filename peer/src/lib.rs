@@ -1,6 +1,8 @@
-//! The smon peer: the sans-IO epidemic [`core`], and the deterministic simulator [`sim`] that
-//! runs it in virtual time. The daemon binary `smon-peer` runs the same core on real IO.
+//! The smon peer: the deterministic simulator [`sim`] that runs the sans-IO epidemic [`core`]
+//! (the `smon-core` crate) in virtual time, and the [`daemon`] that runs the same core on real
+//! IO (binary `smon-peer`).
 
-pub mod core;
+/// The sans-IO core, the crate `smon-core`, under its old path (`smon_peer::core`).
+pub use smon_core as core;
 pub mod daemon;
 pub mod sim;

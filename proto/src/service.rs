@@ -1,150 +1,15 @@
-//! The RPC services (tarpc) and the messages they carry.
+//! The RPC services (tarpc traits) of the peer and the agent; their messages are the wire
+//! types of `smon-proto-types` (re-exported by this crate).
 //!
 //! The peer service starts from the paper's RPC table (000, Table 1) and adds what the
-//! console needs. The epidemic subset is also available as one enum pair, [`PeerCall`] /
-//! [`PeerReply`], which is the language of the peer's sans-IO core: the daemon maps it onto
-//! the tarpc client with [`PeerCall::invoke`], the simulator delivers it in virtual time.
-
-use serde::{Deserialize, Serialize};
+//! console needs. The daemon maps the core's [`PeerCall`] onto the tarpc client with
+//! [`InvokePeerCall::invoke`].
 
 use crate::{
-    AppDecl, AppStatus, DesiredState, LiveTag, MachineId, MachineRecord, PackageManifest,
-    PeerState, Version,
+    AppOffer, AppReply, AppStatus, ChallengeRequest, Chunk, ChunkRequest, ClusterView,
+    ControlAction, DesiredState, LiveTag, MemberReply, PackageManifest, PeerCall, PeerReply, Ping,
+    Pong, Refusal,
 };
-
-/// Records piggybacked on a ping or pong, valid for one membership version (records name
-/// machines by their index in that list). Records are immutable values, shared rather than
-/// copied between the views that hold them (`Arc` is invisible on the wire).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Gossip {
-    pub membership_version: u64,
-    pub records: Vec<std::sync::Arc<MachineRecord>>,
-}
-
-/// `ping(ver)` of the paper, carrying the state every exchange compares.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Ping {
-    pub from: MachineId,
-    pub version: Version,
-    pub livetag: LiveTag,
-    pub membership_version: u64,
-    pub gossip: Gossip,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Pong {
-    pub version: Version,
-    pub state: PeerState,
-    pub livetag: LiveTag,
-    pub membership_version: u64,
-    pub gossip: Gossip,
-}
-
-/// A slice of a large object (a package); packages always travel in chunks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkRequest {
-    /// Chosen by the fetcher for the whole transfer: the server counts concurrent fetches by it.
-    pub session: u64,
-    pub version: Version,
-    pub offset: u64,
-    pub max_len: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Chunk {
-    /// The manifest travels with the first chunk, so the receiver knows the size and hashes.
-    pub manifest: Option<PackageManifest>,
-    pub total_len: u64,
-    pub offset: u64,
-    pub data: Vec<u8>,
-}
-
-/// The largest chunk a peer serves.
-pub const MAX_CHUNK: u32 = 1 << 20;
-
-/// Why a request was refused; every variant is safe to show to an operator.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum Refusal {
-    #[error("busy: {0}")]
-    Busy(String),
-    #[error("not found: {0}")]
-    NotFound(String),
-    #[error("invalid request: {0}")]
-    Invalid(String),
-    #[error("denied: {0}")]
-    Denied(String),
-    #[error("rate limited")]
-    RateLimited,
-}
-
-/// `exchange_member(ver)`: the remote's list when it is newer than `ver`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberReply {
-    pub version: u64,
-    pub blob: Option<Vec<u8>>,
-}
-
-/// `exchange_app(app)`: an offer of an application by the peer that has it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppOffer {
-    /// Where to `retrieve_app` it from.
-    pub from: MachineId,
-    pub app: AppDecl,
-}
-
-/// The answer to `exchange_app`: whether the remote already has that application (or a newer one).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AppReply {
-    Have,
-    /// The remote lacks it and will fetch it with `retrieve_app`.
-    Want,
-    /// The remote has a newer declaration: the caller should take it.
-    Newer(AppDecl),
-}
-
-/// What the console sees: the records that changed since a sequence number.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ClusterView {
-    /// Pass this back as `since` to get only what changed after this answer.
-    pub seq: u64,
-    pub answered_by: MachineId,
-    pub membership_version: u64,
-    pub machines: u32,
-    pub livetag: LiveTag,
-    pub records: Vec<(MachineId, MachineRecord)>,
-}
-
-/// Operator actions sent by the console to any peer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ControlAction {
-    SetLiveTag {
-        enabled: bool,
-    },
-    SetMembership {
-        blob: Vec<u8>,
-    },
-    /// A piece of a release package pushed by the console; the peer assembles the pieces,
-    /// verifies the whole and upgrades itself (the others then follow it).
-    PushRelease {
-        offset: u64,
-        total: u64,
-        data: Vec<u8>,
-    },
-    /// A piece of an application package pushed by the console; the peer assembles the
-    /// pieces, verifies the whole, installs it and spreads it to the others.
-    PushApp {
-        offset: u64,
-        total: u64,
-        data: Vec<u8>,
-    },
-    /// Set an application's cluster-wide desired state (it spreads to every peer).
-    SetAppDesired {
-        name: String,
-        desired: DesiredState,
-    },
-    /// Stop this peer (after livetag is off, or it will be restarted by others).
-    Shutdown,
-}
 
 #[tarpc::service]
 pub trait PeerService {
@@ -159,17 +24,6 @@ pub trait PeerService {
     async fn get_app_status(name: Option<String>) -> Vec<AppStatus>;
     async fn cluster_view(since: u64) -> ClusterView;
     async fn control(action: ControlAction) -> Result<String, Refusal>;
-}
-
-/// An SSH user-auth request that a peer forwards to the agent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChallengeRequest {
-    /// The peer asking.
-    pub requester: MachineId,
-    /// The machine it is logging into.
-    pub target: MachineId,
-    /// The SSH user-auth data to sign.
-    pub data: Vec<u8>,
 }
 
 #[tarpc::service]
@@ -194,28 +48,20 @@ pub trait AgentService {
     async fn public_key() -> String;
 }
 
-/// The calls a peer's epidemic core makes to another peer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum PeerCall {
-    Ping(Ping),
-    ExchangeLivetag(LiveTag),
-    ExchangeMember(u64),
-    ExchangeApp(AppOffer),
-    RetrievePeer(ChunkRequest),
+/// Performs a [`PeerCall`] over a real tarpc client: the daemon's side of the core's
+/// language (the simulator delivers calls in virtual time instead).
+pub trait InvokePeerCall {
+    /// Send the call to `client`'s peer and wrap its answer as the matching [`PeerReply`].
+    /// Errors: the tarpc client's (deadline, disconnection).
+    fn invoke(
+        self,
+        client: &PeerServiceClient,
+        ctx: tarpc::context::Context,
+    ) -> impl Future<Output = Result<PeerReply, tarpc::client::RpcError>> + Send;
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum PeerReply {
-    Pong(Pong),
-    Livetag(LiveTag),
-    Member(MemberReply),
-    App(AppReply),
-    Chunk(Result<Chunk, Refusal>),
-}
-
-impl PeerCall {
-    /// Perform the call over a real tarpc client.
-    pub async fn invoke(
+impl InvokePeerCall for PeerCall {
+    async fn invoke(
         self,
         client: &PeerServiceClient,
         ctx: tarpc::context::Context,
@@ -230,12 +76,4 @@ impl PeerCall {
             PeerCall::RetrievePeer(r) => PeerReply::Chunk(client.retrieve_peer(ctx, r).await?),
         })
     }
-}
-
-/// Bytes a value takes on the wire (the encoding the transport uses), for traffic accounting.
-pub fn wire_size<T: Serialize>(value: &T) -> u64 {
-    use bincode::Options;
-    bincode::DefaultOptions::new()
-        .serialized_size(value)
-        .expect("wire types serialize")
 }

@@ -600,6 +600,7 @@ async fn every_peer_rpc_round_trips() {
 
 #[tokio::test]
 async fn the_core_calls_map_onto_the_client() {
+    use smon_proto::InvokePeerCall;
     let key = ClusterKey::generate();
     let addr = peer_server(&key, noise::HANDSHAKE_TIMEOUT).await;
     within("PeerCall::invoke", async {

@@ -68,8 +68,8 @@ struct Common {
     machines: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    #[arg(long, value_enum, default_value_t = Strategy::Informed)]
-    strategy: Strategy,
+    #[arg(long, value_enum, default_value_t = StrategyArg::Informed)]
+    strategy: StrategyArg,
     /// Median time to copy and install a package; 0 selects the paper's analysis model
     /// (synchronous rounds, instantaneous deployment).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
@@ -99,6 +99,27 @@ struct Common {
     no_wall_clock: bool,
 }
 
+/// The command line's names for the core's [`Strategy`] (the core knows no CLI).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StrategyArg {
+    /// The paper's: a uniformly random machine of the membership list, and deploy whatever
+    /// does not answer.
+    Smon,
+    /// Spreading tree derived from the membership order, then machines not yet known to run
+    /// a peer, with random probes kept for failure detection; and no package is copied where
+    /// an install is already under way.
+    Informed,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(arg: StrategyArg) -> Self {
+        match arg {
+            StrategyArg::Smon => Strategy::Smon,
+            StrategyArg::Informed => Strategy::Informed,
+        }
+    }
+}
+
 impl Common {
     fn params(&self) -> anyhow::Result<SimParams> {
         if self.machines < 1 {
@@ -110,7 +131,7 @@ impl Common {
             }
         }
         let mut p = SimParams::new(self.machines, self.seed);
-        p.strategy = self.strategy;
+        p.strategy = self.strategy.into();
         p.interval_ms = self.interval.as_millis() as u64;
         if p.interval_ms < 10 {
             anyhow::bail!("--interval must be at least 10ms");

@@ -560,6 +560,7 @@ impl Actor {
     }
 
     fn spawn_call(&self, id: u64, to: MachineId, call: PeerCall) {
+        use smon_proto::InvokePeerCall;
         let addr = self.config.peer_address(&to);
         let key = self.key.clone();
         let tx = self.tx.clone();

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
-use smon_peer::core::{
+use smon_core::{
     Boot, CallFailure, Core, CoreConfig, Input, LocalFacts, LoginOutcome, Output, PersistentState,
     Probe, Strategy as TargetStrategy,
 };
-use smon_proto::{
+use smon_proto_types::{
     AppReply, Gossip, LiveTag, MachineId, MachineRecord, MemberReply, Membership, PeerCall,
     PeerReply, PeerState, Ping, Pong, Version,
 };
@@ -555,7 +555,7 @@ fn the_serving_peer_caps_concurrent_fetches() {
     let version = h.core.version();
     let cap = CoreConfig::default().fetch_cap;
     let ask = |h: &mut Harness, session: u64, out: &mut Vec<Output>| {
-        let req = smon_proto::ChunkRequest {
+        let req = smon_proto_types::ChunkRequest {
             session,
             version,
             offset: 0,
@@ -576,7 +576,7 @@ fn the_serving_peer_caps_concurrent_fetches() {
     assert!(ask(&mut h, 0, &mut out), "a running fetch continues");
     h.core.release_fetch(0);
     assert!(ask(&mut h, 99, &mut out), "a freed slot is reused");
-    let older = smon_proto::ChunkRequest {
+    let older = smon_proto_types::ChunkRequest {
         session: 5,
         version: Version::new(1, 0, 0),
         offset: 0,
@@ -585,6 +585,6 @@ fn the_serving_peer_caps_concurrent_fetches() {
     assert!(matches!(
         h.core
             .on_call(h.now, PeerCall::RetrievePeer(older), &mut h.rng, &mut out),
-        PeerReply::Chunk(Err(smon_proto::Refusal::NotFound(_)))
+        PeerReply::Chunk(Err(smon_proto_types::Refusal::NotFound(_)))
     ));
 }

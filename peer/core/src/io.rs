@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use smon_proto::{AppDecl, AppStatus, MachineId, Membership, PeerCall, PeerReply, Version};
+use smon_proto_types::{AppDecl, AppStatus, MachineId, Membership, PeerCall, PeerReply, Version};
 
 /// Milliseconds: since the Unix epoch in the daemon, virtual in the simulator.
 pub type Millis = u64;
@@ -97,7 +97,7 @@ pub enum Input {
     },
     SetAppDesired {
         name: String,
-        desired: smon_proto::DesiredState,
+        desired: smon_proto_types::DesiredState,
     },
     /// An application package installed locally by the operator.
     AppInstalledLocally(AppDecl),
@@ -140,7 +140,7 @@ pub enum Output {
     /// The membership list changed: store it.
     MembershipChanged(Arc<Membership>),
     /// Persistent state changed: store it (it must survive a kill -9).
-    Persist(crate::core::PersistentState),
+    Persist(crate::PersistentState),
     /// Stop this peer process.
     Exit(ExitReason),
 }

@@ -13,7 +13,7 @@ use std::{collections::VecDeque, sync::Arc};
 
 use rand::{Rng, RngExt};
 use rustc_hash::FxHashMap;
-use smon_proto::{MachineRecord, Membership, wire_size};
+use smon_proto_types::{MachineRecord, Membership, wire_size};
 
 /// Rumors beyond what a few messages can carry would only go stale in the queue.
 const MAX_HOT: usize = 128;
@@ -265,7 +265,7 @@ impl View {
 #[cfg(test)]
 mod tests {
     use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
-    use smon_proto::{AppState, AppStatus, DesiredState, MachineId, PeerState, Version};
+    use smon_proto_types::{AppState, AppStatus, DesiredState, MachineId, PeerState, Version};
 
     use super::*;
 

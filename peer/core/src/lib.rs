@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rand::{Rng, RngExt};
 use rustc_hash::FxHashMap;
-use smon_proto::{
+use smon_proto_types::{
     AppDecl, AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, Gossip, LiveTag,
     MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState, Ping, Pong,
     Refusal, Version,
@@ -825,7 +825,10 @@ impl Core {
                 }
             }
         };
-        if !newer_package || self.exited || !smon_proto::app_package::valid_app_name(&app.name) {
+        if !newer_package
+            || self.exited
+            || !smon_proto_types::app_package::valid_app_name(&app.name)
+        {
             return AppReply::Have;
         }
         // Fetch it with the desired state we hold now (ours if it is newer).

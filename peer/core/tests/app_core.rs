@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
-use smon_peer::core::{Boot, Core, CoreConfig, Input, LocalFacts, Output, PersistentState};
-use smon_proto::{
+use smon_core::{Boot, Core, CoreConfig, Input, LocalFacts, Output, PersistentState};
+use smon_proto_types::{
     AppDecl, AppOffer, AppReply, DesiredState, MachineId, Membership, PeerCall, PeerReply, Version,
 };
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// How a peer picks the machine it pings each round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// The paper's: a uniformly random machine of the membership list, and deploy whatever

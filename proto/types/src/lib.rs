@@ -1,0 +1,32 @@
+//! `smon-proto-types`: the pure wire types of smon, with no IO.
+//!
+//! Machines, versions, livetag, membership, manifests, records, applications, the package
+//! formats and the messages of the RPC services ([`PeerCall`] / [`PeerReply`], the language of
+//! the peer's sans-IO core). Nothing here opens a file or a socket, reads a clock or draws
+//! from a global RNG (checked by the crate's `clippy.toml`), so the core can depend on it
+//! alone. `smon-proto` re-exports all of it and adds the transport, the tarpc services and
+//! the key files.
+
+mod app;
+pub mod app_package;
+mod error;
+mod livetag;
+mod machine;
+mod manifest;
+mod membership;
+mod messages;
+mod record;
+pub mod release;
+mod version;
+
+pub use app::{AppDecl, AppReport, AppSpec, AppState, AppStatus, BackoffPolicy, DesiredState};
+pub use error::{ProtoError, Result};
+pub use livetag::LiveTag;
+pub use machine::MachineId;
+pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha256};
+pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, Membership};
+pub use messages::*;
+pub use record::{MachineRecord, PeerState};
+pub use version::Version;
+
+pub use release::{ReleasePrivateKey, ReleasePublicKey};
