@@ -1,12 +1,7 @@
 //! The actor that owns a peer's core: it feeds the core with timers, calls from the network
 //! and the results of IO tasks, and carries out the core's outputs with real IO.
 
-use std::{
-    os::unix::process::CommandExt,
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{os::unix::process::CommandExt, path::PathBuf, sync::Arc, time::Duration};
 
 use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_proto::{
@@ -19,8 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     DaemonError,
     apps::{Apps, install as app_install},
+    clock::now_ms,
     layout, machine_ops,
-    server::OwnPackage,
+    own_package::OwnPackage,
     store::{Store, json, keys},
 };
 use crate::core::{CallFailure, Core, ExitReason, Input, LocalFacts, LoginOutcome, Millis, Output};
@@ -44,12 +40,6 @@ pub enum Msg {
     /// Switch to an installed version and re-execute into it.
     Upgrade(Version),
     Shutdown,
-}
-
-pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 pub struct Actor {

@@ -3,9 +3,11 @@
 
 mod actor;
 pub mod apps;
+mod clock;
 pub mod install;
 pub mod layout;
 pub mod machine_ops;
+mod own_package;
 pub mod remote;
 mod server;
 pub mod ssh;
@@ -24,8 +26,9 @@ use tokio::sync::mpsc;
 
 use crate::core::{Boot, Core, CoreConfig, LocalFacts, PersistentState, SpreadHint};
 use actor::Actor;
-pub use actor::now_ms;
-use server::{OwnPackage, PeerServer};
+pub use clock::now_ms;
+use own_package::OwnPackage;
+use server::PeerServer;
 use store::{Store, keys};
 
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +173,7 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
             root: root.to_owned(),
             machine: me.clone(),
             host: machine_host(&config, &me),
-            tx: tx.clone(),
+            status: apps::status_sender::StatusSender::new(tx.clone(), actor::Msg::AppStatus),
         },
         core.apps(),
     );

@@ -5,29 +5,12 @@ use std::sync::Arc;
 
 use smon_proto::{
     AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, ControlAction, DesiredState,
-    LiveTag, MAX_CHUNK, MemberReply, PackageManifest, PeerCall, PeerReply, PeerService, Ping, Pong,
-    Refusal, tarpc::context::Context,
+    LiveTag, MAX_CHUNK, MemberReply, PeerCall, PeerReply, PeerService, Ping, Pong, Refusal,
+    tarpc::context::Context,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::actor::Msg;
-
-/// This peer's own package, served to peers that upgrade from it. Read from disk when
-/// needed rather than held in memory: an idle peer stays small.
-pub struct OwnPackage {
-    pub path: std::path::PathBuf,
-    pub len: u64,
-    pub manifest: PackageManifest,
-}
-
-impl OwnPackage {
-    fn read_at(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; len as usize];
-        std::fs::File::open(&self.path)?.read_exact_at(&mut buf, offset)?;
-        Ok(buf)
-    }
-}
+use super::{actor::Msg, own_package::OwnPackage};
 
 #[derive(Clone)]
 pub struct PeerServer {

@@ -14,6 +14,7 @@ pub mod install;
 pub mod process;
 pub mod report;
 pub mod runfile;
+pub mod status_sender;
 pub mod supervisor;
 
 use std::{
@@ -176,7 +177,7 @@ mod tests {
                 root: dir.path().to_owned(),
                 machine: smon_proto::MachineId::local("m1"),
                 host: "127.0.0.1".into(),
-                tx,
+                status: status_sender::StatusSender::new(tx, |status| status),
             },
             &[],
         );

@@ -20,6 +20,7 @@ use std::{
 use smon_proto::{AppDecl, AppReport, AppSpec, AppState, AppStatus, DesiredState, MachineId};
 use tokio::sync::mpsc;
 
+use super::status_sender::StatusSender;
 use super::{
     backoff::{Backoff, Verdict},
     install,
@@ -27,7 +28,7 @@ use super::{
     report::Reporter,
     runfile::{Override, Proc, RunFile, SettingKey},
 };
-use crate::daemon::actor::{Msg, now_ms};
+use crate::daemon::clock::now_ms;
 
 /// How often a live application is looked at (deaths are noticed within this).
 const WATCH: Duration = Duration::from_millis(250);
@@ -43,7 +44,8 @@ pub struct AppCtx {
     pub machine: MachineId,
     /// The machine's address, for the application (`SMON_HOST`).
     pub host: String,
-    pub tx: mpsc::Sender<Msg>,
+    /// Where observed statuses go (the actor).
+    pub status: StatusSender,
 }
 
 #[derive(Debug)]
@@ -504,7 +506,7 @@ impl Supervisor {
             });
         }
         self.published = Some((status.clone(), pid));
-        let _ = self.ctx.tx.send(Msg::AppStatus(status)).await;
+        self.ctx.status.send(status).await;
     }
 }
 
