@@ -1,0 +1,276 @@
+//! The world's events in virtual time and what each does when its time comes: one method
+//! per event.
+
+use smon_proto::{AppDecl, PeerCall, PeerReply, Version, wire_size};
+
+use super::{M, World};
+use crate::core::{CallFailure, CallId, Input, LoginOutcome, Millis, Probe, SpreadHint};
+
+#[derive(Debug)]
+pub(super) enum Event {
+    Timer {
+        m: M,
+        inc: u64,
+    },
+    Deliver {
+        to: M,
+        from: M,
+        from_inc: u64,
+        id: CallId,
+        call: PeerCall,
+    },
+    Reply {
+        to: M,
+        inc: u64,
+        id: CallId,
+        result: Result<PeerReply, CallFailure>,
+    },
+    LoginDone {
+        m: M,
+        inc: u64,
+        target: M,
+    },
+    CopyDone {
+        deployer: M,
+        inc: u64,
+        target: M,
+        version: Version,
+        hint: Option<SpreadHint>,
+    },
+    InstallDone {
+        target: M,
+        version: Version,
+        hint: Option<SpreadHint>,
+    },
+    RestartDone {
+        deployer: M,
+        inc: u64,
+        target: M,
+    },
+    FetchDone {
+        m: M,
+        inc: u64,
+        version: Version,
+        /// None: the fetch failed.
+        admitted: Option<Admitted>,
+    },
+    AppFetched {
+        m: M,
+        inc: u64,
+        app: AppDecl,
+    },
+}
+
+/// A release fetch that a server admitted: its slot is freed when the fetch ends.
+#[derive(Debug)]
+pub(super) struct Admitted {
+    pub server: M,
+    /// The server process that admitted it (a restarted one holds no slot).
+    pub server_inc: u64,
+    pub session: u64,
+}
+
+/// An event in the queue, ordered by time, then by the order it was scheduled in (which keeps
+/// runs deterministic).
+pub(super) struct Scheduled {
+    pub at: Millis,
+    pub seq: u64,
+    pub event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+impl World {
+    pub(super) fn dispatch(&mut self, event: Event) {
+        match event {
+            Event::Timer { m, inc } => self.on_timer(m, inc),
+            Event::Deliver {
+                to,
+                from,
+                from_inc,
+                id,
+                call,
+            } => self.on_deliver(to, from, from_inc, id, call),
+            Event::Reply {
+                to,
+                inc,
+                id,
+                result,
+            } => self.on_reply(to, inc, id, result),
+            Event::LoginDone { m, inc, target } => self.on_login_done(m, inc, target),
+            Event::CopyDone {
+                deployer,
+                inc,
+                target,
+                version,
+                hint,
+            } => self.on_copy_done(deployer, inc, target, version, hint),
+            Event::InstallDone {
+                target,
+                version,
+                hint,
+            } => self.on_install_done(target, version, hint),
+            Event::RestartDone {
+                deployer,
+                inc,
+                target,
+            } => self.on_restart_done(deployer, inc, target),
+            Event::FetchDone {
+                m,
+                inc,
+                version,
+                admitted,
+            } => self.on_fetch_done(m, inc, version, admitted),
+            Event::AppFetched { m, inc, app } => self.on_app_fetched(m, inc, app),
+        }
+    }
+
+    fn on_timer(&mut self, m: M, inc: u64) {
+        if self.alive(m, inc) {
+            self.input(m, Input::Tick);
+        }
+    }
+
+    /// A call arrives: the callee's core answers at once, and the reply travels back (or is
+    /// lost, and the caller times out).
+    fn on_deliver(&mut self, to: M, from: M, from_inc: u64, id: CallId, call: PeerCall) {
+        let reply = if self.machines[to].peer.is_some() {
+            self.call_core(to, call)
+        } else {
+            None
+        };
+        match reply {
+            Some(reply) if !self.lost() => {
+                self.messages += 1;
+                self.bytes += wire_size(&reply);
+                let at = self.now + self.latency();
+                self.schedule(
+                    at,
+                    Event::Reply {
+                        to: from,
+                        inc: from_inc,
+                        id,
+                        result: Ok(reply),
+                    },
+                );
+            }
+            _ => self.time_out(from, from_inc, id),
+        }
+    }
+
+    fn on_reply(&mut self, to: M, inc: u64, id: CallId, result: Result<PeerReply, CallFailure>) {
+        if self.alive(to, inc) {
+            self.input(to, Input::Reply { call: id, result });
+        }
+    }
+
+    /// A login finished: the probe sees the target as it is now.
+    fn on_login_done(&mut self, m: M, inc: u64, target: M) {
+        if !self.alive(m, inc) {
+            return;
+        }
+        let outcome = if self.connected(m, target) {
+            let t = &self.machines[target];
+            LoginOutcome::Probed(Probe {
+                installed: t.installed,
+                running: t.peer.is_some(),
+                install_in_progress: t.install_lock || t.deploy_claim_until > self.now,
+            })
+        } else {
+            LoginOutcome::Failed
+        };
+        let machine = self.machines[target].id.clone();
+        self.input(m, Input::LoginDone { machine, outcome });
+    }
+
+    /// A package was copied: its installer starts unless another one holds the install lock.
+    fn on_copy_done(
+        &mut self,
+        deployer: M,
+        inc: u64,
+        target: M,
+        version: Version,
+        hint: Option<SpreadHint>,
+    ) {
+        let t = &mut self.machines[target];
+        t.copies += 1;
+        // The installer: of several, the one that takes the lock first installs.
+        if !t.install_lock && t.peer.is_none() {
+            t.install_lock = true;
+            let took = self.deploy_time(target) / 4;
+            self.schedule(
+                self.now + took,
+                Event::InstallDone {
+                    target,
+                    version,
+                    hint,
+                },
+            );
+        }
+        if self.alive(deployer, inc) {
+            let machine = self.machines[target].id.clone();
+            self.input(deployer, Input::DeployDone { machine, ok: true });
+        }
+    }
+
+    fn on_install_done(&mut self, target: M, version: Version, hint: Option<SpreadHint>) {
+        let t = &mut self.machines[target];
+        t.install_lock = false;
+        t.deploy_claim_until = 0;
+        t.installs += 1;
+        if t.installed.is_none_or(|v| v < version) {
+            t.installed = Some(version);
+        }
+        self.start_peer(target, hint);
+    }
+
+    fn on_restart_done(&mut self, deployer: M, inc: u64, target: M) {
+        if self.machines[target].installed.is_some() {
+            self.start_peer(target, None);
+        }
+        if self.alive(deployer, inc) {
+            let machine = self.machines[target].id.clone();
+            self.input(deployer, Input::RestartDone { machine, ok: true });
+        }
+    }
+
+    /// A release fetch ended: the server's slot is freed (if the same process still runs),
+    /// and the fetcher learns the result.
+    fn on_fetch_done(&mut self, m: M, inc: u64, version: Version, admitted: Option<Admitted>) {
+        let ok = admitted.is_some();
+        if let Some(Admitted {
+            server,
+            server_inc,
+            session,
+        }) = admitted
+            && self.machines[server].inc == server_inc
+            && let Some(core) = self.machines[server].peer.as_mut()
+        {
+            core.release_fetch(session);
+        }
+        if self.alive(m, inc) {
+            self.input(m, Input::FetchDone { version, ok });
+        }
+    }
+
+    fn on_app_fetched(&mut self, m: M, inc: u64, app: AppDecl) {
+        if self.alive(m, inc) {
+            self.input(m, Input::AppFetched { app, ok: true });
+        }
+    }
+}
