@@ -9,6 +9,7 @@
 
 mod app;
 pub mod app_package;
+mod app_toml;
 mod error;
 mod livetag;
 mod machine;
