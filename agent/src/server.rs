@@ -130,42 +130,37 @@ impl Agent {
     /// Serve on `listener` forever. Each connection runs in its own task; a handshake that
     /// fails (wrong K_E, garbage, silence) is audited as a refusal.
     pub async fn serve(self, listener: TcpListener, key: ClusterKey) {
-        loop {
-            let (stream, addr) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
+        let agent = self.clone();
+        let on_transport = move |t, addr| {
+            let conn = Conn {
+                agent: agent.clone(),
+                addr,
             };
+            BaseChannel::with_defaults(t)
+                .execute(conn.serve())
+                .for_each(transport::spawn_request)
+        };
+        let on_refused = move |addr: SocketAddr, e: smon_proto::ProtoError| {
             let agent = self.clone();
-            let key = key.clone();
-            tokio::spawn(async move {
-                match transport::accept(stream, &key, smon_proto::noise::HANDSHAKE_TIMEOUT).await {
-                    Ok(t) => {
-                        let conn = Conn { agent, addr };
-                        let t = transport::IdleTimeout::new(t, transport::IDLE_TIMEOUT);
-                        BaseChannel::with_defaults(t)
-                            .execute(conn.serve())
-                            .for_each(transport::spawn_request)
-                            .await
-                    }
-                    Err(e) => {
-                        let entry = Entry {
-                            conn: addr.to_string(),
-                            call: "handshake",
-                            decision: "refused",
-                            detail: clip(&format!(
-                                "Noise handshake failed (wrong cluster key?): {e}"
-                            )),
-                            ..Entry::default()
-                        };
-                        agent.0.audit.record(entry).await;
-                    }
-                }
-            });
-        }
+            async move {
+                let entry = Entry {
+                    conn: addr.to_string(),
+                    call: "handshake",
+                    decision: "refused",
+                    detail: clip(&format!("Noise handshake failed (wrong cluster key?): {e}")),
+                    ..Entry::default()
+                };
+                agent.0.audit.record(entry).await;
+            }
+        };
+        transport::serve_connections_with(
+            listener,
+            key,
+            transport::ServeLimits::default(),
+            on_transport,
+            on_refused,
+        )
+        .await
     }
 
     /// Audit `outcome` (committed before the answer), then pass it on.

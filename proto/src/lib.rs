@@ -3,11 +3,13 @@
 //! Everything of [`smon_proto_types`] (machines, versions, livetag, membership, manifests,
 //! records, applications, package formats, the RPC messages), re-exported here so that users
 //! name one crate; plus what does IO: the tarpc services of the peer and the agent, the
-//! Noise-encrypted transport they run on, the key files, and reading application directories.
+//! Noise-encrypted transport they run on, the chunked transfer of packages over it, the key
+//! files, and reading application directories.
 
 pub use smon_proto_types::*;
 
 pub mod app_package;
+pub mod chunked;
 mod cluster;
 mod cluster_key;
 mod idle;

@@ -139,6 +139,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Accept connections forever; each gets its own task, so a bad or silent client (wrong key,
 /// garbage, a stalled handshake) affects only itself. `on_transport` serves one connection,
 /// typically `BaseChannel::with_defaults(t).execute(server.serve()).for_each(spawn_request)`.
+/// A refused handshake is logged (debug); [`serve_connections_with`] hands it to a hook.
 pub async fn serve_connections<Req, Resp, F, Fut>(
     listener: TcpListener,
     key: ClusterKey,
@@ -147,6 +148,29 @@ pub async fn serve_connections<Req, Resp, F, Fut>(
 ) where
     F: Fn(ServerTransport<Req, Resp>, SocketAddr) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+{
+    let log_refusal = |addr: SocketAddr, e: ProtoError| async move {
+        tracing::debug!("refused {addr}: {e}");
+    };
+    serve_connections_with(listener, key, limits, on_transport, log_refusal).await
+}
+
+/// [`serve_connections`], with `on_refused` called (in the connection's task) for every
+/// connection whose handshake failed: wrong K_E, garbage, silence past
+/// [`ServeLimits::handshake`]. The agent audits these.
+pub async fn serve_connections_with<Req, Resp, F, Fut, R, RFut>(
+    listener: TcpListener,
+    key: ClusterKey,
+    limits: ServeLimits,
+    on_transport: F,
+    on_refused: R,
+) where
+    F: Fn(ServerTransport<Req, Resp>, SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+    R: Fn(SocketAddr, ProtoError) -> RFut + Clone + Send + 'static,
+    RFut: Future<Output = ()> + Send + 'static,
     Req: Send + 'static,
     Resp: Send + 'static,
 {
@@ -161,11 +185,11 @@ pub async fn serve_connections<Req, Resp, F, Fut>(
             }
         };
         let key = key.clone();
-        let on_transport = on_transport.clone();
+        let (on_transport, on_refused) = (on_transport.clone(), on_refused.clone());
         tokio::spawn(async move {
             match accept(stream, &key, limits.handshake).await {
                 Ok(transport) => on_transport(IdleTimeout::new(transport, limits.idle), addr).await,
-                Err(e) => tracing::debug!("refused {addr}: {e}"),
+                Err(e) => on_refused(addr, e).await,
             }
         });
     }
