@@ -9,14 +9,13 @@
 //! ```
 
 use std::{
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use smon_peer::daemon::ssh;
+use smon_login::{Login, SshContext};
 use smon_proto::MachineId;
 
 use crate::cluster_dir::{ClusterDir, write_atomic};
@@ -122,24 +121,24 @@ pub enum AgentCommand {
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Let this process log in to SSH machines through the cluster's agent, checking their host
-/// keys against those `membership` pins.
-pub fn set_ssh_context(
-    dir: &ClusterDir,
-    membership: &smon_proto::Membership,
-) -> anyhow::Result<()> {
-    ssh::set_context(ssh::SshContext {
-        key: dir.key.clone(),
-        requester: MachineId::local("console"),
-        // Not DIR/known_hosts, the operator's pins: what this process trusts on first use
-        // must not become a pin unseen.
-        known_hosts: dir.path.join("known_hosts.tofu"),
-    });
-    ssh::pin_host_keys(
+/// How this console logs in to the cluster's machines: SSH ones through the cluster's agent,
+/// their host keys checked against those `membership` pins.
+pub fn login(dir: &ClusterDir, membership: &smon_proto::Membership) -> anyhow::Result<Login> {
+    let mut login = Login::new(
+        dir.config.clone(),
+        SshContext {
+            key: dir.key.clone(),
+            requester: MachineId::local("console"),
+            // Not DIR/known_hosts, the operator's pins: what this process trusts on first use
+            // must not become a pin unseen.
+            known_hosts: dir.path.join("known_hosts.tofu"),
+        },
+    );
+    login.pin_host_keys(
         std::sync::Arc::new(membership.clone()),
         &dir.trusted_release_key()?,
     );
-    Ok(())
+    Ok(login)
 }
 
 fn agent_bin() -> PathBuf {
@@ -270,14 +269,8 @@ async fn start(
         })
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; the agent outlives this command.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = command
+    // A session of its own: the agent outlives this command.
+    let mut child = smon_login::detach::new_session(&mut command)
         .spawn()
         .with_context(|| format!("starting {}", agent_bin().display()))?;
     let pid = child.id() as i32;

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
 use smon_proto::{
-    ClusterView, ControlAction, DesiredState, MAX_CHUNK, MachineId, app_package, transport,
+    ClusterView, ControlAction, DesiredState, MachineId, app_package, chunked, transport,
 };
 
 use crate::{cluster_dir::ClusterDir, connect};
@@ -88,18 +88,11 @@ pub async fn package(dir: &ClusterDir, source: &Path) -> anyhow::Result<(Vec<u8>
 async fn install(dir: &ClusterDir, source: &Path) -> anyhow::Result<()> {
     let (package, label) = package(dir, source).await?;
     let (machine, client) = connect::any_peer(dir).await?;
-    let total = package.len() as u64;
-    let mut answer = String::new();
-    for (i, chunk) in package.chunks(MAX_CHUNK as usize).enumerate() {
-        let action = ControlAction::PushApp {
-            offset: (i * MAX_CHUNK as usize) as u64,
-            total,
-            data: chunk.to_vec(),
-        };
-        answer = connect::control_one(&machine, &client, action)
-            .await
-            .with_context(|| format!("installing {label}"))?;
-    }
+    let answer = chunked::push(chunked::Kind::App, &package, |action| {
+        connect::control_one(&machine, &client, action)
+    })
+    .await
+    .with_context(|| format!("installing {label}"))?;
     println!("{answer}");
     Ok(())
 }

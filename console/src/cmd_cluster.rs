@@ -7,8 +7,8 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use smon_peer::daemon::{layout, machine_ops};
-use smon_proto::{ControlAction, InstallSeed, MachineId, Membership, Version, release};
+use smon_login::{host_keys::KNOWN_HOSTS, layout, machine_ops};
+use smon_proto::{ControlAction, InstallSeed, MachineId, Membership, Version, chunked, release};
 
 use crate::{
     cluster_dir::{ClusterDir, write_atomic},
@@ -43,8 +43,8 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
         membership: membership.encode(),
         spread_origin: Some((index, membership.version)),
     };
-    crate::cmd_agent::set_ssh_context(dir, &membership)?;
-    let message = machine_ops::deploy(&dir.config, &machine, &package, &seed)
+    let login = crate::cmd_agent::login(dir, &membership)?;
+    let message = machine_ops::deploy(&login, &machine, &package, &seed)
         .await
         .with_context(|| format!("deploying to {machine}"))?;
     println!("{machine}: {}", message.trim());
@@ -192,16 +192,10 @@ pub async fn upgrade(dir: &ClusterDir, file: &Path) -> anyhow::Result<()> {
     let (_, manifest) = release::verify_package(&package, &trusted)
         .with_context(|| format!("{}", file.display()))?;
     let (machine, client) = connect::any_peer(dir).await?;
-    let total = package.len() as u64;
-    let mut answer = String::new();
-    for (i, chunk) in package.chunks(smon_proto::MAX_CHUNK as usize).enumerate() {
-        let action = ControlAction::PushRelease {
-            offset: (i * smon_proto::MAX_CHUNK as usize) as u64,
-            total,
-            data: chunk.to_vec(),
-        };
-        answer = connect::control_one(&machine, &client, action).await?;
-    }
+    let answer = chunked::push(chunked::Kind::Release, &package, |action| {
+        connect::control_one(&machine, &client, action)
+    })
+    .await?;
     println!(
         "{answer}; the other peers follow it to {}",
         manifest.version
@@ -234,7 +228,7 @@ pub async fn set_membership(
         scan: scan_host_keys,
         trust_on_first_use: dir.config.ssh_trust_on_first_use,
     };
-    let known_hosts = dir.path.join(smon_peer::daemon::ssh::KNOWN_HOSTS);
+    let known_hosts = dir.path.join(KNOWN_HOSTS);
     let how = format!("add their keys to {} (ssh-keyscan)", known_hosts.display());
     let mut membership = crate::host_keys::pin(&known_hosts, membership, policy, &how).await?;
     if membership.has_pins() {

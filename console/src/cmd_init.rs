@@ -13,7 +13,7 @@ use smon_proto::{
     Version, release,
 };
 
-use smon_peer::daemon::ssh;
+use smon_login::host_keys::KNOWN_HOSTS;
 
 use crate::{
     cluster_dir::{ClusterDir, write_atomic},
@@ -103,7 +103,7 @@ pub async fn init(
     let machines = membership.len();
     let result = async {
         std::fs::create_dir_all(&staging)?;
-        let known_hosts = staging.join(ssh::KNOWN_HOSTS);
+        let known_hosts = staging.join(KNOWN_HOSTS);
         if let Some(file) = &options.known_hosts {
             let text =
                 std::fs::read(file).with_context(|| format!("--known-hosts {}", file.display()))?;

@@ -6,7 +6,7 @@
 use std::{collections::HashMap, path::Path};
 
 use anyhow::{Context, bail};
-use smon_peer::daemon::ssh;
+use smon_login::host_keys as ssh_keys;
 use smon_proto::release::Algorithm;
 use smon_proto::{MachineId, Membership, ReleasePublicKey as PublicKey};
 
@@ -80,7 +80,7 @@ impl KnownHosts {
     fn pin(&self, host: &str, port: u16) -> anyhow::Result<Option<PublicKey>> {
         let Some(keys) = self.plain.get(&(host.to_owned(), port)) else {
             return Ok(if self.hashed {
-                ssh::known_host_key(&self.path, host, port)
+                ssh_keys::known_host_key(&self.path, host, port)
             } else {
                 None
             });
@@ -110,7 +110,7 @@ impl KnownHosts {
     }
 
     fn add(&mut self, host: &str, port: u16, key: PublicKey) -> anyhow::Result<()> {
-        ssh::record_host_key(&self.path, host, port, &key)?;
+        ssh_keys::record_host_key(&self.path, host, port, &key)?;
         self.plain
             .entry((host.to_owned(), port))
             .or_default()
@@ -137,11 +137,14 @@ pub async fn pin(
         let key = match known.pin(host, port)? {
             Some(key) => Some(key),
             None if policy.scan => {
-                let key = ssh::scan_host_key(host, port).await.with_context(|| {
+                let key = ssh_keys::scan_host_key(host, port).await.with_context(|| {
                     format!("--scan-host-keys: fetching the host key of {host}:{port}")
                 })?;
                 known.add(host, port, key.clone())?;
-                println!("pinned {host}:{port} {}", ssh::host_key_fingerprint(&key));
+                println!(
+                    "pinned {host}:{port} {}",
+                    ssh_keys::host_key_fingerprint(&key)
+                );
                 Some(key)
             }
             None => None,

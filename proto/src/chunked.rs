@@ -368,9 +368,15 @@ mod tests {
             Assembled::Partial("3 of 6 bytes".into())
         );
         let gap = a.add(4, 6, b"ef").unwrap_err();
-        assert!(gap.to_string().contains("expected offset 3, got 4"), "{gap}");
+        assert!(
+            gap.to_string().contains("expected offset 3, got 4"),
+            "{gap}"
+        );
         let more = a.add(3, 6, b"defg").unwrap_err();
-        assert!(more.to_string().contains("more data than announced"), "{more}");
+        assert!(
+            more.to_string().contains("more data than announced"),
+            "{more}"
+        );
         // A first piece again starts over.
         assert_eq!(
             a.add(0, 4, b"wx").unwrap(),

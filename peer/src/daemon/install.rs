@@ -9,10 +9,10 @@ use std::{fs, path::Path};
 
 use smon_proto::{InstallSeed, Membership, ReleasePublicKey, release};
 
+use smon_login::layout::{self, io_err};
+
 use super::{
-    DaemonError,
-    layout::{self, io_err},
-    start,
+    DaemonError, start,
     store::{Store, json, keys},
 };
 
@@ -45,10 +45,10 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
         .map_err(io_err(&package_path))?
         .len();
     if size > MAX_PACKAGE {
-        return Err(DaemonError::Package(format!(
-            "{}: {size} bytes, over the cap",
-            package_path.display()
-        )));
+        return Err(DaemonError::WrongPackage {
+            what: package_path.display().to_string(),
+            why: format!("{size} bytes, over the cap of {MAX_PACKAGE}"),
+        });
     }
     let package = fs::read(&package_path).map_err(io_err(&package_path))?;
     let seed_path = incoming.join("seed.json");
@@ -56,7 +56,7 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
         &fs::read(&seed_path).map_err(io_err(&seed_path))?,
         &seed_path,
     )
-    .map_err(|e| DaemonError::Package(e.to_string()))?;
+    .map_err(|e| DaemonError::decode("install seed", e))?;
 
     let Some(_lock) = layout::try_lock(&root.join("install.lock"))? else {
         return Ok("another installer is running here; this one stops".into());
@@ -68,9 +68,12 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
         None => seed.config.clone(),
     };
     let trusted = ReleasePublicKey::from_openssh(&config.release_key)
-        .map_err(|e| DaemonError::Package(format!("release key: {e}")))?;
-    let (_, manifest) = release::verify_package(&package, &trusted)
-        .map_err(|e| DaemonError::Package(format!("{}: {e}", package_path.display())))?;
+        .map_err(|e| DaemonError::decode("release key", e))?;
+    let (_, manifest) =
+        release::verify_package(&package, &trusted).map_err(|source| DaemonError::Unverified {
+            what: package_path.display().to_string(),
+            source,
+        })?;
     let version = manifest.version;
 
     if let Some(pid) = layout::running_pid(root)
@@ -83,11 +86,11 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
 
     layout::store_version(root, version, &package)?;
     if store.get_raw(keys::ME)?.is_none() {
-        let key = seed
-            .key()
-            .ok_or_else(|| DaemonError::Package("seed: the cluster key is not 32 bytes".into()))?;
-        let membership = Membership::decode(&seed.membership)
-            .map_err(|e| DaemonError::Package(format!("seed: {e}")))?;
+        let key = seed.key().ok_or_else(|| {
+            DaemonError::decode("seed", "the cluster key is not 32 bytes".to_string())
+        })?;
+        let membership =
+            Membership::decode(&seed.membership).map_err(|e| DaemonError::decode("seed", e))?;
         store.put_all(&[
             (keys::ME, json(&seed.me)),
             (keys::CONFIG, json(&seed.config)),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use smon_proto::{
     AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, ControlAction, DesiredState,
-    LiveTag, MAX_CHUNK, MemberReply, PeerCall, PeerReply, PeerService, Ping, Pong, Refusal,
+    LiveTag, MemberReply, PeerCall, PeerReply, PeerService, Ping, Pong, Refusal, chunked,
     tarpc::context::Context,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -59,20 +59,13 @@ impl PeerService for PeerServer {
             _ => return Err(gone()),
         }
         let total = self.package.len;
-        if req.offset > total {
-            return Err(Refusal::Invalid(format!(
-                "offset {} past the end ({total})",
-                req.offset
-            )));
-        }
-        let len = req.max_len.clamp(1, MAX_CHUNK) as u64;
-        let end = (req.offset + len).min(total);
-        if end == total {
+        let range = chunked::served_range(req.offset, req.max_len, total)?;
+        if range.end == total {
             let _ = self.tx.send(Msg::ReleaseFetch(session)).await;
         }
         let data = self
             .package
-            .read_at(req.offset, end - req.offset)
+            .read_at(range.start, range.end - range.start)
             .map_err(|e| Refusal::Busy(format!("reading the package: {e}")))?;
         Ok(Chunk {
             manifest: (req.offset == 0).then(|| self.package.manifest.clone()),
@@ -127,7 +120,7 @@ impl PeerService for PeerServer {
         })
         .await
         .map_err(|_| gone())?;
-        let (total_len, data) = read.map_err(Refusal::NotFound)?;
+        let (total_len, data) = read?;
         Ok(Chunk {
             manifest: None,
             total_len,

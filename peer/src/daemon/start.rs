@@ -2,15 +2,15 @@
 //! deployer's login), and wait until it runs or fails. Idempotent.
 
 use std::{
-    os::unix::process::CommandExt,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use smon_login::layout::{self, PEER_BINARY};
+
 use super::{
     DaemonError,
-    layout::{self, PEER_BINARY},
     store::{Store, keys},
 };
 use crate::core::PersistentState;
@@ -33,17 +33,13 @@ pub fn start(root: &Path, rollback: bool) -> Result<(), DaemonError> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; the child gets its own session, so it survives the
-    // end of the installer, of the login session and of the deployer.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = command
-        .spawn()
-        .map_err(|e| DaemonError::Start(format!("{}: {e}", binary.display())))?;
+    // A session of its own: the peer survives the end of the installer, of the login session
+    // and of the deployer.
+    smon_login::detach::new_session(&mut command);
+    let mut child = command.spawn().map_err(|source| DaemonError::Spawn {
+        binary: binary.clone(),
+        source,
+    })?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if layout::running_pid(root).is_some() {
@@ -51,25 +47,28 @@ pub fn start(root: &Path, rollback: bool) -> Result<(), DaemonError> {
             std::mem::forget(child);
             return Ok(());
         }
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| DaemonError::Start(e.to_string()))?
-        {
+        let exited = child.try_wait().map_err(|source| DaemonError::Spawn {
+            binary: binary.clone(),
+            source,
+        })?;
+        if let Some(status) = exited {
             if layout::running_pid(root).is_some() {
                 return Ok(()); // another instance won
             }
-            return Err(DaemonError::Start(format!(
-                "{} exited at once ({status}); see {}",
-                binary.display(),
-                root.join("peer.log").display()
-            )));
+            return Err(DaemonError::NotStarted {
+                binary,
+                why: format!(
+                    "exited at once ({status}); see {}",
+                    root.join("peer.log").display()
+                ),
+            });
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(DaemonError::Start(format!(
-                "{} did not come up within {START_TIMEOUT:?}",
-                binary.display()
-            )));
+            return Err(DaemonError::NotStarted {
+                binary,
+                why: format!("did not come up within {START_TIMEOUT:?}"),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -78,8 +77,7 @@ pub fn start(root: &Path, rollback: bool) -> Result<(), DaemonError> {
 /// Make `previous` current again and never take the failed version back.
 fn roll_back(root: &Path) -> Result<(), DaemonError> {
     let bad = layout::linked_version(root, "current");
-    let good = layout::linked_version(root, "previous")
-        .ok_or_else(|| DaemonError::Start("no previous version to roll back to".into()))?;
+    let good = layout::linked_version(root, "previous").ok_or(DaemonError::NoPrevious)?;
     let mut store = Store::open(&root.join("state.db"))?;
     if let Some(bad) = bad.filter(|b| *b != good) {
         let mut state: PersistentState = store
@@ -93,5 +91,5 @@ fn roll_back(root: &Path) -> Result<(), DaemonError> {
         tracing::warn!("rolled back from {bad} to {good}");
     }
     store.delete(keys::TRIAL)?;
-    layout::set_link(root, "current", good)
+    Ok(layout::set_link(root, "current", good)?)
 }

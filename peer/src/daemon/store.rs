@@ -27,7 +27,10 @@ pub mod keys {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, DaemonError> {
-        let err = |e: rusqlite::Error| DaemonError::Store(format!("{}: {e}", path.display()));
+        let err = |source| DaemonError::Store {
+            what: path.display().to_string(),
+            source,
+        };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
@@ -49,7 +52,10 @@ impl Store {
                 row.get(0)
             })
             .optional()
-            .map_err(|e| DaemonError::Store(format!("reading {key}: {e}")))
+            .map_err(|source| DaemonError::Store {
+                what: format!("reading {key}"),
+                source,
+            })
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, DaemonError> {
@@ -57,13 +63,16 @@ impl Store {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| DaemonError::Store(format!("{key} is corrupt: {e}"))),
+                .map_err(|e| DaemonError::decode(format!("state: {key} is corrupt"), e)),
         }
     }
 
     /// Write several values in one transaction: all or nothing.
     pub fn put_all(&mut self, entries: &[(&str, Vec<u8>)]) -> Result<(), DaemonError> {
-        let err = |e: rusqlite::Error| DaemonError::Store(format!("writing: {e}"));
+        let err = |source| DaemonError::Store {
+            what: "writing".into(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(err)?;
         for (key, value) in entries {
             tx.execute(
@@ -83,7 +92,10 @@ impl Store {
         self.conn
             .execute("DELETE FROM kv WHERE k = ?1", params![key])
             .map(|_| ())
-            .map_err(|e| DaemonError::Store(format!("deleting {key}: {e}")))
+            .map_err(|source| DaemonError::Store {
+                what: format!("deleting {key}"),
+                source,
+            })
     }
 }
 

@@ -6,16 +6,16 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
+use smon_login::layout::io_err;
 use smon_proto::{
-    AppSpec, ChunkRequest, ClusterKey, MAX_CHUNK, ReleasePublicKey, Version,
-    app_package::{self, APP_TOML, MAX_APP_PACKAGE_BYTES, VerifiedApp},
-    tarpc::context,
+    AppSpec, Refusal, Version,
+    app_package::{self, APP_TOML, VerifiedApp},
+    chunked,
 };
 
-use crate::daemon::{DaemonError, layout::io_err};
+use crate::daemon::DaemonError;
 
 pub fn apps_dir(root: &Path) -> PathBuf {
     root.join("apps")
@@ -45,11 +45,15 @@ pub fn load_spec(root: &Path, name: &str, version: Version) -> Result<AppSpec, D
     let path = version_dir(root, name, version).join(APP_TOML);
     let text = fs::read_to_string(&path).map_err(io_err(&path))?;
     app_package::parse_app_toml(&path.display().to_string(), &text)
-        .map_err(|e| DaemonError::Package(e.to_string()))
+        .map_err(|e| DaemonError::decode("installed application", e))
 }
 
 /// Install a verified package (idempotent: the same package again changes nothing).
 pub fn install(root: &Path, app: &VerifiedApp, package: &[u8]) -> Result<(), DaemonError> {
+    Ok(install_files(root, app, package)?)
+}
+
+fn install_files(root: &Path, app: &VerifiedApp, package: &[u8]) -> Result<(), smon_login::Error> {
     let (name, version) = (&app.manifest.name, app.manifest.version);
     let pkg = package_path(root, name, version);
     let dir = version_dir(root, name, version);
@@ -107,81 +111,29 @@ pub fn prune(root: &Path, name: &str, keep: &[Version]) {
     }
 }
 
-/// Fetch `name` `version` from the peer at `addr` in chunks and verify it against the
-/// cluster's release key.
-pub async fn fetch(
-    addr: &str,
-    key: &ClusterKey,
-    name: &str,
-    version: Version,
-    session: u64,
-    trusted: &ReleasePublicKey,
-) -> Result<(Vec<u8>, VerifiedApp), DaemonError> {
-    let timeout = Duration::from_secs(10);
-    let client = smon_proto::transport::peer_client(addr, key, timeout)
-        .await
-        .map_err(|e| DaemonError::Fetch(e.to_string()))?;
-    let mut package = Vec::new();
-    loop {
-        let req = ChunkRequest {
-            session,
-            version,
-            offset: package.len() as u64,
-            max_len: MAX_CHUNK,
-        };
-        let mut ctx = context::current();
-        ctx.deadline = std::time::Instant::now() + timeout;
-        let chunk = client
-            .retrieve_app(ctx, name.to_owned(), req)
-            .await
-            .map_err(|e| DaemonError::Fetch(e.to_string()))?
-            .map_err(|r| DaemonError::Fetch(r.to_string()))?;
-        if chunk.total_len > MAX_APP_PACKAGE_BYTES
-            || chunk.data.is_empty()
-            || chunk.offset != package.len() as u64
-        {
-            return Err(DaemonError::Fetch(format!(
-                "bad chunk (offset {}, total {})",
-                chunk.offset, chunk.total_len
-            )));
-        }
-        package.extend_from_slice(&chunk.data);
-        if package.len() as u64 >= chunk.total_len {
-            break;
-        }
-    }
-    let app = app_package::verify_app_package(&package, trusted)
-        .map_err(|e| DaemonError::Fetch(format!("refused: {e}")))?;
-    if app.manifest.name != name || app.manifest.version != version {
-        return Err(DaemonError::Fetch(format!(
-            "asked for {name} {version}, got {} {}",
-            app.manifest.name, app.manifest.version
-        )));
-    }
-    Ok((package, app))
-}
-
-/// Read a slice of an installed package, for a peer that fetches it.
+/// Read a slice of an installed package, for a peer that fetches it: (the package's size,
+/// the bytes). Refused: a name that is no application name, a package not here, an offset
+/// past the end.
 pub fn read_chunk(
     root: &Path,
     name: &str,
     version: Version,
     offset: u64,
     max_len: u32,
-) -> Result<(u64, Vec<u8>), String> {
+) -> Result<(u64, Vec<u8>), Refusal> {
     use std::os::unix::fs::FileExt;
     if !app_package::valid_app_name(name) {
-        return Err(format!("{name:?} is not an application name"));
+        return Err(Refusal::NotFound(format!(
+            "{name:?} is not an application name"
+        )));
     }
     let path = package_path(root, name, version);
-    let file = fs::File::open(&path).map_err(|_| format!("{name} {version} is not here"))?;
-    let total = file.metadata().map_err(|e| e.to_string())?.len();
-    if offset > total {
-        return Err(format!("offset {offset} past the end ({total})"));
-    }
-    let len = u64::from(max_len.clamp(1, MAX_CHUNK)).min(total - offset);
-    let mut buf = vec![0u8; len as usize];
+    let missing = || Refusal::NotFound(format!("{name} {version} is not here"));
+    let file = fs::File::open(&path).map_err(|_| missing())?;
+    let total = file.metadata().map_err(|_| missing())?.len();
+    let range = chunked::served_range(offset, max_len, total)?;
+    let mut buf = vec![0u8; (range.end - range.start) as usize];
     file.read_exact_at(&mut buf, offset)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Refusal::Busy(format!("reading {name} {version}: {e}")))?;
     Ok((total, buf))
 }

@@ -5,7 +5,6 @@
 use std::{
     collections::BTreeMap,
     fs,
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -46,15 +45,9 @@ pub fn spawn_group(command: &str, launch: &Launch) -> std::io::Result<i32> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe. The application gets a session and process group
-    // of its own: signals to the peer do not reach it, and it can be stopped as a whole.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
+    // A session and process group of its own: signals to the peer do not reach the
+    // application, and it can be stopped as a whole.
+    let child = smon_login::detach::new_session(&mut cmd).spawn()?;
     // Not waited for through `Child`: `group_alive` reaps the leader (also after this peer
     // re-executed itself into a new version, when no `Child` exists any more).
     Ok(child.id() as i32)

@@ -19,13 +19,10 @@ use std::{
 
 use smon_proto::{PackageManifest, Version, release};
 
-use super::DaemonError;
+use crate::Error;
+pub use crate::error::io_err;
 
 pub const PEER_BINARY: &str = "smon-peer";
-
-pub fn io_err(path: &Path) -> impl Fn(std::io::Error) -> DaemonError + '_ {
-    move |e| DaemonError::Io(format!("{}: {e}", path.display()))
-}
 
 pub fn version_dir(root: &Path, version: Version) -> PathBuf {
     root.join("versions").join(version.to_string())
@@ -42,7 +39,7 @@ pub fn linked_version(root: &Path, link: &str) -> Option<Version> {
 }
 
 /// Point `link` at `versions/<version>` atomically (new link, then rename over the old one).
-pub fn set_link(root: &Path, link: &str, version: Version) -> Result<(), DaemonError> {
+pub fn set_link(root: &Path, link: &str, version: Version) -> Result<(), Error> {
     let tmp = root.join(format!(".{link}.tmp-{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let target = PathBuf::from("versions").join(version.to_string());
@@ -51,7 +48,7 @@ pub fn set_link(root: &Path, link: &str, version: Version) -> Result<(), DaemonE
 }
 
 /// Make `version` current, remembering the one it replaces as `previous`.
-pub fn switch_to(root: &Path, version: Version) -> Result<(), DaemonError> {
+pub fn switch_to(root: &Path, version: Version) -> Result<(), Error> {
     if let Some(old) = linked_version(root, "current")
         && old != version
     {
@@ -61,7 +58,7 @@ pub fn switch_to(root: &Path, version: Version) -> Result<(), DaemonError> {
 }
 
 /// Store a verified package file as `versions/<v>/smon-peer` (write, fsync, rename).
-pub fn store_version(root: &Path, version: Version, package: &[u8]) -> Result<(), DaemonError> {
+pub fn store_version(root: &Path, version: Version, package: &[u8]) -> Result<(), Error> {
     let dir = version_dir(root, version);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let path = dir.join(PEER_BINARY);
@@ -78,15 +75,17 @@ pub fn store_version(root: &Path, version: Version, package: &[u8]) -> Result<()
 }
 
 /// The manifest of an installed package file.
-pub fn installed_manifest(path: &Path) -> Result<(Vec<u8>, PackageManifest), DaemonError> {
+pub fn installed_manifest(path: &Path) -> Result<(Vec<u8>, PackageManifest), Error> {
     let bytes = fs::read(path).map_err(io_err(path))?;
-    let (_, manifest) = release::split_package(&bytes)
-        .map_err(|e| DaemonError::Package(format!("{}: {e}", path.display())))?;
+    let (_, manifest) = release::split_package(&bytes).map_err(|source| Error::Package {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok((bytes, manifest))
 }
 
 /// Count file: one byte per event (arrivals, logins); appends are atomic.
-pub fn bump_counter(path: &Path) -> Result<(), DaemonError> {
+pub fn bump_counter(path: &Path) -> Result<(), Error> {
     use std::io::Write;
     fs::OpenOptions::new()
         .create(true)
@@ -102,7 +101,7 @@ pub fn counter(path: &Path) -> u32 {
 
 /// An exclusive, non-blocking flock held as long as the returned file lives. `None` when
 /// another process holds it.
-pub fn try_lock(path: &Path) -> Result<Option<fs::File>, DaemonError> {
+pub fn try_lock(path: &Path) -> Result<Option<fs::File>, Error> {
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -118,7 +117,7 @@ pub fn try_lock(path: &Path) -> Result<Option<fs::File>, DaemonError> {
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
             Ok(None)
         } else {
-            Err(DaemonError::Io(format!("{}: flock: {err}", path.display())))
+            Err(io_err(path)(err))
         }
     }
 }

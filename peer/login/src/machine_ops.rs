@@ -4,21 +4,18 @@
 use std::time::Duration;
 
 use rand::RngExt;
-use smon_proto::{ClusterConfig, InstallSeed, MachineId, Version};
+use smon_core::Probe;
+use smon_proto::{InstallSeed, MachineId, Version};
 
-use super::{
-    DaemonError,
-    remote::{MachineRoot, Remote, login},
-};
-use crate::core::Probe;
+use crate::{Error, Login, Session, error::io_err};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A deployer's claim on a machine is honoured this long (minutes, for `find -mmin`).
 const CLAIM_MINUTES: u32 = 2;
 
 /// Log in and look: is a peer installed, running, being installed? Also counts the login.
-pub async fn probe(config: &ClusterConfig, machine: &MachineId) -> Result<Probe, DaemonError> {
-    let (mut remote, root) = login(config, machine).await?;
+pub async fn probe(login: &Login, machine: &MachineId) -> Result<Probe, Error> {
+    let mut session = login.open(machine).await?;
     let script = format!(
         r#"R={root}
 mkdir -p "$R/incoming" || exit 3
@@ -33,13 +30,13 @@ i=0
 if [ -n "$(find "$R/incoming" -maxdepth 1 -name 'claim-*' -mmin -{CLAIM_MINUTES} 2>/dev/null)" ]; then i=1; fi
 echo "installing=$i"
 "#,
-        root = root.shell
+        root = session.root()
     );
-    let out = remote.exec(&script, STEP_TIMEOUT).await?;
+    let out = session.exec(&script, STEP_TIMEOUT).await?;
     parse_probe(&out)
 }
 
-fn parse_probe(out: &str) -> Result<Probe, DaemonError> {
+fn parse_probe(out: &str) -> Result<Probe, Error> {
     let mut probe = Probe::default();
     let mut seen = 0;
     for line in out.lines() {
@@ -67,21 +64,19 @@ fn parse_probe(out: &str) -> Result<Probe, DaemonError> {
         }
     }
     if seen != 3 {
-        return Err(DaemonError::Login(format!(
-            "unexpected probe output: {out:?}"
-        )));
+        return Err(Error::ProbeOutput(out.to_owned()));
     }
     Ok(probe)
 }
 
 /// Copy the package and the seed into a directory of their own and start the installer.
 pub async fn deploy(
-    config: &ClusterConfig,
+    login: &Login,
     machine: &MachineId,
     package: &std::path::Path,
     seed: &InstallSeed,
-) -> Result<String, DaemonError> {
-    let (mut remote, root) = login(config, machine).await?;
+) -> Result<String, Error> {
+    let mut session = login.open(machine).await?;
     let nonce: u64 = rand::rng().random();
     let deployer: String = seed
         .deployer
@@ -96,30 +91,24 @@ pub async fn deploy(
         .collect();
     let dir = format!("incoming/{deployer}-{nonce:016x}");
     // Claim first: a later deployer's probe sees the claim and does not copy a second package.
-    remote
-        .exec(
-            &format!(
-                r#"R={root}; mkdir -p "$R/{dir}" && : > "$R/incoming/claim-{nonce:016x}""#,
-                root = root.shell
-            ),
-            STEP_TIMEOUT,
-        )
-        .await?;
+    let claim = format!(
+        r#"R={root}; mkdir -p "$R/{dir}" && : > "$R/incoming/claim-{nonce:016x}""#,
+        root = session.root()
+    );
+    session.exec(&claim, STEP_TIMEOUT).await?;
     // The package travels gzip-compressed (about 40% of its size); every Linux has gzip.
     let compressed = compressed_package(package).await?;
-    remote
-        .upload_file(&root, &format!("{dir}/package.gz"), &compressed, 0o644)
+    session
+        .upload_file(&format!("{dir}/package.gz"), &compressed, 0o644)
         .await?;
-    remote
-        .upload(&root, &format!("{dir}/seed.json"), &seed.to_json(), 0o600)
+    session
+        .upload(&format!("{dir}/seed.json"), &seed.to_json(), 0o600)
         .await?;
-    run_installer(&mut remote, &root, &dir).await
+    run_installer(&mut session, &dir).await
 }
 
 /// The gzip form of a package file, made once next to it (`<file>.gz`) and reused.
-pub async fn compressed_package(
-    package: &std::path::Path,
-) -> Result<std::path::PathBuf, DaemonError> {
+pub async fn compressed_package(package: &std::path::Path) -> Result<std::path::PathBuf, Error> {
     let gz = package.with_extension("gz");
     let fresh = match (
         tokio::fs::metadata(package).await,
@@ -144,39 +133,31 @@ pub async fn compressed_package(
         std::fs::rename(&tmp, &dest)
     })
     .await
-    .map_err(|e| DaemonError::Io(e.to_string()))?
-    .map_err(|e| DaemonError::Io(format!("compressing {}: {e}", package.display())))?;
+    .map_err(|e| io_err(package)(std::io::Error::other(e)))?
+    .map_err(io_err(package))?;
     Ok(gz)
 }
 
-async fn run_installer(
-    remote: &mut Remote,
-    root: &MachineRoot,
-    dir: &str,
-) -> Result<String, DaemonError> {
-    remote
-        .exec(
-            &format!(
-                r#"R={root}; gzip -dc "$R/{dir}/package.gz" > "$R/{dir}/package" && rm -f "$R/{dir}/package.gz" && chmod 755 "$R/{dir}/package" && "$R/{dir}/package" install --root "$R" --incoming "$R/{dir}""#,
-                root = root.shell
-            ),
-            STEP_TIMEOUT,
-        )
-        .await
+async fn run_installer(session: &mut Session, dir: &str) -> Result<String, Error> {
+    let script = format!(
+        r#"R={root}; gzip -dc "$R/{dir}/package.gz" > "$R/{dir}/package" && rm -f "$R/{dir}/package.gz" && chmod 755 "$R/{dir}/package" && "$R/{dir}/package" install --root "$R" --incoming "$R/{dir}""#,
+        root = session.root()
+    );
+    session.exec(&script, STEP_TIMEOUT).await
 }
 
 /// Start the installed peer; if the current version cannot start, roll back to the previous.
-pub async fn restart(config: &ClusterConfig, machine: &MachineId) -> Result<String, DaemonError> {
-    let (mut remote, root) = login(config, machine).await?;
+pub async fn restart(login: &Login, machine: &MachineId) -> Result<String, Error> {
+    let mut session = login.open(machine).await?;
     let script = format!(
         r#"R={root}
 "$R/current/smon-peer" start --root "$R" && exit 0
 if [ -x "$R/previous/smon-peer" ]; then exec "$R/previous/smon-peer" start --root "$R" --rollback; fi
 exit 1
 "#,
-        root = root.shell
+        root = session.root()
     );
-    remote.exec(&script, STEP_TIMEOUT).await
+    session.exec(&script, STEP_TIMEOUT).await
 }
 
 #[cfg(test)]

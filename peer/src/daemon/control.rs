@@ -1,0 +1,198 @@
+//! Operator control: the console's actions on this peer, and the assembly of the packages it
+//! pushes (a release this peer upgrades to, an application it installs and spreads).
+
+use std::{sync::Arc, time::Duration};
+
+use smon_proto::{
+    AppDecl, ControlAction, DesiredState, Membership, Refusal, app_package, chunked::Assembled,
+    release,
+};
+
+use super::{
+    actor::{Actor, Msg},
+    apps::install as app_install,
+    clock::now_ms,
+};
+use crate::core::{Input, Output};
+use smon_login::layout;
+
+/// How long a message that ends the actor waits, so that the answer reaches the console first.
+const ANSWER_FIRST: Duration = Duration::from_millis(200);
+
+impl Actor {
+    /// Carry out an operator's `action`: the answer for the console, or why not. Outputs of
+    /// the core go to `out`, which the caller commits before it answers.
+    pub(super) fn control(
+        &mut self,
+        action: ControlAction,
+        out: &mut Vec<Output>,
+    ) -> Result<String, Refusal> {
+        match action {
+            ControlAction::SetLiveTag { enabled } => Ok(self.set_livetag(enabled, out)),
+            ControlAction::SetMembership { blob } => self.set_membership(&blob, out),
+            ControlAction::PushRelease {
+                offset,
+                total,
+                data,
+            } => self.receive_push(offset, total, &data),
+            ControlAction::PushApp {
+                offset,
+                total,
+                data,
+            } => self.receive_app_push(offset, total, &data, out),
+            ControlAction::SetAppDesired { name, desired } => {
+                self.set_app_desired(name, desired, out)
+            }
+            ControlAction::Shutdown => {
+                self.send_after_answer(Msg::Shutdown);
+                Ok(format!("{} stops", self.me))
+            }
+        }
+    }
+
+    /// Send `msg` to this actor once the current answer had time to reach the console.
+    fn send_after_answer(&self, msg: Msg) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ANSWER_FIRST).await;
+            let _ = tx.send(msg).await;
+        });
+    }
+
+    fn set_livetag(&mut self, enabled: bool, out: &mut Vec<Output>) -> String {
+        let input = Input::SetLiveTag { enabled };
+        self.core.handle(now_ms(), input, &mut self.rng, out);
+        let tag = self.core.livetag();
+        format!("livetag set to {} (version {})", tag.enabled, tag.version)
+    }
+
+    fn set_membership(&mut self, blob: &[u8], out: &mut Vec<Output>) -> Result<String, Refusal> {
+        let list = Membership::decode(blob).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let current = self.core.membership().version;
+        if list.version <= current {
+            return Err(Refusal::Invalid(format!(
+                "membership version {} is not newer than {current}",
+                list.version
+            )));
+        }
+        if let Some((a, b)) = self.config.address_collision(list.machines()) {
+            return Err(Refusal::Invalid(format!(
+                "local machines {a} and {b} would share an address"
+            )));
+        }
+        let version = list.version;
+        let input = Input::SetMembership(Arc::new(list));
+        self.core.handle(now_ms(), input, &mut self.rng, out);
+        Ok(format!("membership version {version} set"))
+    }
+
+    fn set_app_desired(
+        &mut self,
+        name: String,
+        desired: DesiredState,
+        out: &mut Vec<Output>,
+    ) -> Result<String, Refusal> {
+        if !self.core.apps().iter().any(|a| a.name == name) {
+            return Err(Refusal::NotFound(format!(
+                "application {name} is not installed (known here: {})",
+                self.known_apps()
+            )));
+        }
+        let input = Input::SetAppDesired {
+            name: name.clone(),
+            desired,
+        };
+        self.core.handle(now_ms(), input, &mut self.rng, out);
+        Ok(format!(
+            "{name} set {desired} on every machine (through {})",
+            self.me
+        ))
+    }
+
+    fn known_apps(&self) -> String {
+        let names: Vec<_> = self.core.apps().iter().map(|a| a.name.as_str()).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// A piece of a release package from the console; the whole is verified, stored as a
+    /// version of this machine, and this peer upgrades to it (the others then follow).
+    fn receive_push(&mut self, offset: u64, total: u64, data: &[u8]) -> Result<String, Refusal> {
+        let package = match self.push.add(offset, total, data)? {
+            Assembled::Partial(progress) => return Ok(progress),
+            Assembled::Complete(package) => package,
+        };
+        let (_, manifest) = release::verify_package(&package, &self.trusted)
+            .map_err(|e| Refusal::Denied(format!("package refused: {e}")))?;
+        let version = manifest.version;
+        if version <= self.core.version() {
+            return Err(Refusal::Invalid(format!(
+                "version {version} is not newer than the running {}",
+                self.core.version()
+            )));
+        }
+        if self.core.persistent().bad_versions.contains(&version) {
+            return Err(Refusal::Denied(format!(
+                "version {version} was rolled back here before"
+            )));
+        }
+        layout::store_version(&self.root, version, &package)
+            .map_err(|e| Refusal::Busy(e.to_string()))?;
+        self.send_after_answer(Msg::Upgrade(version));
+        Ok(format!("{} verified {version}; upgrading", self.me))
+    }
+
+    /// A piece of an application package from the console; the whole is verified, installed
+    /// here and handed to the core, which spreads it.
+    fn receive_app_push(
+        &mut self,
+        offset: u64,
+        total: u64,
+        data: &[u8],
+        out: &mut Vec<Output>,
+    ) -> Result<String, Refusal> {
+        let package = match self.app_push.add(offset, total, data)? {
+            Assembled::Partial(progress) => return Ok(progress),
+            Assembled::Complete(package) => package,
+        };
+        let app = app_package::verify_app_package(&package, &self.trusted)
+            .map_err(|e| Refusal::Denied(format!("package refused: {e}")))?;
+        let (name, version) = (app.manifest.name.clone(), app.manifest.version);
+        if let Some(known) = self.core.apps().iter().find(|a| a.name == name) {
+            if known.version > version {
+                return Err(Refusal::Invalid(format!(
+                    "{name} {version} is older than the installed {}",
+                    known.version
+                )));
+            }
+            if known.version == version {
+                let same = std::fs::read(app_install::package_path(&self.root, &name, version))
+                    .is_ok_and(|p| p == package);
+                return if same {
+                    Ok(format!("{name} {version} is already installed"))
+                } else {
+                    Err(Refusal::Invalid(format!(
+                        "{name} {version} is already installed with other contents: give the new one a higher version"
+                    )))
+                };
+            }
+        }
+        app_install::install(&self.root, &app, &package)
+            .map_err(|e| Refusal::Busy(format!("installing {name} {version}: {e}")))?;
+        let decl = AppDecl {
+            name: name.clone(),
+            version,
+            desired: app.spec.default_state,
+            desired_rev: 0,
+        };
+        let input = Input::AppInstalledLocally(decl);
+        self.core.handle(now_ms(), input, &mut self.rng, out);
+        Ok(format!(
+            "{name} {version} verified and installed on {}; it spreads to the other machines",
+            self.me
+        ))
+    }
+}
