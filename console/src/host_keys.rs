@@ -137,9 +137,11 @@ pub async fn pin(
         let key = match known.pin(host, port)? {
             Some(key) => Some(key),
             None if policy.scan => {
-                let key = ssh_keys::scan_host_key(host, port).await.with_context(|| {
-                    format!("--scan-host-keys: fetching the host key of {host}:{port}")
-                })?;
+                let key = smon_login::ssh::scan_host_key(host, port)
+                    .await
+                    .with_context(|| {
+                        format!("--scan-host-keys: fetching the host key of {host}:{port}")
+                    })?;
                 known.add(host, port, key.clone())?;
                 println!(
                     "pinned {host}:{port} {}",

@@ -329,7 +329,8 @@ mod tests {
     #[test]
     fn a_fetch_refuses_chunks_that_do_not_fit() {
         let original = package(3 * MAX_CHUNK as usize);
-        let cases: [(&str, fn(&mut Chunk)); 5] = [
+        type Spoil = fn(&mut Chunk);
+        let cases: [(&str, Spoil); 5] = [
             ("over the cap", |c| c.total_len = MAX_PACKAGE_BYTES + 1),
             ("empty", |c| c.data.clear()),
             ("not at the offset", |c| c.offset += 1),

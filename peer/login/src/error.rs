@@ -10,6 +10,8 @@ use smon_proto::MachineId;
 /// State: files are written whole (a temporary name, then a rename), so an error leaves a file
 /// as it was or complete, never half. A deployment that fails midway leaves its upload in the
 /// machine's `incoming/`, where the next installer clears it; its claim expires by itself.
+///
+/// Large sources are boxed: this error travels in many of the daemon's `Result`s.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or directory on this host (a smon directory, a package, a lock).
@@ -24,14 +26,14 @@ pub enum Error {
     Package {
         path: PathBuf,
         #[source]
-        source: smon_proto::ProtoError,
+        source: Box<smon_proto::ProtoError>,
     },
     /// A known_hosts file could not be read or written.
     #[error("{}: {source}", path.display())]
     KnownHosts {
         path: PathBuf,
         #[source]
-        source: russh::keys::Error,
+        source: Box<russh::keys::Error>,
     },
     /// `sh` could not be started on this host (for a local machine).
     #[error("sh: {0}")]
@@ -67,7 +69,7 @@ pub enum Error {
     Ssh {
         target: String,
         #[source]
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
     /// Authentication through the agent failed (the agent refused, the session ended).
     #[error("{machine}: {source}")]

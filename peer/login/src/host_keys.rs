@@ -1,7 +1,7 @@
 //! SSH host keys: the pins a signed membership carries, the known_hosts files, and the russh
 //! handler that accepts a server's key only if it is the pinned one or, for a machine without
 //! a pin, the one known_hosts holds (which learns new keys only when the cluster allows trust
-//! on first use). Also a scan that fetches the key a server shows, for the operator to pin.
+//! on first use).
 
 use std::{
     path::{Path, PathBuf},
@@ -17,7 +17,7 @@ use russh::{
 };
 use smon_proto::{MachineId, Membership};
 
-use crate::{Error, ssh};
+use crate::Error;
 
 /// The known_hosts file in a peer's directory (and the operator's pins in the cluster
 /// directory, from which `init` and `membership set` take the membership's).
@@ -181,43 +181,7 @@ pub fn record_host_key(
     russh::keys::known_hosts::learn_known_hosts_path(host, port, key, known_hosts).map_err(
         |source| Error::KnownHosts {
             path: known_hosts.to_owned(),
-            source,
+            source: Box::new(source),
         },
     )
-}
-
-/// The host key `host:port` shows (the one a login would be offered), without logging in.
-pub async fn scan_host_key(host: &str, port: u16) -> Result<PublicKey, Error> {
-    struct Scan(Arc<Mutex<Option<PublicKey>>>);
-    impl client::Handler for Scan {
-        type Error = russh::Error;
-        async fn check_server_key(
-            &mut self,
-            server_key: &PublicKeyOrCertificate,
-        ) -> Result<bool, Self::Error> {
-            if let PublicKeyOrCertificate::PublicKey { key, .. } = server_key {
-                *self.0.lock().expect("scan") = Some(key.clone());
-            }
-            Ok(false)
-        }
-    }
-    let seen = Arc::new(Mutex::new(None));
-    let config = Arc::new(client::Config::default());
-    let addr = ssh::socket_address(host, port);
-    let connecting = client::connect(config, addr.as_str(), Scan(seen.clone()));
-    let outcome = tokio::time::timeout(ssh::CONNECT_TIMEOUT, connecting)
-        .await
-        .map_err(|_| Error::Timeout {
-            what: format!("{addr}: connecting"),
-            after: ssh::CONNECT_TIMEOUT,
-        })?;
-    let key = seen.lock().expect("scan").take();
-    match (key, outcome) {
-        (Some(key), _) => Ok(key),
-        (None, Err(source)) => Err(Error::Ssh {
-            target: addr,
-            source,
-        }),
-        (None, Ok(_)) => Err(Error::NoHostKey { addr }),
-    }
 }

@@ -79,7 +79,7 @@ pub fn installed_manifest(path: &Path) -> Result<(Vec<u8>, PackageManifest), Err
     let bytes = fs::read(path).map_err(io_err(path))?;
     let (_, manifest) = release::split_package(&bytes).map_err(|source| Error::Package {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     Ok((bytes, manifest))
 }

@@ -12,10 +12,12 @@ mod error;
 pub mod detach;
 pub mod host_keys;
 pub mod layout;
+mod login;
 pub mod machine_ops;
 pub mod remote;
 pub mod shell;
 pub mod ssh;
 
 pub use error::Error;
-pub use remote::{Login, Session, SshContext};
+pub use login::{Login, SshContext};
+pub use remote::Session;

@@ -1,13 +1,19 @@
 //! SSH machines: a russh client (ring backend) whose public-key authentication is solved by the
 //! authentication agent (the peer holds only the public key), with the server's key checked by
-//! [`crate::host_keys`]. Exec and bulk upload (`cat > file`, fed with `data_bytes`).
+//! [`crate::host_keys`]. Exec and bulk upload (`cat > file`, fed with `data_bytes`); and a
+//! scan that fetches the key a server shows, for the operator to pin.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use russh::{
     ChannelMsg,
     client::{self, Handle},
     keys::{
+        PublicKeyOrCertificate,
         agent::AgentIdentity,
         ssh_key::{Algorithm, HashAlg, PublicKey},
     },
@@ -125,11 +131,55 @@ pub(crate) async fn connect(
     host: &str,
     port: Option<u16>,
 ) -> Result<SshSession, Error> {
-    let port = port.unwrap_or(22);
     let user = user.map_or_else(default_user, str::to_owned);
     let (agent, public) = agent(login, machine).await?;
+    let mut handle = handshake(login, machine, host, port.unwrap_or(22)).await?;
+    let hash = match public.algorithm() {
+        Algorithm::Rsa { .. } => Some(HashAlg::Sha512),
+        _ => None,
+    };
+    let mut signer = AgentSigner {
+        agent,
+        requester: login.ssh().requester.clone(),
+        target: machine.clone(),
+    };
+    let auth = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        handle.authenticate_publickey_with(user.clone(), public, hash, &mut signer),
+    )
+    .await
+    .map_err(|_| timed_out(machine, "authentication"))?
+    .map_err(|source| Error::Auth {
+        machine: machine.clone(),
+        source,
+    })?;
+    if !auth.success() {
+        return Err(Error::AuthRefused {
+            machine: machine.clone(),
+            user,
+        });
+    }
+    Ok(SshSession {
+        machine: machine.clone(),
+        handle,
+    })
+}
 
-    let refused = Arc::new(std::sync::Mutex::new(None));
+fn timed_out(machine: &MachineId, what: &str) -> Error {
+    Error::Timeout {
+        what: format!("{machine}: {what}"),
+        after: CONNECT_TIMEOUT,
+    }
+}
+
+/// The SSH connection to `host:port`, its host key checked (see [`HostKeys`]).
+async fn handshake(
+    login: &Login,
+    machine: &MachineId,
+    host: &str,
+    port: u16,
+) -> Result<Handle<HostKeys>, Error> {
+    let refused = Arc::new(Mutex::new(None));
     let pinned = login.pins().host_key(machine);
     let ssh_config = Arc::new(client::Config {
         inactivity_timeout: Some(Duration::from_secs(120)),
@@ -146,53 +196,20 @@ pub(crate) async fn connect(
         refused: refused.clone(),
     };
     let addr = socket_address(host, port);
-    let timeout = |what: &str| Error::Timeout {
-        what: format!("{machine}: {what}"),
-        after: CONNECT_TIMEOUT,
-    };
-    let mut handle =
-        tokio::time::timeout(CONNECT_TIMEOUT, client::connect(ssh_config, addr, handler))
-            .await
-            .map_err(|_| timeout("connecting"))?
-            .map_err(|source| match refused.lock().expect("refused").take() {
-                Some(reason) => Error::HostKey {
-                    machine: machine.clone(),
-                    reason,
-                },
-                None => Error::Ssh {
-                    target: machine.to_string(),
-                    source,
-                },
-            })?;
-    let hash = match public.algorithm() {
-        Algorithm::Rsa { .. } => Some(HashAlg::Sha512),
-        _ => None,
-    };
-    let mut signer = AgentSigner {
-        agent,
-        requester: login.ssh().requester.clone(),
-        target: machine.clone(),
-    };
-    let auth = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        handle.authenticate_publickey_with(user.clone(), public, hash, &mut signer),
-    )
-    .await
-    .map_err(|_| timeout("authentication"))?
-    .map_err(|source| Error::Auth {
-        machine: machine.clone(),
-        source,
-    })?;
-    if !auth.success() {
-        return Err(Error::AuthRefused {
-            machine: machine.clone(),
-            user,
-        });
-    }
-    Ok(SshSession {
-        machine: machine.clone(),
-        handle,
-    })
+    tokio::time::timeout(CONNECT_TIMEOUT, client::connect(ssh_config, addr, handler))
+        .await
+        .map_err(|_| timed_out(machine, "connecting"))?
+        .map_err(|source| match refused.lock().expect("refused").take() {
+            // The handler said why it refused the key: that is the error, not russh's.
+            Some(reason) => Error::HostKey {
+                machine: machine.clone(),
+                reason,
+            },
+            None => Error::Ssh {
+                target: machine.to_string(),
+                source: Box::new(source),
+            },
+        })
 }
 
 /// The result of one remote command.
@@ -227,7 +244,7 @@ impl SshSession {
         let target = self.machine.to_string();
         let ssh_err = |source| Error::Ssh {
             target: target.clone(),
-            source,
+            source: Box::new(source),
         };
         let work = async {
             let mut channel = self.handle.channel_open_session().await.map_err(&ssh_err)?;
@@ -310,5 +327,41 @@ impl SshSession {
         };
         let out = self.run(&command, Some(input), timeout).await?;
         checked(&out).map(|_| ())
+    }
+}
+
+/// The host key `host:port` shows (the one a login would be offered), without logging in.
+pub async fn scan_host_key(host: &str, port: u16) -> Result<PublicKey, Error> {
+    struct Scan(Arc<Mutex<Option<PublicKey>>>);
+    impl client::Handler for Scan {
+        type Error = russh::Error;
+        async fn check_server_key(
+            &mut self,
+            server_key: &PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
+            if let PublicKeyOrCertificate::PublicKey { key, .. } = server_key {
+                *self.0.lock().expect("scan") = Some(key.clone());
+            }
+            Ok(false)
+        }
+    }
+    let seen = Arc::new(Mutex::new(None));
+    let config = Arc::new(client::Config::default());
+    let addr = socket_address(host, port);
+    let connecting = client::connect(config, addr.as_str(), Scan(seen.clone()));
+    let outcome = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| Error::Timeout {
+            what: format!("{addr}: connecting"),
+            after: CONNECT_TIMEOUT,
+        })?;
+    let key = seen.lock().expect("scan").take();
+    match (key, outcome) {
+        (Some(key), _) => Ok(key),
+        (None, Err(source)) => Err(Error::Ssh {
+            target: addr,
+            source: Box::new(source),
+        }),
+        (None, Ok(_)) => Err(Error::NoHostKey { addr }),
     }
 }
