@@ -76,11 +76,20 @@ pub enum Error {
     Auth {
         machine: MachineId,
         #[source]
-        source: crate::ssh::SignError,
+        source: SignError,
     },
     /// A host-key scan found only certificates (or nothing) at `addr`.
     #[error("{addr}: showed no plain host key")]
     NoHostKey { addr: String },
+}
+
+/// Why the agent's signature of a login could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("the SSH session ended")]
+    Send(#[from] russh::SendError),
+    #[error("the agent: {0}")]
+    Agent(String),
 }
 
 /// The [`Error::Io`] of `path`, for `map_err`.

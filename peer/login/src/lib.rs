@@ -18,6 +18,6 @@ pub mod remote;
 pub mod shell;
 pub mod ssh;
 
-pub use error::Error;
+pub use error::{Error, SignError};
 pub use login::{Login, SshContext};
 pub use remote::Session;

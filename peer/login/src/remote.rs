@@ -10,7 +10,7 @@ use tokio::{io::AsyncWriteExt, process::Command};
 use crate::{
     Error, Login,
     error::io_err,
-    shell::shell_quote,
+    shell::{checked, shell_quote},
     ssh::{self, SshSession},
 };
 
@@ -52,25 +52,6 @@ pub struct Session {
 pub const SSH_ROOT: &str = r#""$HOME/.smon""#;
 /// How long one upload may take.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Its standard output if a command succeeded; else [`Error::Failed`] with `status` and the
-/// last non-empty line of its standard error.
-pub(crate) fn checked(
-    success: bool,
-    status: String,
-    stdout: &[u8],
-    stderr: &[u8],
-) -> Result<String, Error> {
-    if !success {
-        let stderr = String::from_utf8_lossy(stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-        return Err(Error::Failed {
-            status,
-            stderr: last.unwrap_or("").to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(stdout).into_owned())
-}
 
 impl Session {
     /// A shell word that expands to the machine's smon directory, for scripts.

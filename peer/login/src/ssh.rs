@@ -20,7 +20,7 @@ use russh::{
 };
 use smon_proto::{AgentServiceClient, ChallengeRequest, MachineId};
 
-use crate::{Error, Login, host_keys::HostKeys, shell::shell_quote};
+use crate::{Error, Login, error::SignError, host_keys::HostKeys, shell::shell_quote};
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upload in pieces of this size (a package is never held whole).
@@ -31,15 +31,6 @@ struct AgentSigner {
     agent: AgentServiceClient,
     requester: MachineId,
     target: MachineId,
-}
-
-/// Why the agent's signature of a login could not be had.
-#[derive(Debug, thiserror::Error)]
-pub enum SignError {
-    #[error("the SSH session ended")]
-    Send(#[from] russh::SendError),
-    #[error("the agent: {0}")]
-    Agent(String),
 }
 
 impl russh::Signer for AgentSigner {
@@ -225,7 +216,7 @@ fn checked(out: &Output) -> Result<String, Error> {
         Some(code) => format!("status {code}"),
         None => "status none".into(),
     };
-    crate::remote::checked(out.status == Some(0), status, &out.stdout, &out.stderr)
+    crate::shell::checked(out.status == Some(0), status, &out.stdout, &out.stderr)
 }
 
 enum Input<'a> {
