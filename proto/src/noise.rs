@@ -57,6 +57,28 @@ async fn read_frame<S: AsyncRead + Unpin>(io: &mut S) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// A handshake failure with `peer`, for the reason given.
+fn failed(peer: &str) -> impl Fn(String) -> ProtoError + '_ {
+    move |reason| ProtoError::Handshake {
+        peer: peer.to_owned(),
+        reason,
+    }
+}
+
+/// `run` (one side of the handshake with `peer`), or a timeout error after `timeout`.
+async fn within<T>(
+    peer: &str,
+    timeout: Duration,
+    run: impl Future<Output = Result<T, ProtoError>>,
+) -> Result<T, ProtoError> {
+    tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| ProtoError::HandshakeTimeout {
+            peer: peer.to_owned(),
+            after: timeout,
+        })?
+}
+
 /// Run the initiator side of the handshake on `io`.
 pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
@@ -64,10 +86,7 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     peer: &str,
     timeout: Duration,
 ) -> Result<TransportState, ProtoError> {
-    let fail = |reason: String| ProtoError::Handshake {
-        peer: peer.to_owned(),
-        reason,
-    };
+    let fail = failed(peer);
     let run = async {
         let mut hs: HandshakeState = builder(key)
             .build_initiator()
@@ -96,12 +115,7 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
         })?;
         hs.into_transport_mode().map_err(|e| fail(e.to_string()))
     };
-    tokio::time::timeout(timeout, run)
-        .await
-        .map_err(|_| ProtoError::HandshakeTimeout {
-            peer: peer.to_owned(),
-            after: timeout,
-        })?
+    within(peer, timeout, run).await
 }
 
 /// Run the responder side of the handshake on `io`.
@@ -111,10 +125,7 @@ pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     peer: &str,
     timeout: Duration,
 ) -> Result<TransportState, ProtoError> {
-    let fail = |reason: String| ProtoError::Handshake {
-        peer: peer.to_owned(),
-        reason,
-    };
+    let fail = failed(peer);
     let run = async {
         let mut hs = builder(key)
             .build_responder()
@@ -139,12 +150,7 @@ pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
             .map_err(|e| fail(e.to_string()))?;
         hs.into_transport_mode().map_err(|e| fail(e.to_string()))
     };
-    tokio::time::timeout(timeout, run)
-        .await
-        .map_err(|_| ProtoError::HandshakeTimeout {
-            peer: peer.to_owned(),
-            after: timeout,
-        })?
+    within(peer, timeout, run).await
 }
 
 /// Encrypting, chunking tokio codec over an established Noise session.
