@@ -10,7 +10,7 @@ use russh::keys::{
 };
 use smon_agent::{audit, key::KeySource, userauth};
 use smon_proto::{
-    ChallengeRequest, ClusterKey, MachineId, OperatorKey, Refusal, Version,
+    ChallengeRequest, ClusterFiles, ClusterKey, MachineId, OperatorKey, Refusal, Version,
     release::{package_manifest, verify_signature},
     tarpc::context,
     transport,
@@ -58,7 +58,7 @@ async fn genuine_signs(kind: &str, algorithm: &str) {
         .unwrap()
         .unwrap();
     verify(&public, &data, &sig);
-    let rows = audit::read(&dir.join("agent-audit.db"), 10, false).unwrap();
+    let rows = audit::read(&ClusterFiles::new(dir).agent_audit(), 10, false).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].decision, "signed");
     assert_eq!(rows[0].user, "alice");
@@ -90,15 +90,16 @@ async fn genuine_signs(kind: &str, algorithm: &str) {
             "{why}: {r:?}"
         );
     }
-    let rows = audit::read(&dir.join("agent-audit.db"), 10, true).unwrap();
+    let rows = audit::read(&ClusterFiles::new(dir).agent_audit(), 10, true).unwrap();
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows.iter().all(|r| r.call == "sign_package"), "{rows:?}");
 
     // Memberships (their pinned host keys) likewise: signed for the operator only, and only
     // what is an unsigned membership list.
-    let mut list =
-        smon_proto::Membership::decode(&std::fs::read(dir.join("membership.blob")).unwrap())
-            .unwrap();
+    let mut list = smon_proto::Membership::decode(
+        &std::fs::read(ClusterFiles::new(dir).membership_blob()).unwrap(),
+    )
+    .unwrap();
     let blob = list.signing_bytes();
     let signature = client
         .sign_membership(ctx(), blob.clone(), operator.prove_membership(&blob))
@@ -262,7 +263,7 @@ async fn refuses_and_audits_everything_that_is_not_a_genuine_member_login() {
     }
     let deadline = std::time::Instant::now() + TIMEOUT;
     let rows = loop {
-        let rows = audit::read(&dir.join("agent-audit.db"), 100, true).unwrap();
+        let rows = audit::read(&ClusterFiles::new(dir).agent_audit(), 100, true).unwrap();
         if rows.iter().any(|r| r.call == "handshake") || std::time::Instant::now() > deadline {
             break rows;
         }
@@ -328,7 +329,7 @@ async fn refuses_requests_over_the_rate_limits() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
     let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
-    let key = ClusterKey::load(&dir.join("cluster.key")).unwrap();
+    let key = ClusterKey::load(&ClusterFiles::new(dir).cluster_key()).unwrap();
     let transport = transport::initiate_on(stream, &key, TIMEOUT).await.unwrap();
     let other = smon_proto::AgentServiceClient::new(Default::default(), transport).spawn();
     let r = other
@@ -336,7 +337,7 @@ async fn refuses_requests_over_the_rate_limits() {
         .await
         .unwrap();
     assert!(r.is_ok(), "{r:?}");
-    let rows = audit::read(&dir.join("agent-audit.db"), 100, true).unwrap();
+    let rows = audit::read(&ClusterFiles::new(dir).agent_audit(), 100, true).unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r.detail.contains("rate")), "{rows:?}");
 }
