@@ -81,7 +81,10 @@ impl DemoCluster {
             std::fs::write(&machines_file, list)?;
             let path = base.join("cluster");
             let options = cmd_init::InitOptions::with_interval(interval);
-            cmd_init::init(&path, &machines_file, &options, peer_binary).await?;
+            eprintln!(
+                "{}",
+                cmd_init::init(&path, &machines_file, &options, peer_binary).await?
+            );
             ClusterDir::open(&path)
         }
         .await;
@@ -113,15 +116,11 @@ impl DemoCluster {
         let seconds = started.elapsed().as_secs_f64();
         eprintln!("{reached} after {seconds:.1} s");
         let summary = Summary::new(&self.settled_view().await?);
-        let package = std::fs::metadata(self.dir.package_path())
-            .map(|m| m.len())
-            .unwrap_or(0);
-        Ok(Some(DemoSummary::new(
-            &summary,
-            seconds,
-            self.dir.config.interval_ms,
-            package,
-        )))
+        let size = |path: PathBuf| std::fs::metadata(path).map(|m| m.len()).ok();
+        let mut demo = DemoSummary::new(&summary, seconds, self.dir.config.interval_ms);
+        demo.package_bytes = size(self.dir.files().package()).unwrap_or(0);
+        demo.package_gzip_bytes = size(self.dir.files().package_gz());
+        Ok(Some(demo))
     }
 
     /// The cluster view once every deployed machine's record says when it was deployed and
@@ -182,12 +181,15 @@ pub struct DemoSummary {
     pub overhead_histogram: BTreeMap<u32, usize>,
     /// Logins per deployed machine, mean.
     pub logins_mean: f64,
-    /// Size of the peer package copied to each machine, bytes.
+    /// Size of the peer package, bytes: installed, and as copied to each machine (gzip).
     pub package_bytes: u64,
+    pub package_gzip_bytes: Option<u64>,
 }
 
 impl DemoSummary {
-    pub fn new(summary: &Summary, seconds: f64, interval_ms: u64, package_bytes: u64) -> Self {
+    /// The summary of a cluster that `summary` describes, deployed in `seconds` with rounds
+    /// of `interval_ms`; the package sizes are left for the caller to fill in.
+    pub fn new(summary: &Summary, seconds: f64, interval_ms: u64) -> Self {
         let mut firsts: Vec<u64> = summary
             .records
             .iter()
@@ -227,7 +229,8 @@ impl DemoSummary {
                 .unwrap_or(0),
             overhead_histogram: summary.overhead_histogram.clone(),
             logins_mean: mean(&summary.logins_histogram),
-            package_bytes,
+            package_bytes: 0,
+            package_gzip_bytes: None,
         }
     }
 
@@ -236,7 +239,7 @@ impl DemoSummary {
         format!(
             "{} of {} machines deployed in {:.1} s; the last peer started {:.1} rounds after \
              the first (p50 {:.1}, p90 {:.1}; rounds of {} ms)\noverhead: mean {:.3}, max {} \
-             package copies per machine; package {:.2} MB",
+             package copies per machine; package {:.2} MB installed{}",
             self.deployed,
             self.machines,
             self.seconds,
@@ -246,7 +249,10 @@ impl DemoSummary {
             self.interval_ms,
             self.overhead_mean,
             self.overhead_max,
-            self.package_bytes as f64 / 1e6
+            self.package_bytes as f64 / 1e6,
+            self.package_gzip_bytes
+                .map(|b| format!(", {:.2} MB as copied (gzip)", b as f64 / 1e6))
+                .unwrap_or_default()
         )
     }
 }
@@ -286,7 +292,7 @@ mod tests {
             livetag: tag,
             records,
         };
-        let s = DemoSummary::new(&Summary::new(&view), 5.5, 500, 1_000);
+        let s = DemoSummary::new(&Summary::new(&view), 5.5, 500);
         assert_eq!((s.machines, s.deployed), (10, 9));
         assert_eq!(s.rounds, 8.0);
         assert_eq!(s.rounds_p50, 4.0);

@@ -46,12 +46,13 @@ impl InitOptions {
     }
 }
 
+/// Make the cluster directory `dir`; what to tell the operator (where it is, what next).
 pub async fn init(
     dir: &Path,
     machines_file: &Path,
     options: &InitOptions,
     peer_binary: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let interval = options.interval;
     if dir.exists()
         && std::fs::read_dir(dir)
@@ -121,9 +122,9 @@ pub async fn init(
         )
     }
     .await;
-    if result.is_err() {
+    if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
-        return result;
+        return Err(e);
     }
     if dir.exists() {
         std::fs::remove_dir(&dir).with_context(|| format!("{}", dir.display()))?;
@@ -134,12 +135,11 @@ pub async fn init(
     } else {
         "deploy"
     };
-    println!(
+    Ok(format!(
         "initialised {} with {machines} machines; next: smon-console -C {} {next}",
         dir.display(),
         dir.display()
-    );
-    Ok(())
+    ))
 }
 
 /// Who signs releases.

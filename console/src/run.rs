@@ -24,7 +24,7 @@ pub fn default_peer_binary() -> PathBuf {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let open = || ClusterDir::open(&cli.cluster);
     match cli.command {
-        Command::Init(args) => init(args).await,
+        Command::Init(args) => say(init(args).await),
         Command::Deploy { machine } => say(cmd_cluster::deploy(&open()?, machine).await),
         Command::Status { json } => cmd_cluster::status(&open()?, json).await,
         Command::Wait(args) => say(cmd_cluster::wait(&open()?, args.goal()?, args.timeout).await),
@@ -70,7 +70,7 @@ fn say(report: anyhow::Result<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn init(args: InitArgs) -> anyhow::Result<()> {
+async fn init(args: InitArgs) -> anyhow::Result<String> {
     let options = cmd_init::InitOptions {
         interval: args.interval,
         disabled_exit_after: args.disabled_exit_after,

@@ -27,6 +27,23 @@ pub fn peer_bin() -> PathBuf {
     path
 }
 
+/// Is `tool` installed? If not, say in one line what to install; the caller skips its test
+/// (scripts/test.sh, the README's test command, installs every tool the tests need).
+pub fn have(tool: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .any(|dir| dir.join(tool).is_file())
+    });
+    if !found {
+        eprintln!(
+            "skipped: needs {tool} (apt-get install {package}, or run scripts/test.sh, which \
+             installs what the tests need)"
+        );
+    }
+    found
+}
+
 pub struct Cluster {
     pub tmp: tempfile::TempDir,
     pub dir: PathBuf,

@@ -2,7 +2,7 @@
 //! sshd (own config, host key, port and users; 127.0.0.2–9 as eight machines), the console
 //! starts the agent and deploys one machine, the peers deploy the rest over SSH with the agent
 //! solving every login, and restart peers killed with kill -9. Needs root (useradd) and
-//! /usr/sbin/sshd (`.ci/run` installs openssh-server); skipped with a message otherwise.
+//! /usr/sbin/sshd (`scripts/test.sh` installs openssh-server); skipped with a message otherwise.
 
 mod harness;
 
@@ -54,7 +54,10 @@ impl SshLab {
     fn available() -> bool {
         let root = unsafe { libc_geteuid() } == 0;
         if !root || !Path::new("/usr/sbin/sshd").exists() {
-            eprintln!("skipped: needs root and /usr/sbin/sshd (apt-get install openssh-server)");
+            eprintln!(
+                "skipped: needs root and /usr/sbin/sshd (apt-get install openssh-server, or run \
+                 scripts/test.sh as root)"
+            );
             return false;
         }
         true

@@ -26,7 +26,8 @@ use crate::ProtoError;
 /// DIR/known_hosts       the operator's pinned SSH host keys (the membership carries them);
 ///                       DIR/known_hosts.tofu what the console itself trusted on first use
 /// DIR/machines          the machines file as last set; DIR/membership.blob its versioned blob
-/// DIR/package           the signed package of the peer binary
+/// DIR/package           the signed package of the peer binary; DIR/package.gz its gzip form,
+///                       as deployments copy it (made by the first one)
 /// DIR/machines.d/NAME/  the directory of each local:NAME machine (a [`MachineFiles`] root)
 /// DIR/agent.pid, DIR/agent.log, DIR/agent-audit.db   the cluster's agent, when it runs
 /// ```
@@ -98,6 +99,11 @@ impl<'a> ClusterFiles<'a> {
     /// `package`: the signed package of the peer binary.
     pub fn package(&self) -> PathBuf {
         self.dir.join("package")
+    }
+
+    /// `package.gz`: the package as deployments copy it (gzip), made by the first one.
+    pub fn package_gz(&self) -> PathBuf {
+        self.dir.join("package.gz")
     }
 
     /// `machines.d`: where the directories of `local:` machines live.

@@ -50,6 +50,18 @@ pub fn adopt_release_key(dir: &Path, public: &russh::keys::ssh_key::PublicKey) -
     OperatorKey::create(&ClusterFiles::new(dir).operator_key()).unwrap()
 }
 
+/// Is ssh-keygen installed? If not, say in one line what to install; the caller skips its
+/// test (scripts/test.sh, the README's test command, installs it).
+pub fn have_ssh_keygen() -> bool {
+    let found = Command::new("ssh-keygen").arg("-?").output().is_ok();
+    if !found {
+        eprintln!(
+            "skipped: needs ssh-keygen (apt-get install openssh-client, or run scripts/test.sh)"
+        );
+    }
+    found
+}
+
 /// An OpenSSH key made by ssh-keygen: `kind` is "ed25519" or "rsa".
 pub fn keygen(dir: &Path, kind: &str, passphrase: &str) -> PathBuf {
     let path = dir.join(format!("id_{kind}"));
