@@ -2,7 +2,11 @@
 """Benchmark a real local cluster (issue 4 goals): deployment rounds, overhead, restart time,
 idle peer RSS and CPU, package size.
 
-Usage: cargo build --release -p smon-peer -p smon-console && python3 scripts/bench_local.py [N] [INTERVAL_S]
+The deployment numbers come from `smon-console demo --machines N --headless --json` (a
+temporary cluster, deployed, summed up and shut down), RUNS times; the rest needs a cluster
+that stays up, so the script makes one of its own for it.
+
+Usage: cargo build --release -p smon-peer -p smon-console && python3 scripts/bench_local.py [N] [INTERVAL_S] [RUNS]
 """
 import json
 import os
@@ -15,6 +19,7 @@ import time
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 117
 INTERVAL = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
+RUNS = int(sys.argv[3]) if len(sys.argv) > 3 else 1
 CONSOLE = os.path.abspath("target/release/smon-console")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -46,6 +51,27 @@ def rss_kb(pid):
             return int(line.split()[1])
 
 
+def demo():
+    """One headless demo: its JSON summary."""
+    out = subprocess.run([CONSOLE, "demo", "--machines", str(N), "--interval", f"{int(INTERVAL * 1000)}ms",
+                          "--headless", "--json", "--timeout", "600s"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"smon-console demo: {out.stderr}")
+    return json.loads(out.stdout)
+
+
+print(f"{N} local machines, {INTERVAL} s rounds, {os.cpu_count()} cores")
+runs = [demo() for _ in range(RUNS)]
+for d in runs:
+    print(f"deployed {d['deployed']}/{d['machines']} in {d['seconds']:.1f} s: last peer started {d['rounds']:.1f} rounds "
+          f"after the first (p50 {d['rounds_p50']:.1f}, p90 {d['rounds_p90']:.1f}); "
+          f"overhead: mean {d['overhead_mean']:.3f}, max {d['overhead_max']}")
+if RUNS > 1:
+    rounds = [d["rounds"] for d in runs]
+    print(f"rounds over {RUNS} runs: mean {statistics.mean(rounds):.1f}, min {min(rounds):.1f}, max {max(rounds):.1f}")
+gz = runs[0]["package_gzip_bytes"]
+print(f"package: {gz / 1e6 if gz else float('nan'):.2f} MB as copied (gzip), {runs[0]['package_bytes'] / 1e6:.2f} MB installed")
+
 tmp = tempfile.mkdtemp(prefix="smon-bench-")
 CLUSTER = f"{tmp}/cluster"
 names = [f"m{i:03}" for i in range(1, N + 1)]
@@ -54,22 +80,8 @@ with open(f"{tmp}/machines", "w") as f:
 subprocess.run([CONSOLE, "init", CLUSTER, "--machines", f"{tmp}/machines", "--interval", f"{int(INTERVAL * 1000)}ms"],
                check=True, capture_output=True)
 try:
-    print(f"{N} local machines, {INTERVAL} s rounds, {os.cpu_count()} cores")
-    t0 = time.time()
     console("deploy")
-    print(f"package: {os.path.getsize(CLUSTER + '/package.gz') / 1e6:.2f} MB as copied (gzip), "
-          f"{os.path.getsize(CLUSTER + '/package') / 1e6:.2f} MB installed")
     console("wait", "--deployed", "all", "--timeout", "600s")
-    wall = time.time() - t0
-    time.sleep(3 * INTERVAL)  # let the records settle
-    status = json.loads(console("status", "--json"))
-    firsts = sorted(r["first_deployed_ms"] for r in status["records"] if r["first_deployed_ms"])
-    span = (firsts[-1] - firsts[0]) / 1000
-    overheads = [r["overhead"] for r in status["records"] if r["state"] in ("running", "disabled")]
-    print(f"deployed {len(firsts)}/{N}: last peer started {span:.1f} s = {span / INTERVAL:.1f} rounds after the first "
-          f"(wait returned after {wall:.1f} s); p50 {(firsts[len(firsts) // 2] - firsts[0]) / 1000 / INTERVAL:.1f} rounds, "
-          f"p90 {(firsts[int(len(firsts) * 0.9)] - firsts[0]) / 1000 / INTERVAL:.1f} rounds")
-    print(f"overhead: mean {statistics.mean(overheads):.3f}, max {max(overheads)}")
 
     # Idle cost: RSS and CPU of every peer over 20 s.
     pids = [p for p in (pid_of(n) for n in names) if p]

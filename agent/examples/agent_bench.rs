@@ -51,7 +51,7 @@ async fn run(kind: &str, algorithm: &str, secs: f64) {
     }
     let total: u64 = join_all(tasks).await.into_iter().map(|r| r.unwrap()).sum();
     let elapsed = start.elapsed().as_secs_f64();
-    let rows = smon_agent::audit::read(&dir.join("agent-audit.db"), 1, false)
+    let rows = smon_agent::audit::read(&smon_proto::ClusterFiles::new(dir).agent_audit(), 1, false)
         .unwrap()
         .len();
     println!(

@@ -128,7 +128,8 @@ fn main() -> anyhow::Result<()> {
                     None => bail!("no --listen and the cluster has no agent address"),
                 };
                 let settings = Settings {
-                    audit_path: audit.unwrap_or_else(|| cluster.join("agent-audit.db")),
+                    audit_path: audit
+                        .unwrap_or_else(|| smon_proto::ClusterFiles::new(&cluster).agent_audit()),
                     cluster_dir: cluster,
                     per_peer: Rate {
                         per_second: peer_rate,
@@ -163,7 +164,8 @@ fn main() -> anyhow::Result<()> {
             limit,
             refused,
         } => {
-            let path = audit.unwrap_or_else(|| cluster.join("agent-audit.db"));
+            let path =
+                audit.unwrap_or_else(|| smon_proto::ClusterFiles::new(&cluster).agent_audit());
             for r in audit::read(&path, limit, refused)? {
                 let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.at_ms as u64);
                 println!(

@@ -12,8 +12,8 @@ use anyhow::Context;
 use futures::StreamExt;
 use russh::keys::ssh_key::{HashAlg, LineEnding, SshSig, encoding::Encode};
 use smon_proto::{
-    AgentService, ChallengeRequest, ClusterConfig, ClusterKey, MEMBERSHIP_NAMESPACE, MachineId,
-    Membership, OPERATOR_KEY_FILE, OperatorKey, PackageManifest, Refusal, ReleasePublicKey,
+    AgentService, ChallengeRequest, ClusterConfig, ClusterFiles, ClusterKey, MEMBERSHIP_NAMESPACE,
+    MachineId, Membership, OperatorKey, PackageManifest, Refusal, ReleasePublicKey,
     release::SIGNATURE_NAMESPACE,
     tarpc::{
         context::Context as Ctx,
@@ -49,7 +49,7 @@ fn release_signing(
     if trusted.as_ref().map(|k| k.key_data()) != Some(public.key_data()) {
         return Err("the cluster's release key is not this agent's key".into());
     }
-    OperatorKey::load(&dir.join(OPERATOR_KEY_FILE)).map_err(|e| {
+    OperatorKey::load(&ClusterFiles::new(dir).operator_key()).map_err(|e| {
         tracing::warn!("releases and memberships will not be signed: {e}");
         "the cluster directory has no usable operator key".into()
     })
@@ -73,12 +73,8 @@ pub struct Agent(Arc<Inner>);
 
 /// The cluster directory's settings and key, as the agent needs them.
 pub fn load_cluster(dir: &Path) -> anyhow::Result<(ClusterConfig, ClusterKey)> {
-    let path = dir.join("cluster.json");
-    let config: ClusterConfig = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("{}", path.display()))?,
-    )
-    .with_context(|| format!("{}: not a cluster config", path.display()))?;
-    let key = ClusterKey::load(&dir.join("cluster.key"))?;
+    let config = ClusterConfig::load(dir)?;
+    let key = ClusterKey::load(&ClusterFiles::new(dir).cluster_key())?;
     Ok((config, key))
 }
 
@@ -93,7 +89,8 @@ fn load_membership(path: &Path) -> anyhow::Result<(Option<SystemTime>, Membershi
 
 impl Agent {
     pub fn new(key: KeySource, settings: Settings) -> anyhow::Result<Self> {
-        let (mtime, membership) = load_membership(&settings.cluster_dir.join("membership.blob"))?;
+        let (mtime, membership) =
+            load_membership(&ClusterFiles::new(&settings.cluster_dir).membership_blob())?;
         let public = key.public_key().clone();
         let audit = Audit::open(&settings.audit_path)?;
         let (config, _) = load_cluster(&settings.cluster_dir)?;
@@ -116,7 +113,7 @@ impl Agent {
 
     /// The membership list, re-read when the file changed.
     fn membership(&self) -> Arc<Membership> {
-        let path = self.0.settings.cluster_dir.join("membership.blob");
+        let path = ClusterFiles::new(&self.0.settings.cluster_dir).membership_blob();
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let mut cached = self.0.membership.lock().expect("membership");
         if mtime != cached.0

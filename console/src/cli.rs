@@ -1,14 +1,18 @@
-//! The command line: batch commands, and the same words typed on the TUI's `:` line.
+//! The command line's grammar: the batch commands, and the same words typed on the TUI's `:`
+//! line. What each changing command will do, as the TUI asks before running it, is written
+//! here once ([`Command::in_tui`]). Running a command is `run.rs`'s.
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{
-    cluster_dir::ClusterDir, cmd_app, cmd_cluster, cmd_cluster::Goal, cmd_init,
-    host_keys::PinPolicy,
-};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use smon_proto::{MachineId, Version};
+
+use crate::{
+    cmd_agent::{AgentCommand, KeyArgs},
+    cmd_app::AppCommand,
+    cmd_cluster::Goal,
+};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Operate an smon cluster")]
@@ -30,42 +34,7 @@ impl Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a cluster directory: keys, settings, the machine list, the signed package.
-    Init {
-        dir: PathBuf,
-        /// The machines file: one `[user@]host[:port]` or `local:NAME` per line.
-        #[arg(long)]
-        machines: PathBuf,
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        interval: Duration,
-        /// The smon-peer binary to package (default: next to smon-console).
-        #[arg(long)]
-        peer_binary: Option<PathBuf>,
-        /// Disabled peers go silent and exit after this long without hearing from anyone
-        /// (default: they stay, answering and keeping the cluster view current).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        disabled_exit_after: Option<Duration>,
-        /// A peer removed from the membership exits after this long without hearing from
-        /// anyone (default: 12 rounds).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        removed_exit_after: Option<Duration>,
-        /// The key the cluster's agent will hold (SSH logins); it is the release key too, so
-        /// packages are signed by the agent. Without it, the directory gets a release key of
-        /// its own (enough for local machines).
-        #[command(flatten)]
-        agent_key: crate::cmd_agent::KeyArgs,
-        /// An OpenSSH known_hosts file with the SSH machines' host keys: they are pinned in
-        /// the membership, which every peer checks logins against.
-        #[arg(long)]
-        known_hosts: Option<PathBuf>,
-        /// Fetch the host keys of SSH machines that are not pinned yet, print their
-        /// fingerprints and pin them (trust on first use, once, here).
-        #[arg(long)]
-        scan_host_keys: bool,
-        /// Let peers accept the host key of an SSH machine the membership does not pin, the
-        /// first time they log in to it (never a key that differs from a pinned one).
-        #[arg(long)]
-        ssh_trust_on_first_use: bool,
-    },
+    Init(InitArgs),
     /// Start the first peer; the others deploy themselves from it.
     Deploy { machine: Option<MachineId> },
     /// The cluster as any peer sees it.
@@ -74,19 +43,7 @@ pub enum Command {
         json: bool,
     },
     /// Wait until the cluster reaches a state; non-zero exit at the timeout.
-    Wait {
-        /// A number of machines, or `all`.
-        #[arg(long, group = "goal")]
-        deployed: Option<String>,
-        #[arg(long, group = "goal")]
-        version: Option<Version>,
-        #[arg(long, group = "goal")]
-        disabled: bool,
-        #[arg(long, group = "goal")]
-        enabled: bool,
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        timeout: Duration,
-    },
+    Wait(WaitArgs),
     /// Build a signed package of the peer labelled VERSION.
     Package {
         #[arg(long)]
@@ -111,12 +68,12 @@ pub enum Command {
     /// Applications: install, set desired state, status.
     App {
         #[command(subcommand)]
-        command: cmd_app::AppCommand,
+        command: AppCommand,
     },
     /// The cluster's authentication agent (SSH machines): start, stop, status.
     Agent {
         #[command(subcommand)]
-        command: crate::cmd_agent::AgentCommand,
+        command: AgentCommand,
     },
     /// Disable, then stop every peer.
     Shutdown {
@@ -124,29 +81,119 @@ pub enum Command {
         timeout: Duration,
     },
     /// Watch and steer the cluster in a terminal UI.
-    Tui {
-        /// Watch through this peer (`host:port`) instead of the cluster directory's machines.
-        #[arg(long, requires = "key")]
-        peer: Option<String>,
-        /// The cluster key file, with --peer.
-        #[arg(long)]
-        key: Option<PathBuf>,
-        /// Watch only: no action changes the cluster.
-        #[arg(long)]
-        readonly: bool,
-    },
-    /// Start a local demo cluster and watch it deploy itself; quitting shuts it down.
-    Demo {
-        #[arg(long, default_value_t = 60)]
-        machines: usize,
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-        interval: Duration,
-        #[arg(long)]
-        readonly: bool,
-        /// The smon-peer binary to package (default: next to smon-console).
-        #[arg(long)]
-        peer_binary: Option<PathBuf>,
-    },
+    Tui(TuiArgs),
+    /// A local demo cluster in a temporary directory: deployed and watched in the TUI (quitting
+    /// shuts it down), or with --headless deployed, summed up and shut down.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    pub dir: PathBuf,
+    /// The machines file: one `[user@]host[:port]` or `local:NAME` per line.
+    #[arg(long)]
+    pub machines: PathBuf,
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// The smon-peer binary to package (default: next to smon-console).
+    #[arg(long)]
+    pub peer_binary: Option<PathBuf>,
+    /// Disabled peers go silent and exit after this long without hearing from anyone
+    /// (default: they stay, answering and keeping the cluster view current).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub disabled_exit_after: Option<Duration>,
+    /// A peer removed from the membership exits after this long without hearing from
+    /// anyone (default: 12 rounds).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub removed_exit_after: Option<Duration>,
+    /// The key the cluster's agent will hold (SSH logins); it is the release key too, so
+    /// packages are signed by the agent. Without it, the directory gets a release key of
+    /// its own (enough for local machines).
+    #[command(flatten)]
+    pub agent_key: KeyArgs,
+    /// An OpenSSH known_hosts file with the SSH machines' host keys: they are pinned in
+    /// the membership, which every peer checks logins against.
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// Fetch the host keys of SSH machines that are not pinned yet, print their
+    /// fingerprints and pin them (trust on first use, once, here).
+    #[arg(long)]
+    pub scan_host_keys: bool,
+    /// Let peers accept the host key of an SSH machine the membership does not pin, the
+    /// first time they log in to it (never a key that differs from a pinned one).
+    #[arg(long)]
+    pub ssh_trust_on_first_use: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WaitArgs {
+    /// A number of machines, or `all`.
+    #[arg(long, group = "goal")]
+    pub deployed: Option<String>,
+    #[arg(long, group = "goal")]
+    pub version: Option<Version>,
+    #[arg(long, group = "goal")]
+    pub disabled: bool,
+    #[arg(long, group = "goal")]
+    pub enabled: bool,
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+impl WaitArgs {
+    /// What to wait for; an error when none was given or `--deployed` is not a number.
+    pub fn goal(&self) -> anyhow::Result<Goal> {
+        Ok(match (&self.deployed, &self.version) {
+            (Some(n), _) if n == "all" => Goal::Deployed(None),
+            (Some(n), _) => Goal::Deployed(Some(
+                n.parse()
+                    .with_context(|| format!("--deployed {n:?}: a number or `all`"))?,
+            )),
+            (None, Some(v)) => Goal::Version(*v),
+            (None, None) if self.disabled => Goal::Disabled,
+            (None, None) if self.enabled => Goal::Enabled,
+            _ => anyhow::bail!(
+                "wait for what? --deployed N|all, --version V, --disabled or --enabled"
+            ),
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TuiArgs {
+    /// Watch through this peer (`host:port`) instead of the cluster directory's machines.
+    #[arg(long, requires = "key")]
+    pub peer: Option<String>,
+    /// The cluster key file, with --peer.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Watch only: no action changes the cluster.
+    #[arg(long)]
+    pub readonly: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    #[arg(long, default_value_t = 60)]
+    pub machines: usize,
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Watch only: no action changes the cluster.
+    #[arg(long, conflicts_with = "headless")]
+    pub readonly: bool,
+    /// The smon-peer binary to package (default: next to smon-console).
+    #[arg(long)]
+    pub peer_binary: Option<PathBuf>,
+    /// No TUI: deploy, wait until every machine runs a peer, print a summary, shut down.
+    #[arg(long)]
+    pub headless: bool,
+    /// With --headless: the summary as JSON (machines, deployed, seconds, rounds,
+    /// overhead_mean, overhead_max, ...).
+    #[arg(long, requires = "headless")]
+    pub json: bool,
+    /// With --headless: give up (and shut down) when not all are deployed by then.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,129 +208,91 @@ pub enum MembershipCommand {
     },
 }
 
-fn default_peer_binary() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("smon-peer")))
-        .unwrap_or_else(|| PathBuf::from("smon-peer"))
+/// What a command typed on the TUI's `:` line means there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InTui {
+    /// It changes something: run it once the operator says yes to this.
+    Confirm(String),
+    /// It only reads what the views already show.
+    ReadsOnly,
+    /// It needs a terminal or a directory of its own (init, tui, demo): not from the TUI.
+    NotHere,
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let open = || ClusterDir::open(&cli.cluster);
-    match cli.command {
-        Command::Init {
-            dir,
-            machines,
-            interval,
-            peer_binary,
-            disabled_exit_after,
-            removed_exit_after,
-            agent_key,
-            known_hosts,
-            scan_host_keys,
-            ssh_trust_on_first_use,
-        } => {
-            let options = cmd_init::InitOptions {
-                interval,
-                disabled_exit_after,
-                removed_exit_after,
-                agent_key: crate::cmd_agent::AgentKey::from_args(agent_key)?,
-                known_hosts,
-                pins: PinPolicy {
-                    scan: scan_host_keys,
-                    trust_on_first_use: ssh_trust_on_first_use,
-                },
-            };
-            cmd_init::init(
-                &dir,
-                &machines,
-                &options,
-                &peer_binary.unwrap_or_else(default_peer_binary),
-            )
-            .await
-        }
-        Command::Deploy { machine } => cmd_cluster::deploy(&open()?, machine).await,
-        Command::Status { json } => cmd_cluster::status(&open()?, json).await,
-        Command::Wait {
-            deployed,
-            version,
-            disabled,
-            enabled,
-            timeout,
-        } => {
-            let goal = match (deployed, version) {
-                (Some(n), _) if n == "all" => Goal::Deployed(None),
-                (Some(n), _) => Goal::Deployed(Some(
-                    n.parse()
-                        .with_context(|| format!("--deployed {n:?}: a number or `all`"))?,
-                )),
-                (None, Some(v)) => Goal::Version(v),
-                (None, None) if disabled => Goal::Disabled,
-                (None, None) if enabled => Goal::Enabled,
-                _ => anyhow::bail!(
-                    "wait for what? --deployed N|all, --version V, --disabled or --enabled"
+impl Command {
+    /// What running this command from inside the TUI means: for a command that changes the
+    /// cluster, the text the confirmation shows (the one place it is written).
+    pub fn in_tui(&self) -> InTui {
+        use InTui::{Confirm, NotHere, ReadsOnly};
+        match self {
+            Command::Disable => Confirm(
+                "Disable self-management on every peer (livetag = false): peers stop pinging \
+                 and deploying, but keep answering."
+                    .into(),
+            ),
+            Command::Enable => Confirm(
+                "Enable self-management on every peer (livetag = true): peers resume pinging, \
+                 deploying and restarting."
+                    .into(),
+            ),
+            Command::Upgrade { file } => Confirm(format!(
+                "Push the release {} to one peer; it upgrades and every other peer follows.",
+                file.display()
+            )),
+            Command::Membership {
+                command: MembershipCommand::Set { file, .. },
+            } => Confirm(format!(
+                "Replace the membership list with {}: added machines get deployed, removed \
+                 ones stop.",
+                file.display()
+            )),
+            Command::App { command } => app_in_tui(command),
+            Command::Agent { command } => match command {
+                AgentCommand::Start { .. } => {
+                    Confirm("Start the cluster's authentication agent.".into())
+                }
+                AgentCommand::Stop => Confirm(
+                    "Stop the cluster's authentication agent: SSH logins fail until it is back."
+                        .into(),
                 ),
-            };
-            cmd_cluster::wait(&open()?, goal, timeout).await
-        }
-        Command::Package {
-            version,
-            out,
-            binary,
-        } => cmd_cluster::package(&open()?, version, &out, binary.as_deref()).await,
-        Command::Upgrade { file } => cmd_cluster::upgrade(&open()?, &file).await,
-        Command::Disable => cmd_cluster::set_livetag(&open()?, false).await,
-        Command::Enable => cmd_cluster::set_livetag(&open()?, true).await,
-        Command::Membership {
-            command:
-                MembershipCommand::Set {
-                    file,
-                    scan_host_keys,
-                },
-        } => cmd_cluster::set_membership(&open()?, &file, scan_host_keys).await,
-        Command::App { command } => cmd_app::run(&open()?, command).await,
-        Command::Agent { command } => crate::cmd_agent::run(&open()?, command).await,
-        Command::Shutdown { timeout } => cmd_cluster::shutdown(&open()?, timeout).await,
-        Command::Tui {
-            peer,
-            key,
-            readonly,
-        } => {
-            let source = match (peer, key) {
-                (Some(addr), Some(key)) => crate::tui::Source::Peer {
-                    addr,
-                    key: smon_proto::ClusterKey::load(&key)?,
-                },
-                _ => crate::tui::Source::Dir(Box::new(open()?)),
-            };
-            crate::tui::run(source, readonly).await
-        }
-        Command::Demo {
-            machines,
-            interval,
-            readonly,
-            peer_binary,
-        } => {
-            crate::tui::demo(
-                machines,
-                interval,
-                peer_binary.unwrap_or_else(default_peer_binary),
-                readonly,
-            )
-            .await
+                AgentCommand::Status => ReadsOnly,
+            },
+            Command::Deploy { machine } => Confirm(format!(
+                "Deploy a peer on {}.",
+                machine
+                    .as_ref()
+                    .map_or("the first machine".to_string(), |m| m.to_string())
+            )),
+            Command::Package { version, out, .. } => Confirm(format!(
+                "Build a signed package of the peer labelled {version} at {}.",
+                out.display()
+            )),
+            Command::Shutdown { .. } => {
+                Confirm("Disable, then stop every peer of the cluster.".into())
+            }
+            Command::Status { .. } | Command::Wait(_) => ReadsOnly,
+            Command::Init(_) | Command::Tui(_) | Command::Demo(_) => NotHere,
         }
     }
 }
 
-pub fn main() {
-    let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("smon-console: {e:#}");
-        std::process::exit(1);
+fn app_in_tui(command: &AppCommand) -> InTui {
+    match command {
+        AppCommand::Install { source } => InTui::Confirm(format!(
+            "Install the application {} on every peer (signed, then spread).",
+            source.display()
+        )),
+        AppCommand::Set {
+            name,
+            state,
+            machine,
+            ..
+        } => InTui::Confirm(format!(
+            "Set the application {name} {state} on {}.",
+            machine
+                .as_ref()
+                .map_or("every machine".to_string(), |m| m.to_string())
+        )),
+        AppCommand::Status { .. } => InTui::ReadsOnly,
     }
 }

@@ -1,22 +1,13 @@
-//! The cluster directory on the operator's machine: everything `init` creates.
-//!
-//! ```text
-//! DIR/cluster.json      the cluster settings every peer gets (ports, interval, release key)
-//! DIR/cluster.key       K_E (0600)
-//! DIR/operator.key      the operator key (0600): the agent signs releases only for its holder
-//! DIR/release.pub       the release key; DIR/release.key its private half (0600) when the
-//!                       directory signs itself, DIR/agent-key.json when the agent's key is it
-//! DIR/known_hosts       the operator's pinned SSH host keys (the membership carries them)
-//! DIR/machines          the machines file as last set; DIR/membership.blob its versioned blob
-//! DIR/package           the signed package of the peer binary
-//! DIR/machines.d/NAME/  the directory of each local:NAME machine
-//! ```
+//! The cluster directory on the operator's machine: everything `init` creates. The files
+//! and their names are [`smon_proto::ClusterFiles`]'s.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+pub use smon_proto::write_atomic;
 use smon_proto::{
-    ClusterConfig, ClusterKey, MachineId, Membership, ReleasePrivateKey, ReleasePublicKey,
+    ClusterConfig, ClusterFiles, ClusterKey, MachineId, Membership, ReleasePrivateKey,
+    ReleasePublicKey,
 };
 
 pub struct ClusterDir {
@@ -34,13 +25,10 @@ impl ClusterDir {
                 path.display()
             );
         }
-        let config_path = path.join("cluster.json");
-        let config: ClusterConfig = serde_json::from_slice(
-            &std::fs::read(&config_path).with_context(|| format!("{}", config_path.display()))?,
-        )
-        .with_context(|| format!("{}: not a valid cluster config", config_path.display()))?;
-        let key = ClusterKey::load(&path.join("cluster.key"))?;
-        let blob_path = path.join("membership.blob");
+        let files = ClusterFiles::new(path);
+        let config = ClusterConfig::load(path)?;
+        let key = ClusterKey::load(&files.cluster_key())?;
+        let blob_path = files.membership_blob();
         let membership = Membership::decode(
             &std::fs::read(&blob_path).with_context(|| format!("{}", blob_path.display()))?,
         )
@@ -53,8 +41,18 @@ impl ClusterDir {
         })
     }
 
+    /// The names of this directory's files.
+    pub fn files(&self) -> ClusterFiles<'_> {
+        ClusterFiles::new(&self.path)
+    }
+
     pub fn package_path(&self) -> PathBuf {
-        self.path.join("package")
+        self.files().package()
+    }
+
+    /// Does the directory sign releases itself (`release.key`), rather than the agent?
+    pub fn signs_releases(&self) -> bool {
+        self.files().release_key().exists()
     }
 
     /// The key every package of this cluster must be signed by.
@@ -64,7 +62,7 @@ impl ClusterDir {
     }
 
     pub fn release_key(&self) -> anyhow::Result<ReleasePrivateKey> {
-        let path = self.path.join("release.key");
+        let path = self.files().release_key();
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
         ReleasePrivateKey::from_openssh(text)
             .with_context(|| format!("{}: not an OpenSSH private key", path.display()))
@@ -93,12 +91,9 @@ impl ClusterDir {
 
     /// Record a new membership list (after the cluster accepted it).
     pub fn save_membership(&self, text: &str, membership: &Membership) -> anyhow::Result<()> {
-        write_atomic(&self.path.join("machines"), text.as_bytes(), 0o644)?;
-        write_atomic(
-            &self.path.join("membership.blob"),
-            &membership.encode(),
-            0o644,
-        )
+        write_atomic(&self.files().machines(), text.as_bytes(), 0o644)?;
+        write_atomic(&self.files().membership_blob(), &membership.encode(), 0o644)?;
+        Ok(())
     }
 
     /// Create the directory of every local machine of `membership`.
@@ -111,20 +106,4 @@ impl ClusterDir {
         }
         Ok(())
     }
-}
-
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("{}", tmp.display()))?;
-    file.write_all(data)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
-    Ok(())
 }

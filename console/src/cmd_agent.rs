@@ -1,12 +1,7 @@
 //! `smon-console -C DIR agent start|stop|status`: the cluster's authentication agent, a
-//! detached `smon-agent serve` whose address is the cluster's `agent` setting.
-//!
-//! ```text
-//! DIR/agent.pid         the running agent's pid
-//! DIR/agent.log         its output
-//! DIR/agent-audit.db    its audit log (`smon-agent audit -C DIR`)
-//! DIR/agent-key.json    the key `init --key`/`--ssh-agent` chose (the release key)
-//! ```
+//! detached `smon-agent serve` whose address is the cluster's `agent` setting. Its files in
+//! DIR (`agent.pid`, `agent.log`, `agent-audit.db`, `agent-key.json`) are named by
+//! [`ClusterFiles`].
 
 use std::{
     path::{Path, PathBuf},
@@ -16,7 +11,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use smon_login::{Login, SshContext};
-use smon_proto::MachineId;
+use smon_proto::{ClusterFiles, MachineId};
 
 use crate::cluster_dir::{ClusterDir, write_atomic};
 
@@ -48,8 +43,6 @@ pub enum AgentKey {
     },
 }
 
-const AGENT_KEY_FILE: &str = "agent-key.json";
-
 impl AgentKey {
     pub fn from_args(args: KeyArgs) -> anyhow::Result<Option<Self>> {
         Ok(match (args.key, args.ssh_agent) {
@@ -80,15 +73,13 @@ impl AgentKey {
     }
 
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        write_atomic(
-            &dir.join(AGENT_KEY_FILE),
-            &serde_json::to_vec_pretty(self)?,
-            0o644,
-        )
+        let json = serde_json::to_vec_pretty(self)?;
+        write_atomic(&ClusterFiles::new(dir).agent_key(), &json, 0o644)?;
+        Ok(())
     }
 
     pub fn load(dir: &Path) -> anyhow::Result<Option<Self>> {
-        let path = dir.join(AGENT_KEY_FILE);
+        let path = ClusterFiles::new(dir).agent_key();
         match std::fs::read(&path) {
             Ok(data) => Ok(Some(
                 serde_json::from_slice(&data).with_context(|| format!("{}", path.display()))?,
@@ -131,7 +122,7 @@ pub fn login(dir: &ClusterDir, membership: &smon_proto::Membership) -> anyhow::R
             requester: MachineId::local("console"),
             // Not DIR/known_hosts, the operator's pins: what this process trusts on first use
             // must not become a pin unseen.
-            known_hosts: dir.path.join("known_hosts.tofu"),
+            known_hosts: dir.files().known_hosts_tofu(),
         },
     );
     login.pin_host_keys(
@@ -151,7 +142,7 @@ fn agent_bin() -> PathBuf {
 
 /// The running agent's pid, if any.
 pub fn running_pid(dir: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(dir.join("agent.pid"))
+    let pid: i32 = std::fs::read_to_string(ClusterFiles::new(dir).agent_pid())
         .ok()?
         .trim()
         .parse()
@@ -192,7 +183,7 @@ async fn start(
             )
         })?,
     };
-    let signs_releases = !dir.path.join("release.key").exists();
+    let signs_releases = !dir.signs_releases();
     if signs_releases {
         let public = smon_proto::ReleasePublicKey::from_openssh(&key.public_key().await?)?;
         if public.key_data() != dir.trusted_release_key()?.key_data() {
@@ -223,13 +214,9 @@ async fn start(
     if dir.config.agent.as_deref() != Some(listen.as_str()) {
         let mut config = dir.config.clone();
         config.agent = Some(listen.clone());
-        write_atomic(
-            &dir.path.join("cluster.json"),
-            &serde_json::to_vec_pretty(&config)?,
-            0o644,
-        )?;
+        config.save(&dir.path)?;
     }
-    let log_path = dir.path.join("agent.log");
+    let log_path = dir.files().agent_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -280,11 +267,7 @@ async fn start(
             .write_all(format!("{pass}\n").as_bytes())
             .context("handing the passphrase to the agent")?;
     }
-    write_atomic(
-        &dir.path.join("agent.pid"),
-        pid.to_string().as_bytes(),
-        0o644,
-    )?;
+    write_atomic(&dir.files().agent_pid(), pid.to_string().as_bytes(), 0o644)?;
     let deadline = Instant::now() + WAIT;
     loop {
         let text = std::fs::read(&log_path).unwrap_or_default();
@@ -299,7 +282,7 @@ async fn start(
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
-            let _ = std::fs::remove_file(dir.path.join("agent.pid"));
+            let _ = std::fs::remove_file(dir.files().agent_pid());
             bail!("the agent exited ({status}):\n{}", new.trim());
         }
         if Instant::now() > deadline {
@@ -330,7 +313,7 @@ fn stop(dir: &ClusterDir) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = std::fs::remove_file(dir.path.join("agent.pid"));
+    let _ = std::fs::remove_file(dir.files().agent_pid());
     println!("agent stopped (pid {pid})");
     Ok(())
 }

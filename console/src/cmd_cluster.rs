@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use smon_login::{host_keys::KNOWN_HOSTS, layout, machine_ops};
+use smon_login::{layout, machine_ops};
 use smon_proto::{ControlAction, InstallSeed, MachineId, Membership, Version, chunked, release};
 
 use crate::{
@@ -16,8 +16,9 @@ use crate::{
     summary::Summary,
 };
 
-/// Start the first peer (by default on the first machine of the list).
-pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Result<()> {
+/// Start the first peer (by default on the first machine of the list); what to tell the
+/// operator.
+pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Result<String> {
     let machine = match machine {
         Some(m) => m,
         None => dir
@@ -47,16 +48,15 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
     let message = machine_ops::deploy(&login, &machine, &package, &seed)
         .await
         .with_context(|| format!("deploying to {machine}"))?;
-    println!("{machine}: {}", message.trim());
+    let mut report = format!("{machine}: {}", message.trim());
     // A cluster that was shut down keeps livetag off: say how to resume.
     if let Ok(view) = connect::view(dir).await
         && !view.livetag.enabled
     {
-        println!(
-            "note: self-management is disabled in this cluster; `smon-console enable` resumes it"
-        );
+        report += "\nnote: self-management is disabled in this cluster; `smon-console enable` \
+                   resumes it";
     }
-    Ok(())
+    Ok(report)
 }
 
 pub async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
@@ -119,7 +119,8 @@ async fn progress(dir: &ClusterDir, goal: &Goal) -> anyhow::Result<(usize, usize
     })
 }
 
-pub async fn wait(dir: &ClusterDir, goal: Goal, timeout: Duration) -> anyhow::Result<()> {
+/// Poll until the cluster reaches `goal`; how far it got (an error at the timeout).
+pub async fn wait(dir: &ClusterDir, goal: Goal, timeout: Duration) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
     let poll = Duration::from_millis((dir.config.interval_ms / 2).clamp(100, 1_000));
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -145,8 +146,7 @@ pub async fn wait(dir: &ClusterDir, goal: Goal, timeout: Duration) -> anyhow::Re
                     if let Some(bar) = &bar {
                         bar.finish();
                     }
-                    println!("{last}");
-                    return Ok(());
+                    return Ok(last);
                 }
             }
             Err(e) => last = format!("{e:#}"),
@@ -228,7 +228,7 @@ pub async fn set_membership(
         scan: scan_host_keys,
         trust_on_first_use: dir.config.ssh_trust_on_first_use,
     };
-    let known_hosts = dir.path.join(KNOWN_HOSTS);
+    let known_hosts = dir.files().known_hosts();
     let how = format!("add their keys to {} (ssh-keyscan)", known_hosts.display());
     let mut membership = crate::host_keys::pin(&known_hosts, membership, policy, &how).await?;
     if membership.has_pins() {
@@ -251,8 +251,8 @@ pub async fn set_membership(
 ///
 /// Rounds of: make sure every answering peer is disabled (an enabled one would restart the
 /// stopped), then tell every answering peer to stop; until no peer answers and no local
-/// machine has a live peer process.
-pub async fn shutdown(dir: &ClusterDir, timeout: Duration) -> anyhow::Result<()> {
+/// machine has a live peer process. What to tell the operator.
+pub async fn shutdown(dir: &ClusterDir, timeout: Duration) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
     let poll = Duration::from_millis((dir.config.interval_ms / 2).clamp(100, 1_000));
     loop {
@@ -263,8 +263,7 @@ pub async fn shutdown(dir: &ClusterDir, timeout: Duration) -> anyhow::Result<()>
             .collect();
         let local_left = local_pids(dir);
         if answering.is_empty() && local_left.is_empty() {
-            println!("all peers of {} stopped", dir.path.display());
-            return Ok(());
+            return Ok(format!("all peers of {} stopped", dir.path.display()));
         }
         if Instant::now() > deadline {
             for (machine, pid) in &local_left {

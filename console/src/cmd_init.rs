@@ -9,11 +9,9 @@ use std::{
 use anyhow::{Context, bail};
 use rand::RngExt;
 use smon_proto::{
-    ClusterConfig, ClusterKey, Membership, OPERATOR_KEY_FILE, OperatorKey, ReleasePrivateKey,
-    Version, release,
+    ClusterConfig, ClusterFiles, ClusterKey, Membership, OperatorKey, ReleasePrivateKey, Version,
+    release,
 };
-
-use smon_login::host_keys::KNOWN_HOSTS;
 
 use crate::{
     cluster_dir::{ClusterDir, write_atomic},
@@ -48,12 +46,13 @@ impl InitOptions {
     }
 }
 
+/// Make the cluster directory `dir`; what to tell the operator (where it is, what next).
 pub async fn init(
     dir: &Path,
     machines_file: &Path,
     options: &InitOptions,
     peer_binary: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let interval = options.interval;
     if dir.exists()
         && std::fs::read_dir(dir)
@@ -103,7 +102,7 @@ pub async fn init(
     let machines = membership.len();
     let result = async {
         std::fs::create_dir_all(&staging)?;
-        let known_hosts = staging.join(KNOWN_HOSTS);
+        let known_hosts = ClusterFiles::new(&staging).known_hosts();
         if let Some(file) = &options.known_hosts {
             let text =
                 std::fs::read(file).with_context(|| format!("--known-hosts {}", file.display()))?;
@@ -123,9 +122,9 @@ pub async fn init(
         )
     }
     .await;
-    if result.is_err() {
+    if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
-        return result;
+        return Err(e);
     }
     if dir.exists() {
         std::fs::remove_dir(&dir).with_context(|| format!("{}", dir.display()))?;
@@ -136,12 +135,11 @@ pub async fn init(
     } else {
         "deploy"
     };
-    println!(
+    Ok(format!(
         "initialised {} with {machines} machines; next: smon-console -C {} {next}",
         dir.display(),
         dir.display()
-    );
-    Ok(())
+    ))
 }
 
 /// Who signs releases.
@@ -162,9 +160,10 @@ fn build(
     binary: &[u8],
 ) -> anyhow::Result<()> {
     let interval = options.interval;
+    let files = ClusterFiles::new(staging);
     std::fs::create_dir_all(staging)?;
-    ClusterKey::create(&staging.join("cluster.key"))?;
-    OperatorKey::create(&staging.join(OPERATOR_KEY_FILE))?;
+    ClusterKey::create(&files.cluster_key())?;
+    OperatorKey::create(&files.operator_key())?;
     let public = match signer {
         ReleaseSigner::Agent(public) => {
             options
@@ -176,12 +175,12 @@ fn build(
         }
         ReleaseSigner::Own(key) => {
             let pem = key.to_openssh(smon_proto::release::LineEnding::LF)?;
-            write_atomic(&staging.join("release.key"), pem.as_bytes(), 0o600)?;
+            write_atomic(&files.release_key(), pem.as_bytes(), 0o600)?;
             key.public_key().to_openssh()?
         }
     };
     write_atomic(
-        &staging.join("release.pub"),
+        &files.release_pub(),
         format!("{public}\n").as_bytes(),
         0o644,
     )?;
@@ -191,7 +190,7 @@ fn build(
     let mut config = ClusterConfig {
         port: 0,
         local_salt: rng.random(),
-        local_root: final_dir.join("machines.d"),
+        local_root: ClusterFiles::new(final_dir).local_root(),
         interval_ms,
         ping_timeout_ms: (interval_ms * 2 / 5).clamp(200, 2_000),
         release_key: public,
@@ -207,9 +206,8 @@ fn build(
         bail!("local machines {a} and {b} would share a loopback address: rename one");
     }
     config.port = free_port(&config, membership)?;
-    let json = serde_json::to_vec_pretty(&config)?;
-    write_atomic(&staging.join("cluster.json"), &json, 0o644)?;
-    write_atomic(&staging.join("machines"), text.as_bytes(), 0o644)?;
+    config.save(staging)?;
+    write_atomic(&files.machines(), text.as_bytes(), 0o644)?;
     // Pins are believed only under the release key's signature: signed now with the
     // directory's key; with the agent's, when `deploy` first needs them.
     let mut membership = membership.clone();
@@ -221,11 +219,7 @@ fn build(
         )?;
         membership.set_signature(signature);
     }
-    write_atomic(
-        &staging.join("membership.blob"),
-        &membership.encode(),
-        0o644,
-    )?;
+    write_atomic(&files.membership_blob(), &membership.encode(), 0o644)?;
 
     // Signed now with the directory's key; with the agent's, the first time it is needed
     // (`deploy`), through the running agent.
@@ -235,13 +229,13 @@ fn build(
         release::sign_manifest(&mut manifest, key)?;
     }
     write_atomic(
-        &staging.join("package"),
+        &files.package(),
         &release::encode_package(binary, &manifest),
         0o755,
     )?;
 
     let staged_config = ClusterConfig {
-        local_root: staging.join("machines.d"),
+        local_root: files.local_root(),
         ..config
     };
     ClusterDir::make_local_dirs(&staged_config, &membership)

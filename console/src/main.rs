@@ -1,5 +1,5 @@
 //! `smon-console`: the operator's client (batch commands, the TUI, the demo).
 
 fn main() {
-    smon_console::cli::main();
+    smon_console::run::main();
 }

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use smon_proto::{
-    MEMBERSHIP_NAMESPACE, Membership, OPERATOR_KEY_FILE, OperatorKey, PackageManifest, release,
-    tarpc, transport,
+    MEMBERSHIP_NAMESPACE, Membership, OperatorKey, PackageManifest, release, tarpc, transport,
 };
 
 use crate::cluster_dir::{ClusterDir, write_atomic};
@@ -17,7 +16,7 @@ const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Sign `manifest` for this cluster; the signature is checked against its release key.
 pub async fn sign(dir: &ClusterDir, manifest: &mut PackageManifest) -> anyhow::Result<()> {
-    if dir.path.join("release.key").exists() {
+    if dir.signs_releases() {
         release::sign_manifest(manifest, &dir.release_key()?)?;
     } else {
         *manifest = sign_by_agent(dir, manifest).await?;
@@ -39,7 +38,7 @@ async fn agent(
         )
     };
     let addr = dir.config.agent.clone().with_context(start)?;
-    let operator = OperatorKey::load(&dir.path.join(OPERATOR_KEY_FILE))?;
+    let operator = OperatorKey::load(&dir.files().operator_key())?;
     let client = transport::agent_client(addr.as_str(), &dir.key, AGENT_TIMEOUT)
         .await
         .with_context(|| format!("the agent at {addr}; {}", start()))?;
@@ -67,7 +66,7 @@ async fn sign_by_agent(
 /// Sign `membership` (its pinned host keys) for this cluster; checked against its release key.
 pub async fn sign_membership(dir: &ClusterDir, membership: &mut Membership) -> anyhow::Result<()> {
     let blob = membership.signing_bytes();
-    let signature = if dir.path.join("release.key").exists() {
+    let signature = if dir.signs_releases() {
         release::sign_bytes(MEMBERSHIP_NAMESPACE, &blob, &dir.release_key()?)?
     } else {
         let (client, operator, addr) = agent(dir).await?;
@@ -93,11 +92,7 @@ pub async fn signed_membership(dir: &ClusterDir) -> anyhow::Result<Membership> {
             .is_err()
     {
         sign_membership(dir, &mut membership).await?;
-        write_atomic(
-            &dir.path.join("membership.blob"),
-            &membership.encode(),
-            0o644,
-        )?;
+        write_atomic(&dir.files().membership_blob(), &membership.encode(), 0o644)?;
     }
     Ok(membership)
 }

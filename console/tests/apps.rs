@@ -5,6 +5,7 @@
 mod harness;
 
 use std::{
+    collections::BTreeMap,
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
@@ -109,7 +110,7 @@ fn row<'a>(status: &'a Value, app: &str, machine: &str) -> Option<&'a Value> {
 
 /// Live processes working in `ROOT/apps/<app>/` of a machine: (pid, version directory).
 fn app_procs(c: &Cluster, machine: &str, app: &str) -> Vec<(i32, String)> {
-    let base = c.root(machine).join("apps").join(app);
+    let base = c.machine(machine, |f| f.app(app));
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -148,9 +149,7 @@ fn http_get(addr: &str) -> Option<String> {
 
 /// The loopback address of a local machine.
 fn machine_addr(c: &Cluster, machine: &str) -> String {
-    let config: smon_proto::ClusterConfig =
-        serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap()).unwrap();
-    config.local_address(machine).to_string()
+    c.config().local_address(machine).to_string()
 }
 
 /// A report listener: every line received, parsed.
@@ -196,12 +195,25 @@ impl Listener {
 
 #[test]
 fn install_supervise_report_restart_peer_and_upgrade_on_twenty_machines() {
-    let c = Cluster::new(20, "1s");
-    c.ok(&["deploy"]);
-    c.ok(&["wait", "--deployed", "all", "--timeout", "120s"]);
-
+    // The example application is a python3 HTTP server.
+    if !harness::have("python3", "python3") {
+        return;
+    }
+    let c = Cluster::deployed(20);
     let listener = Listener::start();
     let port = free_port().to_string();
+    let v1 = install_hello_v1(&c, &listener, &port);
+    let mut pids = hello_runs_everywhere(&c, &listener, &port);
+    killed_apps_are_restarted(&c, &listener, &mut pids);
+    a_restarted_peer_adopts_its_app(&c, &pids);
+    offline_stops_it_everywhere(&c);
+    ignore_starts_it_once(&c);
+    an_upgrade_replaces_it_everywhere(&c, &v1, &port);
+    c.ok(&["shutdown"]);
+}
+
+/// hello-http 1.0.0 on `port`, reporting to `listener`, installed; its directory.
+fn install_hello_v1(c: &Cluster, listener: &Listener, port: &str) -> PathBuf {
     let report = format!("report = \"127.0.0.1:{}\"\n", listener.port);
     let v1 = c.tmp.path().join("hello-v1");
     copy_app(
@@ -221,16 +233,20 @@ fn install_supervise_report_restart_peer_and_upgrade_on_twenty_machines() {
         "{out}"
     );
 
-    // Running everywhere: in the view, as processes, and answering HTTP.
-    wait_status(&c, LONG, "hello-http running on all 20", |s| {
+    v1
+}
+
+/// Running everywhere: in the view, as processes, and answering HTTP; machine → pid.
+fn hello_runs_everywhere(c: &Cluster, listener: &Listener, port: &str) -> BTreeMap<String, i32> {
+    wait_status(c, LONG, "hello-http running on all 20", |s| {
         all_in(s, "hello-http", "1.0.0", "running", 20)
     });
-    let mut pids = std::collections::BTreeMap::new();
+    let mut pids = BTreeMap::new();
     for name in &c.names {
-        let (pid, dir) = one_proc(&c, name, "hello-http");
+        let (pid, dir) = one_proc(c, name, "hello-http");
         assert_eq!(dir, "1.0.0");
         pids.insert(name.clone(), pid);
-        let addr = format!("{}:{port}", machine_addr(&c, name));
+        let addr = format!("{}:{port}", machine_addr(c, name));
         let mut body = None;
         harness::wait_for(Duration::from_secs(30), &format!("HTTP on {addr}"), || {
             body = http_get(&addr);
@@ -253,19 +269,23 @@ fn install_supervise_report_restart_peer_and_upgrade_on_twenty_machines() {
         })
     });
 
-    // Kill its process on 3 machines: each is restarted (a new process, one restart counted).
+    pids
+}
+
+/// Kill its process on 3 machines: each is restarted (a new process, one restart counted).
+fn killed_apps_are_restarted(c: &Cluster, listener: &Listener, pids: &mut BTreeMap<String, i32>) {
     let victims = &c.names[3..6];
     for v in victims {
         harness::kill(pids[v]);
     }
     for v in victims {
         harness::wait_for(LONG, &format!("{v}: hello-http restarted"), || {
-            let procs = app_procs(&c, v, "hello-http");
+            let procs = app_procs(c, v, "hello-http");
             procs.len() == 1 && procs[0].0 != pids[v]
         });
-        pids.insert(v.clone(), one_proc(&c, v, "hello-http").0);
+        pids.insert(v.clone(), one_proc(c, v, "hello-http").0);
     }
-    let status = wait_status(&c, LONG, "the restarts in the view", |s| {
+    let status = wait_status(c, LONG, "the restarts in the view", |s| {
         all_in(s, "hello-http", "1.0.0", "running", 20)
             && victims
                 .iter()
@@ -285,16 +305,18 @@ fn install_supervise_report_restart_peer_and_upgrade_on_twenty_machines() {
                     .any(|l| l["restarts"] == 1 && l["state"] == "running")
         })
     });
+}
 
-    // Restart a peer (kill -9; the others restart it): its application is adopted, neither
-    // duplicated nor orphaned.
+/// Restart a peer (kill -9; the others restart it): its application is adopted, neither
+/// duplicated nor orphaned.
+fn a_restarted_peer_adopts_its_app(c: &Cluster, pids: &BTreeMap<String, i32>) {
     let host = &c.names[7];
     let app_pid = pids[host];
     let old_peer = c.kill9(host);
     harness::wait_for(LONG, &format!("{host}'s peer restarted"), || {
         c.pid(host).is_some_and(|p| p != old_peer)
     });
-    let reported = local_app_status(&c, host);
+    let reported = local_app_status(c, host);
     assert_eq!(reported.len(), 1, "{reported:?}");
     assert_eq!(
         reported[0].state,
@@ -302,28 +324,32 @@ fn install_supervise_report_restart_peer_and_upgrade_on_twenty_machines() {
         "{reported:?}"
     );
     assert_eq!(
-        app_procs(&c, host, "hello-http"),
+        app_procs(c, host, "hello-http"),
         vec![(app_pid, "1.0.0".to_string())]
     );
-    let log = std::fs::read_to_string(c.root(host).join("peer.log")).unwrap();
+    let log = std::fs::read_to_string(c.machine(host, |f| f.log())).unwrap();
     assert!(log.contains("adopted running process group"), "{log}");
+}
 
-    // Offline on all: stopped everywhere.
+/// Offline on all: stopped everywhere.
+fn offline_stops_it_everywhere(c: &Cluster) {
     let out = c.ok(&["app", "set", "hello-http", "offline", "--all"]);
     assert!(out.contains("hello-http set offline"), "{out}");
-    wait_status(&c, LONG, "hello-http stopped on all 20", |s| {
+    wait_status(c, LONG, "hello-http stopped on all 20", |s| {
         all_in(s, "hello-http", "1.0.0", "stopped", 20)
     });
     for name in &c.names {
         assert!(
-            app_procs(&c, name, "hello-http").is_empty(),
+            app_procs(c, name, "hello-http").is_empty(),
             "{name} still runs it"
         );
     }
+}
 
-    // Ignore: started once everywhere, and not restarted after a kill.
+/// Ignore: started once everywhere, and not restarted after a kill.
+fn ignore_starts_it_once(c: &Cluster) {
     c.ok(&["app", "set", "hello-http", "ignore"]);
-    wait_status(&c, LONG, "hello-http running (ignore) on all 20", |s| {
+    wait_status(c, LONG, "hello-http running (ignore) on all 20", |s| {
         all_in(s, "hello-http", "1.0.0", "running", 20)
             && rows(s, "hello-http")
                 .iter()
@@ -331,10 +357,10 @@ fn install_supervise_report_restart_peer_and_upgrade_on_twenty_machines() {
     });
     let ignored = &c.names[10..12];
     for v in ignored {
-        let (pid, _) = one_proc(&c, v, "hello-http");
+        let (pid, _) = one_proc(c, v, "hello-http");
         harness::kill(pid);
     }
-    wait_status(&c, LONG, "the killed ignored ones stopped", |s| {
+    wait_status(c, LONG, "the killed ignored ones stopped", |s| {
         ignored
             .iter()
             .all(|v| row(s, "hello-http", v).is_some_and(|r| r["state"] == "stopped"))
@@ -348,37 +374,40 @@ fn install_supervise_report_restart_peer_and_upgrade_on_twenty_machines() {
         "--machine",
         "local:m013",
     ]);
-    wait_status(&c, LONG, "m013 offline", |s| {
+    wait_status(c, LONG, "m013 offline", |s| {
         row(s, "hello-http", "m013")
             .is_some_and(|r| r["state"] == "stopped" && r["desired"] == "offline")
     });
     for v in ignored {
         assert!(
-            app_procs(&c, v, "hello-http").is_empty(),
+            app_procs(c, v, "hello-http").is_empty(),
             "{v}: an ignored app was restarted"
         );
     }
-    assert!(app_procs(&c, "m013", "hello-http").is_empty());
+    assert!(app_procs(c, "m013", "hello-http").is_empty());
+}
 
-    // Upgrade: the new version everywhere (online again), the old one gone.
+/// Upgrade: the new version everywhere (online again), the old one gone; an older one is
+/// refused.
+fn an_upgrade_replaces_it_everywhere(c: &Cluster, v1: &Path, port: &str) {
     let v2 = c.tmp.path().join("hello-v2");
-    copy_app(&v1, &v2, &[("version = \"1.0.0\"", "version = \"2.0.0\"")]);
+    copy_app(v1, &v2, &[("version = \"1.0.0\"", "version = \"2.0.0\"")]);
     c.ok(&["app", "set", "hello-http", "online"]);
     let out = c.ok(&["app", "install", v2.to_str().unwrap()]);
     assert!(
         out.contains("hello-http 2.0.0 verified and installed"),
         "{out}"
     );
-    wait_status(&c, LONG, "hello-http 2.0.0 running on all 20", |s| {
+    wait_status(c, LONG, "hello-http 2.0.0 running on all 20", |s| {
         all_in(s, "hello-http", "2.0.0", "running", 20)
             && rows(s, "hello-http")
                 .iter()
                 .all(|r| r["desired"] == "online")
     });
     for name in &c.names {
-        let (_, dir) = one_proc(&c, name, "hello-http");
+        let (_, dir) = one_proc(c, name, "hello-http");
         assert_eq!(dir, "2.0.0", "{name}");
-        let addr = format!("{}:{port}", machine_addr(&c, name));
+        let addr = format!("{}:{port}", machine_addr(c, name));
         let mut body = String::new();
         harness::wait_for(
             Duration::from_secs(30),
@@ -405,10 +434,9 @@ fn install_supervise_report_restart_peer_and_upgrade_on_twenty_machines() {
     );
 
     c.ok(&["app", "set", "hello-http", "offline"]);
-    wait_status(&c, LONG, "hello-http stopped on all 20", |s| {
+    wait_status(c, LONG, "hello-http stopped on all 20", |s| {
         all_in(s, "hello-http", "2.0.0", "stopped", 20)
     });
-    c.ok(&["shutdown"]);
 }
 
 /// A peer's own answer to `get_app_status` (it answers once its supervisors reported).
@@ -417,11 +445,10 @@ fn local_app_status(c: &Cluster, machine: &str) -> Vec<smon_proto::AppStatus> {
     let mut last = Vec::new();
     let ok = harness::wait_until(LONG, || {
         last = runtime.block_on(async {
-            let key = smon_proto::ClusterKey::load(&c.dir.join("cluster.key")).unwrap();
-            let config: smon_proto::ClusterConfig =
-                serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap())
-                    .unwrap();
-            let addr = config.peer_address(&smon_proto::MachineId::local(machine));
+            let key = smon_proto::ClusterKey::load(&c.files().cluster_key()).unwrap();
+            let addr = c
+                .config()
+                .peer_address(&smon_proto::MachineId::local(machine));
             let Ok(client) =
                 smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(2))
                     .await
@@ -441,11 +468,19 @@ fn local_app_status(c: &Cluster, machine: &str) -> Vec<smon_proto::AppStatus> {
 
 #[test]
 fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
-    let c = Cluster::new(5, "1s");
-    c.ok(&["deploy"]);
-    c.ok(&["wait", "--deployed", "all", "--timeout", "90s"]);
+    let c = Cluster::deployed(5);
+    a_malformed_app_toml_is_refused(&c);
+    let sleeper = foreign_and_tampered_packages_are_refused(&c);
+    a_good_one_spreads_and_one_machine_can_differ(&c, &sleeper);
+    a_restarted_peer_adopts_the_group_and_kills_a_stray(&c);
+    a_crash_loop_ends_failed(&c);
+    a_failing_status_command_restarts_it(&c);
+    a_removed_machine_stops_its_apps(&c);
+    c.ok(&["shutdown"]);
+}
 
-    // A malformed app.toml: an error naming the file, the line and the field; nothing installed.
+/// A malformed app.toml: an error naming the file, the line and the field; nothing installed.
+fn a_malformed_app_toml_is_refused(c: &Cluster) {
     let bad = c.tmp.path().join("bad");
     write_app(
         &bad,
@@ -472,9 +507,11 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
     for name in &c.names {
         assert!(!c.root(name).join("apps").exists(), "{name} got something");
     }
+}
 
-    // Packages signed by another key, or tampered with, are refused by the peer itself.
-    // Two processes in its group; a stop command of its own.
+/// Packages signed by another key, or tampered with, are refused by the peer itself.
+/// Two processes in its group; a stop command of its own.
+fn foreign_and_tampered_packages_are_refused(c: &Cluster) -> PathBuf {
     let sleeper = c.tmp.path().join("sleeper");
     write_app(
         &sleeper,
@@ -486,12 +523,12 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
     );
     let other = Cluster::new(1, "1s");
     let foreign = build_package(&other, &sleeper);
-    let refusal = push_app_directly(&c, &foreign);
+    let refusal = push_app_directly(c, &foreign);
     assert!(refusal.contains("does not verify"), "{refusal}");
-    let mut tampered = build_package(&c, &sleeper);
+    let mut tampered = build_package(c, &sleeper);
     let at = tampered.len() - 2;
     tampered[at] ^= 0x20;
-    let refusal = push_app_directly(&c, &tampered);
+    let refusal = push_app_directly(c, &tampered);
     assert!(refusal.contains("package refused"), "{refusal}");
     drop(other);
     for name in &c.names {
@@ -501,9 +538,13 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
         );
     }
 
-    // A good one spreads; a per-machine setting changes that machine only.
+    sleeper
+}
+
+/// A good one spreads; a per-machine setting changes that machine only.
+fn a_good_one_spreads_and_one_machine_can_differ(c: &Cluster, sleeper: &Path) {
     c.ok(&["app", "install", sleeper.to_str().unwrap()]);
-    wait_status(&c, LONG, "sleeper running on 5", |s| {
+    wait_status(c, LONG, "sleeper running on 5", |s| {
         all_in(s, "sleeper", "1.0.0", "running", 5)
     });
     c.ok(&[
@@ -514,21 +555,23 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
         "--machine",
         "local:m002",
     ]);
-    wait_status(&c, LONG, "sleeper stopped on m002 only", |s| {
+    wait_status(c, LONG, "sleeper stopped on m002 only", |s| {
         rows(s, "sleeper").iter().all(|r| {
             let m002 = r["machine"] == "local:m002";
             r["state"] == if m002 { "stopped" } else { "running" }
         })
     });
     // The whole group is gone, through the application's own stop command.
-    assert!(app_procs(&c, "m002", "sleeper").is_empty());
+    assert!(app_procs(c, "m002", "sleeper").is_empty());
     let stop_log = std::fs::read_to_string(c.root("m002").join("apps/sleeper/stop.log")).unwrap();
     assert_eq!(stop_log, "stop-ran\n");
-    assert_eq!(app_procs(&c, "m001", "sleeper").len(), 2);
+    assert_eq!(app_procs(c, "m001", "sleeper").len(), 2);
+}
 
-    // A peer restart adopts the recorded group and kills a stray one (an orphan left by a
-    // crash between a start and its record): one group runs, the same as before.
-    let before = app_procs(&c, "m003", "sleeper");
+/// A peer restart adopts the recorded group and kills a stray one (an orphan left by a
+/// crash between a start and its record): one group runs, the same as before.
+fn a_restarted_peer_adopts_the_group_and_kills_a_stray(c: &Cluster) {
+    let before = app_procs(c, "m003", "sleeper");
     assert_eq!(before.len(), 2, "{before:?}");
     let old_peer = c.kill9("m003");
     let version_dir = c.root("m003").join("apps/sleeper/1.0.0");
@@ -545,7 +588,7 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
     harness::wait_for(LONG, "m003's peer restarted", || {
         c.pid("m003").is_some_and(|p| p != old_peer)
     });
-    let reported = local_app_status(&c, "m003");
+    let reported = local_app_status(c, "m003");
     assert!(
         reported
             .iter()
@@ -553,19 +596,21 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
         "{reported:?}"
     );
     stray.wait().unwrap();
-    let mut after = app_procs(&c, "m003", "sleeper");
+    let mut after = app_procs(c, "m003", "sleeper");
     let mut before = before;
     after.sort();
     before.sort();
     assert_eq!(after, before, "the group changed across the peer restart");
-    let log = std::fs::read_to_string(c.root("m003").join("peer.log")).unwrap();
+    let log = std::fs::read_to_string(c.machine("m003", |f| f.log())).unwrap();
     assert!(log.contains("killing orphaned process group"), "{log}");
     let err = c.fails(&["app", "set", "nosuch", "online"]);
     assert!(err.contains("not installed"), "{err}");
     let err = c.fails(&["app", "set", "sleeper", "sideways"]);
     assert!(err.contains("online, offline or ignore"), "{err}");
+}
 
-    // An application that exits at once: backoff, then failed, visible in status and reports.
+/// An application that exits at once: backoff, then failed, visible in status and reports.
+fn a_crash_loop_ends_failed(c: &Cluster) {
     let listener = Listener::start();
     let crash = c.tmp.path().join("crash");
     write_app(
@@ -576,7 +621,7 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
         ),
     );
     c.ok(&["app", "install", crash.to_str().unwrap()]);
-    let status = wait_status(&c, LONG, "crash failed on all 5", |s| {
+    let status = wait_status(c, LONG, "crash failed on all 5", |s| {
         all_in(s, "crash", "1.0.0", "failed", 5)
     });
     for r in rows(&status, "crash") {
@@ -597,13 +642,15 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
         })
     });
     for name in &c.names {
-        assert!(app_procs(&c, name, "crash").is_empty());
+        assert!(app_procs(c, name, "crash").is_empty());
         let log = std::fs::read_to_string(c.root(name).join("apps/crash/app.log")).unwrap();
         assert_eq!(log.matches("crashing").count(), 4, "{name}: {log}");
     }
+}
 
-    // A status command: running only once it passes; three failures in a row count as a
-    // death (the group is stopped and started again).
+/// A status command: running only once it passes; three failures in a row count as a
+/// death (the group is stopped and started again).
+fn a_failing_status_command_restarts_it(c: &Cluster) {
     let health = c.tmp.path().join("health");
     write_app(
         &health,
@@ -614,22 +661,24 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
         ),
     );
     c.ok(&["app", "install", health.to_str().unwrap()]);
-    wait_status(&c, LONG, "health running on 5", |s| {
+    wait_status(c, LONG, "health running on 5", |s| {
         all_in(s, "health", "1.0.0", "running", 5)
     });
-    let (sick, _) = one_proc(&c, "m004", "health");
+    let (sick, _) = one_proc(c, "m004", "health");
     std::fs::remove_file(c.root("m004").join("apps/health/1.0.0/healthy")).unwrap();
-    wait_status(&c, LONG, "health restarted on m004", |s| {
+    wait_status(c, LONG, "health restarted on m004", |s| {
         row(s, "health", "m004").is_some_and(|r| r["state"] == "running" && r["restarts"] == 1)
     });
-    let (cured, _) = one_proc(&c, "m004", "health");
+    let (cured, _) = one_proc(c, "m004", "health");
     assert_ne!(sick, cured);
     assert!(!harness::is_alive(sick));
     c.ok(&["app", "set", "health", "offline"]);
+}
 
-    // A machine removed from the membership: its peer exits and stops its applications.
+/// A machine removed from the membership: its peer exits and stops its applications.
+fn a_removed_machine_stops_its_apps(c: &Cluster) {
     c.ok(&["app", "set", "sleeper", "online"]);
-    wait_status(&c, LONG, "sleeper running on 5", |s| {
+    wait_status(c, LONG, "sleeper running on 5", |s| {
         all_in(s, "sleeper", "1.0.0", "running", 5)
     });
     let four = c.tmp.path().join("four");
@@ -642,21 +691,20 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
     harness::wait_for(
         LONG,
         "m005's peer to exit and its application to stop",
-        || c.pid("m005").is_none() && app_procs(&c, "m005", "sleeper").is_empty(),
+        || c.pid("m005").is_none() && app_procs(c, "m005", "sleeper").is_empty(),
     );
-    let log = std::fs::read_to_string(c.root("m005").join("peer.log")).unwrap();
+    let log = std::fs::read_to_string(c.machine("m005", |f| f.log())).unwrap();
     assert!(log.contains("sleeper: stopped process group"), "{log}");
 
     c.ok(&["app", "set", "sleeper", "offline"]);
-    wait_status(&c, LONG, "sleeper stopped on 4", |s| {
+    wait_status(c, LONG, "sleeper stopped on 4", |s| {
         all_in(s, "sleeper", "1.0.0", "stopped", 4)
     });
-    c.ok(&["shutdown"]);
 }
 
 /// A signed package of an application directory, built with `c`'s release key.
 fn build_package(c: &Cluster, dir: &Path) -> Vec<u8> {
-    let key_text = std::fs::read_to_string(c.dir.join("release.key")).unwrap();
+    let key_text = std::fs::read_to_string(c.files().release_key()).unwrap();
     let key = smon_proto::ReleasePrivateKey::from_openssh(key_text).unwrap();
     let (spec, files) = smon_proto::app_package::read_app_dir(dir).unwrap();
     let mut manifest = smon_proto::app_package::app_manifest(&spec, &files);

@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use smon_proto::{ClusterFiles, MachineFiles};
+
 pub fn console_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_smon-console"))
 }
@@ -25,6 +27,23 @@ pub fn peer_bin() -> PathBuf {
     path
 }
 
+/// Is `tool` installed? If not, say in one line what to install; the caller skips its test
+/// (scripts/test.sh, the README's test command, installs every tool the tests need).
+pub fn have(tool: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .any(|dir| dir.join(tool).is_file())
+    });
+    if !found {
+        eprintln!(
+            "skipped: needs {tool} (apt-get install {package}, or run scripts/test.sh, which \
+             installs what the tests need)"
+        );
+    }
+    found
+}
+
 pub struct Cluster {
     pub tmp: tempfile::TempDir,
     pub dir: PathBuf,
@@ -35,6 +54,15 @@ impl Cluster {
     /// `init` a cluster of `n` local machines (not deployed yet).
     pub fn new(n: usize, interval: &str) -> Self {
         Self::new_with(n, interval, |_| Vec::new())
+    }
+
+    /// A cluster of `n` local machines (round: 1 s), deployed: every machine runs a peer.
+    pub fn deployed(n: usize) -> Self {
+        let cluster = Self::new(n, "1s");
+        cluster.ok(&["deploy"]);
+        let timeout = format!("{}s", 60 + 3 * n);
+        cluster.ok(&["wait", "--deployed", "all", "--timeout", &timeout]);
+        cluster
     }
 
     /// Like [`Cluster::new`], with more `init` arguments, made knowing the temporary directory.
@@ -93,8 +121,24 @@ impl Cluster {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// The names of the cluster directory's files.
+    pub fn files(&self) -> ClusterFiles<'_> {
+        ClusterFiles::new(&self.dir)
+    }
+
+    /// The cluster's settings (cluster.json).
+    pub fn config(&self) -> smon_proto::ClusterConfig {
+        smon_proto::ClusterConfig::load(&self.dir).expect("cluster.json")
+    }
+
+    /// The smon directory of the local machine `name`.
     pub fn root(&self, name: &str) -> PathBuf {
-        self.dir.join("machines.d").join(name)
+        self.files().local_root().join(name)
+    }
+
+    /// A file of the smon directory of `name`: `c.machine(name, |f| f.log())`.
+    pub fn machine(&self, name: &str, file: impl FnOnce(MachineFiles) -> PathBuf) -> PathBuf {
+        file(MachineFiles::new(&self.root(name)))
     }
 
     pub fn status(&self) -> serde_json::Value {
@@ -103,7 +147,7 @@ impl Cluster {
 
     /// The live pid of a machine's peer, if it runs.
     pub fn pid(&self, name: &str) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.root(name).join("peer.pid"))
+        let pid: i32 = std::fs::read_to_string(self.machine(name, |f| f.pid()))
             .ok()?
             .trim()
             .parse()
@@ -174,9 +218,8 @@ pub async fn peer_client(
     dir: &Path,
     machine: &smon_proto::MachineId,
 ) -> smon_proto::PeerServiceClient {
-    let key = smon_proto::ClusterKey::load(&dir.join("cluster.key")).unwrap();
-    let config: smon_proto::ClusterConfig =
-        serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+    let key = smon_proto::ClusterKey::load(&ClusterFiles::new(dir).cluster_key()).unwrap();
+    let config = smon_proto::ClusterConfig::load(dir).unwrap();
     let addr = config.peer_address(machine);
     smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
         .await

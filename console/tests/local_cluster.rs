@@ -9,9 +9,7 @@ use harness::{Cluster, wait_for};
 
 #[test]
 fn thirty_machines_deploy_recover_upgrade_disable_enable_and_shut_down() {
-    let c = Cluster::new(30, "1s");
-    c.ok(&["deploy"]);
-    c.ok(&["wait", "--deployed", "all", "--timeout", "120s"]);
+    let c = Cluster::deployed(30);
     let status = c.status();
     assert_eq!(status["deployed"], 30);
     for name in &c.names {
@@ -93,9 +91,7 @@ fn thirty_machines_deploy_recover_upgrade_disable_enable_and_shut_down() {
 
 #[test]
 fn a_version_that_cannot_start_is_rolled_back_and_not_spread() {
-    let c = Cluster::new(8, "1s");
-    c.ok(&["deploy"]);
-    c.ok(&["wait", "--deployed", "all", "--timeout", "90s"]);
+    let c = Cluster::deployed(8);
     let broken = c.tmp.path().join("broken.sh");
     std::fs::write(
         &broken,
@@ -120,7 +116,7 @@ fn a_version_that_cannot_start_is_rolled_back_and_not_spread() {
         .to_string();
     c.ok(&["upgrade", package.to_str().unwrap()]);
     // The upgraded peer dies; another peer restarts it, and the restart rolls it back.
-    let log = || std::fs::read_to_string(c.root(&first).join("peer.log")).unwrap_or_default();
+    let log = || std::fs::read_to_string(c.machine(&first, |f| f.log())).unwrap_or_default();
     wait_for(
         Duration::from_secs(90),
         "the broken version to be rolled back",
@@ -190,9 +186,7 @@ fn membership_changes_retire_removed_machines_and_deploy_added_ones() {
 
 #[test]
 fn a_wrong_key_and_bad_packages_are_refused() {
-    let c = Cluster::new(4, "1s");
-    c.ok(&["deploy"]);
-    c.ok(&["wait", "--deployed", "all", "--timeout", "60s"]);
+    let c = Cluster::deployed(4);
 
     // A corrupted package: refused, nothing changes.
     let good = c.tmp.path().join("good");
@@ -232,7 +226,7 @@ fn a_wrong_key_and_bad_packages_are_refused() {
     }
 
     // A console with another cluster's key is refused during the handshake.
-    std::fs::copy(other.dir.join("cluster.key"), c.dir.join("cluster.key")).unwrap();
+    std::fs::copy(other.files().cluster_key(), c.files().cluster_key()).unwrap();
     let err = c.fails(&["status"]);
     assert!(err.contains("refused the cluster key"), "{err}");
     drop(other);
@@ -298,7 +292,7 @@ fn kill_9_in_the_middle_of_state_writes_loses_nothing_committed() {
         c.pid(&c.names[0]).is_none()
     });
     // Restart it and read the livetag it came back with.
-    let out = std::process::Command::new(c.root(&c.names[0]).join("current/smon-peer"))
+    let out = std::process::Command::new(c.machine(&c.names[0], |f| f.current_binary()))
         .args(["start", "--root", c.root(&c.names[0]).to_str().unwrap()])
         .output()
         .unwrap();
@@ -322,7 +316,7 @@ fn a_second_peer_on_the_same_machine_exits_at_once() {
     c.ok(&["deploy"]);
     let first = c.pid(&c.names[0]).expect("the first peer runs");
     let root = c.root(&c.names[0]);
-    let out = std::process::Command::new(root.join("current/smon-peer"))
+    let out = std::process::Command::new(c.machine(&c.names[0], |f| f.current_binary()))
         .args(["run", "--root", root.to_str().unwrap()])
         .output()
         .unwrap();

@@ -2,7 +2,7 @@
 //! sshd (own config, host key, port and users; 127.0.0.2–9 as eight machines), the console
 //! starts the agent and deploys one machine, the peers deploy the rest over SSH with the agent
 //! solving every login, and restart peers killed with kill -9. Needs root (useradd) and
-//! /usr/sbin/sshd (`.ci/run` installs openssh-server); skipped with a message otherwise.
+//! /usr/sbin/sshd (`scripts/test.sh` installs openssh-server); skipped with a message otherwise.
 
 mod harness;
 
@@ -14,6 +14,7 @@ use std::{
 };
 
 use harness::*;
+use smon_proto::{ClusterFiles, MachineFiles};
 
 const MACHINES: usize = 8;
 /// One SSH cluster at a time: they share the 2 cores.
@@ -53,7 +54,10 @@ impl SshLab {
     fn available() -> bool {
         let root = unsafe { libc_geteuid() } == 0;
         if !root || !Path::new("/usr/sbin/sshd").exists() {
-            eprintln!("skipped: needs root and /usr/sbin/sshd (apt-get install openssh-server)");
+            eprintln!(
+                "skipped: needs root and /usr/sbin/sshd (apt-get install openssh-server, or run \
+                 scripts/test.sh as root)"
+            );
             return false;
         }
         true
@@ -186,7 +190,7 @@ impl SshLab {
     }
 
     fn pid(&self, i: usize) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.root(i).join("peer.pid"))
+        let pid: i32 = std::fs::read_to_string(MachineFiles::new(&self.root(i)).pid())
             .ok()?
             .trim()
             .parse()
@@ -236,17 +240,13 @@ impl SshLab {
     /// given to init.
     fn start_agent(&self, dir: &Path) {
         // The agent's key is the release key: the directory has no release key of its own.
-        assert!(!dir.join("release.key").exists());
-        let config: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+        assert!(!ClusterFiles::new(dir).release_key().exists());
+        let config = smon_proto::ClusterConfig::load(dir).unwrap();
         let login_key = std::fs::read_to_string(self.base().join("id.pub")).unwrap();
         let login_key: Vec<&str> = login_key.split_whitespace().take(2).collect();
         assert!(
-            config["release_key"]
-                .as_str()
-                .unwrap()
-                .starts_with(&login_key.join(" ")),
-            "{config}"
+            config.release_key.starts_with(&login_key.join(" ")),
+            "{config:?}"
         );
         let _ = agent_bin();
         // No key option: the one given to init.
@@ -347,7 +347,7 @@ fn deploy_eight_then_recover(kind: &str) {
     }
     assert!(files > MACHINES * 3);
     // Nor the operator key, with which the agent signs releases.
-    let operator = std::fs::read(dir.join("operator.key")).unwrap();
+    let operator = std::fs::read(ClusterFiles::new(&dir).operator_key()).unwrap();
     for entry in walk(&lab.base().join("home")) {
         let data = std::fs::read(&entry).unwrap_or_default();
         assert!(
@@ -401,7 +401,7 @@ fn ssh_agent_killed_mid_deployment_then_back() {
     wait_for(Duration::from_secs(60), "a second machine deployed", || {
         lab.deployed() >= 2
     });
-    let agent_pid: i32 = std::fs::read_to_string(dir.join("agent.pid"))
+    let agent_pid: i32 = std::fs::read_to_string(ClusterFiles::new(&dir).agent_pid())
         .unwrap()
         .trim()
         .parse()
@@ -419,7 +419,7 @@ fn ssh_agent_killed_mid_deployment_then_back() {
         "a login refused for want of the agent",
         || {
             (0..MACHINES).any(|i| {
-                std::fs::read_to_string(lab.root(i).join("peer.log"))
+                std::fs::read_to_string(MachineFiles::new(&lab.root(i)).log())
                     .is_ok_and(|log| log.contains("the agent at"))
             })
         },
@@ -560,7 +560,7 @@ fn ssh_machines_added_later_get_their_host_keys_through_the_membership() {
     assert!(answer.is_ok(), "{answer:?}");
     let logs = || -> String {
         (0..MACHINES)
-            .filter_map(|i| std::fs::read_to_string(lab.root(i).join("peer.log")).ok())
+            .filter_map(|i| std::fs::read_to_string(MachineFiles::new(&lab.root(i)).log()).ok())
             .collect()
     };
     wait_for(
@@ -597,7 +597,7 @@ fn ssh_machines_added_later_get_their_host_keys_through_the_membership() {
     // Nothing was trusted on first use: no peer has learned a key of its own.
     for i in 0..MACHINES {
         assert!(
-            !lab.root(i).join("known_hosts").exists(),
+            !MachineFiles::new(&lab.root(i)).known_hosts().exists(),
             "machine {i} learned a host key"
         );
     }
@@ -624,7 +624,7 @@ fn ssh_trust_on_first_use_is_an_explicit_cluster_option() {
     // The peers learned the keys they saw (each in its own known_hosts).
     let learned = (0..MACHINES)
         .filter(|&i| {
-            std::fs::read_to_string(lab.root(i).join("known_hosts"))
+            std::fs::read_to_string(MachineFiles::new(&lab.root(i)).known_hosts())
                 .is_ok_and(|t| t.contains("ssh-ed25519"))
         })
         .count();

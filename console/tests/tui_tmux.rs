@@ -33,7 +33,7 @@ impl Tmux {
                 command,
             ])
             .status()
-            .expect("tmux runs (apt-get install tmux)");
+            .expect("tmux runs");
         assert!(status.success());
         Self { socket, session }
     }
@@ -82,6 +82,9 @@ impl Drop for Tmux {
 
 #[test]
 fn watch_the_deployment_then_disable_from_the_keyboard() {
+    if !harness::have("tmux", "tmux") {
+        return;
+    }
     let c = Cluster::new(12, "1s");
     c.ok(&["deploy"]);
     let command = format!(
@@ -146,6 +149,9 @@ fn watch_the_deployment_then_disable_from_the_keyboard() {
 #[test]
 fn agent_start_asks_for_an_encrypted_keys_passphrase_on_the_terminal() {
     const PASSPHRASE: &str = "correct horse battery";
+    if !harness::have("tmux", "tmux") || !harness::have("ssh-keygen", "openssh-client") {
+        return;
+    }
     let c = Cluster::new_with(3, "1s", |tmp| {
         let key = tmp.join("id_ed25519");
         let status = Command::new("ssh-keygen")
@@ -157,7 +163,7 @@ fn agent_start_asks_for_an_encrypted_keys_passphrase_on_the_terminal() {
         // The agent's (encrypted) key is the release key: init reads its public half only.
         vec!["--key".into(), key.to_str().unwrap().into()]
     });
-    assert!(!c.dir.join("release.key").exists());
+    assert!(!c.files().release_key().exists());
     // An agent with another key could not sign this cluster's releases: refused up front.
     let other = c.tmp.path().join("other");
     let status = Command::new("ssh-keygen")
@@ -168,7 +174,7 @@ fn agent_start_asks_for_an_encrypted_keys_passphrase_on_the_terminal() {
     assert!(status.success());
     let err = c.fails(&["agent", "start", "--key", other.to_str().unwrap()]);
     assert!(err.contains("not this cluster's release key"), "{err}");
-    assert!(!c.dir.join("agent.pid").exists());
+    assert!(!c.files().agent_pid().exists());
     // The package is not signed until the agent signs it: deploy says so.
     let err = c.fails(&["deploy"]);
     assert!(err.contains("agent start"), "{err}");
@@ -191,7 +197,7 @@ fn agent_start_asks_for_an_encrypted_keys_passphrase_on_the_terminal() {
         !tmux.screen().contains("not it"),
         "the passphrase was echoed"
     );
-    assert!(!c.dir.join("agent.pid").exists());
+    assert!(!c.files().agent_pid().exists());
     drop(tmux);
 
     let tmux = Tmux::start(&start);
@@ -207,7 +213,7 @@ fn agent_start_asks_for_an_encrypted_keys_passphrase_on_the_terminal() {
         "the passphrase was echoed"
     );
     drop(tmux);
-    let pid: i32 = std::fs::read_to_string(c.dir.join("agent.pid"))
+    let pid: i32 = std::fs::read_to_string(c.files().agent_pid())
         .unwrap()
         .trim()
         .parse()

@@ -8,7 +8,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CLUSTER_KEY_LEN, ClusterKey, MachineId, sha256};
+use crate::{
+    CLUSTER_KEY_LEN, ClusterKey, MachineId, ProtoError,
+    files::{ClusterFiles, write_atomic},
+    sha256,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterConfig {
@@ -36,6 +40,28 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// Read the settings of the cluster directory `dir` (`DIR/cluster.json`). Errors: the
+    /// file cannot be read ([`ProtoError::File`]) or is not a config
+    /// ([`ProtoError::ClusterConfig`]); both name the file.
+    pub fn load(dir: &Path) -> Result<Self, ProtoError> {
+        let path = ClusterFiles::new(dir).config();
+        let bytes = std::fs::read(&path).map_err(|source| ProtoError::File {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ProtoError::ClusterConfig {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Write them as the settings of the cluster directory `dir`: pretty JSON, mode 0644,
+    /// atomically (a crash leaves the old file or the new one).
+    pub fn save(&self, dir: &Path) -> Result<(), ProtoError> {
+        let json = serde_json::to_vec_pretty(self).expect("a config serializes");
+        write_atomic(&ClusterFiles::new(dir).config(), &json, 0o644)
+    }
+
     /// The loopback address of a `local:` machine: derived from the cluster's salt and the
     /// name, so that two clusters on one host do not collide. Never 127.0.0.x.
     pub fn local_address(&self, name: &str) -> Ipv4Addr {
@@ -102,5 +128,45 @@ impl InstallSeed {
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self, crate::ProtoError> {
         serde_json::from_slice(bytes)
             .map_err(|e| crate::ProtoError::Manifest(format!("{}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> ClusterConfig {
+        ClusterConfig {
+            port: 40_000,
+            local_salt: 7,
+            local_root: ClusterFiles::new(dir).local_root(),
+            interval_ms: 1_000,
+            ping_timeout_ms: 400,
+            release_key: "ssh-ed25519 AAAA".into(),
+            agent: Some("127.0.0.1:4000".into()),
+            removed_exit_after_ms: 12_000,
+            disabled_exit_after_ms: None,
+            rejoin_within_ms: 20_000,
+            ssh_trust_on_first_use: false,
+        }
+    }
+
+    #[test]
+    fn a_config_saved_loads_back_and_a_bad_one_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = config(dir.path());
+        saved.save(dir.path()).unwrap();
+        assert_eq!(ClusterConfig::load(dir.path()).unwrap(), saved);
+
+        std::fs::write(ClusterFiles::new(dir.path()).config(), b"{\"port\": \"x\"}").unwrap();
+        let err = ClusterConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("cluster.json") && err.contains("not a valid cluster config"),
+            "{err}"
+        );
+        let err = ClusterConfig::load(&dir.path().join("nowhere"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nowhere/cluster.json"), "{err}");
     }
 }

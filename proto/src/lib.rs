@@ -12,6 +12,7 @@ pub mod app_package;
 pub mod chunked;
 mod cluster;
 mod cluster_key;
+pub mod files;
 mod idle;
 pub mod noise;
 mod operator_key;
@@ -21,7 +22,8 @@ pub mod transport;
 
 pub use cluster::{ClusterConfig, InstallSeed};
 pub use cluster_key::{CLUSTER_KEY_LEN, ClusterKey};
-pub use operator_key::{OPERATOR_KEY_FILE, OperatorKey};
+pub use files::{ClusterFiles, MachineFiles, write_atomic};
+pub use operator_key::OperatorKey;
 pub use service::*;
 
 /// tarpc itself, re-exported so that users of the services need no second copy of it.

@@ -13,9 +13,6 @@ use crate::{ClusterKey, PackageManifest, ProtoError};
 /// What the proof is computed over, before the manifest's signing bytes.
 const DOMAIN: &[u8] = b"smon-operator/1 ";
 
-/// The file in the operator's cluster directory.
-pub const OPERATOR_KEY_FILE: &str = "operator.key";
-
 #[derive(Clone, PartialEq, Eq)]
 pub struct OperatorKey(ClusterKey);
 
@@ -89,7 +86,8 @@ mod tests {
     #[test]
     fn a_proof_holds_for_its_manifest_and_key_only() {
         let dir = tempfile::tempdir().unwrap();
-        let key = OperatorKey::create(&dir.path().join("operator.key")).unwrap();
+        let key =
+            OperatorKey::create(&crate::ClusterFiles::new(dir.path()).operator_key()).unwrap();
         let other = OperatorKey::create(&dir.path().join("other.key")).unwrap();
         let manifest = package_manifest(b"binary", Version::new(1, 0, 0));
         let proof = key.prove(&manifest);

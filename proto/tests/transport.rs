@@ -397,15 +397,24 @@ fn garbage(len: usize, seed: u64) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Round trips.
+// Round trips: one test per RPC of the peer service, then the core's calls and the agent's.
 
-#[tokio::test]
-async fn every_peer_rpc_round_trips() {
+/// A client of a fresh [`TestPeer`] server on loopback.
+async fn test_peer() -> PeerServiceClient {
     let key = ClusterKey::generate();
     let addr = peer_server(&key, noise::HANDSHAKE_TIMEOUT).await;
-    within("peer rpcs", async {
-        let client = transport::peer_client(addr, &key, CONNECT).await.unwrap();
+    within(
+        "connecting to the test peer",
+        transport::peer_client(addr, &key, CONNECT),
+    )
+    .await
+    .unwrap()
+}
 
+#[tokio::test]
+async fn ping_round_trips() {
+    let client = test_peer().await;
+    within("ping", async {
         let ping = ping_from("m1");
         let pong = client.ping(ctx(), ping.clone()).await.unwrap();
         assert_eq!(
@@ -421,7 +430,14 @@ async fn every_peer_rpc_round_trips() {
                 gossip: ping.gossip.clone(),
             }
         );
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn retrieve_peer_round_trips() {
+    let client = test_peer().await;
+    within("retrieve_peer", async {
         let req = chunk_req(Version::new(2, 0, 0), 0, 1000);
         let first = client.retrieve_peer(ctx(), req.clone()).await.unwrap();
         assert_eq!(first.unwrap(), chunk("smon-peer", req).unwrap());
@@ -434,7 +450,14 @@ async fn every_peer_rpc_round_trips() {
             client.retrieve_peer(ctx(), refused).await.unwrap(),
             Err(Refusal::Invalid(_))
         ));
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn exchange_livetag_round_trips() {
+    let client = test_peer().await;
+    within("exchange_livetag", async {
         let tag = LiveTag {
             enabled: true,
             version: 9,
@@ -446,7 +469,14 @@ async fn every_peer_rpc_round_trips() {
                 version: 10
             }
         );
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn exchange_member_round_trips() {
+    let client = test_peer().await;
+    within("exchange_member", async {
         let newer = client.exchange_member(ctx(), 3).await.unwrap();
         assert_eq!(newer.version, 7);
         let blob = newer.blob.expect("the server's list is newer");
@@ -458,9 +488,24 @@ async fn every_peer_rpc_round_trips() {
                 blob: None
             }
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retrieve_member_round_trips() {
+    let client = test_peer().await;
+    within("retrieve_member", async {
         let blob = client.retrieve_member(ctx()).await.unwrap();
         assert_eq!(Membership::decode(&blob).unwrap(), test_membership());
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn exchange_app_round_trips() {
+    let client = test_peer().await;
+    within("exchange_app", async {
         let app = AppDecl {
             name: "web".into(),
             version: Version::new(0, 3, 0),
@@ -496,7 +541,14 @@ async fn every_peer_rpc_round_trips() {
                 ..app.clone()
             })
         );
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn retrieve_app_round_trips() {
+    let client = test_peer().await;
+    within("retrieve_app", async {
         let req = chunk_req(Version::new(0, 3, 0), 0, 77);
         let web = client
             .retrieve_app(ctx(), "web".into(), req.clone())
@@ -512,7 +564,14 @@ async fn every_peer_rpc_round_trips() {
                 .unwrap(),
             Err(Refusal::NotFound("missing".into()))
         );
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn set_app_status_round_trips() {
+    let client = test_peer().await;
+    within("set_app_status", async {
         assert_eq!(
             client
                 .set_app_status(ctx(), "web".into(), DesiredState::Offline)
@@ -527,7 +586,14 @@ async fn every_peer_rpc_round_trips() {
                 .unwrap(),
             Err(Refusal::Denied("web may not be ignored".into()))
         );
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn get_app_status_round_trips() {
+    let client = test_peer().await;
+    within("get_app_status", async {
         let statuses = client
             .get_app_status(ctx(), Some("db".into()))
             .await
@@ -537,14 +603,28 @@ async fn every_peer_rpc_round_trips() {
         assert_eq!(statuses[0].state, AppState::Backoff);
         let all = client.get_app_status(ctx(), None).await.unwrap();
         assert_eq!(all[0].name, "all");
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn cluster_view_round_trips() {
+    let client = test_peer().await;
+    within("cluster_view", async {
         let view = client.cluster_view(ctx(), 41).await.unwrap();
         assert_eq!(view.seq, 42);
         assert_eq!(view.answered_by, MachineId::local("server"));
         assert_eq!(view.records.len(), 1);
         assert_eq!(view.records[0].1.rev, 41);
         assert_eq!(view.records[0].1.state, PeerState::Deploying);
+    })
+    .await;
+}
 
+#[tokio::test]
+async fn control_round_trips() {
+    let client = test_peer().await;
+    within("control", async {
         assert_eq!(
             client
                 .control(ctx(), ControlAction::SetLiveTag { enabled: false })

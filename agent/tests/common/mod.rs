@@ -13,45 +13,53 @@ use smon_agent::{
     server::{Agent, Settings, load_cluster},
 };
 use smon_proto::{
-    AgentServiceClient, ClusterKey, MachineId, Membership, OPERATOR_KEY_FILE, OperatorKey,
-    transport,
+    AgentServiceClient, ClusterConfig, ClusterFiles, ClusterKey, MachineId, Membership,
+    OperatorKey, transport,
 };
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Write cluster.json, cluster.key and membership.blob for `machines` into `dir`.
 pub fn cluster_dir(dir: &Path, machines: &[&str]) {
-    let config = serde_json::json!({
-        "port": 4700,
-        "local_salt": 1,
-        "local_root": dir.join("machines.d"),
-        "interval_ms": 5000,
-        "ping_timeout_ms": 2000,
-        "release_key": "",
-        "agent": null,
-        "removed_exit_after_ms": 60000,
-        "disabled_exit_after_ms": null,
-        "rejoin_within_ms": 60000,
-    });
-    std::fs::write(dir.join("cluster.json"), config.to_string()).unwrap();
-    ClusterKey::create(&dir.join("cluster.key")).unwrap();
+    let files = ClusterFiles::new(dir);
+    let config = ClusterConfig {
+        port: 4700,
+        local_salt: 1,
+        local_root: files.local_root(),
+        interval_ms: 5000,
+        ping_timeout_ms: 2000,
+        release_key: String::new(),
+        agent: None,
+        removed_exit_after_ms: 60000,
+        disabled_exit_after_ms: None,
+        rejoin_within_ms: 60000,
+        ssh_trust_on_first_use: false,
+    };
+    config.save(dir).unwrap();
+    ClusterKey::create(&files.cluster_key()).unwrap();
     let list: Vec<MachineId> = machines.iter().map(|m| m.parse().unwrap()).collect();
-    std::fs::write(
-        dir.join("membership.blob"),
-        Membership::new(1, list).encode(),
-    )
-    .unwrap();
+    std::fs::write(files.membership_blob(), Membership::new(1, list).encode()).unwrap();
 }
 
 /// Make `public` the cluster's release key and give the directory an operator key, as
 /// `smon-console init --key` does; the operator key.
 pub fn adopt_release_key(dir: &Path, public: &russh::keys::ssh_key::PublicKey) -> OperatorKey {
-    let path = dir.join("cluster.json");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    config["release_key"] = public.to_openssh().unwrap().into();
-    std::fs::write(&path, config.to_string()).unwrap();
-    OperatorKey::create(&dir.join(OPERATOR_KEY_FILE)).unwrap()
+    let mut config = ClusterConfig::load(dir).unwrap();
+    config.release_key = public.to_openssh().unwrap();
+    config.save(dir).unwrap();
+    OperatorKey::create(&ClusterFiles::new(dir).operator_key()).unwrap()
+}
+
+/// Is ssh-keygen installed? If not, say in one line what to install; the caller skips its
+/// test (scripts/test.sh, the README's test command, installs it).
+pub fn have_ssh_keygen() -> bool {
+    let found = Command::new("ssh-keygen").arg("-?").output().is_ok();
+    if !found {
+        eprintln!(
+            "skipped: needs ssh-keygen (apt-get install openssh-client, or run scripts/test.sh)"
+        );
+    }
+    found
 }
 
 /// An OpenSSH key made by ssh-keygen: `kind` is "ed25519" or "rsa".
@@ -75,7 +83,7 @@ pub fn keygen(dir: &Path, kind: &str, passphrase: &str) -> PathBuf {
 pub fn settings(dir: &Path, per_peer: f64, burst: f64) -> Settings {
     Settings {
         cluster_dir: dir.to_owned(),
-        audit_path: dir.join("agent-audit.db"),
+        audit_path: ClusterFiles::new(dir).agent_audit(),
         per_peer: Rate {
             per_second: per_peer,
             burst,
@@ -99,6 +107,6 @@ pub async fn start_agent(dir: &Path, key: KeySource, settings: Settings) -> (Age
 }
 
 pub async fn client(dir: &Path, addr: &str) -> AgentServiceClient {
-    let key = ClusterKey::load(&dir.join("cluster.key")).unwrap();
+    let key = ClusterKey::load(&ClusterFiles::new(dir).cluster_key()).unwrap();
     transport::agent_client(addr, &key, TIMEOUT).await.unwrap()
 }

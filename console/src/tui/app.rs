@@ -4,6 +4,7 @@
 use regex::Regex;
 
 use super::model::{DataMsg, Model, Row};
+use crate::cli::{Cli, InTui};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tab {
@@ -81,7 +82,10 @@ pub enum Action {
     SortNext,
     SortReverse,
     StartFilter,
-    StartCommand(String),
+    /// Open the command line with this text typed.
+    StartCommand(&'static str),
+    /// Open the command line with `app set` for the selected application (and machine).
+    AppSet,
     Input(char),
     Backspace,
     Submit,
@@ -348,7 +352,7 @@ impl App {
                 self.tab = Tab::Machines;
                 self.mode = Mode::Filter(self.filter_text.clone());
             }
-            Action::StartCommand(prefill) => self.mode = Mode::Command(prefill),
+            Action::StartCommand(prefill) => self.mode = Mode::Command(prefill.to_owned()),
             Action::Cancel => {
                 if self.filter.is_some() {
                     self.filter = None;
@@ -367,36 +371,47 @@ impl App {
                 }
             }
             Action::Help => self.mode = Mode::Help,
-            Action::Disable => self.propose(
-                "Disable self-management on every peer (livetag = false): peers stop pinging and \
-                 deploying, but keep answering."
-                    .into(),
-                vec!["disable".into()],
-            ),
-            Action::Enable => self.propose(
-                "Enable self-management on every peer (livetag = true): peers resume pinging, \
-                 deploying and restarting."
-                    .into(),
-                vec!["enable".into()],
-            ),
+            Action::Disable => self.command("disable"),
+            Action::Enable => self.command("enable"),
+            Action::AppSet => self.mode = Mode::Command(self.app_set_prefill()),
             _ => {}
         }
         None
     }
 
-    /// A line typed after `:`: the words of a batch command.
+    /// A line typed after `:`: the words of a batch command, run after a confirmation that
+    /// says what it will do ([`InTui`]).
     fn command(&mut self, text: &str) {
         let args: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
         if args.is_empty() {
             return;
         }
         let words = std::iter::once("smon-console".to_string()).chain(args.iter().cloned());
-        match crate::cli::Cli::try_parse_from_words(words) {
+        match Cli::try_parse_from_words(words) {
             Err(e) => self.message = Some(first_line(&e)),
-            Ok(cli) => match describe(&cli.command) {
-                None => self.message = Some(format!("`{text}` only reads: the views show it")),
-                Some(description) => self.propose(description, args),
+            Ok(cli) => match cli.command.in_tui() {
+                InTui::Confirm(description) => self.propose(description, args),
+                InTui::ReadsOnly => {
+                    self.message = Some(format!("`{text}` only reads: the views show it"))
+                }
+                InTui::NotHere => {
+                    self.message = Some(format!("`{text}` does not run inside the TUI"))
+                }
             },
+        }
+    }
+
+    /// `app set` prefilled from the selection: the app of the Apps tab, the machine of the
+    /// Machines tab.
+    fn app_set_prefill(&self) -> String {
+        let name = self
+            .model
+            .apps
+            .get(self.app_selected)
+            .map_or("NAME".to_string(), |a| a.name.clone());
+        match (self.tab, self.selected_row()) {
+            (Tab::Machines, Some(row)) => format!("app set {name} online --machine {}", row.name),
+            _ => format!("app set {name} online --all"),
         }
     }
 }
@@ -415,32 +430,4 @@ fn first_line(text: &str) -> String {
         .unwrap_or("")
         .trim()
         .to_string()
-}
-
-/// What a batch command will do to the cluster; `None` for commands that only read.
-fn describe(command: &crate::cli::Command) -> Option<String> {
-    use crate::cli::{Command, MembershipCommand};
-    Some(match command {
-        Command::Disable => "Disable self-management on every peer.".into(),
-        Command::Enable => "Enable self-management on every peer.".into(),
-        Command::Upgrade { file } => format!(
-            "Push the release {} to one peer; it upgrades and every other peer follows.",
-            file.display()
-        ),
-        Command::Membership {
-            command: MembershipCommand::Set { file, .. },
-        } => format!(
-            "Replace the membership list with {}: added machines get deployed, removed ones stop.",
-            file.display()
-        ),
-        Command::App { command } => format!("Application change: {command:?}."),
-        Command::Deploy { machine } => format!(
-            "Deploy a peer on {}.",
-            machine
-                .as_ref()
-                .map_or("the first machine".to_string(), |m| m.to_string())
-        ),
-        Command::Shutdown { .. } => "Disable, then stop every peer of the cluster.".into(),
-        _ => return None,
-    })
 }

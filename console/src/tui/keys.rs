@@ -1,87 +1,165 @@
-//! Keys to actions, per mode.
+//! Keys to actions, per mode. The normal mode's keys are one table, [`BINDINGS`]: each line
+//! of the help overlay with the keys it explains and the typed action each key sends, so the
+//! help cannot say what the keys do not do (the keymap-with-help of gitui and ratatui's
+//! component template).
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::{Action, App, Mode, Tab};
+use super::app::{Action, App, Mode};
+use Action as A;
+use KeyCode::{BackTab, Char, Down, End, Esc, Home, PageDown, PageUp, Tab, Up};
+
+/// One line of the help overlay: the keys as it shows them, what they do, and each key with
+/// the action it sends.
+pub struct Binding {
+    pub keys: &'static str,
+    pub help: &'static str,
+    pub map: &'static [(KeyCode, Action)],
+}
+
+/// The normal mode's keys, in the help overlay's order.
+pub static BINDINGS: &[Binding] = &[
+    Binding {
+        keys: "1-4  [ ]  Tab",
+        help: "switch view",
+        map: &[
+            (Char('1'), A::GoTab(0)),
+            (Char('2'), A::GoTab(1)),
+            (Char('3'), A::GoTab(2)),
+            (Char('4'), A::GoTab(3)),
+            (Char(']'), A::NextTab),
+            (Tab, A::NextTab),
+            (Char('['), A::PrevTab),
+            (BackTab, A::PrevTab),
+        ],
+    },
+    Binding {
+        keys: "j k  ↑ ↓",
+        help: "move",
+        map: &[
+            (Char('j'), A::Down),
+            (Down, A::Down),
+            (Char('k'), A::Up),
+            (Up, A::Up),
+        ],
+    },
+    Binding {
+        keys: "g G  PgUp PgDn",
+        help: "top, bottom, page",
+        map: &[
+            (Char('g'), A::Top),
+            (Home, A::Top),
+            (Char('G'), A::Bottom),
+            (End, A::Bottom),
+            (PageUp, A::PageUp),
+            (PageDown, A::PageDown),
+        ],
+    },
+    Binding {
+        keys: "s  S",
+        help: "sort by the next column, reverse",
+        map: &[(Char('s'), A::SortNext), (Char('S'), A::SortReverse)],
+    },
+    Binding {
+        keys: "/",
+        help: "filter machines (regex on name, state, version)",
+        map: &[(Char('/'), A::StartFilter)],
+    },
+    Binding {
+        keys: "Esc",
+        help: "clear the filter, close prompts",
+        map: &[(Esc, A::Cancel)],
+    },
+    Binding {
+        keys: "f",
+        help: "freeze / resume updates",
+        map: &[(Char('f'), A::Freeze)],
+    },
+    Binding {
+        keys: ":",
+        help: "command line: any batch command (disable, upgrade FILE, app set ...)",
+        map: &[(Char(':'), A::StartCommand(""))],
+    },
+    Binding {
+        keys: "d  e",
+        help: "disable / enable self-management (asks first)",
+        map: &[(Char('d'), A::Disable), (Char('e'), A::Enable)],
+    },
+    Binding {
+        keys: "u",
+        help: "upgrade: choose a package file",
+        map: &[(Char('u'), A::StartCommand("upgrade "))],
+    },
+    Binding {
+        keys: "m",
+        help: "membership: choose a machines file",
+        map: &[(Char('m'), A::StartCommand("membership set "))],
+    },
+    Binding {
+        keys: "i  a",
+        help: "install an application; set an application's state",
+        map: &[
+            (Char('i'), A::StartCommand("app install ")),
+            (Char('a'), A::AppSet),
+        ],
+    },
+    Binding {
+        keys: "?",
+        help: "this help",
+        map: &[(Char('?'), A::Help)],
+    },
+    Binding {
+        keys: "q",
+        help: "quit",
+        map: &[(Char('q'), A::Quit)],
+    },
+];
 
 pub fn action_for(app: &App, key: KeyEvent) -> Option<Action> {
-    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == Char('c') {
         return Some(Action::Quit);
     }
     match &app.mode {
         Mode::Help => Some(Action::Cancel),
         Mode::Confirm(_) => match key.code {
-            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => Some(Action::Yes),
-            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => Some(Action::No),
+            Char('y') | Char('Y') | KeyCode::Enter => Some(Action::Yes),
+            Char('n') | Char('N') | Esc => Some(Action::No),
             _ => None,
         },
         Mode::Filter(_) | Mode::Command(_) => match key.code {
             KeyCode::Enter => Some(Action::Submit),
-            KeyCode::Esc => Some(Action::Cancel),
+            Esc => Some(Action::Cancel),
             KeyCode::Backspace => Some(Action::Backspace),
-            KeyCode::Char(c) => Some(Action::Input(c)),
+            Char(c) => Some(Action::Input(c)),
             _ => None,
         },
-        Mode::Normal => Some(match key.code {
-            KeyCode::Char('q') => Action::Quit,
-            KeyCode::Tab | KeyCode::Char(']') => Action::NextTab,
-            KeyCode::BackTab | KeyCode::Char('[') => Action::PrevTab,
-            KeyCode::Char(c @ '1'..='4') => Action::GoTab(c as usize - '1' as usize),
-            KeyCode::Char('j') | KeyCode::Down => Action::Down,
-            KeyCode::Char('k') | KeyCode::Up => Action::Up,
-            KeyCode::Char('g') | KeyCode::Home => Action::Top,
-            KeyCode::Char('G') | KeyCode::End => Action::Bottom,
-            KeyCode::PageDown => Action::PageDown,
-            KeyCode::PageUp => Action::PageUp,
-            KeyCode::Char('s') => Action::SortNext,
-            KeyCode::Char('S') => Action::SortReverse,
-            KeyCode::Char('/') => Action::StartFilter,
-            KeyCode::Char(':') => Action::StartCommand(String::new()),
-            KeyCode::Char('f') => Action::Freeze,
-            KeyCode::Char('?') => Action::Help,
-            KeyCode::Char('d') => Action::Disable,
-            KeyCode::Char('e') => Action::Enable,
-            KeyCode::Char('u') => Action::StartCommand("upgrade ".into()),
-            KeyCode::Char('m') => Action::StartCommand("membership set ".into()),
-            KeyCode::Char('i') => Action::StartCommand("app install ".into()),
-            KeyCode::Char('a') => Action::StartCommand(app_set_prefill(app)),
-            KeyCode::Esc => Action::Cancel,
-            _ => return None,
-        }),
+        Mode::Normal => BINDINGS
+            .iter()
+            .flat_map(|b| b.map)
+            .find(|(code, _)| *code == key.code)
+            .map(|(_, action)| action.clone()),
     }
 }
 
-/// `app set` prefilled from the selection: the app of the Apps tab, the machine of the
-/// Machines tab.
-fn app_set_prefill(app: &App) -> String {
-    let name = app
-        .model
-        .apps
-        .get(app.app_selected)
-        .map_or("NAME".to_string(), |a| a.name.clone());
-    match (app.tab, app.selected_row()) {
-        (Tab::Machines, Some(row)) => format!("app set {name} online --machine {}", row.name),
-        _ => format!("app set {name} online --all"),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::model::Model;
+
+    #[test]
+    fn every_key_of_the_table_is_bound_once_and_sends_its_action() {
+        let app = App::new(Model::default(), false, true);
+        let mut seen = Vec::new();
+        for binding in BINDINGS {
+            assert!(!binding.map.is_empty(), "{}: no key", binding.keys);
+            for (code, action) in binding.map {
+                assert!(!seen.contains(code), "{code:?} is bound twice");
+                seen.push(*code);
+                let sent = action_for(&app, KeyEvent::new(*code, KeyModifiers::NONE));
+                assert_eq!(format!("{sent:?}"), format!("{:?}", Some(action)));
+            }
+        }
+        let unbound = action_for(&app, KeyEvent::new(Char('z'), KeyModifiers::NONE));
+        assert!(unbound.is_none());
     }
 }
-
-/// The help overlay's lines.
-pub const HELP: &[(&str, &str)] = &[
-    ("1-4  [ ]  Tab", "switch view"),
-    ("j k  ↑ ↓", "move"),
-    ("g G  PgUp PgDn", "top, bottom, page"),
-    ("s  S", "sort by the next column, reverse"),
-    ("/", "filter machines (regex on name, state, version)"),
-    ("Esc", "clear the filter, close prompts"),
-    ("f", "freeze / resume updates"),
-    (
-        ":",
-        "command line: any batch command (disable, upgrade FILE, app set ...)",
-    ),
-    ("d  e", "disable / enable self-management (asks first)"),
-    ("u", "upgrade: choose a package file"),
-    ("m", "membership: choose a machines file"),
-    ("i  a", "install an application; set an application's state"),
-    ("?", "this help"),
-    ("q", "quit"),
-];

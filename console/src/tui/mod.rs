@@ -37,11 +37,13 @@ pub enum Source {
     Peer { addr: String, key: ClusterKey },
 }
 
+/// Refuse to start `what` (the TUI, the demo) when standard output is not a terminal.
 pub fn require_terminal(what: &str) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         bail!(
             "{what} needs a terminal, and standard output is not one; for scripts use the batch \
-             commands (smon-console -C DIR status --json, wait, disable, ...)"
+             commands (smon-console -C DIR status --json, wait, disable, ...) or \
+             `smon-console demo --headless --json`"
         );
     }
     Ok(())
@@ -170,37 +172,4 @@ async fn run_batch(dir: Option<PathBuf>, args: Vec<String>) -> Result<String, St
     } else {
         Err(last(&out.stderr))
     }
-}
-
-/// `smon-console demo`: a local cluster, deployed and watched live; quitting shuts it down.
-pub async fn demo(
-    machines: usize,
-    interval: Duration,
-    peer_binary: PathBuf,
-    readonly: bool,
-) -> anyhow::Result<()> {
-    require_terminal("the demo")?;
-    if machines == 0 {
-        bail!("--machines must be at least 1");
-    }
-    let base = std::env::temp_dir().join(format!("smon-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&base)?;
-    let list: String = (1..=machines)
-        .map(|i| format!("local:demo{i:03}\n"))
-        .collect();
-    std::fs::write(base.join("machines"), list)?;
-    let path = base.join("cluster");
-    let result = async {
-        let options = crate::cmd_init::InitOptions::with_interval(interval);
-        crate::cmd_init::init(&path, &base.join("machines"), &options, &peer_binary).await?;
-        let dir = ClusterDir::open(&path)?;
-        crate::cmd_cluster::deploy(&dir, None).await?;
-        let watched = run(Source::Dir(Box::new(ClusterDir::open(&path)?)), readonly).await;
-        println!("shutting the demo cluster down…");
-        crate::cmd_cluster::shutdown(&dir, Duration::from_secs(60)).await?;
-        watched
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&base);
-    result
 }

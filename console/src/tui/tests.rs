@@ -248,7 +248,7 @@ fn actions_ask_first_and_run_only_on_yes() {
 fn the_command_line_takes_batch_commands() {
     let mut app = sample_app();
     let type_line = |app: &mut App, text: &str| {
-        app.update(Action::StartCommand(String::new()));
+        app.update(Action::StartCommand(""));
         for c in text.chars() {
             app.update(Action::Input(c));
         }

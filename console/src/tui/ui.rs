@@ -11,7 +11,7 @@ use ratatui::{
 
 use super::{
     app::{App, Mode, TABS, Tab},
-    keys::HELP,
+    keys::BINDINGS,
     model::Connection,
     views,
 };
@@ -132,13 +132,13 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 }
 
 fn help(frame: &mut Frame, app: &App) {
-    let area = centered(frame.area(), 80, HELP.len() as u16 + 4);
-    let mut lines: Vec<Line> = HELP
+    let area = centered(frame.area(), 80, BINDINGS.len() as u16 + 4);
+    let mut lines: Vec<Line> = BINDINGS
         .iter()
-        .map(|(keys, what)| {
+        .map(|b| {
             Line::from(vec![
-                Span::styled(format!("{keys:<18}"), Style::new().fg(Color::Cyan)),
-                Span::raw(*what),
+                Span::styled(format!("{:<18}", b.keys), Style::new().fg(Color::Cyan)),
+                Span::raw(b.help),
             ])
         })
         .collect();

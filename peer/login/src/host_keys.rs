@@ -21,7 +21,7 @@ use crate::Error;
 
 /// The known_hosts file in a peer's directory (and the operator's pins in the cluster
 /// directory, from which `init` and `membership set` take the membership's).
-pub const KNOWN_HOSTS: &str = "known_hosts";
+pub use smon_proto::files::KNOWN_HOSTS;
 
 /// The host keys logins check: those of the newest membership signed by the release key.
 #[derive(Clone, Debug, Default)]

@@ -22,10 +22,12 @@ use smon_proto::{PackageManifest, Version, release};
 use crate::Error;
 pub use crate::error::io_err;
 
-pub const PEER_BINARY: &str = "smon-peer";
+pub use smon_proto::files::PEER_BINARY;
 
 pub fn version_dir(root: &Path, version: Version) -> PathBuf {
-    root.join("versions").join(version.to_string())
+    smon_proto::MachineFiles::new(root)
+        .versions()
+        .join(version.to_string())
 }
 
 pub fn version_binary(root: &Path, version: Version) -> PathBuf {
@@ -125,7 +127,7 @@ pub fn try_lock(path: &Path) -> Result<Option<fs::File>, Error> {
 /// The pid of the running peer of this root, if one runs (its pid file names a live
 /// smon-peer process).
 pub fn running_pid(root: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(root.join("peer.pid"))
+    let pid: i32 = fs::read_to_string(smon_proto::MachineFiles::new(root).pid())
         .ok()?
         .trim()
         .parse()

@@ -40,6 +40,15 @@ pub enum ProtoError {
         peer: String,
         after: std::time::Duration,
     },
+    /// A file that could not be read or written.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A `cluster.json` that does not parse.
+    #[error("{}: not a valid cluster config: {reason}", path.display())]
+    ClusterConfig { path: PathBuf, reason: String },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

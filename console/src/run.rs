@@ -1,0 +1,100 @@
+//! `smon-console`'s entry: parse the command line ([`crate::cli`]) and run the one command,
+//! a batch command, the TUI or the demo.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::{
+    cli::{Cli, Command, InitArgs, MembershipCommand, TuiArgs},
+    cluster_dir::ClusterDir,
+    cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_init,
+    host_keys::PinPolicy,
+    tui,
+};
+
+/// The smon-peer binary next to this one (what `init` and `demo` package by default).
+pub fn default_peer_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(smon_proto::files::PEER_BINARY)))
+        .unwrap_or_else(|| PathBuf::from(smon_proto::files::PEER_BINARY))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let open = || ClusterDir::open(&cli.cluster);
+    match cli.command {
+        Command::Init(args) => say(init(args).await),
+        Command::Deploy { machine } => say(cmd_cluster::deploy(&open()?, machine).await),
+        Command::Status { json } => cmd_cluster::status(&open()?, json).await,
+        Command::Wait(args) => say(cmd_cluster::wait(&open()?, args.goal()?, args.timeout).await),
+        Command::Package {
+            version,
+            out,
+            binary,
+        } => cmd_cluster::package(&open()?, version, &out, binary.as_deref()).await,
+        Command::Upgrade { file } => cmd_cluster::upgrade(&open()?, &file).await,
+        Command::Disable => cmd_cluster::set_livetag(&open()?, false).await,
+        Command::Enable => cmd_cluster::set_livetag(&open()?, true).await,
+        Command::Membership {
+            command:
+                MembershipCommand::Set {
+                    file,
+                    scan_host_keys,
+                },
+        } => cmd_cluster::set_membership(&open()?, &file, scan_host_keys).await,
+        Command::App { command } => cmd_app::run(&open()?, command).await,
+        Command::Agent { command } => cmd_agent::run(&open()?, command).await,
+        Command::Shutdown { timeout } => say(cmd_cluster::shutdown(&open()?, timeout).await),
+        Command::Tui(TuiArgs {
+            peer,
+            key,
+            readonly,
+        }) => {
+            let source = match (peer, key) {
+                (Some(addr), Some(key)) => tui::Source::Peer {
+                    addr,
+                    key: smon_proto::ClusterKey::load(&key)?,
+                },
+                _ => tui::Source::Dir(Box::new(open()?)),
+            };
+            tui::run(source, readonly).await
+        }
+        Command::Demo(args) => cmd_demo::run(args).await,
+    }
+}
+
+/// Print a command's report.
+fn say(report: anyhow::Result<String>) -> anyhow::Result<()> {
+    println!("{}", report?);
+    Ok(())
+}
+
+async fn init(args: InitArgs) -> anyhow::Result<String> {
+    let options = cmd_init::InitOptions {
+        interval: args.interval,
+        disabled_exit_after: args.disabled_exit_after,
+        removed_exit_after: args.removed_exit_after,
+        agent_key: cmd_agent::AgentKey::from_args(args.agent_key)?,
+        known_hosts: args.known_hosts,
+        pins: PinPolicy {
+            scan: args.scan_host_keys,
+            trust_on_first_use: args.ssh_trust_on_first_use,
+        },
+    };
+    let peer_binary = args.peer_binary.unwrap_or_else(default_peer_binary);
+    cmd_init::init(&args.dir, &args.machines, &options, &peer_binary).await
+}
+
+pub fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("smon-console: {e:#}");
+        std::process::exit(1);
+    }
+}
