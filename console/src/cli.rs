@@ -20,6 +20,10 @@ pub struct Cli {
     /// The cluster directory (made by `init`).
     #[arg(short = 'C', long = "cluster", global = true, default_value = ".")]
     pub cluster: PathBuf,
+    /// Talk to this machine's peer only (default: the first that answers, in membership
+    /// order): to act on one side of a partition, or to start a change from one machine.
+    #[arg(long, global = true, value_name = "MACHINE")]
+    pub via: Option<MachineId>,
     #[command(subcommand)]
     pub command: Command,
 }

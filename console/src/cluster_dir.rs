@@ -15,6 +15,8 @@ pub struct ClusterDir {
     pub config: ClusterConfig,
     pub key: ClusterKey,
     pub membership: Membership,
+    /// The one machine whose peer the console talks to (`--via`); None: the first that answers.
+    pub via: Option<MachineId>,
 }
 
 impl ClusterDir {
@@ -38,12 +40,28 @@ impl ClusterDir {
             config,
             key,
             membership,
+            via: None,
         })
     }
 
     /// The names of this directory's files.
     pub fn files(&self) -> ClusterFiles<'_> {
         ClusterFiles::new(&self.path)
+    }
+
+    /// Talk only to `machine`'s peer (`--via`): an operator on one side of a partition, or
+    /// one who wants a change to start from a given machine. It must be in the membership.
+    pub fn with_via(mut self, machine: Option<MachineId>) -> anyhow::Result<Self> {
+        if let Some(m) = &machine
+            && self.membership.index_of(m).is_none()
+        {
+            bail!(
+                "--via {m}: not in the membership list of {}",
+                self.path.display()
+            );
+        }
+        self.via = machine;
+        Ok(self)
     }
 
     pub fn package_path(&self) -> PathBuf {
@@ -75,6 +93,15 @@ impl ClusterDir {
             .iter()
             .map(|m| (m.clone(), self.config.peer_address(m)))
             .collect()
+    }
+
+    /// The peers to ask for the cluster: the `--via` machine alone, or every machine in
+    /// membership order.
+    pub fn peers_to_ask(&self) -> Vec<(MachineId, String)> {
+        match &self.via {
+            Some(m) => vec![(m.clone(), self.config.peer_address(m))],
+            None => self.addresses(),
+        }
     }
 
     /// The local machines' directories (to find their pid files).

@@ -17,10 +17,11 @@ pub fn ctx(timeout: Duration) -> context::Context {
     ctx
 }
 
-/// Connect to the first peer that answers, trying machines in membership order.
+/// Connect to the first peer that answers, trying machines in membership order (only the
+/// `--via` machine when one is given).
 pub async fn any_peer(dir: &ClusterDir) -> anyhow::Result<(MachineId, PeerServiceClient)> {
     let mut last_error = None;
-    for (machine, addr) in dir.addresses() {
+    for (machine, addr) in dir.peers_to_ask() {
         match transport::peer_client(addr.as_str(), &dir.key, CONNECT_TIMEOUT).await {
             Ok(client) => return Ok((machine, client)),
             Err(e @ smon_proto::ProtoError::WrongKey { .. }) => {
@@ -32,13 +33,14 @@ pub async fn any_peer(dir: &ClusterDir) -> anyhow::Result<(MachineId, PeerServic
             Err(e) => last_error = Some(e),
         }
     }
-    match last_error {
-        Some(e) => bail!(
+    match (last_error, &dir.via) {
+        (Some(e), Some(via)) => bail!("--via {via}: its peer does not answer: {e}"),
+        (Some(e), None) => bail!(
             "no peer of {} answers ({} machines tried; last error: {e})",
             dir.path.display(),
             dir.membership.len()
         ),
-        None => bail!("{}: the membership list is empty", dir.path.display()),
+        (None, _) => bail!("{}: the membership list is empty", dir.path.display()),
     }
 }
 

@@ -22,7 +22,7 @@ pub fn default_peer_binary() -> PathBuf {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let open = || ClusterDir::open(&cli.cluster);
+    let open = || ClusterDir::open(&cli.cluster)?.with_via(cli.via.clone());
     match cli.command {
         Command::Init(args) => say(init(args).await),
         Command::Deploy { machine } => say(cmd_cluster::deploy(&open()?, machine).await),

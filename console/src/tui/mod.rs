@@ -67,7 +67,7 @@ pub async fn run(source: Source, readonly: bool) -> anyhow::Result<()> {
     require_terminal("the TUI")?;
     let (candidates, key, model, dir) = match source {
         Source::Dir(dir) => {
-            let candidates = dir.addresses().into_iter().map(|(_, a)| a).collect();
+            let candidates = dir.peers_to_ask().into_iter().map(|(_, a)| a).collect();
             let model = Model::with_machines(dir.membership.machines());
             (candidates, dir.key.clone(), model, Some(dir.path.clone()))
         }
