@@ -16,6 +16,10 @@ pub struct Cli {
     /// The cluster directory (made by `init`).
     #[arg(short = 'C', long = "cluster", global = true, default_value = ".")]
     pub cluster: PathBuf,
+    /// Ask and act through this machine's peer only (default: the first that answers, in
+    /// membership order).
+    #[arg(long, global = true, value_name = "MACHINE")]
+    pub via: Option<MachineId>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -169,7 +173,7 @@ fn default_peer_binary() -> PathBuf {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let open = || ClusterDir::open(&cli.cluster);
+    let open = || ClusterDir::open(&cli.cluster).map(|dir| dir.through(cli.via.clone()));
     match cli.command {
         Command::Init {
             dir,

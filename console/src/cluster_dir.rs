@@ -24,6 +24,8 @@ pub struct ClusterDir {
     pub config: ClusterConfig,
     pub key: ClusterKey,
     pub membership: Membership,
+    /// `--via`: the one peer to talk to, if the operator chose one.
+    pub via: Option<MachineId>,
 }
 
 impl ClusterDir {
@@ -50,7 +52,13 @@ impl ClusterDir {
             config,
             key,
             membership,
+            via: None,
         })
+    }
+
+    /// Talk to the cluster through `via` only (`--via`), or any peer (None).
+    pub fn through(self, via: Option<MachineId>) -> Self {
+        Self { via, ..self }
     }
 
     pub fn package_path(&self) -> PathBuf {
@@ -70,13 +78,17 @@ impl ClusterDir {
             .with_context(|| format!("{}: not an OpenSSH private key", path.display()))
     }
 
-    /// Every machine's peer address, in membership order.
+    /// Every machine's peer address, in membership order; only the `--via` machine's if set.
     pub fn addresses(&self) -> Vec<(MachineId, String)> {
-        self.membership
-            .machines()
-            .iter()
-            .map(|m| (m.clone(), self.config.peer_address(m)))
-            .collect()
+        match &self.via {
+            Some(m) => vec![(m.clone(), self.config.peer_address(m))],
+            None => self
+                .membership
+                .machines()
+                .iter()
+                .map(|m| (m.clone(), self.config.peer_address(m)))
+                .collect(),
+        }
     }
 
     /// The local machines' directories (to find their pid files).
