@@ -10,6 +10,7 @@ pub use smon_proto_types::*;
 pub mod app_package;
 mod cluster;
 mod cluster_key;
+mod envelope;
 mod idle;
 pub mod noise;
 mod operator_key;

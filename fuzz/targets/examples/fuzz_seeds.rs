@@ -1,16 +1,23 @@
 //! Write every fuzz target's seed inputs (real encodings: handshakes, requests, signed
-//! packages, ...) under DIR/TARGET/, one file per input, named by its SHA-256 like libFuzzer's.
+//! packages, ...) under DIR/TARGET/, one file per input, named by its SHA-256.
 //!
-//! `cargo run --release -p smon-fuzz-targets --example fuzz_seeds -- DIR`
+//! `cargo run --release -p smon-fuzz-targets --example fuzz_seeds -- DIR`; with `--list`,
+//! print each target's name and libFuzzer `-max_len` instead (for scripts/fuzz.sh).
 
 use std::path::PathBuf;
 
 fn main() -> std::io::Result<()> {
-    let dir = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .unwrap_or_else(|| "fuzz/seeds".into()),
-    );
+    let Some(arg) = std::env::args().nth(1) else {
+        eprintln!("usage: fuzz_seeds DIR | --list");
+        std::process::exit(2);
+    };
+    if arg == "--list" {
+        for target in smon_fuzz_targets::TARGETS {
+            println!("{} {}", target.name, target.max_len);
+        }
+        return Ok(());
+    }
+    let dir = PathBuf::from(arg);
     for target in smon_fuzz_targets::TARGETS {
         let out = dir.join(target.name);
         std::fs::create_dir_all(&out)?;

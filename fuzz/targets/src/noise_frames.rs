@@ -1,9 +1,13 @@
 //! The transport frames a peer decodes after a real handshake: the fuzzer writes a script of
 //! frames that the client's session encrypts (any flag byte, any size up to one Noise message,
-//! bulk runs up to past the 16 MiB reassembly cap), mixed with raw bytes, tampered bytes, forged
-//! lengths and skipped nonces; the server's [`NoiseCodec`], reading the stream in pieces of a
-//! fuzzer-chosen size, must deliver exactly the messages the script spells out when nothing was
-//! tampered with, and never panic, hang or allocate without bound in any case.
+//! runs of full-size frames), mixed with raw bytes, tampered bytes, forged lengths and skipped
+//! nonces; the server's [`NoiseCodec`], reading the stream in pieces of a fuzzer-chosen size,
+//! must deliver exactly the messages the script spells out when nothing was tampered with, and
+//! never panic, hang or allocate without bound in any case.
+//!
+//! The codec is the server's (16 MiB reassembly cap), or, when the first byte's high bit is
+//! set, the same codec with a cap of [`SMALL_CAP`] bytes: scripts stay small (encrypting
+//! 16 MiB per input would slow the fuzzer a hundredfold) and still cross the cap.
 
 use smon_proto::{
     ClusterKey,
@@ -22,27 +26,34 @@ const CHUNK: usize = MAX_FRAME - TAG_LEN - 1;
 /// Flag bytes of the wire format (first plaintext byte of a frame).
 const LAST: u8 = 0;
 const MORE: u8 = 1;
-/// No script writes more than this (just past the cap, with room for one more frame).
-const MAX_WIRE: usize = MAX_MESSAGE + 4 * MAX_FRAME;
+/// No script writes more than this.
+const MAX_WIRE: usize = 4 << 20;
+/// The reassembly cap of the small-cap mode: a few frames' worth.
+pub const SMALL_CAP: usize = 2 * CHUNK + 100;
 
-/// `data`: one byte of read size (0 = whole stream), then the script.
+/// `data`: one byte (high bit: small cap; the rest: read size, 0 = whole stream), then the
+/// script.
 pub fn run(data: &[u8]) {
-    let Some((&step, script)) = data.split_first() else {
+    let Some((&first, script)) = data.split_first() else {
         return;
     };
+    let cap = if first & 0x80 != 0 {
+        SMALL_CAP
+    } else {
+        MAX_MESSAGE
+    };
+    let step = usize::from(first & 0x7f);
     block_on(async {
         let (mut client, server) = sessions(&keys::cluster_key()).await;
-        let plan = Plan::build(script, &mut client);
-        let (messages, error) = decode_stream(
-            NoiseCodec::new(server),
-            Trickle::new(&plan.wire, usize::from(step)),
-        )
-        .await;
+        let plan = Plan::build(script, &mut client, cap);
+        let codec = if cap == MAX_MESSAGE {
+            NoiseCodec::new(server)
+        } else {
+            NoiseCodec::with_max_message(server, cap)
+        };
+        let (messages, error) = decode_stream(codec, Trickle::new(&plan.wire, step)).await;
         for message in &messages {
-            assert!(
-                message.len() <= MAX_MESSAGE,
-                "a message over the cap was delivered"
-            );
+            assert!(message.len() <= cap, "a message over the cap was delivered");
             crate::rpc::peer_request(message);
         }
         if plan.clean {
@@ -73,6 +84,7 @@ struct Plan {
     partial: Vec<u8>,
     /// The receiver must stop with an error (bad flag, over the cap).
     error: bool,
+    cap: usize,
 }
 
 /// Takes bytes off the front of the script; missing bytes read as 0.
@@ -93,13 +105,14 @@ impl<'a> Script<'a> {
 }
 
 impl Plan {
-    fn build(script: &[u8], client: &mut TransportState) -> Plan {
+    fn build(script: &[u8], client: &mut TransportState, cap: usize) -> Plan {
         let mut plan = Plan {
             wire: Vec::new(),
             clean: true,
             messages: Vec::new(),
             partial: Vec::new(),
             error: false,
+            cap,
         };
         let mut s = Script(script);
         while !s.0.is_empty() && plan.wire.len() < MAX_WIRE {
@@ -112,7 +125,7 @@ impl Plan {
                 }
                 1 => {
                     // A run of full frames: flag MORE on all but the last.
-                    let (flag, count, fill) = (s.u8(), 1 + s.u8() % 64, s.u8());
+                    let (flag, count, fill) = (s.u8(), 1 + s.u8() % 3, s.u8());
                     let data = vec![fill; CHUNK];
                     for n in 0..count {
                         let f = if n + 1 == count { flag } else { MORE };
@@ -167,7 +180,7 @@ impl Plan {
         if self.error {
             return;
         }
-        if self.partial.len() + data.len() > MAX_MESSAGE {
+        if self.partial.len() + data.len() > self.cap {
             self.error = true;
             return;
         }
@@ -203,6 +216,9 @@ pub fn seeds() -> Vec<Vec<u8>> {
         [vec![0], frame(2, b"x")].concat(),
         [vec![0], frame(LAST, b"a"), vec![5], frame(LAST, b"b")].concat(),
         [vec![1], frame(LAST, b"a"), vec![3, 5, 0, 1]].concat(),
+        // Small cap: three full frames cross it; a full frame then a short one do not.
+        [vec![0x80], vec![1, LAST, 2, 0x61]].concat(),
+        [vec![0x81], vec![1, MORE, 0, 0x62], frame(LAST, b"end")].concat(),
     ];
     for request in crate::rpc::peer_request_seeds().into_iter().take(4) {
         seeds.push([vec![0], frame(LAST, &request)].concat());

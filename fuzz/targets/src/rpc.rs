@@ -1,8 +1,9 @@
 //! Every RPC message as the other side's transport decodes it: the bytes of one reassembled
-//! Noise message, through the transport's bincode codec (tarpc's `Bincode`, its default
-//! options) into tarpc's envelope around the real request and response enums of
-//! `PeerService` and `AgentService`. A value that decodes must re-encode to bytes that decode
-//! to the same value, and `wire_size` must count exactly those bytes.
+//! Noise message, through the transport's codec (tarpc's `Bincode` with its default options:
+//! `transport::ServerCodec` on a server, `ClientCodec` on a client) into tarpc's envelope
+//! around the real request and response enums of `PeerService` and `AgentService`. A value
+//! that decodes must re-encode (as tarpc on the other side encodes it) to bytes that decode to
+//! the same value, and `wire_size` must count exactly those bytes.
 
 use std::{pin::Pin, time::Instant};
 
@@ -14,38 +15,68 @@ use smon_proto::{
         ClientMessage, Response,
         tokio_serde::{Deserializer, Serializer, formats::Bincode},
     },
+    transport::{ClientCodec, ServerCodec},
     wire_size,
 };
 
 /// What a peer's server decodes.
 pub fn peer_request(data: &[u8]) {
-    check::<ClientMessage<PeerServiceRequest>, Response<PeerServiceResponse>>(data, fix_request);
+    check(
+        data,
+        request::<PeerServiceRequest, PeerServiceResponse>,
+        fix_request,
+    );
 }
 
 /// What a peer's client (a peer, the console) decodes.
 pub fn peer_reply(data: &[u8]) {
-    check::<Response<PeerServiceResponse>, ClientMessage<PeerServiceRequest>>(data, |_| ());
+    check(
+        data,
+        reply::<PeerServiceRequest, PeerServiceResponse>,
+        |_| (),
+    );
 }
 
 /// What the agent's server decodes.
 pub fn agent_request(data: &[u8]) {
-    check::<ClientMessage<AgentServiceRequest>, Response<AgentServiceResponse>>(data, fix_request);
+    check(
+        data,
+        request::<AgentServiceRequest, AgentServiceResponse>,
+        fix_request,
+    );
 }
 
 /// What an agent's client (a peer, the console) decodes.
 pub fn agent_reply(data: &[u8]) {
-    check::<Response<AgentServiceResponse>, ClientMessage<AgentServiceRequest>>(data, |_| ());
+    check(
+        data,
+        reply::<AgentServiceRequest, AgentServiceResponse>,
+        |_| (),
+    );
 }
 
-/// Decode `data` as `Item` with the codec of a transport that receives `Item` and sends
-/// `SinkItem`.
-pub fn decode<Item, SinkItem>(data: &[u8]) -> std::io::Result<Item>
+/// A request as a server of `Req`/`Resp` decodes it.
+pub fn request<Req, Resp>(data: &[u8]) -> std::io::Result<ClientMessage<Req>>
 where
-    Item: DeserializeOwned + Unpin,
-    SinkItem: Unpin,
+    Req: DeserializeOwned + Unpin,
+    Resp: Unpin,
 {
-    let mut codec = Bincode::<Item, SinkItem>::default();
-    Pin::new(&mut codec).deserialize(&BytesMut::from(data))
+    let mut codec = ServerCodec::<Req, Resp>::default();
+    Ok(Pin::new(&mut codec)
+        .deserialize(&BytesMut::from(data))?
+        .into())
+}
+
+/// A reply as a client of `Req`/`Resp` decodes it.
+pub fn reply<Req, Resp>(data: &[u8]) -> std::io::Result<Response<Resp>>
+where
+    Req: Unpin,
+    Resp: DeserializeOwned + Unpin,
+{
+    let mut codec = ClientCodec::<Req, Resp>::default();
+    Ok(Pin::new(&mut codec)
+        .deserialize(&BytesMut::from(data))?
+        .into())
 }
 
 /// Encode `item` as the transport that sends it does.
@@ -69,23 +100,18 @@ fn fix_request<T>(message: &mut ClientMessage<T>) {
     }
 }
 
-fn check<Item, SinkItem>(data: &[u8], normalize: fn(&mut Item))
+fn check<Item>(data: &[u8], decode: fn(&[u8]) -> std::io::Result<Item>, normalize: fn(&mut Item))
 where
-    Item: Serialize + DeserializeOwned + Unpin,
-    SinkItem: Unpin,
+    Item: Serialize + Unpin,
 {
-    let Ok(mut item) = decode::<Item, SinkItem>(data) else {
+    let Ok(mut item) = decode(data) else {
         return;
     };
     normalize(&mut item);
-    let bytes = encode::<Item, SinkItem>(&item);
-    let mut again = decode::<Item, SinkItem>(&bytes).expect("a re-encoded value decodes");
+    let bytes = encode::<Item, ()>(&item);
+    let mut again = decode(&bytes).expect("a re-encoded value decodes");
     normalize(&mut again);
-    assert_eq!(
-        encode::<Item, SinkItem>(&again),
-        bytes,
-        "encoding is not stable"
-    );
+    assert_eq!(encode::<Item, ()>(&again), bytes, "encoding is not stable");
     normalize(&mut item);
     assert_eq!(wire_size(&item), bytes.len() as u64, "wire_size is off");
 }
@@ -198,7 +224,7 @@ mod examples {
     }
 }
 
-fn request<T>(id: u64, message: T) -> ClientMessage<T> {
+fn sent_request<T>(id: u64, message: T) -> ClientMessage<T> {
     let mut context = smon_proto::tarpc::context::current();
     context.deadline = Instant::now() + std::time::Duration::from_secs(10);
     ClientMessage::Request(smon_proto::tarpc::Request {
@@ -215,7 +241,7 @@ fn cancel<T>() -> ClientMessage<T> {
     }
 }
 
-fn reply<T>(message: T) -> Response<T> {
+fn sent_reply<T>(message: T) -> Response<T> {
     Response {
         request_id: 1,
         message: Ok(message),
@@ -297,11 +323,9 @@ pub fn peer_request_seeds() -> Vec<Vec<u8>> {
     let mut seeds: Vec<Vec<u8>> = messages
         .into_iter()
         .enumerate()
-        .map(|(id, m)| encode::<_, Response<PeerServiceResponse>>(&request(id as u64, m)))
+        .map(|(id, m)| encode::<_, ()>(&sent_request(id as u64, m)))
         .collect();
-    seeds.push(encode::<_, Response<PeerServiceResponse>>(&cancel::<
-        PeerServiceRequest,
-    >()));
+    seeds.push(encode::<_, ()>(&cancel::<PeerServiceRequest>()));
     seeds
 }
 
@@ -331,11 +355,9 @@ pub fn peer_reply_seeds() -> Vec<Vec<u8>> {
     ];
     let mut seeds: Vec<Vec<u8>> = messages
         .into_iter()
-        .map(|m| encode::<_, ClientMessage<PeerServiceRequest>>(&reply(m)))
+        .map(|m| encode::<_, ()>(&sent_reply(m)))
         .collect();
-    seeds.push(encode::<_, ClientMessage<PeerServiceRequest>>(
-        &server_error::<PeerServiceResponse>(),
-    ));
+    seeds.push(encode::<_, ()>(&server_error::<PeerServiceResponse>()));
     seeds
 }
 
@@ -365,11 +387,9 @@ pub fn agent_request_seeds() -> Vec<Vec<u8>> {
     let mut seeds: Vec<Vec<u8>> = messages
         .into_iter()
         .enumerate()
-        .map(|(id, m)| encode::<_, Response<AgentServiceResponse>>(&request(id as u64, m)))
+        .map(|(id, m)| encode::<_, ()>(&sent_request(id as u64, m)))
         .collect();
-    seeds.push(encode::<_, Response<AgentServiceResponse>>(&cancel::<
-        AgentServiceRequest,
-    >()));
+    seeds.push(encode::<_, ()>(&cancel::<AgentServiceRequest>()));
     seeds
 }
 
@@ -387,10 +407,8 @@ pub fn agent_reply_seeds() -> Vec<Vec<u8>> {
     ];
     let mut seeds: Vec<Vec<u8>> = messages
         .into_iter()
-        .map(|m| encode::<_, ClientMessage<AgentServiceRequest>>(&reply(m)))
+        .map(|m| encode::<_, ()>(&sent_reply(m)))
         .collect();
-    seeds.push(encode::<_, ClientMessage<AgentServiceRequest>>(
-        &server_error::<AgentServiceResponse>(),
-    ));
+    seeds.push(encode::<_, ()>(&server_error::<AgentServiceResponse>()));
     seeds
 }

@@ -4,7 +4,6 @@
 use smon_fuzz_targets::{keys, known_hosts, membership, noise_handshake, rpc, userauth};
 use smon_proto::{
     Membership, PeerServiceRequest, PeerServiceResponse, app_package, noise, release,
-    tarpc::{ClientMessage, Response},
 };
 
 #[test]
@@ -38,12 +37,10 @@ fn packages_memberships_and_requests_decode_and_verify() {
     release::verify_package(&releases[0][1..], keys::release_public()).unwrap();
 
     for seed in rpc::peer_request_seeds() {
-        rpc::decode::<ClientMessage<PeerServiceRequest>, Response<PeerServiceResponse>>(&seed)
-            .unwrap();
+        rpc::request::<PeerServiceRequest, PeerServiceResponse>(&seed).unwrap();
     }
     for seed in rpc::peer_reply_seeds() {
-        rpc::decode::<Response<PeerServiceResponse>, ClientMessage<PeerServiceRequest>>(&seed)
-            .unwrap();
+        rpc::reply::<PeerServiceRequest, PeerServiceResponse>(&seed).unwrap();
     }
 }
 
