@@ -12,6 +12,7 @@ pub mod app_package;
 pub mod chunked;
 mod cluster;
 mod cluster_key;
+mod envelope;
 pub mod files;
 mod idle;
 pub mod noise;

@@ -3,10 +3,14 @@
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
-use tarpc::{client, tokio_serde::formats::Bincode};
+use futures::{TryStreamExt, stream::MapOk};
+use tarpc::{ClientMessage, Response, client, tokio_serde::formats::Bincode};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio_util::codec::Framed;
 
+pub use crate::envelope::{
+    ClientCodec, MAX_DEADLINE, ServerCodec, WireClientMessage, WireResponse,
+};
 pub use crate::idle::IdleTimeout;
 use crate::{
     AgentServiceClient, ClusterKey, PeerServiceClient, ProtoError,
@@ -91,13 +95,33 @@ fn wrap<Item, SinkItem>(
     )
 }
 
+/// The tarpc transport a client of requests `Req` and responses `Resp` gets: it decodes
+/// [`WireResponse`]s (a server error keeps its kind) into tarpc's responses.
+pub type ClientTransport<Req, Resp> = MapOk<
+    NoiseTransport<WireResponse<Resp>, ClientMessage<Req>>,
+    fn(WireResponse<Resp>) -> Response<Resp>,
+>;
+
+/// Connect as a client of `Req`/`Resp`.
+async fn client_transport<Req, Resp>(
+    addr: impl ToSocketAddrs + std::fmt::Display,
+    key: &ClusterKey,
+    timeout: Duration,
+) -> Result<ClientTransport<Req, Resp>, ProtoError>
+where
+    Resp: serde::de::DeserializeOwned,
+{
+    let transport = connect::<WireResponse<Resp>, ClientMessage<Req>>(addr, key, timeout).await?;
+    Ok(transport.map_ok(Response::from as fn(_) -> _))
+}
+
 /// A client of a peer.
 pub async fn peer_client(
     addr: impl ToSocketAddrs + std::fmt::Display,
     key: &ClusterKey,
     timeout: Duration,
 ) -> Result<PeerServiceClient, ProtoError> {
-    let transport = connect(addr, key, timeout).await?;
+    let transport = client_transport(addr, key, timeout).await?;
     Ok(PeerServiceClient::new(client::Config::default(), transport).spawn())
 }
 
@@ -107,14 +131,19 @@ pub async fn agent_client(
     key: &ClusterKey,
     timeout: Duration,
 ) -> Result<AgentServiceClient, ProtoError> {
-    let transport = connect(addr, key, timeout).await?;
+    let transport = client_transport(addr, key, timeout).await?;
     Ok(AgentServiceClient::new(client::Config::default(), transport).spawn())
 }
 
-/// The tarpc transport a server of requests `Req` and responses `Resp` gets: it ends after
-/// [`ServeLimits::idle`] without traffic.
-pub type ServerTransport<Req, Resp> =
-    IdleTimeout<NoiseTransport<tarpc::ClientMessage<Req>, tarpc::Response<Resp>>>;
+/// The tarpc transport a server of requests `Req` and responses `Resp` gets: it decodes
+/// [`WireClientMessage`]s (a deadline cannot overflow the clock) into tarpc's messages, and
+/// ends after [`ServeLimits::idle`] without traffic.
+pub type ServerTransport<Req, Resp> = IdleTimeout<
+    MapOk<
+        NoiseTransport<WireClientMessage<Req>, Response<Resp>>,
+        fn(WireClientMessage<Req>) -> ClientMessage<Req>,
+    >,
+>;
 
 /// How long a server waits for a connection's handshake, and then for its next message.
 #[derive(Clone, Copy, Debug)]
@@ -148,7 +177,7 @@ pub async fn serve_connections<Req, Resp, F, Fut>(
 ) where
     F: Fn(ServerTransport<Req, Resp>, SocketAddr) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
-    Req: Send + 'static,
+    Req: serde::de::DeserializeOwned + Send + 'static,
     Resp: Send + 'static,
 {
     let log_refusal = |addr: SocketAddr, e: ProtoError| async move {
@@ -171,7 +200,7 @@ pub async fn serve_connections_with<Req, Resp, F, Fut, R, RFut>(
     Fut: Future<Output = ()> + Send + 'static,
     R: Fn(SocketAddr, ProtoError) -> RFut + Clone + Send + 'static,
     RFut: Future<Output = ()> + Send + 'static,
-    Req: Send + 'static,
+    Req: serde::de::DeserializeOwned + Send + 'static,
     Resp: Send + 'static,
 {
     loop {
@@ -187,8 +216,13 @@ pub async fn serve_connections_with<Req, Resp, F, Fut, R, RFut>(
         let key = key.clone();
         let (on_transport, on_refused) = (on_transport.clone(), on_refused.clone());
         tokio::spawn(async move {
-            match accept(stream, &key, limits.handshake).await {
-                Ok(transport) => on_transport(IdleTimeout::new(transport, limits.idle), addr).await,
+            match accept::<WireClientMessage<Req>, Response<Resp>>(stream, &key, limits.handshake)
+                .await
+            {
+                Ok(transport) => {
+                    let transport = transport.map_ok(ClientMessage::from as fn(_) -> _);
+                    on_transport(IdleTimeout::new(transport, limits.idle), addr).await
+                }
                 Err(e) => on_refused(addr, e).await,
             }
         });
