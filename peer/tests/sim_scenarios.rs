@@ -166,6 +166,10 @@ fn the_same_seed_gives_byte_identical_output() {
         "logins_mean",
         "bytes_per_peer_per_round",
         "wall_ms",
+        "first_to_last_start_s",
+        "install_times_to_all",
+        "ceil_log2_machines",
+        "slowest_deploy_s",
     ] {
         assert!(json.get(key).is_some(), "JSON lacks {key}");
     }

@@ -63,6 +63,15 @@ impl Default for CoreConfig {
 }
 
 impl CoreConfig {
+    /// Does the deployment path pipeline (`informed` with asynchronous rounds)? A peer deployed
+    /// just now starts at once, a deployer goes on with its next machine as soon as one ends,
+    /// and no ping is sent where the answer is known to be silence. The paper's strategy, and
+    /// the synchronous rounds of its analysis (one action per peer and round), keep the loop of
+    /// one attempt per round.
+    pub fn pipelined(&self) -> bool {
+        self.strategy == Strategy::Informed && !self.synchronous_rounds
+    }
+
     pub fn with_interval(interval: Duration) -> Self {
         Self {
             interval_ms: interval.as_millis() as u64,

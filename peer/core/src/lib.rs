@@ -93,6 +93,8 @@ pub struct Core {
     own: MachineRecord,
     facts: LocalFacts,
     targeting: Targeting,
+    /// Deployed just now, and pipelined (see `Core::new`): it starts deploying at once.
+    fresh: bool,
     work: Option<Work>,
     pending: FxHashMap<CallId, Pending>,
     next_call: CallId,
@@ -110,7 +112,7 @@ impl Core {
     pub fn new(cfg: CoreConfig, boot: Boot, now: Millis) -> Self {
         let me_index = boot.membership.index_of(&boot.me);
         let view = View::new(boot.membership);
-        let targeting = Targeting::new(
+        let mut targeting = Targeting::new(
             me_index,
             boot.hint.or(me_index.map(|me| SpreadHint {
                 origin: me,
@@ -118,6 +120,17 @@ impl Core {
             })),
             &view,
         );
+        // Deployed at a place in the spreading tree (a hint) just now (its first start): its
+        // children have no peer yet.
+        let fresh = cfg.pipelined()
+            && boot.hint.is_some()
+            && boot
+                .facts
+                .first_deployed_ms
+                .is_some_and(|t| now.saturating_sub(t) < cfg.interval_ms);
+        if fresh {
+            targeting.set_fresh();
+        }
         let own = MachineRecord::empty(me_index.unwrap_or(u32::MAX));
         Self {
             cfg,
@@ -128,6 +141,7 @@ impl Core {
             view,
             facts: boot.facts,
             targeting,
+            fresh,
             work: None,
             pending: FxHashMap::default(),
             next_call: 1,
@@ -149,13 +163,13 @@ impl Core {
         let first = if self.cfg.synchronous_rounds {
             self.next_round_boundary(now)
         } else {
-            // A random phase keeps peers from ticking in lockstep. Under `informed` a new peer
-            // starts its first round soon: every round it waits delays its whole subtree.
-            let spread = match self.cfg.strategy {
-                Strategy::Smon => self.cfg.interval_ms,
-                Strategy::Informed => self.cfg.interval_ms / 5,
-            };
-            now + rng.random_range(0..spread.max(1))
+            // A random phase keeps peers from ticking in lockstep. Under `informed` a peer
+            // deployed just now starts at once: every moment it waits delays its whole subtree.
+            match self.cfg.strategy {
+                Strategy::Smon => now + rng.random_range(0..self.cfg.interval_ms.max(1)),
+                Strategy::Informed if self.fresh => now,
+                Strategy::Informed => now + rng.random_range(0..(self.cfg.interval_ms / 5).max(1)),
+            }
         };
         out.push(Output::SetTimer(first));
     }
@@ -412,13 +426,18 @@ impl Core {
         match input {
             Input::Tick => self.tick(now, rng, out),
             Input::Reply { call, result } => self.on_reply(now, call, result, rng, out),
-            Input::LoginDone { machine, outcome } => self.on_login(now, machine, outcome, out),
+            Input::LoginDone { machine, outcome } => {
+                if let Some(index) = self.on_login(now, machine, outcome, out) {
+                    self.keep_deploying(index, false, now, rng, out);
+                }
+            }
             Input::DeployDone { machine, .. } | Input::RestartDone { machine, .. } => {
                 if let Some(index) = self.view.membership().index_of(&machine) {
                     self.targeting.note_attempt(index, now);
                     if matches!(self.work, Some(Work::Deploying(m) | Work::Restarting(m)) if m == index)
                     {
                         self.work = None;
+                        self.keep_deploying(index, true, now, rng, out);
                     }
                 }
             }
@@ -537,9 +556,61 @@ impl Core {
         }
         let Some(me) = self.me_index else { return };
         if let Some(target) = self.targeting.next(me, &self.view, &self.cfg, now, rng) {
-            let ping = self.make_ping(rng);
-            self.work = Some(Work::Pinging(target));
-            self.call(target, PeerCall::Ping(ping), Pending::Ping(target), out);
+            self.approach(target, rng, out);
+        }
+    }
+
+    /// Start on `target`: ping it, or when pipelined (see [`CoreConfig::pipelined`]) log in at
+    /// once where the answer to a ping is known to be silence (the view says no peer runs
+    /// there, or it is a child of this freshly deployed peer, which nobody else deploys).
+    fn approach(&mut self, target: u32, rng: &mut impl Rng, out: &mut Vec<Output>) {
+        if self.cfg.pipelined() && self.no_peer_expected(target) {
+            if let Some(machine) = self.view.membership().get(target).cloned() {
+                self.work = Some(Work::LoggingIn(target));
+                out.push(Output::Login(machine));
+            }
+            return;
+        }
+        let ping = self.make_ping(rng);
+        self.work = Some(Work::Pinging(target));
+        self.call(target, PeerCall::Ping(ping), Pending::Ping(target), out);
+    }
+
+    fn no_peer_expected(&self, target: u32) -> bool {
+        match self.view.get(target) {
+            Some(record) => matches!(record.state, PeerState::Unreachable | PeerState::Stopped),
+            None => self.targeting.expects_no_peer(target, self.n()),
+        }
+    }
+
+    /// When pipelined, a peer whose deployment just ended, or whose login to a child of its
+    /// spreading tree found nothing to do, goes on with the next machine to deploy at once
+    /// instead of waiting for its next round. Bounded: only a deployment or a tree child leads
+    /// on, so a round adds at most one attempt per deployment and one per tree child.
+    fn keep_deploying(
+        &mut self,
+        after: u32,
+        deployed: bool,
+        now: Millis,
+        rng: &mut impl Rng,
+        out: &mut Vec<Output>,
+    ) {
+        if !self.cfg.pipelined()
+            || self.work.is_some()
+            || self.exited
+            || !self.state.livetag.enabled
+        {
+            return;
+        }
+        let Some(me) = self.me_index else { return };
+        if !deployed && !self.targeting.is_child(after, self.n()) {
+            return;
+        }
+        if let Some(target) = self
+            .targeting
+            .next_deploy(me, &self.view, &self.cfg, now, rng)
+        {
+            self.approach(target, rng, out);
         }
     }
 
@@ -664,37 +735,39 @@ impl Core {
         }
     }
 
+    /// A login finished. Returns the machine when that ended the work on it without a
+    /// deployment or a restart (the caller may go on with the next one).
     fn on_login(
         &mut self,
         now: Millis,
         machine: MachineId,
         outcome: LoginOutcome,
         out: &mut Vec<Output>,
-    ) {
+    ) -> Option<u32> {
         let Some(index) = self.view.membership().index_of(&machine) else {
             self.work = None;
-            return;
+            return None;
         };
         if self.work != Some(Work::LoggingIn(index)) {
-            return;
+            return None;
         }
         self.work = None;
         if !self.state.livetag.enabled || self.me_index.is_none() {
-            return;
+            return None;
         }
         let probe = match outcome {
             LoginOutcome::Failed => {
                 self.targeting.note_attempt(index, now);
                 self.observe(index, PeerState::Unreachable);
-                return;
+                return Some(index);
             }
             LoginOutcome::Probed(probe) => probe,
         };
         if probe.running {
-            return; // up, just slow to answer (or starting)
+            return Some(index); // up, just slow to answer (or starting)
         }
         if probe.install_in_progress && self.cfg.strategy == Strategy::Informed {
-            return; // somebody else is installing right now: no second copy
+            return Some(index); // somebody else is installing right now: no second copy
         }
         self.targeting.note_attempt(index, now);
         if probe.installed.is_some() {
@@ -711,6 +784,7 @@ impl Core {
                 hint: Some(hint),
             });
         }
+        None
     }
 
     // ---- applications ----------------------------------------------------------------------

@@ -8,6 +8,7 @@
 
 use rand::{Rng, RngExt};
 use rustc_hash::FxHashMap;
+use smon_proto_types::PeerState;
 
 use super::{
     config::{CoreConfig, Strategy},
@@ -21,6 +22,9 @@ struct Tree {
     rank: u64,
     /// The next child is rank + 2^step.
     step: u32,
+    /// This peer was just deployed at this position: nobody else deploys its children, so no
+    /// peer runs on them yet.
+    fresh: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -42,6 +46,7 @@ impl Targeting {
                     origin: hint.origin,
                     rank,
                     step: u64::BITS - rank.leading_zeros(),
+                    fresh: false,
                 })
             }
             _ => None,
@@ -58,6 +63,34 @@ impl Targeting {
             origin: self.tree.as_ref().map_or(me, |t| t.origin),
             membership_version,
         }
+    }
+
+    /// This peer was just deployed at its place in the tree (not restarted, not re-placed by a
+    /// new membership): its children are taken to have no peer yet.
+    pub fn set_fresh(&mut self) {
+        if let Some(tree) = self.tree.as_mut() {
+            tree.fresh = true;
+        }
+    }
+
+    /// Is `machine` a child of this peer in the spreading tree of `n` machines (rank r deploys
+    /// r + 2^k for every 2^k > r)?
+    pub fn is_child(&self, machine: u32, n: usize) -> bool {
+        let (Some(tree), n) = (self.tree.as_ref(), n as u64) else {
+            return false;
+        };
+        if n == 0 {
+            return false;
+        }
+        let rank = (u64::from(machine) + n - u64::from(tree.origin) % n) % n;
+        let gap = rank.wrapping_sub(tree.rank);
+        rank > tree.rank && gap.is_power_of_two() && gap > tree.rank
+    }
+
+    /// Is `machine` a child of this freshly deployed peer, which nobody else deploys, so that
+    /// the answer to a ping is known to be silence?
+    pub fn expects_no_peer(&self, machine: u32, n: usize) -> bool {
+        self.tree.as_ref().is_some_and(|t| t.fresh) && self.is_child(machine, n)
     }
 
     pub fn note_attempt(&mut self, machine: u32, now: Millis) {
@@ -96,15 +129,55 @@ impl Targeting {
                 if draw(1_000_000) < (cfg.probe_share * 1_000_000.0) as u32 {
                     return Some(random_other(&mut draw));
                 }
-                for _ in 0..16 {
-                    let m = random_other(&mut draw);
-                    if !view.is_known_up(m) && !self.recently_attempted(m, now, cfg) {
-                        return Some(m);
-                    }
+                if let Some(m) = self.draw_undeployed(me, view, cfg, now, rng, false) {
+                    return Some(m);
                 }
-                Some(random_other(&mut draw))
+                Some(random_other(&mut |bound| rng.random_range(0..bound)))
             }
         }
+    }
+
+    /// The next machine to deploy without waiting for a round (`informed` only): a child of
+    /// the spreading tree, else a machine not known to run a peer and not tried lately. None
+    /// when a few draws find none: the next round's tick takes over, with its random probes.
+    pub fn next_deploy(
+        &mut self,
+        me: u32,
+        view: &View,
+        cfg: &CoreConfig,
+        now: Millis,
+        rng: &mut impl Rng,
+    ) -> Option<u32> {
+        if view.membership().len() < 2 {
+            return None;
+        }
+        self.next_child(view)
+            .or_else(|| self.draw_undeployed(me, view, cfg, now, rng, true))
+    }
+
+    /// Up to 16 uniform draws for a machine not known to run a peer and not tried lately
+    /// (with `unclaimed`, nor known to be deployed by somebody right now).
+    fn draw_undeployed(
+        &self,
+        me: u32,
+        view: &View,
+        cfg: &CoreConfig,
+        now: Millis,
+        rng: &mut impl Rng,
+        unclaimed: bool,
+    ) -> Option<u32> {
+        let n = view.membership().len() as u32;
+        for _ in 0..16 {
+            let pick = rng.random_range(0..n - 1);
+            let m = if pick >= me { pick + 1 } else { pick };
+            let state = view.get(m).map(|r| r.state);
+            let taken =
+                state.is_some_and(|s| s.is_up() || (unclaimed && s == PeerState::Deploying));
+            if !taken && !self.recently_attempted(m, now, cfg) {
+                return Some(m);
+            }
+        }
+        None
     }
 
     fn next_child(&mut self, view: &View) -> Option<u32> {
@@ -122,5 +195,48 @@ impl Targeting {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use smon_proto_types::{MachineId, Membership};
+
+    use super::*;
+
+    #[test]
+    fn is_child_names_exactly_the_children_the_tree_walk_visits() {
+        for n in 1..40u32 {
+            let machines = (0..n)
+                .map(|i| MachineId::local(format!("m{i:02}")))
+                .collect();
+            let view = View::new(Arc::new(Membership::new(1, machines)));
+            for origin in 0..n {
+                for me in 0..n {
+                    let hint = SpreadHint {
+                        origin,
+                        membership_version: 1,
+                    };
+                    let mut walk = Targeting::new(Some(me), Some(hint), &view);
+                    let fixed = walk.clone();
+                    let mut children = Vec::new();
+                    while let Some(child) = walk.next_child(&view) {
+                        children.push(child);
+                    }
+                    for m in 0..n {
+                        assert_eq!(
+                            fixed.is_child(m, n as usize),
+                            children.contains(&m),
+                            "n {n} origin {origin} me {me} machine {m}"
+                        );
+                    }
+                    assert!(
+                        !fixed.expects_no_peer(children.first().copied().unwrap_or(0), n as usize)
+                    );
+                }
+            }
+        }
     }
 }

@@ -26,6 +26,21 @@ pub struct Report {
     pub p90_rounds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rounds_after_heal: Option<u64>,
+    /// Deploy: seconds from the first peer's start to the last one's (exact, where
+    /// `seconds_to_all` counts whole rounds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_to_last_start_s: Option<f64>,
+    /// Deploy: `first_to_last_start_s` in median install-times (`deploy_time_ms`); a doubling
+    /// of the deployed peers per install-time would take `ceil_log2_machines`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install_times_to_all: Option<f64>,
+    /// Deploy: ⌈log2 N⌉, the number of doublings from one peer to N.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceil_log2_machines: Option<u32>,
+    /// Deploy: the longest single deployment of the run (login, copy, install) in seconds; no
+    /// schedule finishes before the slowest machine's own deployment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slowest_deploy_s: Option<f64>,
     pub overhead_mean: f64,
     pub overhead_max: u32,
     /// Package copies per machine → number of machines.
@@ -76,6 +91,17 @@ impl Report {
         );
         if let Some(r) = self.rounds_after_heal {
             text += &format!("  rounds after heal: {r}\n");
+        }
+        if let (Some(s), Some(log2)) = (self.first_to_last_start_s, self.ceil_log2_machines) {
+            let times = self
+                .install_times_to_all
+                .map_or(String::new(), |t| format!(" = {t:.1} install-times"));
+            let slowest = self
+                .slowest_deploy_s
+                .map_or(String::new(), |s| format!("   slowest deployment {s:.1} s"));
+            text += &format!(
+                "  first to last peer start: {s:.1} s{times} (⌈log2 N⌉ = {log2}){slowest}\n"
+            );
         }
         text += &format!(
             "  deployed {}/{}   overhead mean {:.3} max {}   logins mean {:.2}\n",

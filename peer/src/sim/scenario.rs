@@ -11,7 +11,7 @@ use super::{
     report::Report,
     world::{FIRST_VERSION, M, World},
 };
-use crate::core::{Input, Millis};
+use crate::core::{Input, Millis, SpreadHint};
 
 pub const NEXT_VERSION: Version = Version::new(2, 0, 0);
 
@@ -152,6 +152,10 @@ fn base_report(w: &World, scenario: &'static str, curve: Vec<f64>, done: Option<
         p50_rounds: first_round_at(&curve, 0.5),
         p90_rounds: first_round_at(&curve, 0.9),
         rounds_after_heal: None,
+        first_to_last_start_s: None,
+        install_times_to_all: None,
+        ceil_log2_machines: None,
+        slowest_deploy_s: None,
         overhead_mean: copies_total as f64 / with_copies.max(1) as f64,
         overhead_max: copies_max,
         overhead_histogram: histogram,
@@ -168,7 +172,12 @@ fn base_report(w: &World, scenario: &'static str, curve: Vec<f64>, done: Option<
 pub fn deploy(params: SimParams) -> Report {
     let mut w = World::new(params, 0);
     w.install(0, FIRST_VERSION);
-    w.start_peer(0, None);
+    // As the console deploys the first peer: at the root of the spreading tree.
+    let root = SpreadHint {
+        origin: 0,
+        membership_version: w.membership.version,
+    };
+    w.start_peer(0, Some(root));
     let targets = reachable(&w);
     let total = targets.len() as f64;
     let (curve, done) = run_rounds(&mut w, 0, |w| {
@@ -178,7 +187,33 @@ pub fn deploy(params: SimParams) -> Report {
             .count() as f64
             / total
     });
-    base_report(&w, "deploy", curve, done)
+    let mut report = base_report(&w, "deploy", curve, done);
+    add_spread_times(&w, &targets, &mut report);
+    report
+}
+
+/// The deploy scenario's times: first to last peer start, in seconds and in install-times,
+/// beside ⌈log2 N⌉ and the slowest single deployment.
+fn add_spread_times(w: &World, targets: &[M], report: &mut Report) {
+    let seconds = |ms: Millis| ms as f64 / 1000.0;
+    let starts: Vec<Millis> = targets
+        .iter()
+        .filter_map(|&m| w.machines[m].first_started)
+        .collect();
+    if report.converged
+        && let (Some(first), Some(last)) = (starts.iter().min(), starts.iter().max())
+    {
+        let span = seconds(last - first);
+        report.first_to_last_start_s = Some(span);
+        report.install_times_to_all =
+            (w.params.deploy_time_ms > 0).then(|| span / seconds(w.params.deploy_time_ms));
+    }
+    report.ceil_log2_machines = Some((w.params.machines.max(1) as f64).log2().ceil() as u32);
+    report.slowest_deploy_s = targets
+        .iter()
+        .filter_map(|&m| w.machines[m].deploy_took)
+        .max()
+        .map(seconds);
 }
 
 /// A world where every reachable machine already runs a peer, after a few rounds of gossip.

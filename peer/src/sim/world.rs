@@ -41,6 +41,8 @@ pub struct Machine {
     pub installs: u32,
     pub logins: u32,
     pub first_started: Option<Millis>,
+    /// How long the deployment that brought the first peer took (login, copy, install).
+    pub deploy_took: Option<Millis>,
     /// Multiplies every deployment time on this machine.
     pub slowness: f64,
     pub unreachable: bool,
@@ -105,6 +107,7 @@ impl World {
                 installs: 0,
                 logins: 0,
                 first_started: None,
+                deploy_took: None,
                 slowness: if slow { params.slow_factor } else { 1.0 },
                 unreachable,
                 side: 0,

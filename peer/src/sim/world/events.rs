@@ -36,11 +36,14 @@ pub(super) enum Event {
         target: M,
         version: Version,
         hint: Option<SpreadHint>,
+        /// When the deployer began (its login), for the length of the deployment.
+        began: Millis,
     },
     InstallDone {
         target: M,
         version: Version,
         hint: Option<SpreadHint>,
+        began: Millis,
     },
     RestartDone {
         deployer: M,
@@ -119,12 +122,14 @@ impl World {
                 target,
                 version,
                 hint,
-            } => self.on_copy_done(deployer, inc, target, version, hint),
+                began,
+            } => self.on_copy_done(deployer, inc, target, version, hint, began),
             Event::InstallDone {
                 target,
                 version,
                 hint,
-            } => self.on_install_done(target, version, hint),
+                began,
+            } => self.on_install_done(target, version, hint, began),
             Event::RestartDone {
                 deployer,
                 inc,
@@ -206,6 +211,7 @@ impl World {
         target: M,
         version: Version,
         hint: Option<SpreadHint>,
+        began: Millis,
     ) {
         let t = &mut self.machines[target];
         t.copies += 1;
@@ -219,6 +225,7 @@ impl World {
                     target,
                     version,
                     hint,
+                    began,
                 },
             );
         }
@@ -228,8 +235,17 @@ impl World {
         }
     }
 
-    fn on_install_done(&mut self, target: M, version: Version, hint: Option<SpreadHint>) {
+    fn on_install_done(
+        &mut self,
+        target: M,
+        version: Version,
+        hint: Option<SpreadHint>,
+        began: Millis,
+    ) {
         let t = &mut self.machines[target];
+        if t.peer.is_none() && t.first_started.is_none() {
+            t.deploy_took = Some(self.now - began);
+        }
         t.install_lock = false;
         t.deploy_claim_until = 0;
         t.installs += 1;

@@ -134,6 +134,8 @@ impl World {
             *t_disk = Some(membership);
         }
         let at = self.now + took * 4 / 5;
+        // The login that found the machine empty came just before.
+        let began = self.now.saturating_sub(self.params.login_time_ms);
         self.schedule(
             at,
             Event::CopyDone {
@@ -142,6 +144,7 @@ impl World {
                 target: t,
                 version,
                 hint,
+                began,
             },
         );
     }

@@ -1,0 +1,248 @@
+//! The deployment path pipelines under `informed` (issue 17): a peer deployed just now starts
+//! at once and logs in to the children of its spreading tree without pinging them first, and a
+//! deployer goes on with its next machine as soon as a deployment ends. A restarted peer, and
+//! the paper's strategy, keep one attempt per round and ping first.
+
+use std::sync::Arc;
+
+use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
+use smon_core::{
+    Boot, CallFailure, Core, CoreConfig, Input, LocalFacts, LoginOutcome, Output, PersistentState,
+    Probe, SpreadHint, Strategy,
+};
+use smon_proto_types::{
+    Gossip, MachineId, MachineRecord, Membership, PeerCall, PeerState, Ping, Version,
+};
+
+const N: usize = 16;
+const INTERVAL: u64 = 5_000;
+/// Wall-clock-like start time, so that "deployed just now" is a real comparison.
+const NOW: u64 = 1_800_000_000_000;
+
+fn machine(i: usize) -> MachineId {
+    MachineId::local(format!("m{i:02}"))
+}
+
+fn membership() -> Arc<Membership> {
+    Arc::new(Membership::new(1, (0..N).map(machine).collect()))
+}
+
+struct Peer {
+    core: Core,
+    rng: Xoshiro256PlusPlus,
+}
+
+impl Peer {
+    /// The peer of machine `me`, placed in the tree rooted at machine 0, first deployed at
+    /// `first_deployed`; returns it with the outputs of its start.
+    fn new(strategy: Strategy, me: usize, first_deployed: u64) -> (Self, Vec<Output>) {
+        let cfg = CoreConfig {
+            interval_ms: INTERVAL,
+            strategy,
+            ..CoreConfig::default()
+        };
+        let boot = Boot {
+            me: machine(me),
+            state: PersistentState::new(Version::new(1, 0, 0)),
+            membership: membership(),
+            facts: LocalFacts {
+                first_deployed_ms: Some(first_deployed),
+                ..LocalFacts::default()
+            },
+            hint: Some(SpreadHint {
+                origin: 0,
+                membership_version: 1,
+            }),
+        };
+        let mut peer = Self {
+            core: Core::new(cfg, boot, NOW),
+            rng: Xoshiro256PlusPlus::seed_from_u64(me as u64),
+        };
+        let mut out = Vec::new();
+        peer.core.start(NOW, &mut peer.rng, &mut out);
+        (peer, out)
+    }
+
+    fn handle(&mut self, now: u64, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.core.handle(now, input, &mut self.rng, &mut out);
+        out
+    }
+}
+
+fn timer(out: &[Output]) -> Option<u64> {
+    out.iter().find_map(|o| match o {
+        Output::SetTimer(at) => Some(*at),
+        _ => None,
+    })
+}
+
+fn logins(out: &[Output]) -> Vec<MachineId> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Login(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pings(out: &[Output]) -> Vec<(u64, MachineId)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Call {
+                id,
+                to,
+                call: PeerCall::Ping(_),
+            } => Some((*id, to.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn empty_machine() -> LoginOutcome {
+    LoginOutcome::Probed(Probe::default())
+}
+
+#[test]
+fn a_new_peer_deploys_at_once_without_pinging_its_children() {
+    let (mut root, out) = Peer::new(Strategy::Informed, 0, NOW);
+    assert_eq!(timer(&out), Some(NOW), "the first round starts at once");
+    let out = root.handle(NOW, Input::Tick);
+    assert_eq!(logins(&out), vec![machine(1)], "{out:?}");
+    assert!(pings(&out).is_empty(), "pinged a tree child: {out:?}");
+}
+
+#[test]
+fn a_deployer_starts_its_next_deployment_before_the_next_round() {
+    let (mut root, _) = Peer::new(Strategy::Informed, 0, NOW);
+    root.handle(NOW, Input::Tick);
+    let out = root.handle(
+        NOW + 500,
+        Input::LoginDone {
+            machine: machine(1),
+            outcome: empty_machine(),
+        },
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Deploy { machine: m, .. } if *m == machine(1))),
+        "{out:?}"
+    );
+    // The copy ends within the round: the next child's login follows at once, no tick between.
+    let done = NOW + 4_000;
+    let out = root.handle(
+        done,
+        Input::DeployDone {
+            machine: machine(1),
+            ok: true,
+        },
+    );
+    assert_eq!(logins(&out), vec![machine(2)], "{out:?}");
+    // A child found already running (deployed by a helper) leads on to the next child too.
+    let out = root.handle(
+        done + 300,
+        Input::LoginDone {
+            machine: machine(2),
+            outcome: LoginOutcome::Probed(Probe {
+                running: true,
+                ..Probe::default()
+            }),
+        },
+    );
+    assert_eq!(logins(&out), vec![machine(4)], "{out:?}");
+}
+
+#[test]
+fn a_restarted_peer_keeps_its_phase_and_pings_first() {
+    let (mut root, out) = Peer::new(Strategy::Informed, 0, NOW - 10 * INTERVAL);
+    let first = timer(&out).expect("a first tick");
+    assert!(first >= NOW && first < NOW + INTERVAL, "{first}");
+    let out = root.handle(first, Input::Tick);
+    assert_eq!(pings(&out).len(), 1, "{out:?}");
+    assert!(logins(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn no_ping_where_the_view_says_no_peer_runs() {
+    let (mut root, _) = Peer::new(Strategy::Informed, 0, NOW - 10 * INTERVAL);
+    // Somebody tells it that machine 1 (its first child) could not be reached.
+    let mut record = MachineRecord::empty(1);
+    record.rev = 3;
+    record.state = PeerState::Unreachable;
+    let ping = Ping {
+        from: machine(5),
+        version: Version::new(1, 0, 0),
+        livetag: root.core.livetag(),
+        membership_version: 1,
+        gossip: Gossip {
+            membership_version: 1,
+            records: vec![Arc::new(record)],
+        },
+    };
+    let mut out = Vec::new();
+    root.core
+        .on_call(NOW, PeerCall::Ping(ping), &mut root.rng, &mut out);
+    let out = root.handle(NOW + INTERVAL, Input::Tick);
+    assert_eq!(logins(&out), vec![machine(1)], "{out:?}");
+    assert!(pings(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn going_on_at_once_is_bounded_to_deployments_and_tree_children() {
+    // The last rank has no children in a tree of 16: its round's target is a random machine,
+    // pinged first; a login that finds a peer running there ends the work until the next round.
+    let (mut leaf, _) = Peer::new(Strategy::Informed, N - 1, NOW);
+    let out = leaf.handle(NOW, Input::Tick);
+    let (id, to) = pings(&out).pop().expect("a ping");
+    let out = leaf.handle(
+        NOW + 2_000,
+        Input::Reply {
+            call: id,
+            result: Err(CallFailure::Unreachable),
+        },
+    );
+    assert_eq!(logins(&out), vec![to.clone()]);
+    let out = leaf.handle(
+        NOW + 2_500,
+        Input::LoginDone {
+            machine: to,
+            outcome: LoginOutcome::Probed(Probe {
+                running: true,
+                ..Probe::default()
+            }),
+        },
+    );
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn the_papers_strategy_pings_first_and_waits_for_its_next_round() {
+    let (mut root, out) = Peer::new(Strategy::Smon, 0, NOW);
+    let first = timer(&out).expect("a first tick");
+    let out = root.handle(first, Input::Tick);
+    let (id, to) = pings(&out).pop().expect("the paper pings first");
+    assert!(logins(&out).is_empty());
+    let out = root.handle(
+        first + 2_000,
+        Input::Reply {
+            call: id,
+            result: Err(CallFailure::Unreachable),
+        },
+    );
+    assert_eq!(logins(&out), vec![to.clone()]);
+    root.handle(
+        first + 2_500,
+        Input::LoginDone {
+            machine: to.clone(),
+            outcome: empty_machine(),
+        },
+    );
+    let out = root.handle(
+        first + 4_000,
+        Input::DeployDone {
+            machine: to,
+            ok: true,
+        },
+    );
+    assert!(out.is_empty(), "one attempt per round: {out:?}");
+}
