@@ -70,7 +70,8 @@ if RUNS > 1:
     rounds = [d["rounds"] for d in runs]
     print(f"rounds over {RUNS} runs: mean {statistics.mean(rounds):.1f}, min {min(rounds):.1f}, max {max(rounds):.1f}")
 gz = runs[0]["package_gzip_bytes"]
-print(f"package: {gz / 1e6 if gz else float('nan'):.2f} MB as copied (gzip), {runs[0]['package_bytes'] / 1e6:.2f} MB installed")
+print(f"package: {gz / 1e6 if gz else float('nan'):.2f} MB as copied to SSH machines (gzip; local machines get it as is), "
+      f"{runs[0]['package_bytes'] / 1e6:.2f} MB installed")
 
 tmp = tempfile.mkdtemp(prefix="smon-bench-")
 CLUSTER = f"{tmp}/cluster"

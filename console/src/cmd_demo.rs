@@ -119,7 +119,13 @@ impl DemoCluster {
         let size = |path: PathBuf| std::fs::metadata(path).map(|m| m.len()).ok();
         let mut demo = DemoSummary::new(&summary, seconds, self.dir.config.interval_ms);
         demo.package_bytes = size(self.dir.files().package()).unwrap_or(0);
-        demo.package_gzip_bytes = size(self.dir.files().package_gz());
+        // A local cluster never needs the gzip form (local machines get the package as is):
+        // made here, after the deployment, for the size an SSH machine would be sent.
+        let package = self.dir.files().package();
+        demo.package_gzip_bytes = smon_login::machine_ops::compressed_package(&package)
+            .await
+            .ok()
+            .and_then(size);
         Ok(Some(demo))
     }
 
@@ -181,7 +187,8 @@ pub struct DemoSummary {
     pub overhead_histogram: BTreeMap<u32, usize>,
     /// Logins per deployed machine, mean.
     pub logins_mean: f64,
-    /// Size of the peer package, bytes: installed, and as copied to each machine (gzip).
+    /// Size of the peer package, bytes: installed (as copied to a local machine), and as
+    /// copied to an SSH machine (gzip).
     pub package_bytes: u64,
     pub package_gzip_bytes: Option<u64>,
 }

@@ -27,7 +27,8 @@ use crate::ProtoError;
 ///                       DIR/known_hosts.tofu what the console itself trusted on first use
 /// DIR/machines          the machines file as last set; DIR/membership.blob its versioned blob
 /// DIR/package           the signed package of the peer binary; DIR/package.gz its gzip form,
-///                       as deployments copy it (made by the first one)
+///                       as deployments copy it to SSH machines (made by the first one;
+///                       local machines get DIR/package as is)
 /// DIR/machines.d/NAME/  the directory of each local:NAME machine (a [`MachineFiles`] root)
 /// DIR/agent.pid, DIR/agent.log, DIR/agent-audit.db   the cluster's agent, when it runs
 /// ```
@@ -101,7 +102,8 @@ impl<'a> ClusterFiles<'a> {
         self.dir.join("package")
     }
 
-    /// `package.gz`: the package as deployments copy it (gzip), made by the first one.
+    /// `package.gz`: the package as deployments copy it to SSH machines (gzip), made by the
+    /// first one; local machines get [`Self::package`] as is.
     pub fn package_gz(&self) -> PathBuf {
         self.dir.join("package.gz")
     }

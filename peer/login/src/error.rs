@@ -9,7 +9,8 @@ use smon_proto::MachineId;
 ///
 /// State: files are written whole (a temporary name, then a rename), so an error leaves a file
 /// as it was or complete, never half. A deployment that fails midway leaves its upload in the
-/// machine's `incoming/`, where the next installer clears it; its claim expires by itself.
+/// machine's `incoming/` only if even its clean-up failed (the machine went away): the next
+/// installer clears it, and its claim stops blocking 30 s after its last write.
 ///
 /// Large sources are boxed: this error travels in many of the daemon's `Result`s.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,14 @@ pub enum Error {
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be copied (to a local machine's directory).
+    #[error("copying {} to {}: {source}", from.display(), to.display())]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
         #[source]
         source: std::io::Error,
     },

@@ -10,8 +10,23 @@ use smon_proto::{InstallSeed, MachineId, Version};
 use crate::{Error, Login, Session, error::io_err};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-/// A deployer's claim on a machine is honoured this long (minutes, for `find -mmin`).
-const CLAIM_MINUTES: u32 = 2;
+/// A deployer's claim on a machine is honoured while the claim, or a file of its upload, is
+/// younger than this: a live deployment writes all the time (the upload, then gzip -d), and
+/// the installer's longest quiet step, the start of the peer, waits at most 10 s. A deployer
+/// that died blocks the machine this long after its last write, no longer.
+const CLAIM_LIVE_SECS: u32 = 30;
+
+/// Shell (with `R` set to the machine's root): sets `live=1` when a deployer's claim on the
+/// machine is alive: the claim, or a file of an upload, is younger than [`CLAIM_LIVE_SECS`].
+fn live_claim() -> String {
+    format!(
+        r#"live=0; now=$(date +%s)
+for f in "$R"/incoming/claim-* "$R"/incoming/*/*; do
+  m=$(stat -c %Y "$f" 2>/dev/null) || continue
+  if [ $((now - m)) -lt {CLAIM_LIVE_SECS} ]; then live=1; break; fi
+done"#
+    )
+}
 
 /// Log in and look: is a peer installed, running, being installed? Also counts the login.
 pub async fn probe(login: &Login, machine: &MachineId) -> Result<Probe, Error> {
@@ -26,11 +41,11 @@ echo "installed=$v"
 r=0
 if [ -f "$R/peer.pid" ]; then p=$(cat "$R/peer.pid"); if kill -0 "$p" 2>/dev/null && grep -q smon-peer "/proc/$p/cmdline" 2>/dev/null; then r=1; fi; fi
 echo "running=$r"
-i=0
-if [ -n "$(find "$R/incoming" -maxdepth 1 -name 'claim-*' -mmin -{CLAIM_MINUTES} 2>/dev/null)" ]; then i=1; fi
-echo "installing=$i"
+{live}
+echo "installing=$live"
 "#,
-        root = session.root()
+        root = session.root(),
+        live = live_claim(),
     );
     let out = session.exec(&script, STEP_TIMEOUT).await?;
     parse_probe(&out)
@@ -91,20 +106,54 @@ pub async fn deploy(
         .collect();
     let dir = format!("incoming/{deployer}-{nonce:016x}");
     // Claim first: a later deployer's probe sees the claim and does not copy a second package.
+    // Unless a live claim is there already: another deployer came between our probe and now.
     let claim = format!(
-        r#"R={root}; mkdir -p "$R/{dir}" && : > "$R/incoming/claim-{nonce:016x}""#,
-        root = session.root()
+        r#"R={root}
+{live}
+if [ "$live" = 1 ]; then echo "another deployer is installing here" >&2; exit 3; fi
+mkdir -p "$R/{dir}" && : > "$R/incoming/claim-{nonce:016x}""#,
+        root = session.root(),
+        live = live_claim(),
     );
     session.exec(&claim, STEP_TIMEOUT).await?;
-    // The package travels gzip-compressed (about 40% of its size); every Linux has gzip.
-    let compressed = compressed_package(package).await?;
-    session
-        .upload_file(&format!("{dir}/package.gz"), &compressed, 0o644)
-        .await?;
+    let result = copy_and_install(&mut session, &dir, package, seed).await;
+    if result.is_err() {
+        // Release the claim at once: nobody need wait out an attempt that failed.
+        let release = format!(
+            r#"R={root}; rm -rf "$R/{dir}" "$R/incoming/claim-{nonce:016x}""#,
+            root = session.root()
+        );
+        let _ = session.exec(&release, STEP_TIMEOUT).await;
+    }
+    result
+}
+
+/// Copy the package and the seed into the claimed directory `dir` and run the installer.
+///
+/// Over the network the package travels gzip-compressed (about 40% of its size; every Linux
+/// has gzip). A local machine shares this host's disks: there, decompressing would be half of
+/// an install's CPU and save no bytes (BENCHMARKS.md, issue 17), so it gets the file as is.
+async fn copy_and_install(
+    session: &mut Session,
+    dir: &str,
+    package: &std::path::Path,
+    seed: &InstallSeed,
+) -> Result<String, Error> {
+    let gzip = !session.is_local();
+    if gzip {
+        let compressed = compressed_package(package).await?;
+        session
+            .upload_file(&format!("{dir}/package.gz"), &compressed, 0o644)
+            .await?;
+    } else {
+        session
+            .upload_file(&format!("{dir}/package"), package, 0o755)
+            .await?;
+    }
     session
         .upload(&format!("{dir}/seed.json"), &seed.to_json(), 0o600)
         .await?;
-    run_installer(&mut session, &dir).await
+    run_installer(session, dir, gzip).await
 }
 
 /// The gzip form of a package file, made once next to it (`<file>.gz`) and reused.
@@ -138,9 +187,17 @@ pub async fn compressed_package(package: &std::path::Path) -> Result<std::path::
     Ok(gz)
 }
 
-async fn run_installer(session: &mut Session, dir: &str) -> Result<String, Error> {
+/// Run the installer of the package uploaded to `dir` (gunzipped first if it came as `package.gz`).
+async fn run_installer(session: &mut Session, dir: &str, gzip: bool) -> Result<String, Error> {
+    let unpack = if gzip {
+        format!(
+            r#"gzip -dc "$R/{dir}/package.gz" > "$R/{dir}/package" && rm -f "$R/{dir}/package.gz" && chmod 755 "$R/{dir}/package" && "#
+        )
+    } else {
+        String::new()
+    };
     let script = format!(
-        r#"R={root}; gzip -dc "$R/{dir}/package.gz" > "$R/{dir}/package" && rm -f "$R/{dir}/package.gz" && chmod 755 "$R/{dir}/package" && "$R/{dir}/package" install --root "$R" --incoming "$R/{dir}""#,
+        r#"R={root}; {unpack}"$R/{dir}/package" install --root "$R" --incoming "$R/{dir}""#,
         root = session.root()
     );
     session.exec(&script, STEP_TIMEOUT).await
@@ -172,5 +229,95 @@ mod tests {
         let p = parse_probe("installed=none\nrunning=0\ninstalling=1\n").unwrap();
         assert!(p.installed.is_none() && p.install_in_progress);
         assert!(parse_probe("garbage").is_err());
+    }
+
+    fn local_machine(dir: &std::path::Path) -> (Login, MachineId) {
+        let config = smon_proto::ClusterConfig {
+            port: 1,
+            local_salt: 1,
+            local_root: dir.to_owned(),
+            interval_ms: 1_000,
+            ping_timeout_ms: 1_000,
+            release_key: String::new(),
+            agent: None,
+            removed_exit_after_ms: 60_000,
+            disabled_exit_after_ms: None,
+            rejoin_within_ms: 60_000,
+            ssh_trust_on_first_use: false,
+        };
+        let ssh = crate::SshContext {
+            key: smon_proto::ClusterKey::from_bytes([7; 32]),
+            requester: MachineId::local("m0"),
+            known_hosts: dir.join("known_hosts"),
+        };
+        (Login::new(config, ssh), MachineId::local("m1"))
+    }
+
+    fn age(path: &std::path::Path, secs: u64) {
+        let then = std::time::SystemTime::now() - Duration::from_secs(secs);
+        std::fs::File::options()
+            .append(true)
+            .open(path)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_claim_blocks_only_while_its_deployment_shows_life() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (login, machine) = local_machine(tmp.path());
+        let incoming = tmp.path().join("m1/incoming");
+        std::fs::create_dir_all(incoming.join("peer-1")).unwrap();
+        let installing = || async { probe(&login, &machine).await.unwrap().install_in_progress };
+        assert!(!installing().await, "no claim");
+        let claim = incoming.join("claim-1");
+        std::fs::write(&claim, b"").unwrap();
+        assert!(installing().await, "a fresh claim");
+        // The deployer died long ago: its claim no longer blocks the machine.
+        age(&claim, u64::from(CLAIM_LIVE_SECS) + 10);
+        assert!(!installing().await, "a stale claim");
+        // An old claim whose upload is still being written is alive.
+        std::fs::write(incoming.join("peer-1/package.gz"), b"partial").unwrap();
+        assert!(installing().await, "an upload in progress");
+        age(
+            &incoming.join("peer-1/package.gz"),
+            u64::from(CLAIM_LIVE_SECS) + 10,
+        );
+        assert!(!installing().await, "an upload abandoned");
+    }
+
+    #[tokio::test]
+    async fn a_failed_deployment_releases_its_claim() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (login, machine) = local_machine(tmp.path());
+        let seed = InstallSeed {
+            me: machine.clone(),
+            deployer: "local:m0".into(),
+            config: login.config().clone(),
+            cluster_key: vec![7; 32],
+            membership: Vec::new(),
+            spread_origin: None,
+        };
+        let missing = tmp.path().join("no-such-package");
+        let err = deploy(&login, &machine, &missing, &seed)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no-such-package"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path().join("m1/incoming"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        assert!(!probe(&login, &machine).await.unwrap().install_in_progress);
+
+        // Somebody else claimed the machine since the probe: no second copy, their claim stays.
+        let theirs = tmp.path().join("m1/incoming/claim-theirs");
+        std::fs::write(&theirs, b"").unwrap();
+        let err = deploy(&login, &machine, &missing, &seed)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("another deployer"), "{err}");
+        assert!(theirs.exists());
     }
 }

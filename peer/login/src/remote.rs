@@ -59,6 +59,11 @@ impl Session {
         &self.root
     }
 
+    /// Whether the machine is a directory on this host (no network between us and it).
+    pub fn is_local(&self) -> bool {
+        matches!(self.remote, Remote::Local(_))
+    }
+
     /// Run `script` with `sh`; its standard output on success, an error naming the exit
     /// status and the last line of standard error otherwise.
     pub async fn exec(&mut self, script: &str, timeout: Duration) -> Result<String, Error> {
@@ -135,7 +140,13 @@ async fn copy_file(src: &Path, dest: &Path, mode: u32) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = temporary(dest);
     let io = io_err(dest);
-    tokio::fs::copy(src, &tmp).await.map_err(&io)?;
+    tokio::fs::copy(src, &tmp)
+        .await
+        .map_err(|source| Error::Copy {
+            from: src.to_owned(),
+            to: dest.to_owned(),
+            source,
+        })?;
     let file = tokio::fs::File::open(&tmp).await.map_err(&io)?;
     file.sync_all().await.map_err(&io)?;
     let permissions = std::fs::Permissions::from_mode(mode);
