@@ -95,6 +95,8 @@ pub struct Core {
     targeting: Targeting,
     /// Deployed just now, and pipelined (see `Core::new`): it starts deploying at once.
     fresh: bool,
+    /// The current login went out without a ping because the view said no peer runs there.
+    login_unpinged: bool,
     work: Option<Work>,
     pending: FxHashMap<CallId, Pending>,
     next_call: CallId,
@@ -142,6 +144,7 @@ impl Core {
             facts: boot.facts,
             targeting,
             fresh,
+            login_unpinged: false,
             work: None,
             pending: FxHashMap::default(),
             next_call: 1,
@@ -427,7 +430,7 @@ impl Core {
             Input::Tick => self.tick(now, rng, out),
             Input::Reply { call, result } => self.on_reply(now, call, result, rng, out),
             Input::LoginDone { machine, outcome } => {
-                if let Some(index) = self.on_login(now, machine, outcome, out) {
+                if let Some(index) = self.on_login(now, machine, outcome, rng, out) {
                     self.keep_deploying(index, false, now, rng, out);
                 }
             }
@@ -567,10 +570,16 @@ impl Core {
         if self.cfg.pipelined() && self.no_peer_expected(target) {
             if let Some(machine) = self.view.membership().get(target).cloned() {
                 self.work = Some(Work::LoggingIn(target));
+                self.login_unpinged = self.view.get(target).is_some();
                 out.push(Output::Login(machine));
             }
             return;
         }
+        self.login_unpinged = false;
+        self.ping(target, rng, out);
+    }
+
+    fn ping(&mut self, target: u32, rng: &mut impl Rng, out: &mut Vec<Output>) {
         let ping = self.make_ping(rng);
         self.work = Some(Work::Pinging(target));
         self.call(target, PeerCall::Ping(ping), Pending::Ping(target), out);
@@ -742,6 +751,7 @@ impl Core {
         now: Millis,
         machine: MachineId,
         outcome: LoginOutcome,
+        rng: &mut impl Rng,
         out: &mut Vec<Output>,
     ) -> Option<u32> {
         let Some(index) = self.view.membership().index_of(&machine) else {
@@ -764,7 +774,14 @@ impl Core {
             LoginOutcome::Probed(probe) => probe,
         };
         if probe.running {
-            return Some(index); // up, just slow to answer (or starting)
+            // Up, just slow to answer (or starting). If the login went out without a ping
+            // because the view said no peer runs there (as after a partition), the view is
+            // wrong: ping it now, so that the two exchange what they know.
+            if std::mem::take(&mut self.login_unpinged) {
+                self.ping(index, rng, out);
+                return None;
+            }
+            return Some(index);
         }
         if probe.install_in_progress && self.cfg.strategy == Strategy::Informed {
             return Some(index); // somebody else is installing right now: no second copy

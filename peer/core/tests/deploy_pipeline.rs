@@ -185,6 +185,21 @@ fn no_ping_where_the_view_says_no_peer_runs() {
     let out = root.handle(NOW + INTERVAL, Input::Tick);
     assert_eq!(logins(&out), vec![machine(1)], "{out:?}");
     assert!(pings(&out).is_empty(), "{out:?}");
+    // The view was wrong (a partition, say): a peer runs there. Talk to it, so that the two
+    // exchange what they know, rather than leave the record as it was.
+    let out = root.handle(
+        NOW + INTERVAL + 500,
+        Input::LoginDone {
+            machine: machine(1),
+            outcome: LoginOutcome::Probed(Probe {
+                running: true,
+                ..Probe::default()
+            }),
+        },
+    );
+    let pinged: Vec<MachineId> = pings(&out).into_iter().map(|(_, to)| to).collect();
+    assert_eq!(pinged, vec![machine(1)], "{out:?}");
+    assert!(logins(&out).is_empty(), "{out:?}");
 }
 
 #[test]
