@@ -49,14 +49,16 @@ fn console_in(tmp: &std::path::Path, args: &[&str], limit: Duration) -> (bool, S
     (status.success(), out, err)
 }
 
-#[test]
-fn a_headless_demo_deploys_prints_its_summary_as_json_and_leaves_nothing() {
+/// A headless demo of `n` local machines at 1 s rounds: its JSON summary, after checking
+/// that it succeeded, left no process and no file behind.
+fn demo(n: usize) -> Value {
     let tmp = tempfile::tempdir().unwrap();
     let peer = harness::peer_bin();
+    let n = n.to_string();
     let args = [
         "demo",
         "--machines",
-        "8",
+        &n,
         "--interval",
         "1s",
         "--headless",
@@ -72,15 +74,28 @@ fn a_headless_demo_deploys_prints_its_summary_as_json_and_leaves_nothing() {
         harness::kill(pid);
     }
     assert!(ok, "demo failed:\n{err}");
-    let summary: Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("standard output is not one JSON value ({e}):\n{out}"));
+    assert!(left.is_empty(), "left running after the demo: {described}");
+    let remains: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(remains.is_empty(), "the demo left {remains:?}");
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("standard output is not one JSON value ({e}):\n{out}"))
+}
+
+fn number(summary: &Value, field: &str) -> f64 {
+    summary[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} is not a number: {summary}"))
+}
+
+#[test]
+fn a_headless_demo_deploys_prints_its_summary_as_json_and_leaves_nothing() {
+    let summary = demo(8);
     assert_eq!(summary["machines"], 8, "{summary}");
     assert_eq!(summary["deployed"], 8, "{summary}");
-    let number = |field: &str| {
-        summary[field]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{field} is not a number: {summary}"))
-    };
+    let number = |field: &str| number(&summary, field);
     assert!(number("seconds") > 0.0 && number("seconds") < 300.0);
     // Eight machines deploy in a few rounds (the paper's analysis: about log2(8) + ln(8)).
     assert!((0.0..30.0).contains(&number("rounds")), "{summary}");
@@ -90,12 +105,30 @@ fn a_headless_demo_deploys_prints_its_summary_as_json_and_leaves_nothing() {
         number("overhead_max") >= number("overhead_mean"),
         "{summary}"
     );
-    assert!(left.is_empty(), "left running after the demo: {described}");
-    let remains: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert!(remains.is_empty(), "the demo left {remains:?}");
+    // The gzip form an SSH machine would be sent (local machines get the package as is).
+    let (gzip, plain) = (number("package_gzip_bytes"), number("package_bytes"));
+    assert!(gzip > 0.0 && gzip < plain, "{summary}");
+}
+
+/// First to last peer start of 30 local machines at 1 s rounds, seconds, at most.
+const BOUND_30_S: f64 = 10.0;
+
+#[test]
+fn thirty_machines_start_within_a_few_seconds_of_the_first() {
+    // Issue 17: deployment pipelines (a new peer deploys at once, a deployer goes on as soon as
+    // a deployment ends, no ping where the answer is known). 30 local machines at 1 s rounds
+    // then start within about log2(30) install-times of the first (an install here is a
+    // fraction of a second of CPU); the loop of one attempt per round took one round or more
+    // per step. `rounds` is first to last peer start in rounds, here seconds. Generous: the
+    // tests share two cores (BENCHMARKS.md has the measurements behind the bound).
+    let summary = demo(30);
+    assert_eq!(summary["deployed"], 30, "{summary}");
+    let span = number(&summary, "rounds");
+    assert!(
+        span <= BOUND_30_S,
+        "first to last start {span} s: {summary}"
+    );
+    assert!(number(&summary, "overhead_mean") <= 1.05, "{summary}");
 }
 
 #[test]

@@ -300,9 +300,7 @@ mod tests {
             spread_origin: None,
         };
         let missing = tmp.path().join("no-such-package");
-        let err = deploy(&login, &machine, &missing, &seed)
-            .await
-            .unwrap_err();
+        let err = deploy(&login, &machine, &missing, &seed).await.unwrap_err();
         assert!(err.to_string().contains("no-such-package"), "{err}");
         let left: Vec<_> = std::fs::read_dir(tmp.path().join("m1/incoming"))
             .unwrap()
@@ -314,9 +312,7 @@ mod tests {
         // Somebody else claimed the machine since the probe: no second copy, their claim stays.
         let theirs = tmp.path().join("m1/incoming/claim-theirs");
         std::fs::write(&theirs, b"").unwrap();
-        let err = deploy(&login, &machine, &missing, &seed)
-            .await
-            .unwrap_err();
+        let err = deploy(&login, &machine, &missing, &seed).await.unwrap_err();
         assert!(err.to_string().contains("another deployer"), "{err}");
         assert!(theirs.exists());
     }
