@@ -111,7 +111,7 @@ fn a_headless_demo_deploys_prints_its_summary_as_json_and_leaves_nothing() {
 }
 
 /// First to last peer start of 30 local machines at 1 s rounds, seconds, at most.
-const BOUND_30_S: f64 = 10.0;
+const BOUND_30_S: f64 = 3.0;
 
 #[test]
 fn thirty_machines_start_within_a_few_seconds_of_the_first() {
