@@ -156,7 +156,7 @@ fn a_deployer_starts_its_next_deployment_before_the_next_round() {
 fn a_restarted_peer_keeps_its_phase_and_pings_first() {
     let (mut root, out) = Peer::new(Strategy::Informed, 0, NOW - 10 * INTERVAL);
     let first = timer(&out).expect("a first tick");
-    assert!(first >= NOW && first < NOW + INTERVAL, "{first}");
+    assert!((NOW..NOW + INTERVAL).contains(&first), "{first}");
     let out = root.handle(first, Input::Tick);
     assert_eq!(pings(&out).len(), 1, "{out:?}");
     assert!(logins(&out).is_empty(), "{out:?}");
