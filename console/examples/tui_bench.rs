@@ -46,6 +46,7 @@ fn main() {
         machines: n,
         livetag: LiveTag::default(),
         records,
+        ..ClusterView::empty(ids[0].clone())
     };
     let mut model = Model::with_machines(&ids);
     let t = Instant::now();

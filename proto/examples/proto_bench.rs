@@ -93,11 +93,7 @@ impl PeerService for BenchPeer {
     async fn cluster_view(self, _: context::Context, since: u64) -> ClusterView {
         ClusterView {
             seq: since,
-            answered_by: MachineId::local("bench"),
-            membership_version: 0,
-            machines: 0,
-            livetag: LiveTag::default(),
-            records: Vec::new(),
+            ..ClusterView::empty(MachineId::local("bench"))
         }
     }
     async fn control(self, _: context::Context, _: ControlAction) -> Result<String, Refusal> {
@@ -235,6 +231,8 @@ fn gossip_ping(records: u32) -> Ping {
             records: (0..records)
                 .map(|i| MachineRecord::empty(i).into())
                 .collect(),
+            rows: Vec::new(),
+            digest: Vec::new(),
         },
         ..small_ping()
     }

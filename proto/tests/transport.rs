@@ -194,6 +194,7 @@ impl PeerService for TestPeer {
                     ..MachineRecord::empty(0)
                 },
             )],
+            ..ClusterView::empty(MachineId::local("server"))
         }
     }
 
@@ -346,6 +347,8 @@ fn ping_from(name: &str) -> Ping {
                 MachineRecord::empty(1).into(),
                 MachineRecord::empty(2).into(),
             ],
+            rows: Vec::new(),
+            digest: Vec::new(),
         },
     }
 }

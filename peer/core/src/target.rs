@@ -3,8 +3,10 @@
 //! `smon` is the paper's uniform random choice. `informed` first walks a binomial spreading
 //! tree rooted at the first peer (rank r deploys r+2^k for every 2^k > r: with instantaneous
 //! deployment everything is covered in ⌈log2 N⌉ rounds, each machine by exactly one parent),
-//! then spends rounds on machines the gossiped view does not know to run a peer, keeping a
-//! share of uniformly random probes for failure detection.
+//! then spends rounds on machines the zones' aggregates say lack a peer ("zone Z has machines
+//! without a peer"), keeping a share of probes for failure detection. Probes go to the zone
+//! partners of [`View::partner`]: every machine is probed about as often as with a uniform
+//! choice, and the pings carry the gossip of every level of the zone tree.
 
 use rand::{Rng, RngExt};
 use rustc_hash::FxHashMap;
@@ -73,7 +75,7 @@ impl Targeting {
     pub fn next(
         &mut self,
         me: u32,
-        view: &View,
+        view: &mut View,
         cfg: &CoreConfig,
         now: Millis,
         rng: &mut impl Rng,
@@ -94,15 +96,10 @@ impl Targeting {
                     return Some(child);
                 }
                 if draw(1_000_000) < (cfg.probe_share * 1_000_000.0) as u32 {
-                    return Some(random_other(&mut draw));
+                    return view.partner(rng);
                 }
-                for _ in 0..16 {
-                    let m = random_other(&mut draw);
-                    if !view.is_known_up(m) && !self.recently_attempted(m, now, cfg) {
-                        return Some(m);
-                    }
-                }
-                Some(random_other(&mut draw))
+                let skip = |m: u32| m == me || self.recently_attempted(m, now, cfg);
+                view.pick_missing(rng, skip).or_else(|| view.partner(rng))
             }
         }
     }

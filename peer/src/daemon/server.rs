@@ -150,14 +150,7 @@ impl PeerService for PeerServer {
         let me = self.me.clone();
         self.ask(|reply| Msg::View(since, reply))
             .await
-            .unwrap_or(ClusterView {
-                seq: 0,
-                answered_by: me,
-                membership_version: 0,
-                machines: 0,
-                livetag: LiveTag::default(),
-                records: Vec::new(),
-            })
+            .unwrap_or_else(|| ClusterView::empty(me))
     }
 
     async fn control(self, _: Context, action: ControlAction) -> Result<String, Refusal> {
