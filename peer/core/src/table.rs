@@ -35,14 +35,16 @@ pub trait Entry: Serialize {
         (order > *held).then_some(order)
     }
 
-    fn is_news(&self, old: &Self) -> bool;
+    /// The news the entry tells (not its figures): equal keys are the same news. Its
+    /// fingerprint goes into digests, and hearing the same news back is feedback.
+    fn news_key(&self) -> (u64, u64);
 
-    /// A hash of the news the entry tells (not its figures): its fingerprint goes into
-    /// digests, and entries of equal news are the same news (for feedback).
-    fn news_hash(&self) -> u64;
+    fn is_news(&self, old: &Self) -> bool {
+        self.news_key() != old.news_key()
+    }
 
     fn fingerprint(&self) -> u16 {
-        fingerprint(self.news_hash())
+        fingerprint(self.news_key())
     }
 }
 
@@ -65,12 +67,8 @@ impl Entry for MachineRecord {
         }
     }
 
-    fn is_news(&self, old: &Self) -> bool {
-        MachineRecord::is_news(self, old)
-    }
-
-    fn news_hash(&self) -> u64 {
-        MachineRecord::news_hash(self)
+    fn news_key(&self) -> (u64, u64) {
+        MachineRecord::news_key(self)
     }
 }
 
@@ -81,12 +79,8 @@ impl Entry for ZoneRow {
         self.order
     }
 
-    fn is_news(&self, old: &Self) -> bool {
-        self.agg.is_news(&old.agg)
-    }
-
-    fn news_hash(&self) -> u64 {
-        ZoneRow::news_hash(self)
+    fn news_key(&self) -> (u64, u64) {
+        ZoneRow::news_key(self)
     }
 }
 
@@ -95,8 +89,13 @@ pub const DIGEST_BYTES: usize = 2;
 
 /// What stands for the news of an entry in a digest; 0 stands for no entry. Two bytes: with
 /// one, two versions collide once in 255 and the stale one is then never pulled.
-pub fn fingerprint(news_hash: u64) -> u16 {
-    (news_hash % 65_535) as u16 + 1
+pub fn fingerprint((news, tiebreak): (u64, u64)) -> u16 {
+    // The splitmix64 finalizer: every bit of both parts moves every bit of the result.
+    let mut z = news ^ tiebreak.rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % 65_535) as u16 + 1
 }
 
 #[derive(Clone, Debug)]
@@ -409,7 +408,12 @@ mod tests {
     fn record(machine: u32, rev: u64, load: u16, app: AppState) -> Arc<MachineRecord> {
         Arc::new(MachineRecord {
             rev,
-            news_rev: if app == AppState::Running { 1 } else { rev },
+            // News revisions change with what the record tells, not with its figures.
+            news_rev: match app {
+                AppState::Running => 1,
+                AppState::Stopped => 3,
+                _ => 10,
+            },
             state: PeerState::Running,
             load,
             apps: vec![AppStatus {

@@ -116,18 +116,9 @@ impl RowOrder {
 }
 
 impl ZoneRow {
-    /// A hash of the news of this row (its news sum and what the machines *are*): equal for
-    /// two versions that differ in figures only.
-    pub fn news_hash(&self) -> u64 {
-        let a = &self.agg;
-        crate::wire_hash(&(
-            self.order.news,
-            a.machines,
-            &a.states,
-            &a.versions,
-            &a.livetags,
-            &a.apps,
-        ))
+    /// The news of this version: its sums of the children's news, apart from its figures.
+    pub fn news_key(&self) -> (u64, u64) {
+        (self.order.news, self.order.tiebreak)
     }
 }
 
@@ -282,16 +273,6 @@ impl Aggregate {
             self.add_app(&app.name, &app.states, sign);
         }
         self.load.sum = (self.load.sum as i64 + sign * other.load.sum as i64) as u64;
-    }
-
-    /// Does `self` say something else than `old` about what the machines *are* (counts by
-    /// state, versions, livetags, applications), beyond figures (load, counters, times)?
-    pub fn is_news(&self, old: &Aggregate) -> bool {
-        self.machines != old.machines
-            || self.states != old.states
-            || self.versions != old.versions
-            || self.livetags != old.livetags
-            || self.apps != old.apps
     }
 }
 

@@ -250,17 +250,6 @@ pub enum PeerReply {
     Chunk(Result<Chunk, Refusal>),
 }
 
-/// A hash of a value's wire encoding (FNV-1a, the same on every platform): the content
-/// tiebreak of records and rows.
-pub fn wire_hash<T: Serialize>(value: &T) -> u64 {
-    use bincode::Options;
-    let mut hash = crate::zones::Fnv::new();
-    bincode::DefaultOptions::new()
-        .serialize_into(&mut hash, value)
-        .expect("wire types serialize");
-    hash.finish()
-}
-
 /// Bytes a value takes on the wire (the encoding the transport uses), for traffic accounting.
 pub fn wire_size<T: Serialize>(value: &T) -> u64 {
     use bincode::Options;

@@ -93,31 +93,27 @@ impl MachineRecord {
     }
 
     /// The total order of versions of a machine's record, newest greatest: news first, then
-    /// any change, then (at equal revs, two observers having written different things) the
-    /// owner's word that a peer is up, then a hash of the content, so that every peer keeps
-    /// the same one.
+    /// any change, then [`MachineRecord::tiebreak`], so that every peer keeps the same one.
     pub fn order(&self) -> (u64, u64, u64) {
         (self.news_rev, self.rev, self.tiebreak())
     }
 
-    /// The last part of [`MachineRecord::order`]: 32 bits, so that the sum over the 2^32
-    /// machines a membership can have fits in a u64 (aggregate rows add them up).
+    /// What orders two versions of equal revs: the owner's word that a peer is up first, then
+    /// the state and the time an observer wrote. Only observers write at revs the owner did
+    /// not (one above a version they hold), and they change nothing but the state and the
+    /// time, so versions of equal revs and equal tiebreaks are equal. 32 bits, so that the
+    /// sum over the 2^32 machines a membership can have fits in a u64 (aggregate rows add
+    /// them up).
     pub fn tiebreak(&self) -> u64 {
-        let hash = crate::wire_hash(self) & 0x7fff_ffff;
-        (u64::from(self.state.is_up()) << 31) | hash
+        (u64::from(self.state.is_up()) << 31)
+            | ((self.state.index() as u64) << 28)
+            | (self.changed_ms & 0x0fff_ffff)
     }
 
-    /// A hash of the news of this record (news revision and what the machine *is*): equal
-    /// for two versions that differ in figures only.
-    pub fn news_hash(&self) -> u64 {
-        crate::wire_hash(&(
-            self.news_rev,
-            self.state,
-            &self.peer_version,
-            &self.livetag,
-            &self.apps,
-            &self.first_deployed_ms,
-        ))
+    /// The news of this version (what changes when the machine's state, version, livetag or
+    /// applications do), apart from its figures.
+    pub fn news_key(&self) -> (u64, u64) {
+        (self.news_rev, self.tiebreak())
     }
 
     /// Does `self` tell something other than new figures (load, counters) about the machine

@@ -306,17 +306,6 @@ impl Default for Fnv {
     }
 }
 
-impl std::io::Write for Fnv {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        Fnv::write(self, buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // ---- from names to the raw hierarchy ---------------------------------------------------------
 
 /// The labels of a machine, from the top of the hierarchy down; the last one is the machine
