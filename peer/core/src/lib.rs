@@ -320,14 +320,12 @@ impl Core {
         rng: &mut impl Rng,
     ) -> Gossip {
         self.view.flush(self.now, false);
-        let (records, rows) = self
-            .view
-            .select_gossip(
-                partner,
-                theirs,
-                (self.cfg.pull_budget, self.cfg.gossip_budget),
-                rng,
-            );
+        let (records, rows) = self.view.select_gossip(
+            partner,
+            theirs,
+            (self.cfg.pull_budget, self.cfg.gossip_budget),
+            rng,
+        );
         Gossip {
             membership_version: self.view.membership().version,
             records,
@@ -462,7 +460,13 @@ impl Core {
         self.view.flush(now, tick);
     }
 
-    fn handle_input(&mut self, now: Millis, input: Input, rng: &mut impl Rng, out: &mut Vec<Output>) {
+    fn handle_input(
+        &mut self,
+        now: Millis,
+        input: Input,
+        rng: &mut impl Rng,
+        out: &mut Vec<Output>,
+    ) {
         match input {
             Input::Tick => self.tick(now, rng, out),
             Input::Reply { call, result } => self.on_reply(now, call, result, rng, out),
@@ -849,7 +853,11 @@ impl Core {
                     state: self.own_state(),
                     livetag: self.state.livetag,
                     membership_version: self.view.membership().version,
-                    gossip: self.outgoing_gossip(partner, if same_list { &theirs } else { &[] }, rng),
+                    gossip: self.outgoing_gossip(
+                        partner,
+                        if same_list { &theirs } else { &[] },
+                        rng,
+                    ),
                 })
             }
             PeerCall::ExchangeLivetag(tag) => {

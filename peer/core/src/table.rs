@@ -452,20 +452,32 @@ mod tests {
             assert!(t.merge(m, record(m, 2, 7, AppState::Running), 0).is_some());
         }
         assert_eq!(t.rumors(), (0, 64));
-        assert!(t.merge(40, record(40, 3, 7, AppState::Stopped), 0).is_some());
+        assert!(
+            t.merge(40, record(40, 3, 7, AppState::Stopped), 0)
+                .is_some()
+        );
         assert_eq!(t.rumors(), (1, 63));
         let first = select(&mut t, 640);
         assert_eq!(first[0].machine, 40, "the news leads the message");
         // Figures that follow the news keep it news, without extending it.
         let left = t.retransmits() - 1;
-        assert!(t.merge(40, record(40, 4, 9, AppState::Stopped), 0).is_some());
+        assert!(
+            t.merge(40, record(40, 4, 9, AppState::Stopped), 0)
+                .is_some()
+        );
         assert_eq!(t.hot_left(40), Some((left, Some(true))));
         // Hearing it back from a peer that knows it: no effect while news is scarce.
-        assert!(t.merge(40, record(40, 4, 9, AppState::Stopped), 0).is_none());
+        assert!(
+            t.merge(40, record(40, 4, 9, AppState::Stopped), 0)
+                .is_none()
+        );
         assert_eq!(t.hot_left(40), Some((left, Some(true))));
         let mut sent = 0;
         for _ in 0..100 {
-            sent += select(&mut t, 640).iter().filter(|r| r.machine == 40).count();
+            sent += select(&mut t, 640)
+                .iter()
+                .filter(|r| r.machine == 40)
+                .count();
         }
         assert!(sent >= left as usize, "sent {sent}");
         assert_eq!(t.rumors().0, 0);

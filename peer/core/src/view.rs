@@ -105,7 +105,11 @@ impl Mark {
 
 impl Level {
     fn note<E: crate::table::Entry>(&mut self, stored: &Stored<E>) {
-        let d = if stored.news { Dirty::News } else { Dirty::Figures };
+        let d = if stored.news {
+            Dirty::News
+        } else {
+            Dirty::Figures
+        };
         self.dirty = self.dirty.max(d);
     }
 }
@@ -759,9 +763,9 @@ impl View {
     pub fn newest_livetag(&self) -> Option<smon_proto_types::LiveTag> {
         let from_root = self.root.agg.livetags.iter().map(|(t, _)| *t);
         let from_records = self.records().map(|(r, _)| r.livetag);
-        from_root.chain(from_records).reduce(|a, b| {
-            if a.is_superseded_by(&b) { b } else { a }
-        })
+        from_root
+            .chain(from_records)
+            .reduce(|a, b| if a.is_superseded_by(&b) { b } else { a })
     }
 
     /// Write an observation about a machine of this peer's leaf zone (one rev above what is
@@ -832,7 +836,10 @@ fn plausible(agg: &Aggregate, machines: usize) -> bool {
         && total(&mut agg.livetags.iter().map(|(_, n)| *n))
         && total(&mut agg.overhead.iter().map(|(_, n)| *n))
         && total(&mut agg.logins.iter().map(|(_, n)| *n))
-        && agg.apps.iter().all(|a| total(&mut a.states.iter().copied()))
+        && agg
+            .apps
+            .iter()
+            .all(|a| total(&mut a.states.iter().copied()))
         && agg.load.sum <= m * u64::from(u16::MAX)
         && agg.up_sample.len() <= UP_SAMPLE
         && agg.missing_sample.len() <= MISSING_SAMPLE

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use rand::{RngExt, seq::SliceRandom};
 use smon_proto::{
-    AppDecl, AppState, AppStatus, Aggregate, DesiredState, LiveTag, Membership, PeerState, Version,
+    Aggregate, AppDecl, AppState, AppStatus, DesiredState, LiveTag, Membership, PeerState, Version,
 };
 
 use super::{

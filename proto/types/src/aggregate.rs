@@ -315,9 +315,15 @@ mod tests {
         }
         assert_eq!(a.up(), 3);
         assert_eq!(a.count(PeerState::Unreachable), 1);
-        assert_eq!(a.versions, vec![(Version::new(1, 0, 0), 1), (Version::new(2, 0, 0), 2)]);
+        assert_eq!(
+            a.versions,
+            vec![(Version::new(1, 0, 0), 1), (Version::new(2, 0, 0), 2)]
+        );
         let web = a.app("web").unwrap();
-        assert_eq!((web.count(AppState::Running), web.count(AppState::Stopped)), (1, 1));
+        assert_eq!(
+            (web.count(AppState::Running), web.count(AppState::Stopped)),
+            (1, 1)
+        );
         assert_eq!(a.load.sum, 210);
 
         let mut twice = a.clone();

@@ -57,13 +57,17 @@ pub struct Membership {
 
 impl PartialEq for Membership {
     fn eq(&self, other: &Self) -> bool {
-        (self.version, &self.machines, &self.host_keys, &self.signature)
-            == (
-                other.version,
-                &other.machines,
-                &other.host_keys,
-                &other.signature,
-            )
+        (
+            self.version,
+            &self.machines,
+            &self.host_keys,
+            &self.signature,
+        ) == (
+            other.version,
+            &other.machines,
+            &other.host_keys,
+            &other.signature,
+        )
     }
 }
 

@@ -119,7 +119,10 @@ impl ZoneTree {
             };
             let index = zones.len() as ZoneIdx;
             let (zone_name, children, machines_here) = match node {
-                Shaped::Leaf { name: own, machines } => (name(own, slots[next]), 0..0, machines),
+                Shaped::Leaf {
+                    name: own,
+                    machines,
+                } => (name(own, slots[next]), 0..0, machines),
                 Shaped::Inner { name: own, kids } => {
                     let first = nodes.len() as ZoneIdx;
                     for (k, kid) in kids.into_iter().enumerate() {
@@ -202,7 +205,10 @@ impl ZoneTree {
     }
 
     pub fn zones(&self) -> impl Iterator<Item = (ZoneIdx, &Zone)> {
-        self.zones.iter().enumerate().map(|(i, z)| (i as ZoneIdx, z))
+        self.zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (i as ZoneIdx, z))
     }
 
     /// Machines in tree order.
@@ -598,7 +604,12 @@ mod tests {
         }
         for (z, zone) in t.zones() {
             if zone.is_leaf() {
-                assert!(zone.len() <= LEAF_MAX, "{}: {} machines", zone.name, zone.len());
+                assert!(
+                    zone.len() <= LEAF_MAX,
+                    "{}: {} machines",
+                    zone.name,
+                    zone.len()
+                );
                 for &m in t.machines(z) {
                     assert_eq!(t.leaf_of(m), Some(z));
                 }
@@ -624,7 +635,9 @@ mod tests {
 
     #[test]
     fn small_lists_are_one_leaf_zone() {
-        let names: Vec<_> = (0..40).map(|i| MachineId::local(format!("m{i:03}"))).collect();
+        let names: Vec<_> = (0..40)
+            .map(|i| MachineId::local(format!("m{i:03}")))
+            .collect();
         let (_, t) = tree(&names);
         check(&t, 40);
         assert_eq!(t.len(), 1);
@@ -651,7 +664,12 @@ mod tests {
         }
         // Four racks per site are too few for a level of their own: they join the domain above.
         let root = t.zone(0);
-        assert_eq!(root.children.len(), 8, "{:?}", t.zones().map(|(_, z)| &z.name).collect::<Vec<_>>());
+        assert_eq!(
+            root.children.len(),
+            8,
+            "{:?}",
+            t.zones().map(|(_, z)| &z.name).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -681,12 +699,17 @@ mod tests {
     #[test]
     fn flat_names_split_the_sorted_order_within_the_bounds() {
         for n in [65, 117, 1000, 4097, 10_000, 100_000] {
-            let names: Vec<_> = (0..n).map(|i| ssh(&format!("smon@node{i:05}.sim"))).collect();
+            let names: Vec<_> = (0..n)
+                .map(|i| ssh(&format!("smon@node{i:05}.sim")))
+                .collect();
             let (_, t) = tree(&names);
             check(&t, n);
             let leaves: Vec<_> = t.zones().filter(|(_, z)| z.is_leaf()).collect();
             let smallest = leaves.iter().map(|(_, z)| z.len()).min().unwrap();
-            assert!(smallest * 2 >= LEAF_MAX - 1 || n < LEAF_MAX * 2, "{n}: leaf of {smallest}");
+            assert!(
+                smallest * 2 >= LEAF_MAX - 1 || n < LEAF_MAX * 2,
+                "{n}: leaf of {smallest}"
+            );
             // Rows a peer holds: its leaf's records and a row per child of each ancestor.
             let rows = |m: u32| {
                 let path = t.path(m);
@@ -734,7 +757,9 @@ mod tests {
 
     #[test]
     fn the_same_list_gives_the_same_tree() {
-        let names: Vec<_> = (0..3000).map(|i| ssh(&format!("h{}.d{}.example", i, i % 7))).collect();
+        let names: Vec<_> = (0..3000)
+            .map(|i| ssh(&format!("h{}.d{}.example", i, i % 7)))
+            .collect();
         let (sorted, t) = tree(&names);
         assert_eq!(t, ZoneTree::build(&sorted));
     }
