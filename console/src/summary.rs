@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use smon_proto::{ClusterView, LiveTag, PeerState};
+use smon_proto::{ClusterView, LiveTag, MachineId, MachineRecord, PeerState};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct MachineRow {
@@ -53,9 +53,11 @@ pub struct Summary {
     pub age_ms: u64,
     /// The zone rows the answering peer holds, the root first.
     pub zones: Vec<ZoneSummary>,
-    /// The machines of the answering peer's own leaf zone (every machine in a cluster of
-    /// one zone, up to 64 machines).
+    /// One row per machine with a record: fetched from every zone by `status`; the answering
+    /// peer's own leaf zone only where a summary is made of one view.
     pub records: Vec<MachineRow>,
+    /// Zones whose records could not be fetched (no representative answered), with why.
+    pub unanswered_zones: Vec<String>,
 }
 
 impl Summary {
@@ -103,9 +105,18 @@ impl Summary {
             age_ms: age(view.as_of_ms),
             zones,
             records: Vec::new(),
+            unanswered_zones: Vec::new(),
         };
-        for (machine, r) in &view.records {
-            s.records.push(MachineRow {
+        s.set_records(&view.records);
+        s
+    }
+
+    /// Per-machine rows from `records` (every zone's, fetched from the zones), in place of
+    /// the answering peer's own zone's.
+    pub fn set_records(&mut self, records: &[(MachineId, MachineRecord)]) {
+        self.records = records
+            .iter()
+            .map(|(machine, r)| MachineRow {
                 machine: machine.to_string(),
                 state: format!("{:?}", r.state).to_lowercase(),
                 version: r.peer_version.map(|v| v.to_string()),
@@ -114,9 +125,8 @@ impl Summary {
                 logins: r.logins,
                 first_deployed_ms: r.first_deployed_ms,
                 load: f64::from(r.load) / 100.0,
-            });
-        }
-        s
+            })
+            .collect();
     }
 
     pub fn human(&self) -> String {
@@ -167,6 +177,9 @@ impl Summary {
             "{:<28} {:<12} {:<9} {:>8} {:>6}\n",
             "MACHINE", "STATE", "VERSION", "OVERHEAD", "LOGINS"
         );
+        for zone in &self.unanswered_zones {
+            t += &format!("no records from zone {zone}\n");
+        }
         for r in &self.records {
             t += &format!(
                 "{:<28} {:<12} {:<9} {:>8} {:>6}\n",

@@ -17,6 +17,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use smon_proto::{
+    ZoneRecords, ZoneRecordsRequest,
     noise::{self, NoiseCodec},
     tarpc::{
         context,
@@ -95,6 +96,13 @@ impl PeerService for BenchPeer {
             seq: since,
             ..ClusterView::empty(MachineId::local("bench"))
         }
+    }
+    async fn zone_records(
+        self,
+        _: context::Context,
+        req: ZoneRecordsRequest,
+    ) -> Result<ZoneRecords, Refusal> {
+        Err(Refusal::NotFound(format!("zone {}", req.zone)))
     }
     async fn control(self, _: context::Context, _: ControlAction) -> Result<String, Refusal> {
         Ok(String::new())

@@ -15,6 +15,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, future::join_all};
 use smon_proto::{
+    ZoneRecords, ZoneRecordsRequest,
     noise::{self, NoiseCodec},
     tarpc::{
         context,
@@ -198,6 +199,13 @@ impl PeerService for TestPeer {
         }
     }
 
+    async fn zone_records(
+        self,
+        _: context::Context,
+        req: ZoneRecordsRequest,
+    ) -> Result<ZoneRecords, Refusal> {
+        Err(Refusal::NotFound(format!("zone {}", req.zone)))
+    }
     async fn control(self, _: context::Context, action: ControlAction) -> Result<String, Refusal> {
         match action {
             ControlAction::SetLiveTag { enabled } => Ok(format!("livetag enabled={enabled}")),

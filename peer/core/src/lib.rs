@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use smon_proto_types::{
     AppDecl, AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, Gossip, LiveTag,
     MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState, Ping, Pong,
-    Refusal, Version, ZoneInfo,
+    Refusal, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords, ZoneRecordsRequest,
 };
 
 pub use config::{CoreConfig, Strategy};
@@ -958,6 +958,12 @@ impl Core {
             .filter(|(_, seq)| *seq > since)
             .filter_map(|(r, _)| membership.get(r.machine).map(|m| (m.clone(), r.clone())))
             .collect();
+        let names = |sample: &[u32]| -> Vec<MachineId> {
+            sample
+                .iter()
+                .filter_map(|&m| membership.get(m).cloned())
+                .collect()
+        };
         let mut zones: Vec<ZoneInfo> = self
             .view
             .rows()
@@ -971,6 +977,7 @@ impl Core {
                     leaf: zone.is_leaf(),
                     own: self.view.is_own(child),
                     row: row.map(|r| (r.order, r.agg.clone())),
+                    peers: row.map_or_else(Vec::new, |r| names(&r.agg.up_sample)),
                 }
             })
             .collect();
@@ -986,6 +993,7 @@ impl Core {
                     leaf: zone.is_leaf(),
                     own: true,
                     row: Some((root.order, root.agg.clone())),
+                    peers: names(&root.agg.up_sample),
                 },
             );
         }
@@ -1001,5 +1009,40 @@ impl Core {
             as_of_ms: root.order.as_of_ms,
             zones,
         }
+    }
+
+    /// `zone_records`: a page of the records of this peer's own leaf zone. Refused for
+    /// another membership version or another zone (the console asks a peer of that zone).
+    pub fn zone_records(&self, req: &ZoneRecordsRequest) -> Result<ZoneRecords, Refusal> {
+        let membership = self.view.membership();
+        if req.membership_version != membership.version {
+            return Err(Refusal::Invalid(format!(
+                "zone_records for membership version {}: this peer has version {}",
+                req.membership_version, membership.version
+            )));
+        }
+        let tree = self.view.tree();
+        let leaf = self.view.path().last();
+        let Some(zone) = tree.get(req.zone).filter(|_| leaf == Some(req.zone)) else {
+            return Err(Refusal::NotFound(format!(
+                "zone {} is not the leaf zone of {}: ask a peer of that zone",
+                req.zone, self.me
+            )));
+        };
+        let limit = req.limit.min(ZONE_RECORDS_PAGE) as usize;
+        let records = tree
+            .machines(req.zone)
+            .iter()
+            .skip(req.offset as usize)
+            .take(limit)
+            .filter_map(|&m| Some((membership.get(m)?.clone(), self.view.get(m)?.clone())))
+            .collect();
+        Ok(ZoneRecords {
+            answered_by: self.me.clone(),
+            zone: req.zone,
+            total: zone.len() as u32,
+            now_ms: self.now,
+            records,
+        })
     }
 }

@@ -165,14 +165,21 @@ pub struct ZoneInfo {
     pub own: bool,
     /// None: no row heard of yet.
     pub row: Option<(crate::RowOrder, Aggregate)>,
+    /// Machines of the zone known to run a peer (the row's sample): where to ask for the
+    /// zone's own view or records.
+    pub peers: Vec<MachineId>,
 }
+
+/// Most records in one [`ZoneRecords`] page.
+pub const ZONE_RECORDS_PAGE: u32 = 1000;
 
 /// `zone_records`: a page of the records of a leaf zone, answered by a peer of that zone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ZoneRecordsRequest {
     pub membership_version: u64,
     pub zone: ZoneIdx,
-    /// Index of the first record (in the zone's order), and most records to return.
+    /// Index of the first record (in the zone's order), and most records to return (at most
+    /// [`ZONE_RECORDS_PAGE`]).
     pub offset: u32,
     pub limit: u32,
 }
@@ -185,6 +192,7 @@ pub struct ZoneRecords {
     pub total: u32,
     /// The answering peer's clock when it answered.
     pub now_ms: u64,
+    /// The zone's machines from `offset` on that the peer has a record of.
     pub records: Vec<(MachineId, MachineRecord)>,
 }
 
