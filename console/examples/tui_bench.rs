@@ -53,7 +53,7 @@ fn main() {
     model.apply(DataMsg::View {
         at: 1.0,
         full: true,
-        view,
+        view: Box::new(view),
     });
     let apply_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut app = App::new(model, false, true);

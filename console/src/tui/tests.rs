@@ -91,7 +91,7 @@ fn sample_app() -> App {
         model.apply(DataMsg::View {
             at: f64::from(step) * 2.0,
             full: step == 1,
-            view,
+            view: Box::new(view),
         });
     }
     let mut app = App::new(model, false, true);
@@ -301,7 +301,7 @@ fn freezing_holds_updates_until_resumed() {
     app.update(Action::Data(DataMsg::View {
         at: 10.0,
         full: false,
-        view,
+        view: Box::new(view),
     }));
     assert_eq!(app.model.deployed, deployed, "frozen");
     app.update(Action::Freeze);

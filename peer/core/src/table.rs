@@ -203,10 +203,9 @@ impl<E: Entry> Table<E> {
         // pile drains and later news is not stuck behind it; otherwise every rumor gets all
         // its retransmissions, which keeps the tail short.
         let feedback = congested && entry.fingerprint() == held.fingerprint;
-        let stored = match entry.newer_than(&held.order) {
-            Some(order) => Some(self.store(slot, entry, order, seq)),
-            None => None,
-        };
+        let stored = entry
+            .newer_than(&held.order)
+            .map(|order| self.store(slot, entry, order, seq));
         if feedback && let Some(held) = self.slots[slot as usize].as_mut() {
             held.hot_left = held.hot_left.saturating_sub(1);
         }
