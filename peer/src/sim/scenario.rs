@@ -160,6 +160,21 @@ fn reachable(w: &World) -> Vec<M> {
         .collect()
 }
 
+/// The goal of every `targets` machine meeting `done` (the share of them that do), seen
+/// in a peer's view when its root aggregate counts them all as running a peer.
+fn every_reachable_up<'a>(
+    scenario: &'static str,
+    targets: &'a [M],
+    done: impl Fn(&super::world::Machine) -> bool + 'a,
+) -> Watch<'a> {
+    let total = targets.len();
+    Watch::new(
+        scenario,
+        move |w| targets.iter().filter(|&&m| done(&w.machines[m])).count() as f64 / total as f64,
+        move |c| c.view().root().agg.up() as usize == total,
+    )
+}
+
 fn base_report(w: &World, scenario: &'static str, curve: Vec<f64>, done: Option<u64>) -> Report {
     let listed = w.params.machines;
     let reachable = reachable(w);
@@ -222,18 +237,9 @@ pub fn deploy(params: SimParams) -> Report {
     w.install(0, FIRST_VERSION);
     w.start_peer(0, None);
     let targets = reachable(&w);
-    let total = targets.len();
-    let watch = Watch::new(
-        "deploy",
-        |w| {
-            targets
-                .iter()
-                .filter(|&&m| w.machines[m].first_started.is_some())
-                .count() as f64
-                / total as f64
-        },
-        |c| c.view().root().agg.up() as usize == total,
-    );
+    let watch = every_reachable_up("deploy", &targets, |m: &super::world::Machine| {
+        m.first_started.is_some()
+    });
     run_watched(&mut w, 0, watch)
 }
 
@@ -353,19 +359,10 @@ pub fn churn(params: SimParams, crash_share: f64) -> Report {
         w.stop_peer(m);
     }
     let targets = reachable(&w);
-    let total = targets.len();
     let _ = w.rng().random::<u8>();
-    let watch = Watch::new(
-        "churn",
-        |w| {
-            targets
-                .iter()
-                .filter(|&&m| w.machines[m].peer.is_some())
-                .count() as f64
-                / total as f64
-        },
-        |c| c.view().root().agg.up() as usize == total,
-    );
+    let watch = every_reachable_up("churn", &targets, |m: &super::world::Machine| {
+        m.peer.is_some()
+    });
     run_watched(&mut w, t0, watch)
 }
 
