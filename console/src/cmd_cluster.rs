@@ -63,9 +63,13 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
 pub async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
     let view = connect::view(dir).await?;
     let mut summary = Summary::new(&view);
-    let (records, unanswered) = zone_records::all_records(dir, &view).await;
-    summary.set_records(&records);
-    summary.unanswered_zones = unanswered;
+    // Every zone's machines, asked of the zones' own peers; with --via only that peer is
+    // talked to, and its own zone's machines are listed.
+    if dir.via.is_none() {
+        let (records, unanswered) = zone_records::all_records(dir, &view).await;
+        summary.set_records(&records);
+        summary.unanswered_zones = unanswered;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
