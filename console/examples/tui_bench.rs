@@ -46,13 +46,14 @@ fn main() {
         machines: n,
         livetag: LiveTag::default(),
         records,
+        ..ClusterView::empty(ids[0].clone())
     };
     let mut model = Model::with_machines(&ids);
     let t = Instant::now();
     model.apply(DataMsg::View {
         at: 1.0,
         full: true,
-        view,
+        view: Box::new(view),
     });
     let apply_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut app = App::new(model, false, true);

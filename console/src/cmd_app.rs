@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
 use smon_proto::{
-    ClusterView, ControlAction, DesiredState, MachineId, app_package, chunked, transport,
+    AppState, ClusterView, ControlAction, DesiredState, MachineId, app_package, chunked, transport,
 };
 
 use crate::{cluster_dir::ClusterDir, connect};
@@ -155,7 +155,7 @@ pub struct AppRow {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AppSummary {
     pub name: String,
-    /// Machines reporting it.
+    /// Machines reporting it (over the whole cluster, from the root aggregate).
     pub machines: usize,
     pub versions: BTreeMap<String, usize>,
     pub desired: BTreeMap<String, usize>,
@@ -199,6 +199,25 @@ impl AppsStatus {
                     peer: format!("{:?}", record.state).to_lowercase(),
                 });
             }
+        }
+        // Machines and states over the whole cluster come from the root aggregate; versions,
+        // desired states and restarts from the records the answering peer holds.
+        for count in &view.root.apps {
+            if name.is_some_and(|n| n != count.name) {
+                continue;
+            }
+            let s = apps
+                .entry(count.name.clone())
+                .or_insert_with(|| AppSummary {
+                    name: count.name.clone(),
+                    ..AppSummary::default()
+                });
+            s.machines = count.total() as usize;
+            s.states = AppState::ALL
+                .iter()
+                .filter(|st| count.count(**st) > 0)
+                .map(|st| (st.to_string(), count.count(*st) as usize))
+                .collect();
         }
         Self {
             answered_by: view.answered_by.to_string(),

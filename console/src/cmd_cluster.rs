@@ -14,6 +14,7 @@ use crate::{
     cluster_dir::{ClusterDir, write_atomic},
     connect,
     summary::Summary,
+    zone_records,
 };
 
 /// Start the first peer (by default on the first machine of the list); what to tell the
@@ -60,7 +61,15 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
 }
 
 pub async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
-    let summary = Summary::new(&connect::view(dir).await?);
+    let view = connect::view(dir).await?;
+    let mut summary = Summary::new(&view);
+    // Every zone's machines, asked of the zones' own peers; with --via only that peer is
+    // talked to, and its own zone's machines are listed.
+    if dir.via.is_none() {
+        let (records, unanswered) = zone_records::all_records(dir, &view).await;
+        summary.set_records(&records);
+        summary.unanswered_zones = unanswered;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -290,14 +290,23 @@ mod tests {
                 }
                 (MachineId::local(format!("m{i}")), r)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // The root aggregate of these records, as the answering peer computes it.
+        let mut root = smon_proto::Aggregate {
+            machines: 10,
+            ..Default::default()
+        };
+        for (_, r) in &records {
+            root.add_record(r, 1);
+        }
         let view = ClusterView {
             seq: 1,
-            answered_by: MachineId::local("m0"),
             membership_version: 1,
             machines: 10,
             livetag: tag,
             records,
+            root,
+            ..ClusterView::empty(MachineId::local("m0"))
         };
         let s = DemoSummary::new(&Summary::new(&view), 5.5, 500);
         assert_eq!((s.machines, s.deployed), (10, 9));

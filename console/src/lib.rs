@@ -13,3 +13,4 @@ pub mod run;
 pub mod signing;
 pub mod summary;
 pub mod tui;
+pub mod zone_records;

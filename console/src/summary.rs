@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use smon_proto::{ClusterView, LiveTag, PeerState};
+use smon_proto::{ClusterView, LiveTag, MachineId, MachineRecord, PeerState};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct MachineRow {
@@ -15,6 +15,21 @@ pub struct MachineRow {
     pub logins: u32,
     pub first_deployed_ms: Option<u64>,
     pub load: f64,
+}
+
+/// One zone row the answering peer holds (issue 11): how many machines, how many run a
+/// peer, and how old the figures are.
+#[derive(Clone, Debug, Serialize)]
+pub struct ZoneSummary {
+    pub zone: String,
+    pub depth: u32,
+    /// A leaf zone: its peers hold its machines' records.
+    pub leaf: bool,
+    pub machines: u32,
+    /// Machines known to run a peer; null if no row of the zone was heard of yet.
+    pub deployed: Option<u32>,
+    /// Age of the oldest information the row is made of (the answering peer's clock).
+    pub age_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -34,45 +49,74 @@ pub struct Summary {
     /// Package copies per machine → machines.
     pub overhead_histogram: BTreeMap<u32, usize>,
     pub logins_histogram: BTreeMap<u32, usize>,
+    /// Age of the counts: the oldest information the root aggregate is made of.
+    pub age_ms: u64,
+    /// The zone rows the answering peer holds, the root first.
+    pub zones: Vec<ZoneSummary>,
+    /// One row per machine with a record: fetched from every zone by `status`; the answering
+    /// peer's own leaf zone only where a summary is made of one view.
     pub records: Vec<MachineRow>,
+    /// Zones whose records could not be fetched (no representative answered), with why.
+    pub unanswered_zones: Vec<String>,
 }
 
 impl Summary {
+    /// The counts come from the root aggregate (the whole cluster, exact once it is quiet),
+    /// the per-machine rows from the records the answering peer holds.
     pub fn new(view: &ClusterView) -> Self {
+        let root = &view.root;
+        let count = |state| root.count(state) as usize;
+        let hist = |h: &[(u32, u32)]| h.iter().map(|&(k, n)| (k, n as usize)).collect();
+        let age = |as_of: u64| view.now_ms.saturating_sub(as_of);
+        let zones = view
+            .zones
+            .iter()
+            .map(|z| ZoneSummary {
+                zone: z.name.clone(),
+                depth: z.depth,
+                leaf: z.leaf,
+                machines: z.row.as_ref().map_or(0, |(_, a)| a.machines),
+                deployed: z.row.as_ref().map(|(_, a)| a.up()),
+                age_ms: z.row.as_ref().map(|(o, _)| age(o.as_of_ms)),
+            })
+            .collect();
         let mut s = Summary {
             answered_by: view.answered_by.to_string(),
             machines: view.machines,
             membership_version: view.membership_version,
-            deployed: 0,
-            running: 0,
-            disabled: 0,
-            unreachable: 0,
-            versions: BTreeMap::new(),
+            deployed: root.up() as usize,
+            running: count(PeerState::Running),
+            disabled: count(PeerState::Disabled),
+            unreachable: count(PeerState::Unreachable),
+            versions: root
+                .versions
+                .iter()
+                .map(|(v, n)| (v.to_string(), *n as usize))
+                .collect(),
             livetag: view.livetag,
-            livetag_agreeing: 0,
-            overhead_histogram: BTreeMap::new(),
-            logins_histogram: BTreeMap::new(),
+            livetag_agreeing: root
+                .livetags
+                .iter()
+                .filter(|(t, _)| *t == view.livetag)
+                .map(|(_, n)| *n as usize)
+                .sum(),
+            overhead_histogram: hist(&root.overhead),
+            logins_histogram: hist(&root.logins),
+            age_ms: age(view.as_of_ms),
+            zones,
             records: Vec::new(),
+            unanswered_zones: Vec::new(),
         };
-        for (machine, r) in &view.records {
-            if r.state.is_up() {
-                s.deployed += 1;
-                if let Some(v) = r.peer_version {
-                    *s.versions.entry(v.to_string()).or_default() += 1;
-                }
-                *s.overhead_histogram.entry(r.overhead).or_default() += 1;
-                *s.logins_histogram.entry(r.logins).or_default() += 1;
-                if r.livetag == view.livetag {
-                    s.livetag_agreeing += 1;
-                }
-            }
-            match r.state {
-                PeerState::Running => s.running += 1,
-                PeerState::Disabled => s.disabled += 1,
-                PeerState::Unreachable => s.unreachable += 1,
-                _ => {}
-            }
-            s.records.push(MachineRow {
+        s.set_records(&view.records);
+        s
+    }
+
+    /// Per-machine rows from `records` (every zone's, fetched from the zones), in place of
+    /// the answering peer's own zone's.
+    pub fn set_records(&mut self, records: &[(MachineId, MachineRecord)]) {
+        self.records = records
+            .iter()
+            .map(|(machine, r)| MachineRow {
                 machine: machine.to_string(),
                 state: format!("{:?}", r.state).to_lowercase(),
                 version: r.peer_version.map(|v| v.to_string()),
@@ -81,9 +125,8 @@ impl Summary {
                 logins: r.logins,
                 first_deployed_ms: r.first_deployed_ms,
                 load: f64::from(r.load) / 100.0,
-            });
-        }
-        s
+            })
+            .collect();
     }
 
     pub fn human(&self) -> String {
@@ -92,8 +135,13 @@ impl Summary {
             self.machines, self.membership_version, self.answered_by
         );
         t += &format!(
-            "deployed {}/{}: running {}, disabled {}; unreachable {}\n",
-            self.deployed, self.machines, self.running, self.disabled, self.unreachable
+            "deployed {}/{}: running {}, disabled {}; unreachable {} (counts {:.1} s old)\n",
+            self.deployed,
+            self.machines,
+            self.running,
+            self.disabled,
+            self.unreachable,
+            self.age_ms as f64 / 1000.0
         );
         let versions: Vec<_> = self
             .versions
@@ -129,6 +177,9 @@ impl Summary {
             "{:<28} {:<12} {:<9} {:>8} {:>6}\n",
             "MACHINE", "STATE", "VERSION", "OVERHEAD", "LOGINS"
         );
+        for zone in &self.unanswered_zones {
+            t += &format!("no records from zone {zone}\n");
+        }
         for r in &self.records {
             t += &format!(
                 "{:<28} {:<12} {:<9} {:>8} {:>6}\n",

@@ -52,7 +52,12 @@ fn with_fast_installs_the_rounds_are_not_lost_to_ping_timeouts() {
 
 #[test]
 fn the_papers_strategy_keeps_one_attempt_per_round() {
-    // Paper mode is not pipelined: it stays at the paper's ~21 rounds at 117 (FIDELITY.md).
-    let r = deploy(117, 1, |p| p.strategy = Strategy::Smon);
-    assert_eq!(r.rounds_to_all, Some(21), "{}", r.human());
+    // Paper mode is not pipelined: it stays at the paper's 22 rounds at 117 (111 s at 5 s
+    // rounds, FIDELITY.md); 21 before the zoned view, 22 with it (the view's gossip draws
+    // from the same RNG, so the random targets differ).
+    for seed in 1..=3 {
+        let r = deploy(117, seed, |p| p.strategy = Strategy::Smon);
+        let rounds = r.rounds_to_all.unwrap();
+        assert!((19..=25).contains(&rounds), "{}", r.human());
+    }
 }

@@ -17,6 +17,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use smon_proto::{
+    ZoneRecords, ZoneRecordsRequest,
     noise::{self, NoiseCodec},
     tarpc::{
         context,
@@ -93,12 +94,15 @@ impl PeerService for BenchPeer {
     async fn cluster_view(self, _: context::Context, since: u64) -> ClusterView {
         ClusterView {
             seq: since,
-            answered_by: MachineId::local("bench"),
-            membership_version: 0,
-            machines: 0,
-            livetag: LiveTag::default(),
-            records: Vec::new(),
+            ..ClusterView::empty(MachineId::local("bench"))
         }
+    }
+    async fn zone_records(
+        self,
+        _: context::Context,
+        req: ZoneRecordsRequest,
+    ) -> Result<ZoneRecords, Refusal> {
+        Err(Refusal::NotFound(format!("zone {}", req.zone)))
     }
     async fn control(self, _: context::Context, _: ControlAction) -> Result<String, Refusal> {
         Ok(String::new())
@@ -235,6 +239,8 @@ fn gossip_ping(records: u32) -> Ping {
             records: (0..records)
                 .map(|i| MachineRecord::empty(i).into())
                 .collect(),
+            rows: Vec::new(),
+            digest: Vec::new(),
         },
         ..small_ping()
     }

@@ -8,7 +8,7 @@
 use crate::{
     AppOffer, AppReply, AppStatus, ChallengeRequest, Chunk, ChunkRequest, ClusterView,
     ControlAction, DesiredState, LiveTag, MemberReply, PackageManifest, PeerCall, PeerReply, Ping,
-    Pong, Refusal,
+    Pong, Refusal, ZoneRecords, ZoneRecordsRequest,
 };
 
 #[tarpc::service]
@@ -24,6 +24,10 @@ pub trait PeerService {
     async fn get_app_status(name: Option<String>) -> Vec<AppStatus>;
     async fn cluster_view(since: u64) -> ClusterView;
     async fn control(action: ControlAction) -> Result<String, Refusal>;
+    // New calls go last: a call's place is its number on the wire.
+    /// A page of a leaf zone's records, answered by a peer of that zone (issue 11): the
+    /// console finds one through the zones' representatives in [`ClusterView::zones`].
+    async fn zone_records(req: ZoneRecordsRequest) -> Result<ZoneRecords, Refusal>;
 }
 
 #[tarpc::service]

@@ -15,6 +15,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, future::join_all};
 use smon_proto::{
+    ZoneRecords, ZoneRecordsRequest,
     noise::{self, NoiseCodec},
     tarpc::{
         context,
@@ -194,9 +195,17 @@ impl PeerService for TestPeer {
                     ..MachineRecord::empty(0)
                 },
             )],
+            ..ClusterView::empty(MachineId::local("server"))
         }
     }
 
+    async fn zone_records(
+        self,
+        _: context::Context,
+        req: ZoneRecordsRequest,
+    ) -> Result<ZoneRecords, Refusal> {
+        Err(Refusal::NotFound(format!("zone {}", req.zone)))
+    }
     async fn control(self, _: context::Context, action: ControlAction) -> Result<String, Refusal> {
         match action {
             ControlAction::SetLiveTag { enabled } => Ok(format!("livetag enabled={enabled}")),
@@ -346,6 +355,8 @@ fn ping_from(name: &str) -> Ping {
                 MachineRecord::empty(1).into(),
                 MachineRecord::empty(2).into(),
             ],
+            rows: Vec::new(),
+            digest: Vec::new(),
         },
     }
 }

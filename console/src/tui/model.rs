@@ -69,7 +69,7 @@ pub enum DataMsg {
         at: f64,
         /// A full view (new peer) replaces everything; otherwise only changed records come.
         full: bool,
-        view: ClusterView,
+        view: Box<ClusterView>,
     },
     Disconnected {
         at: f64,

@@ -62,7 +62,11 @@ impl Poller {
                     since = view.seq;
                     let at = self.started.elapsed().as_secs_f64();
                     if tx
-                        .send(Action::Data(DataMsg::View { at, full, view }))
+                        .send(Action::Data(DataMsg::View {
+                            at,
+                            full,
+                            view: Box::new(view),
+                        }))
                         .await
                         .is_err()
                     {

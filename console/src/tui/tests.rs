@@ -41,6 +41,8 @@ fn record(i: u32, state: PeerState, version: Version, overhead: u32) -> MachineR
             Vec::new()
         },
         load: (i * 7 % 300) as u16,
+        news_rev: 3,
+        changed_ms: 0,
     }
 }
 
@@ -84,11 +86,12 @@ fn sample_app() -> App {
                 version: 0,
             },
             records,
+            ..ClusterView::empty(ids[0].clone())
         };
         model.apply(DataMsg::View {
             at: f64::from(step) * 2.0,
             full: step == 1,
-            view,
+            view: Box::new(view),
         });
     }
     let mut app = App::new(model, false, true);
@@ -293,11 +296,12 @@ fn freezing_holds_updates_until_resumed() {
             ids[23].clone(),
             record(23, PeerState::Running, Version::new(0, 2, 0), 1),
         )],
+        ..ClusterView::empty(ids[0].clone())
     };
     app.update(Action::Data(DataMsg::View {
         at: 10.0,
         full: false,
-        view,
+        view: Box::new(view),
     }));
     assert_eq!(app.model.deployed, deployed, "frozen");
     app.update(Action::Freeze);

@@ -122,8 +122,9 @@ mod examples {
     use std::sync::Arc;
 
     use smon_proto::{
-        AppDecl, AppState, AppStatus, Chunk, ChunkRequest, ClusterView, DesiredState, Gossip,
-        LiveTag, MachineId, MachineRecord, PackageManifest, PeerState, Ping, Pong, Version,
+        Aggregate, AppDecl, AppState, AppStatus, Chunk, ChunkRequest, ClusterView, DesiredState,
+        Gossip, LiveTag, MachineId, MachineRecord, PackageManifest, PeerState, Ping, Pong,
+        RowOrder, Version, ZoneInfo, ZoneRecords, ZoneRecordsRequest, ZoneRow,
     };
 
     pub fn machine() -> MachineId {
@@ -169,10 +170,52 @@ mod examples {
             ..MachineRecord::empty(1)
         }
     }
+    /// The aggregate of [`record`]'s machine, in a zone of two.
+    pub fn aggregate() -> Aggregate {
+        let mut agg = Aggregate {
+            machines: 2,
+            up_sample: vec![1],
+            missing_sample: vec![0],
+            ..Aggregate::default()
+        };
+        agg.add_record(&record(), 1);
+        agg
+    }
+    pub fn row() -> ZoneRow {
+        ZoneRow {
+            zone: 3,
+            order: RowOrder {
+                news: 9,
+                rev: 12,
+                tiebreak: 1 << 31,
+                as_of_ms: 1_767_225_600_000,
+            },
+            agg: aggregate(),
+        }
+    }
     pub fn gossip() -> Gossip {
         Gossip {
             membership_version: 2,
             records: vec![Arc::new(record()), Arc::new(MachineRecord::empty(0))],
+            rows: vec![Arc::new(row())],
+            digest: vec![0, 0, 0x2a, 0x91],
+        }
+    }
+    pub fn zone_records_request() -> ZoneRecordsRequest {
+        ZoneRecordsRequest {
+            membership_version: 2,
+            zone: 3,
+            offset: 0,
+            limit: 1000,
+        }
+    }
+    pub fn zone_records() -> ZoneRecords {
+        ZoneRecords {
+            answered_by: machine(),
+            zone: 3,
+            total: 2,
+            now_ms: 1_767_225_601_000,
+            records: vec![(machine(), record())],
         }
     }
     pub fn ping() -> Ping {
@@ -220,6 +263,19 @@ mod examples {
             machines: 2,
             livetag: tag(),
             records: vec![(machine(), record())],
+            root: aggregate(),
+            now_ms: 1_767_225_601_000,
+            as_of_ms: 1_767_225_600_000,
+            zones: vec![ZoneInfo {
+                zone: 3,
+                name: "h1".into(),
+                parent: Some(0),
+                depth: 1,
+                leaf: true,
+                own: false,
+                row: Some((row().order, row().agg)),
+                peers: vec![machine()],
+            }],
         }
     }
 }
@@ -290,6 +346,9 @@ pub fn peer_request_seeds() -> Vec<Vec<u8>> {
             name: Some("hello".into()),
         },
         R::ClusterView { since: 12 },
+        R::ZoneRecords {
+            req: zone_records_request(),
+        },
         R::Control {
             action: ControlAction::SetLiveTag { enabled: false },
         },
@@ -350,6 +409,10 @@ pub fn peer_reply_seeds() -> Vec<Vec<u8>> {
         R::SetAppStatus(Err(Refusal::RateLimited)),
         R::GetAppStatus(vec![status()]),
         R::ClusterView(view()),
+        R::ZoneRecords(Ok(zone_records())),
+        R::ZoneRecords(Err(Refusal::NotFound(
+            "zone 3 is not the leaf zone of m001".into(),
+        ))),
         R::Control(Ok("livetag set to false (version 8)".into())),
         R::Control(Err(Refusal::Denied("package refused".into()))),
     ];

@@ -27,8 +27,11 @@ pub struct CoreConfig {
     pub fetch_cap: usize,
     /// A fetch slot nobody used for this long is freed.
     pub fetch_slot_idle_ms: u64,
-    /// Bytes of records piggybacked on one ping or pong.
+    /// Bytes of rumors (records and zone rows) piggybacked on one ping or pong.
     pub gossip_budget: usize,
+    /// Bytes a pong may add of what the pinger's digest shows it lacks: a new peer's tables,
+    /// or a wave of news, catch up in an exchange or two instead of many.
+    pub pull_budget: usize,
     /// How many peers a newly changed livetag is pushed to per round.
     pub livetag_fanout: usize,
     /// A removed peer exits after this long without hearing from anyone.
@@ -53,6 +56,7 @@ impl Default for CoreConfig {
             fetch_cap: 4,
             fetch_slot_idle_ms: 30_000,
             gossip_budget: 640,
+            pull_budget: 4096,
             livetag_fanout: 2,
             removed_exit_after_ms: 60_000,
             disabled_exit_after_ms: None,

@@ -8,6 +8,7 @@
 mod config;
 mod fetch_slots;
 mod io;
+mod table;
 mod target;
 mod view;
 
@@ -18,7 +19,7 @@ use rustc_hash::FxHashMap;
 use smon_proto_types::{
     AppDecl, AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, Gossip, LiveTag,
     MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState, Ping, Pong,
-    Refusal, Version,
+    Refusal, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords, ZoneRecordsRequest,
 };
 
 pub use config::{CoreConfig, Strategy};
@@ -32,8 +33,10 @@ pub use view::{View, supersedes};
 pub struct PersistentState {
     pub version: Version,
     pub livetag: LiveTag,
-    /// The last rev of this machine's own record, so a restarted peer never reuses one.
+    /// The last revs of this machine's own record, so a restarted peer never reuses one.
     pub record_rev: u64,
+    #[serde(default)]
+    pub record_news_rev: u64,
     /// Versions found unable to rejoin: never fetched again.
     pub bad_versions: Vec<Version>,
     pub apps: Vec<AppDecl>,
@@ -45,6 +48,7 @@ impl PersistentState {
             version,
             livetag: LiveTag::default(),
             record_rev: 0,
+            record_news_rev: 0,
             bad_versions: Vec::new(),
             apps: Vec::new(),
         }
@@ -73,6 +77,8 @@ enum Work {
 #[derive(Clone, Debug)]
 enum Pending {
     Ping(u32),
+    /// A ping for the gossip alone (a new peer joining its zone): no answer is no news.
+    Join(u32),
     LivetagPush,
     MemberPull,
     /// An application offered to this machine.
@@ -108,12 +114,14 @@ pub struct Core {
     last_heard: Millis,
     app_turn: usize,
     exited: bool,
+    /// The time of the input being handled.
+    now: Millis,
 }
 
 impl Core {
     pub fn new(cfg: CoreConfig, boot: Boot, now: Millis) -> Self {
         let me_index = boot.membership.index_of(&boot.me);
-        let view = View::new(boot.membership);
+        let view = View::new(boot.membership, me_index);
         let mut targeting = Targeting::new(
             me_index,
             boot.hint.or(me_index.map(|me| SpreadHint {
@@ -156,13 +164,18 @@ impl Core {
             last_heard: now,
             app_turn: 0,
             exited: false,
+            now,
         }
     }
 
     /// Call once after `new`: publishes the peer's own record and asks for the first tick.
     pub fn start(&mut self, now: Millis, rng: &mut impl Rng, out: &mut Vec<Output>) {
+        self.now = now;
         self.own.rev = self.state.record_rev;
+        self.own.news_rev = self.state.record_news_rev;
         self.refresh_own(out);
+        self.view.flush(now, true);
+        self.join(rng, out);
         let first = if self.cfg.synchronous_rounds {
             self.next_round_boundary(now)
         } else {
@@ -175,6 +188,19 @@ impl Core {
             }
         };
         out.push(Output::SetTimer(first));
+    }
+
+    /// A peer that starts knows nothing of the cluster: it pings a peer of its own leaf zone
+    /// at once, which gets its record to the zone, and its digest brings the zone's tables
+    /// (Serf's and SWIM's join). The deployment pings go on as usual.
+    fn join(&mut self, rng: &mut impl Rng, out: &mut Vec<Output>) {
+        if self.me_index.is_none() || !self.state.livetag.enabled {
+            return;
+        }
+        if let Some(target) = self.view.leaf_partner(rng) {
+            let ping = self.make_ping(target, rng);
+            self.call(target, PeerCall::Ping(ping), Pending::Join(target), out);
+        }
     }
 
     pub fn me(&self) -> &MachineId {
@@ -267,8 +293,9 @@ impl Core {
         let Some(me) = self.me_index else {
             return;
         };
-        let fresh = MachineRecord {
+        let mut fresh = MachineRecord {
             machine: me,
+            news_rev: self.own.news_rev,
             rev: self.own.rev,
             state: self.own_state(),
             peer_version: Some(self.state.version),
@@ -278,13 +305,19 @@ impl Core {
             livetag: self.state.livetag,
             apps: self.own.apps.clone(),
             load: self.facts.load,
+            changed_ms: self.own.changed_ms,
         };
         if fresh == self.own && self.view.get(me) == Some(&self.own) {
             return;
         }
+        if fresh.is_news(&self.own) || self.own.changed_ms == 0 {
+            fresh.news_rev = fresh.news_rev.max(self.state.record_news_rev) + 1;
+            fresh.changed_ms = self.now;
+        }
+        fresh.rev = fresh.rev.max(self.state.record_rev) + 1;
+        self.state.record_rev = fresh.rev;
+        self.state.record_news_rev = fresh.news_rev;
         self.own = fresh;
-        self.own.rev = self.own.rev.max(self.state.record_rev) + 1;
-        self.state.record_rev = self.own.rev;
         self.view.store(Arc::new(self.own.clone()));
         self.persist(out);
     }
@@ -295,10 +328,26 @@ impl Core {
 
     // ---- gossip --------------------------------------------------------------------------
 
-    fn outgoing_gossip(&mut self, rng: &mut impl Rng) -> Gossip {
+    /// Gossip for one message to `partner` (None: a caller not in our list): the news of
+    /// the tables the two share, within the byte budget.
+    fn outgoing_gossip(
+        &mut self,
+        partner: Option<u32>,
+        theirs: &[u8],
+        rng: &mut impl Rng,
+    ) -> Gossip {
+        self.view.flush(self.now, false);
+        let (records, rows) = self.view.select_gossip(
+            partner,
+            theirs,
+            (self.cfg.pull_budget, self.cfg.gossip_budget),
+            rng,
+        );
         Gossip {
             membership_version: self.view.membership().version,
-            records: self.view.select_gossip(self.cfg.gossip_budget, rng),
+            records,
+            rows,
+            digest: Vec::new(),
         }
     }
 
@@ -307,37 +356,32 @@ impl Core {
             return;
         }
         let mut refute = false;
-        for record in gossip.records {
-            if Some(record.machine) == self.me_index {
-                // Somebody says something about us: answer with a higher rev (SWIM-style).
-                if record.rev >= self.own.rev && *record != self.own {
-                    self.own.rev = record.rev;
-                    self.state.record_rev = record.rev;
-                    refute = true;
-                }
-                continue;
+        let mut records = gossip.records;
+        records.retain(|record| {
+            if Some(record.machine) != self.me_index {
+                return true;
             }
-            self.view.merge(record);
-        }
+            // Somebody says something about us: answer with higher revs (SWIM-style).
+            if record.order() >= self.own.order() && **record != self.own {
+                self.own.rev = self.own.rev.max(record.rev);
+                self.own.news_rev = self.own.news_rev.max(record.news_rev);
+                self.state.record_rev = self.own.rev;
+                self.state.record_news_rev = self.own.news_rev;
+                refute = true;
+            }
+            false
+        });
+        self.view.absorb(records, gossip.rows);
         if refute {
             self.own.state = PeerState::Stopped; // force a republish
             self.refresh_own(out);
         }
     }
 
-    /// Write a third-party observation about `machine` (one rev above what we know).
+    /// Write a third-party observation about `machine` (one rev above what we know), if it
+    /// is a machine of our leaf zone: the others are their zones' to observe.
     fn observe(&mut self, machine: u32, state: PeerState) {
-        let mut record = self
-            .view
-            .get(machine)
-            .cloned()
-            .unwrap_or_else(|| MachineRecord::empty(machine));
-        if record.state == state {
-            return;
-        }
-        record.rev += 1;
-        record.state = state;
-        self.view.store(Arc::new(record));
+        self.view.observe(machine, state, self.now);
     }
 
     // ---- state carried by every exchange ---------------------------------------------------
@@ -410,8 +454,8 @@ impl Core {
             return;
         }
         self.membership_blob = None;
-        self.view.remap(membership.clone());
         self.me_index = membership.index_of(&self.me);
+        self.view.remap(membership.clone(), self.me_index, self.now);
         self.own.machine = self.me_index.unwrap_or(u32::MAX);
         self.targeting = Targeting::new(self.me_index, None, &self.view);
         self.work = None;
@@ -426,6 +470,20 @@ impl Core {
         if self.exited {
             return;
         }
+        self.now = now;
+        let tick = matches!(input, Input::Tick);
+        self.handle_input(now, input, rng, out);
+        // News moves up the zones at once; figures, and the age of our own rows, each round.
+        self.view.flush(now, tick);
+    }
+
+    fn handle_input(
+        &mut self,
+        now: Millis,
+        input: Input,
+        rng: &mut impl Rng,
+        out: &mut Vec<Output>,
+    ) {
         match input {
             Input::Tick => self.tick(now, rng, out),
             Input::Reply { call, result } => self.on_reply(now, call, result, rng, out),
@@ -468,10 +526,10 @@ impl Core {
             Input::SetLiveTag { enabled } => {
                 // Above every version this peer has heard of, so the operator's word wins
                 // even when this peer's own tag is stale.
-                let known = self.view.records().map(|(r, _)| r.livetag);
-                let newest = known.fold(self.state.livetag, |a, b| {
-                    if a.is_superseded_by(&b) { b } else { a }
-                });
+                let newest = match self.view.newest_livetag() {
+                    Some(t) if self.state.livetag.is_superseded_by(&t) => t,
+                    _ => self.state.livetag,
+                };
                 self.state.livetag = newest.flipped_to(enabled);
                 self.start_livetag_push();
                 self.refresh_own(out);
@@ -543,9 +601,9 @@ impl Core {
                 // current, but an unanswered ping never leads to a login or a deployment.
                 None => {
                     if self.work.is_none()
-                        && let Some(target) = self.random_other(rng)
+                        && let Some(target) = self.view.partner(rng)
                     {
-                        let ping = self.make_ping(rng);
+                        let ping = self.make_ping(target, rng);
                         self.work = Some(Work::Pinging(target));
                         self.call(target, PeerCall::Ping(ping), Pending::Ping(target), out);
                     }
@@ -558,7 +616,7 @@ impl Core {
             return; // one deployment at a time
         }
         let Some(me) = self.me_index else { return };
-        if let Some(target) = self.targeting.next(me, &self.view, &self.cfg, now, rng) {
+        if let Some(target) = self.targeting.next(me, &mut self.view, &self.cfg, now, rng) {
             self.approach(target, rng, out);
         }
     }
@@ -580,7 +638,7 @@ impl Core {
     }
 
     fn ping(&mut self, target: u32, rng: &mut impl Rng, out: &mut Vec<Output>) {
-        let ping = self.make_ping(rng);
+        let ping = self.make_ping(target, rng);
         self.work = Some(Work::Pinging(target));
         self.call(target, PeerCall::Ping(ping), Pending::Ping(target), out);
     }
@@ -628,13 +686,16 @@ impl Core {
         out.push(Output::Exit(reason));
     }
 
-    fn make_ping(&mut self, rng: &mut impl Rng) -> Ping {
+    fn make_ping(&mut self, target: u32, rng: &mut impl Rng) -> Ping {
         Ping {
             from: self.me.clone(),
             version: self.state.version,
             livetag: self.state.livetag,
             membership_version: self.view.membership().version,
-            gossip: self.outgoing_gossip(rng),
+            gossip: Gossip {
+                digest: self.view.digest(Some(target)),
+                ..self.outgoing_gossip(Some(target), &[], rng)
+            },
         }
     }
 
@@ -697,6 +758,9 @@ impl Core {
                     }
                     self.finish_work(target);
                 }
+            }
+            (Pending::Join(target), Ok(PeerReply::Pong(pong))) => {
+                self.on_pong(target, pong, rng, out)
             }
             (Pending::LivetagPush, Ok(PeerReply::Livetag(tag))) => self.absorb_livetag(tag, out),
             (Pending::MemberPull, result) => {
@@ -863,20 +927,28 @@ impl Core {
         out: &mut Vec<Output>,
     ) -> PeerReply {
         self.last_heard = now;
+        self.now = now;
         match call {
-            PeerCall::Ping(ping) => {
+            PeerCall::Ping(mut ping) => {
+                let theirs = std::mem::take(&mut ping.gossip.digest);
+                let same_list = ping.membership_version == self.view.membership().version;
                 if !self.exited {
                     self.absorb_livetag(ping.livetag, out);
                     self.absorb_gossip(ping.gossip, out);
                     self.consider_version(&ping.from, ping.version, rng, out);
                     self.consider_membership(&ping.from, ping.membership_version, out);
                 }
+                let partner = self.view.membership().index_of(&ping.from);
                 PeerReply::Pong(Pong {
                     version: self.state.version,
                     state: self.own_state(),
                     livetag: self.state.livetag,
                     membership_version: self.view.membership().version,
-                    gossip: self.outgoing_gossip(rng),
+                    gossip: self.outgoing_gossip(
+                        partner,
+                        if same_list { &theirs } else { &[] },
+                        rng,
+                    ),
                 })
             }
             PeerCall::ExchangeLivetag(tag) => {
@@ -966,16 +1038,56 @@ impl Core {
 
     // ---- the cluster view ------------------------------------------------------------------
 
-    /// The records that changed after `since` (0: all), as the console sees them.
+    /// What the console sees: the root aggregate, the zone rows this peer holds, and the
+    /// records of its leaf zone that changed after `since` (0: all).
     pub fn cluster_view(&self, since: u64) -> ClusterView {
         let membership = self.view.membership();
-        let mut records: Vec<(MachineId, MachineRecord)> = self
+        let tree = self.view.tree();
+        let records = self
             .view
             .records()
             .filter(|(_, seq)| *seq > since)
             .filter_map(|(r, _)| membership.get(r.machine).map(|m| (m.clone(), r.clone())))
             .collect();
-        records.sort_by_key(|(_, r)| r.machine);
+        let names = |sample: &[u32]| -> Vec<MachineId> {
+            sample
+                .iter()
+                .filter_map(|&m| membership.get(m).cloned())
+                .collect()
+        };
+        let mut zones: Vec<ZoneInfo> = self
+            .view
+            .rows()
+            .map(|(_, child, row)| {
+                let zone = tree.zone(child);
+                ZoneInfo {
+                    zone: child,
+                    name: zone.name.clone(),
+                    parent: zone.parent,
+                    depth: zone.depth,
+                    leaf: zone.is_leaf(),
+                    own: self.view.is_own(child),
+                    row: row.map(|r| (r.order, r.agg.clone())),
+                    peers: row.map_or_else(Vec::new, |r| names(&r.agg.up_sample)),
+                }
+            })
+            .collect();
+        let root = self.view.root();
+        if let Some(zone) = tree.get(root.zone) {
+            zones.insert(
+                0,
+                ZoneInfo {
+                    zone: root.zone,
+                    name: zone.name.clone(),
+                    parent: None,
+                    depth: 0,
+                    leaf: zone.is_leaf(),
+                    own: true,
+                    row: Some((root.order, root.agg.clone())),
+                    peers: names(&root.agg.up_sample),
+                },
+            );
+        }
         ClusterView {
             seq: self.view.seq(),
             answered_by: self.me.clone(),
@@ -983,6 +1095,45 @@ impl Core {
             machines: membership.len() as u32,
             livetag: self.state.livetag,
             records,
+            root: root.agg.clone(),
+            now_ms: self.now,
+            as_of_ms: root.order.as_of_ms,
+            zones,
         }
+    }
+
+    /// `zone_records`: a page of the records of this peer's own leaf zone. Refused for
+    /// another membership version or another zone (the console asks a peer of that zone).
+    pub fn zone_records(&self, req: &ZoneRecordsRequest) -> Result<ZoneRecords, Refusal> {
+        let membership = self.view.membership();
+        if req.membership_version != membership.version {
+            return Err(Refusal::Invalid(format!(
+                "zone_records for membership version {}: this peer has version {}",
+                req.membership_version, membership.version
+            )));
+        }
+        let tree = self.view.tree();
+        let leaf = self.view.path().last();
+        let Some(zone) = tree.get(req.zone).filter(|_| leaf == Some(req.zone)) else {
+            return Err(Refusal::NotFound(format!(
+                "zone {} is not the leaf zone of {}: ask a peer of that zone",
+                req.zone, self.me
+            )));
+        };
+        let limit = req.limit.min(ZONE_RECORDS_PAGE) as usize;
+        let records = tree
+            .machines(req.zone)
+            .iter()
+            .skip(req.offset as usize)
+            .take(limit)
+            .filter_map(|&m| Some((membership.get(m)?.clone(), self.view.get(m)?.clone())))
+            .collect();
+        Ok(ZoneRecords {
+            answered_by: self.me.clone(),
+            zone: req.zone,
+            total: zone.len() as u32,
+            now_ms: self.now,
+            records,
+        })
     }
 }

@@ -3,8 +3,10 @@
 //! `smon` is the paper's uniform random choice. `informed` first walks a binomial spreading
 //! tree rooted at the first peer (rank r deploys r+2^k for every 2^k > r: with instantaneous
 //! deployment everything is covered in ⌈log2 N⌉ rounds, each machine by exactly one parent),
-//! then spends rounds on machines the gossiped view does not know to run a peer, keeping a
-//! share of uniformly random probes for failure detection.
+//! then spends rounds on machines the zones' aggregates say lack a peer ("zone Z has machines
+//! without a peer"), keeping a share of probes for failure detection. Probes go to the zone
+//! partners of [`View::partner`]: every machine is probed about as often as with a uniform
+//! choice, and the pings carry the gossip of every level of the zone tree.
 
 use rand::{Rng, RngExt};
 use rustc_hash::FxHashMap;
@@ -106,7 +108,7 @@ impl Targeting {
     pub fn next(
         &mut self,
         me: u32,
-        view: &View,
+        view: &mut View,
         cfg: &CoreConfig,
         now: Millis,
         rng: &mut impl Rng,
@@ -127,12 +129,10 @@ impl Targeting {
                     return Some(child);
                 }
                 if draw(1_000_000) < (cfg.probe_share * 1_000_000.0) as u32 {
-                    return Some(random_other(&mut draw));
+                    return view.partner(rng);
                 }
-                if let Some(m) = self.draw_undeployed(me, view, cfg, now, rng, false) {
-                    return Some(m);
-                }
-                Some(random_other(&mut |bound| rng.random_range(0..bound)))
+                let skip = |m: u32| m == me || self.recently_attempted(m, now, cfg);
+                view.pick_missing(rng, skip).or_else(|| view.partner(rng))
             }
         }
     }
@@ -155,8 +155,10 @@ impl Targeting {
             .or_else(|| self.draw_undeployed(me, view, cfg, now, rng, true))
     }
 
-    /// Up to 16 uniform draws for a machine not known to run a peer and not tried lately
-    /// (with `unclaimed`, nor known to be deployed by somebody right now).
+    /// A machine not known to run a peer and not tried lately (with `unclaimed`, nor known
+    /// to be deployed by somebody right now), drawn by the zoned view ([`View::pick_missing`]:
+    /// machines of this peer's own zone by their records, others through their zones'
+    /// aggregate rows, which know how many machines lack a peer there).
     fn draw_undeployed(
         &self,
         me: u32,
@@ -166,18 +168,12 @@ impl Targeting {
         rng: &mut impl Rng,
         unclaimed: bool,
     ) -> Option<u32> {
-        let n = view.membership().len() as u32;
-        for _ in 0..16 {
-            let pick = rng.random_range(0..n - 1);
-            let m = if pick >= me { pick + 1 } else { pick };
-            let state = view.get(m).map(|r| r.state);
-            let taken =
-                state.is_some_and(|s| s.is_up() || (unclaimed && s == PeerState::Deploying));
-            if !taken && !self.recently_attempted(m, now, cfg) {
-                return Some(m);
-            }
-        }
-        None
+        let skip = |m: u32| {
+            m == me
+                || self.recently_attempted(m, now, cfg)
+                || (unclaimed && view.get(m).is_some_and(|r| r.state == PeerState::Deploying))
+        };
+        view.pick_missing(rng, skip)
     }
 
     fn next_child(&mut self, view: &View) -> Option<u32> {
@@ -212,7 +208,7 @@ mod tests {
             let machines = (0..n)
                 .map(|i| MachineId::local(format!("m{i:02}")))
                 .collect();
-            let view = View::new(Arc::new(Membership::new(1, machines)));
+            let view = View::new(Arc::new(Membership::new(1, machines)), None);
             for origin in 0..n {
                 for me in 0..n {
                     let hint = SpreadHint {

@@ -1,344 +1,846 @@
-//! The cluster view: one record per machine, kept by gossip (Astrolabe-style).
+//! The cluster view as Astrolabe zones (paper 002, §2.1): a peer holds the records of the
+//! machines of its own leaf zone, and for each zone on its path up to the root one aggregate
+//! row per child of that zone. That is O(k · log_k N) entries, not N.
 //!
-//! Changed records are "hot" and ride on the next few pings and pongs (rumor mongering);
-//! the rest of a message's byte budget is filled with random known records (anti-entropy),
-//! so every record eventually reaches every peer while traffic per round stays bounded.
+//! ```text
+//!   level 0   root table:  [ zone A ][ zone B ][ zone C ]      rows of the root's children
+//!   level 1   table of B:  [ B1 ][ B2 ][ B3 ]...               rows of B's children
+//!   level 2   table of B2: [ m17 ][ m18 ][ me ][ m20 ]...      records of B2's machines
+//! ```
 //!
-//! Rumors come in two classes. A change of what a machine *is* (peer state, version, livetag,
-//! application states) is news and goes first; a change of its figures only (load, counters),
-//! which every peer makes about every round, goes after. Otherwise an application that stops
-//! on one machine would wait behind a hundred load averages before anybody heard of it.
+//! The rows of its own zones (B2 in B's table, B in the root's, and the root's aggregate) a
+//! peer computes itself from the table below, and never takes from gossip; the others come
+//! from peers of those zones. Two peers share the tables of their common zones, and an
+//! exchange carries the rumors of exactly those (`select_gossip`).
+//!
+//! Each table keeps running sums of its entries (counts are additive), so a changed entry
+//! costs O(entry), not O(table). News is passed up at once; figures (load, times) at most once
+//! a round, when the peer's own rows are also re-issued so that their age stays meaningful.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::sync::Arc;
 
 use rand::{Rng, RngExt};
-use rustc_hash::FxHashMap;
-use smon_proto_types::{MachineRecord, Membership, wire_size};
+use smon_proto_types::{
+    Aggregate, MachineRecord, Membership, PeerState, RowOrder, ZoneIdx, ZoneRow, ZoneTree,
+    aggregate::{MISSING_SAMPLE, UP_SAMPLE},
+};
 
-/// Rumors beyond what a few messages can carry would only go stale in the queue.
-const MAX_HOT: usize = 128;
-/// Random known records added to each message (anti-entropy).
-const ANTI_ENTROPY_RECORDS: usize = 6;
-/// News rumors queued beyond this: feedback shortens them (see `merge`).
-const CONGESTED: usize = 16;
+use crate::table::{DIGEST_BYTES, Stored, Table};
+
+/// Random known entries added to each message (anti-entropy).
+const ANTI_ENTROPY_ENTRIES: usize = 6;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Dirty {
+    Clean,
+    Figures,
+    News,
+}
 
 #[derive(Clone, Debug)]
-struct Slot {
-    record: Arc<MachineRecord>,
-    /// Local change sequence number, for "what changed since" queries.
-    seq: u64,
-    /// Encoded size, computed once.
-    size: u32,
-    /// Times this record will still be passed on as a rumor.
-    hot_left: u32,
-    /// The rumor queue that holds it: `Some(true)` news, `Some(false)` figures.
-    queued: Option<bool>,
+enum Entries {
+    Records(Table<MachineRecord>),
+    Rows(Table<ZoneRow>),
+}
+
+/// The table of one zone on the peer's path, with the running sums of its entries.
+#[derive(Clone, Debug)]
+struct Level {
+    zone: ZoneIdx,
+    entries: Entries,
+    sum: Aggregate,
+    order: RowOrder,
+    /// Per place, what a row needs beyond the sums, kept next to each other so that
+    /// computing a row reads one small array rather than every entry.
+    marks: Vec<Mark>,
+    dirty: Dirty,
+}
+
+/// The non-additive parts of an entry (or, unknown, of a place nothing was heard of).
+#[derive(Clone, Copy, Debug, Default)]
+struct Mark {
+    known: bool,
+    /// Machines known to run a peer, and the others.
+    up: u32,
+    missing: u32,
+    load_min: u16,
+    load_max: u16,
+    newest_ms: u64,
+    as_of_ms: u64,
+}
+
+impl Mark {
+    fn unknown(machines: usize) -> Self {
+        Mark {
+            missing: machines as u32,
+            ..Mark::default()
+        }
+    }
+
+    fn of_record(r: &MachineRecord) -> Self {
+        let up = r.state.is_up();
+        Mark {
+            known: true,
+            up: u32::from(up),
+            missing: u32::from(!up),
+            load_min: r.load,
+            load_max: r.load,
+            newest_ms: r.changed_ms,
+            as_of_ms: 0,
+        }
+    }
+
+    fn of_row(r: &ZoneRow) -> Self {
+        Mark {
+            known: true,
+            up: r.agg.up(),
+            missing: r.agg.missing(),
+            load_min: r.agg.load.min,
+            load_max: r.agg.load.max,
+            newest_ms: r.agg.newest_change_ms,
+            as_of_ms: r.order.as_of_ms,
+        }
+    }
+}
+
+impl Level {
+    fn note<E: crate::table::Entry>(&mut self, stored: &Stored<E>) {
+        let d = if stored.news {
+            Dirty::News
+        } else {
+            Dirty::Figures
+        };
+        self.dirty = self.dirty.max(d);
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct View {
     membership: Arc<Membership>,
-    slots: FxHashMap<u32, Slot>,
-    /// The keys of `slots`, for uniform random picks.
-    known: Vec<u32>,
-    /// Rumors of news, then rumors of figures (see the module's doc).
-    news: VecDeque<u32>,
-    hot: VecDeque<u32>,
+    tree: Arc<ZoneTree>,
+    me: Option<u32>,
+    levels: Vec<Level>,
+    /// This peer's computation of the root's row: the whole cluster.
+    root: Arc<ZoneRow>,
+    /// Partner choice by level ([`View::level_weights`]).
+    weights: Vec<u32>,
+    /// The deepest of our zones whose row, as another peer computed it, knows news that
+    /// ours does not: the next partner comes from there.
+    behind: Option<usize>,
     seq: u64,
 }
 
-/// True when `new` should replace `old`: higher rev, and at equal revs the owner's word that
-/// a peer is up beats a third party's observation.
+/// True when `new` should replace `old` (see [`MachineRecord::order`]).
 pub fn supersedes(new: &MachineRecord, old: &MachineRecord) -> bool {
-    (new.rev, new.state.is_up()) > (old.rev, old.state.is_up())
-}
-
-/// Does `new` tell something other than new figures (load, counters) about its machine?
-pub fn is_news(new: &MachineRecord, old: &MachineRecord) -> bool {
-    new.state != old.state
-        || new.peer_version != old.peer_version
-        || new.livetag != old.livetag
-        || new.apps != old.apps
-        || new.first_deployed_ms != old.first_deployed_ms
+    new.order() > old.order()
 }
 
 impl View {
-    pub fn new(membership: Arc<Membership>) -> Self {
-        Self {
+    /// The view of machine `me` (None: a machine not in the list, which holds the root's
+    /// table only).
+    pub fn new(membership: Arc<Membership>, me: Option<u32>) -> Self {
+        let tree = membership.zones().clone();
+        let path = match me {
+            Some(m) => tree.path(m),
+            None if tree.is_empty() => Vec::new(),
+            None => vec![ZoneTree::ROOT],
+        };
+        let levels = path
+            .iter()
+            .map(|&z| {
+                let zone = tree.zone(z);
+                let (entries, marks) = if zone.is_leaf() {
+                    let marks = vec![Mark::unknown(1); zone.len()];
+                    (Entries::Records(Table::new(zone.len(), zone.len())), marks)
+                } else {
+                    let marks = zone
+                        .children
+                        .clone()
+                        .map(|c| Mark::unknown(tree.zone(c).len()))
+                        .collect();
+                    let table = Table::new(zone.children.len(), zone.len());
+                    (Entries::Rows(table), marks)
+                };
+                Level {
+                    zone: z,
+                    entries,
+                    sum: Aggregate::default(),
+                    order: RowOrder::default(),
+                    marks,
+                    dirty: Dirty::News,
+                }
+            })
+            .collect();
+        let root = Arc::new(ZoneRow {
+            zone: ZoneTree::ROOT,
+            order: RowOrder::default(),
+            agg: Aggregate {
+                machines: tree.machine_count() as u32,
+                ..Aggregate::default()
+            },
+        });
+        let mut view = Self {
             membership,
-            slots: FxHashMap::default(),
-            known: Vec::new(),
-            news: VecDeque::new(),
-            hot: VecDeque::new(),
+            tree,
+            me,
+            levels,
+            root,
+            weights: Vec::new(),
+            behind: None,
             seq: 0,
-        }
+        };
+        view.weights = view.level_weights();
+        view
     }
 
     pub fn membership(&self) -> &Arc<Membership> {
         &self.membership
     }
 
+    pub fn tree(&self) -> &Arc<ZoneTree> {
+        &self.tree
+    }
+
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
+    /// The zones from the root down to this peer's leaf zone.
+    pub fn path(&self) -> impl Iterator<Item = ZoneIdx> + '_ {
+        self.levels.iter().map(|l| l.zone)
+    }
+
+    /// The whole cluster as this peer computed it (after the last [`View::flush`]).
+    pub fn root(&self) -> &Arc<ZoneRow> {
+        &self.root
+    }
+
+    /// Records and rows held.
+    pub fn rows_held(&self) -> usize {
+        self.levels
+            .iter()
+            .map(|l| match &l.entries {
+                Entries::Records(t) => t.len(),
+                Entries::Rows(t) => t.len(),
+            })
+            .sum()
+    }
+
+    /// Rumors waiting in all tables: (news, figures).
+    pub fn rumors(&self) -> (usize, usize) {
+        self.levels.iter().fold((0, 0), |(n, f), l| {
+            let (a, b) = match &l.entries {
+                Entries::Records(t) => t.rumors(),
+                Entries::Rows(t) => t.rumors(),
+            };
+            (n + a, f + b)
+        })
+    }
+
+    fn leaf(&self) -> Option<&Table<MachineRecord>> {
+        match &self.levels.last()?.entries {
+            Entries::Records(t) => Some(t),
+            Entries::Rows(_) => None,
+        }
+    }
+
+    /// The record of `machine`, if it is one of this peer's leaf zone and known.
     pub fn get(&self, machine: u32) -> Option<&MachineRecord> {
-        self.slots.get(&machine).map(|s| &*s.record)
+        let slot = self.leaf_slot(machine)?;
+        self.leaf()?.get(slot).map(|r| &**r)
     }
 
     pub fn is_known_up(&self, machine: u32) -> bool {
         self.get(machine).is_some_and(|r| r.state.is_up())
     }
 
-    /// Rumors waiting: (news, figures).
-    pub fn rumors(&self) -> (usize, usize) {
-        (self.news.len(), self.hot.len())
+    /// The records of this peer's leaf zone, with their change sequence numbers.
+    pub fn records(&self) -> impl Iterator<Item = (&MachineRecord, u64)> {
+        let leaf = self.leaf();
+        (0..leaf.map_or(0, |t| t.width() as u32))
+            .filter_map(move |s| leaf.and_then(|t| t.get_seq(s)).map(|(r, q)| (&**r, q)))
     }
 
-    pub fn len(&self) -> usize {
-        self.slots.len()
+    /// The rows this peer holds, level by level: (level's zone, child zone, row).
+    pub fn rows(&self) -> impl Iterator<Item = (ZoneIdx, ZoneIdx, Option<&Arc<ZoneRow>>)> {
+        self.levels.iter().flat_map(move |l| {
+            let children = self.tree.zone(l.zone).children.clone();
+            let table = match &l.entries {
+                Entries::Rows(t) => Some(t),
+                Entries::Records(_) => None,
+            };
+            children.map(move |c| {
+                let slot = self.tree.zone(c).slot;
+                (l.zone, c, table.and_then(|t| t.get(slot)))
+            })
+        })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+    /// Whether zone `z` is one of this peer's own (on its path).
+    pub fn is_own(&self, z: ZoneIdx) -> bool {
+        self.levels.iter().any(|l| l.zone == z)
     }
 
-    /// How many times a changed record is passed on: about log2 N, enough for a rumor to
-    /// reach everyone with high probability when combined with anti-entropy.
-    fn retransmits(&self) -> u32 {
-        (usize::BITS - self.membership.len().leading_zeros()) + 2
+    fn leaf_slot(&self, machine: u32) -> Option<u32> {
+        let leaf = self.levels.last()?.zone;
+        (self.tree.leaf_of(machine)? == leaf).then(|| self.tree.slot_in_leaf(machine))?
     }
 
-    /// Store `record` if it is newer than what we have; returns whether it was.
+    // ---- storing ---------------------------------------------------------------------------
+
+    /// Store a record of this peer's leaf zone if it is newer than the one held; returns
+    /// whether it was. Records of other zones are not this peer's to hold.
     pub fn merge(&mut self, record: Arc<MachineRecord>) -> bool {
-        if record.machine as usize >= self.membership.len() {
+        self.put_record(record, false)
+    }
+
+    /// Store a record unconditionally (the owner writing its own, or an observation).
+    pub fn store(&mut self, record: Arc<MachineRecord>) {
+        self.put_record(record, true);
+    }
+
+    fn put_record(&mut self, record: Arc<MachineRecord>, force: bool) -> bool {
+        let Some(slot) = self.leaf_slot(record.machine) else {
             return false;
-        }
-        if let Some(slot) = self.slots.get_mut(&record.machine)
-            && !supersedes(&record, &slot.record)
-        {
-            // Whoever sent us what we hold knows it. When news piles up (everybody's record
-            // changed at once), a rumor told to those who know it already is passed on fewer
-            // times (rumor mongering with feedback, Demers et al.), so the pile drains and later
-            // news is not stuck behind it; otherwise every rumor gets all its retransmissions,
-            // which keeps the tail short.
-            if record.rev == slot.record.rev && self.news.len() > CONGESTED {
-                slot.hot_left = slot.hot_left.saturating_sub(1);
-            }
+        };
+        self.seq += 1;
+        let seq = self.seq;
+        let level = self.levels.last_mut().expect("a leaf slot has a level");
+        let Entries::Records(table) = &mut level.entries else {
             return false;
+        };
+        let stored = if force {
+            let order = record.order();
+            Some(table.store(slot, record.clone(), order, seq))
+        } else {
+            table.merge(slot, record.clone(), seq)
+        };
+        let Some(stored) = stored else {
+            self.seq -= 1;
+            return false;
+        };
+        if let Some((old, (n, r, t))) = &stored.old {
+            level.order.add(*n, *r, *t, -1);
+            level.sum.add_record(old, -1);
         }
-        self.store(record);
+        let (n, r, t) = stored.order;
+        level.order.add(n, r, t, 1);
+        level.sum.add_record(&record, 1);
+        level.marks[slot as usize] = Mark::of_record(&record);
+        level.note(&stored);
         true
     }
 
-    /// Store `record` unconditionally (the owner writing its own record).
-    pub fn store(&mut self, record: Arc<MachineRecord>) {
+    /// Store a row of a sibling zone of one of this peer's zones, if it is newer.
+    fn merge_row(&mut self, row: Arc<ZoneRow>) -> bool {
+        let Some(zone) = self.tree.get(row.zone) else {
+            return false;
+        };
+        let Some(parent) = zone.parent else {
+            return false; // the root's row is everybody's own computation
+        };
+        let depth = self.tree.zone(parent).depth as usize;
+        if self.levels.get(depth).map(|l| l.zone) != Some(parent)
+            || !plausible(&row.agg, zone.len())
+        {
+            return false;
+        }
+        if self.levels.get(depth + 1).map(|l| l.zone) == Some(row.zone) {
+            // A row of one of our own zones, computed by another peer of it: never taken,
+            // but if it knows news we do not, the news is in that zone's table (or below):
+            // the next partner comes from that zone, and its digest answer brings the news.
+            let Entries::Rows(table) = &self.levels[depth].entries else {
+                return false;
+            };
+            let mine = table.get(zone.slot).map_or(0, |r| r.order.news);
+            if row.order.news > mine {
+                self.behind = self.behind.max(Some(depth + 1));
+            }
+            return false;
+        }
+        self.put_row(depth, zone.slot, row, false)
+    }
+
+    fn put_row(&mut self, depth: usize, slot: u32, row: Arc<ZoneRow>, force: bool) -> bool {
         self.seq += 1;
-        let machine = record.machine;
-        let size = wire_size(&*record) as u32;
-        let retransmits = self.retransmits();
-        let old = self.slots.get(&machine);
-        let was = old.and_then(|o| o.queued);
-        let (news, hot_left) = match old {
-            Some(o) if !is_news(&record, &o.record) => {
-                if o.queued == Some(true) && o.hot_left > 0 {
-                    // News stays news until it has been passed on, whatever figures follow
-                    // it; they do not make it last longer.
-                    (true, o.hot_left)
-                } else {
-                    (false, retransmits)
-                }
-            }
-            _ => (true, retransmits),
+        let seq = self.seq;
+        let level = &mut self.levels[depth];
+        let Entries::Rows(table) = &mut level.entries else {
+            return false;
         };
-        let slot = Slot {
-            record,
-            seq: self.seq,
-            size,
-            hot_left,
-            queued: Some(news),
+        let stored = if force {
+            Some(table.store(slot, row.clone(), row.order, seq))
+        } else {
+            table.merge(slot, row.clone(), seq)
         };
-        if self.slots.insert(machine, slot).is_none() {
-            self.known.push(machine);
+        let Some(stored) = stored else {
+            self.seq -= 1;
+            return false;
+        };
+        if let Some((old, o)) = &stored.old {
+            level.order.add(o.news, o.rev, o.tiebreak, -1);
+            level.sum.add(&old.agg, -1);
         }
-        // The newest rumor goes first: it is the one fewest peers know.
-        match was {
-            Some(q) if q == news => {} // already queued
-            Some(q) => {
-                self.queue(q).retain(|&m| m != machine);
-                self.queue(news).push_front(machine);
-            }
-            None => self.queue(news).push_front(machine),
+        level
+            .order
+            .add(row.order.news, row.order.rev, row.order.tiebreak, 1);
+        level.sum.add(&row.agg, 1);
+        level.marks[slot as usize] = Mark::of_row(&row);
+        level.note(&stored);
+        true
+    }
+
+    /// Take in what a peer sent: records of this peer's leaf zone, rows of the tables it
+    /// holds. Anything else (another zone's, a bad index, an impossible count) is ignored.
+    pub fn absorb(&mut self, records: Vec<Arc<MachineRecord>>, rows: Vec<Arc<ZoneRow>>) {
+        for record in records {
+            self.merge(record);
         }
-        // Bound the rumor queues: the oldest rumors are the ones most already know.
-        for news in [true, false] {
-            while self.queue(news).len() > MAX_HOT {
-                if let Some(dropped) = self.queue(news).pop_back()
-                    && let Some(slot) = self.slots.get_mut(&dropped)
-                {
-                    slot.hot_left = 0;
-                    slot.queued = None;
-                }
-            }
+        for row in rows {
+            self.merge_row(row);
         }
     }
 
-    fn queue(&mut self, news: bool) -> &mut VecDeque<u32> {
-        if news { &mut self.news } else { &mut self.hot }
-    }
+    // ---- computing this peer's own rows ------------------------------------------------------
 
-    /// Records for one outgoing message, within `budget` bytes.
-    pub fn select_gossip(&mut self, budget: usize, rng: &mut impl Rng) -> Vec<Arc<MachineRecord>> {
-        let mut out: Vec<Arc<MachineRecord>> = Vec::new();
-        let mut used = 0usize;
-        for queue in [&mut self.news, &mut self.hot] {
-            let mut requeue = Vec::new();
-            while let Some(machine) = queue.pop_front() {
-                let Some(slot) = self.slots.get_mut(&machine) else {
-                    continue;
-                };
-                if slot.hot_left == 0 {
-                    slot.queued = None; // the peers we talked to knew it already
-                    continue;
-                }
-                if used + slot.size as usize > budget {
-                    queue.push_front(machine);
-                    break;
-                }
-                used += slot.size as usize;
-                out.push(slot.record.clone());
-                slot.hot_left -= 1;
-                if slot.hot_left > 0 {
-                    requeue.push(machine);
-                } else {
-                    slot.queued = None;
-                }
-            }
-            queue.extend(requeue);
-        }
-        // Anti-entropy: a few random known records, so nothing depends on rumors alone.
-        for _ in 0..self.known.len().min(ANTI_ENTROPY_RECORDS) {
-            let machine = self.known[rng.random_range(0..self.known.len())];
-            if out.iter().any(|r| r.machine == machine) {
+    /// Recompute this peer's own rows from its tables, bottom up: those whose tables changed
+    /// news at once, all of them (re-issued at `now`) when `refresh`.
+    pub fn flush(&mut self, now: u64, refresh: bool) {
+        for depth in (0..self.levels.len()).rev() {
+            let dirty = self.levels[depth].dirty;
+            if !(dirty == Dirty::News || refresh) {
                 continue;
             }
-            let slot = &self.slots[&machine];
-            if used + slot.size as usize > budget {
-                break;
+            let row = Arc::new(self.compute(depth, now));
+            self.levels[depth].dirty = Dirty::Clean;
+            if depth == 0 {
+                self.root = row;
+            } else {
+                let slot = self.tree.zone(self.levels[depth].zone).slot;
+                self.put_row(depth - 1, slot, row, true);
             }
-            used += slot.size as usize;
-            out.push(slot.record.clone());
+        }
+    }
+
+    /// The row of the zone at `depth` on this peer's path, from its table: the running sums,
+    /// and what the marks say of the rest.
+    fn compute(&self, depth: usize, now: u64) -> ZoneRow {
+        let level = &self.levels[depth];
+        let zone = self.tree.zone(level.zone);
+        let mut agg = level.sum.clone();
+        agg.machines = zone.len() as u32;
+        let mut order = level.order;
+        order.as_of_ms = now;
+        let (mut lo, mut hi) = (u16::MAX, 0u16);
+        let (mut ups, mut missing) = (Vec::new(), Vec::new());
+        for (slot, mark) in level.marks.iter().enumerate() {
+            if mark.up > 0 {
+                (lo, hi) = (lo.min(mark.load_min), hi.max(mark.load_max));
+            }
+            agg.newest_change_ms = agg.newest_change_ms.max(mark.newest_ms);
+            if mark.known && matches!(level.entries, Entries::Rows(_)) {
+                order.as_of_ms = order.as_of_ms.min(mark.as_of_ms);
+            }
+            if mark.up > 0 && ups.len() < UP_SAMPLE {
+                ups.push(slot);
+            }
+            if mark.missing > 0 && missing.len() < MISSING_SAMPLE {
+                missing.push(slot);
+            }
+        }
+        agg.load.min = if hi >= lo { lo } else { 0 };
+        agg.load.max = hi;
+        match &level.entries {
+            Entries::Records(_) => {
+                let machines = self.tree.machines(level.zone);
+                agg.up_sample = ups.iter().map(|&s| machines[s]).collect();
+                agg.missing_sample = missing.iter().map(|&s| machines[s]).collect();
+            }
+            Entries::Rows(table) => {
+                let first = zone.children.start;
+                for s in ups {
+                    let row = table.get(s as u32).expect("up is known");
+                    let take = UP_SAMPLE - agg.up_sample.len();
+                    agg.up_sample
+                        .extend(row.agg.up_sample.iter().take(take).copied());
+                }
+                for s in missing {
+                    let take = MISSING_SAMPLE - agg.missing_sample.len();
+                    let sample = match table.get(s as u32) {
+                        Some(row) => &row.agg.missing_sample[..],
+                        // Nothing heard of that zone yet: its machines are not known to run.
+                        None => self.tree.machines(first + s as u32),
+                    };
+                    agg.missing_sample.extend(sample.iter().take(take).copied());
+                }
+            }
+        }
+        ZoneRow {
+            zone: level.zone,
+            order,
+            agg,
+        }
+    }
+
+    // ---- gossip ------------------------------------------------------------------------------
+
+    /// The depth of the deepest zone this peer and `partner` are both in: they share the
+    /// tables of levels 0 to that depth.
+    pub fn shared_depth(&self, partner: Option<u32>) -> usize {
+        let Some(partner) = partner else { return 0 };
+        self.levels
+            .iter()
+            .rposition(|l| self.tree.contains(l.zone, partner))
+            .unwrap_or(0)
+    }
+
+    /// The place, in this peer's table at `depth`, of `partner`'s own record, when the two
+    /// share that leaf table: the partner's own is always newest. (Rows of the partner's
+    /// own zones are sent when they differ: it does not take them, but learns from them
+    /// that it is behind.)
+    fn partner_own(&self, depth: usize, partner: u32) -> Option<u32> {
+        let zone = self.levels.get(depth)?.zone;
+        self.tree
+            .zone(zone)
+            .is_leaf()
+            .then(|| self.tree.slot_in_leaf(partner))?
+    }
+
+    /// What this peer holds of the tables it shares with `partner`: a two-byte fingerprint
+    /// per place, root table first. The partner answers with what differs (Scuttlebutt-style
+    /// reconciliation, van Renesse et al. 2008), so a peer that is behind, or a wave of news
+    /// that rumors alone would take long to spread, is caught up without redundant sends.
+    pub fn digest(&self, partner: Option<u32>) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.levels.is_empty() {
+            return out;
+        }
+        for level in &self.levels[..=self.shared_depth(partner)] {
+            match &level.entries {
+                Entries::Records(t) => t.digest(&mut out),
+                Entries::Rows(t) => t.digest(&mut out),
+            }
         }
         out
     }
 
-    /// All records, with their change sequence numbers.
-    pub fn records(&self) -> impl Iterator<Item = (&MachineRecord, u64)> {
-        self.known.iter().map(|m| {
-            let slot = &self.slots[m];
-            (&*slot.record, slot.seq)
-        })
+    /// Entries for one message to `partner`, within `budget` bytes: what differs from the
+    /// partner's `digest` if it sent one, then the rumors of the tables the two share (news
+    /// first, the deepest table first: the partners that share it are the fewest), then a few
+    /// random entries of those tables.
+    pub fn select_gossip(
+        &mut self,
+        partner: Option<u32>,
+        digest: &[u8],
+        (pull_budget, budget): (usize, usize),
+        rng: &mut impl Rng,
+    ) -> (Vec<Arc<MachineRecord>>, Vec<Arc<ZoneRow>>) {
+        let (mut records, mut rows) = (Vec::new(), Vec::new());
+        if self.levels.is_empty() {
+            return (records, rows);
+        }
+        let shared = self.shared_depth(partner);
+        let mut used = 0;
+        let widths: usize = self.levels[..=shared]
+            .iter()
+            .map(|l| match &l.entries {
+                Entries::Records(t) => t.width(),
+                Entries::Rows(t) => t.width(),
+            })
+            .sum::<usize>()
+            * DIGEST_BYTES;
+        if let Some(partner) = partner
+            && digest.len() == widths
+        {
+            let mut start = widths;
+            for depth in (0..=shared).rev() {
+                let skip = self.partner_own(depth, partner);
+                match &mut self.levels[depth].entries {
+                    Entries::Records(t) => {
+                        start -= t.width() * DIGEST_BYTES;
+                        let theirs = &digest[start..start + t.width() * DIGEST_BYTES];
+                        t.select_differing(theirs, skip, pull_budget, &mut used, &mut records)
+                    }
+                    Entries::Rows(t) => {
+                        start -= t.width() * DIGEST_BYTES;
+                        let theirs = &digest[start..start + t.width() * DIGEST_BYTES];
+                        t.select_differing(theirs, skip, pull_budget, &mut used, &mut rows)
+                    }
+                }
+            }
+        }
+        // The rumors have a budget of their own.
+        let budget = used + budget;
+        for news in [true, false] {
+            for level in self.levels[..=shared].iter_mut().rev() {
+                match &mut level.entries {
+                    Entries::Records(t) => t.select_rumors(news, budget, &mut used, &mut records),
+                    Entries::Rows(t) => t.select_rumors(news, budget, &mut used, &mut rows),
+                }
+            }
+        }
+        for _ in 0..ANTI_ENTROPY_ENTRIES {
+            let level = &mut self.levels[rng.random_range(0..=shared)];
+            let fits = match &mut level.entries {
+                Entries::Records(t) => t.select_random(rng, budget, &mut used, &mut records),
+                Entries::Rows(t) => t.select_random(rng, budget, &mut used, &mut rows),
+            };
+            if !fits {
+                break;
+            }
+        }
+        (records, rows)
     }
 
-    /// Switch to a new membership list: records are re-keyed by the new indexes; those of
-    /// machines no longer listed are dropped.
-    pub fn remap(&mut self, membership: Arc<Membership>) {
-        let old = std::mem::replace(&mut self.membership, membership);
-        let mut slots: Vec<_> = std::mem::take(&mut self.slots).into_iter().collect();
-        slots.sort_unstable_by_key(|(index, _)| *index);
-        self.known.clear();
-        self.news.clear();
-        self.hot.clear();
-        for (old_index, slot) in slots {
-            let Some(machine) = old.get(old_index) else {
-                continue;
-            };
-            if let Some(new_index) = self.membership.index_of(machine) {
-                let mut record = (*slot.record).clone();
-                record.machine = new_index;
-                self.store(Arc::new(record));
+    // ---- choosing machines from the zones ------------------------------------------------------
+
+    /// Machines of the zone at `depth` on this peer's path that are not in the zone below
+    /// it (for the leaf zone: all but this peer).
+    fn siblings(&self, depth: usize) -> u32 {
+        let here = self.tree.zone(self.levels[depth].zone).len() as u32;
+        let below = self
+            .levels
+            .get(depth + 1)
+            .map_or(1, |l| self.tree.zone(l.zone).len() as u32);
+        here - below
+    }
+
+    /// How often [`View::partner`] picks each level, in parts of 2^20: a partner within the
+    /// zone at depth d (a level at or below d) with probability ln|zone| / ln N. A table
+    /// shared by n peers then spreads its news in about as many rounds as the root's, which
+    /// every exchange carries: log n rounds at a rate of ln n / ln N exchanges per round.
+    /// (With a uniform choice of level the leaf table, shared by a few dozen peers, would be
+    /// exchanged in one round of D+1 and be the slowest.)
+    fn level_weights(&self) -> Vec<u32> {
+        let ln_n = (self.tree.machine_count().max(2) as f64).ln();
+        let within = |d: usize| match d {
+            0 => 1.0,
+            d if d < self.levels.len() => {
+                (self.tree.zone(self.levels[d].zone).len().max(1) as f64).ln() / ln_n
+            }
+            _ => 0.0,
+        };
+        (0..self.levels.len())
+            .map(|d| {
+                let w = (within(d) - within(d + 1)).max(0.0);
+                if self.siblings(d) > 0 {
+                    (w * f64::from(1u32 << 20)) as u32
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    /// A gossip partner: a uniformly random machine of a sibling zone at a random level
+    /// (at the leaf level, another machine of the leaf zone), levels weighted as
+    /// [`View::level_weights`] says. Every machine is picked about as often as with a
+    /// uniform choice, while every table gets exchanged.
+    pub fn partner(&mut self, rng: &mut impl Rng) -> Option<u32> {
+        let n = self.tree.machine_count() as u32;
+        let Some(me) = self.me else {
+            return (n > 0).then(|| rng.random_range(0..n));
+        };
+        let total: u32 = self.weights.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let depth = match self.behind.take() {
+            Some(d) if self.siblings(d) > 0 => d,
+            _ => {
+                let mut pick = rng.random_range(0..total);
+                self.weights.iter().position(|&w| {
+                    let hit = pick < w;
+                    pick = pick.saturating_sub(w);
+                    hit
+                })?
+            }
+        };
+        let here = self.tree.zone(self.levels[depth].zone).span.clone();
+        let below = match self.levels.get(depth + 1) {
+            Some(l) => self.tree.zone(l.zone).span.clone(),
+            None => {
+                let slot = self.tree.slot_in_leaf(me)? + here.start;
+                slot..slot + 1
+            }
+        };
+        let mut at = here.start + rng.random_range(0..self.siblings(depth));
+        if at >= below.start {
+            at += below.len() as u32;
+        }
+        Some(self.tree.order()[at as usize])
+    }
+
+    /// A random other machine of this peer's leaf zone (or, alone in it, any partner).
+    pub fn leaf_partner(&mut self, rng: &mut impl Rng) -> Option<u32> {
+        let depth = self.levels.len().checked_sub(1)?;
+        if self.me.is_some() && self.siblings(depth) > 0 {
+            self.behind = Some(depth);
+        }
+        self.partner(rng)
+    }
+
+    /// A machine that may lack a peer, for target choice: a zone is picked in proportion to
+    /// its machines not known to run a peer (exactly known in this peer's leaf zone, from
+    /// the rows elsewhere), then one of them (from the row's sample, or any of the zone's
+    /// when it has none). `skip`: machines not to pick (tried lately, or this one).
+    pub fn pick_missing(&self, rng: &mut impl Rng, skip: impl Fn(u32) -> bool) -> Option<u32> {
+        let total = self.missing_candidates(&skip, |_, _| {});
+        if total == 0 {
+            return None;
+        }
+        let mut pick = rng.random_range(0..total);
+        let mut chosen = None;
+        self.missing_candidates(&skip, |weight, candidate| {
+            if chosen.is_none() {
+                if pick < weight {
+                    chosen = Some(candidate);
+                } else {
+                    pick -= weight;
+                }
+            }
+        });
+        match chosen? {
+            Candidate::Machine(m) => Some(m),
+            Candidate::Zone(z, sample) => {
+                let sample: Vec<u32> = sample.iter().copied().filter(|&m| !skip(m)).collect();
+                if sample.is_empty() {
+                    let machines = self.tree.machines(z);
+                    let m = machines[rng.random_range(0..machines.len())];
+                    (!skip(m)).then_some(m)
+                } else {
+                    Some(sample[rng.random_range(0..sample.len())])
+                }
             }
         }
     }
+
+    /// Call `each(weight, candidate)` for every candidate of [`View::pick_missing`]; returns
+    /// the total weight.
+    fn missing_candidates<'a>(
+        &'a self,
+        skip: &impl Fn(u32) -> bool,
+        mut each: impl FnMut(u64, Candidate<'a>),
+    ) -> u64 {
+        let mut total = 0u64;
+        for level in &self.levels {
+            match &level.entries {
+                Entries::Records(table) => {
+                    let machines = self.tree.machines(level.zone);
+                    for (slot, record) in table.places().enumerate() {
+                        let m = machines[slot];
+                        if Some(m) != self.me
+                            && !record.is_some_and(|r| r.state.is_up())
+                            && !skip(m)
+                        {
+                            total += 1;
+                            each(1, Candidate::Machine(m));
+                        }
+                    }
+                }
+                Entries::Rows(table) => {
+                    let children = self.tree.zone(level.zone).children.clone();
+                    for (child, row) in children.zip(table.places()) {
+                        if self.is_own(child) {
+                            continue;
+                        }
+                        let (weight, sample) = match row {
+                            Some(row) => (row.agg.missing(), row.agg.missing_sample.as_slice()),
+                            None => (self.tree.zone(child).len() as u32, &[][..]),
+                        };
+                        if weight > 0 {
+                            total += u64::from(weight);
+                            each(u64::from(weight), Candidate::Zone(child, sample));
+                        }
+                    }
+                }
+            }
+        }
+        total
+    }
+
+    /// The newest livetag this peer has heard of, in records or rows.
+    pub fn newest_livetag(&self) -> Option<smon_proto_types::LiveTag> {
+        let from_root = self.root.agg.livetags.iter().map(|(t, _)| *t);
+        let from_records = self.records().map(|(r, _)| r.livetag);
+        from_root
+            .chain(from_records)
+            .reduce(|a, b| if a.is_superseded_by(&b) { b } else { a })
+    }
+
+    /// Write an observation about a machine of this peer's leaf zone (one rev above what is
+    /// known); observations of other zones' machines are for their own peers to make.
+    pub fn observe(&mut self, machine: u32, state: PeerState, now: u64) {
+        if self.leaf_slot(machine).is_none() {
+            return;
+        }
+        let mut record = self
+            .get(machine)
+            .cloned()
+            .unwrap_or_else(|| MachineRecord::empty(machine));
+        if record.state == state {
+            return;
+        }
+        record.rev += 1;
+        record.news_rev += 1;
+        record.state = state;
+        record.changed_ms = now;
+        self.store(Arc::new(record));
+    }
+
+    /// Switch to a new membership list: records are re-keyed by the new indexes (those of
+    /// machines no longer listed are dropped); rows are kept for the zones whose machines are
+    /// the same in the new tree (their samples re-keyed), the others are computed or heard
+    /// anew.
+    pub fn remap(&mut self, membership: Arc<Membership>, me: Option<u32>, now: u64) {
+        let old = std::mem::replace(self, View::new(membership, me));
+        let membership = self.membership.clone();
+        let renumber = |m: u32| old.membership.get(m).and_then(|id| membership.index_of(id));
+        for (record, _) in old.records() {
+            if let Some(index) = renumber(record.machine) {
+                let mut record = record.clone();
+                record.machine = index;
+                self.store(Arc::new(record));
+            }
+        }
+        let keys: rustc_hash::FxHashMap<u64, ZoneIdx> =
+            self.tree.zones().map(|(z, zone)| (zone.key, z)).collect();
+        for (_, child, row) in old.rows() {
+            let (Some(row), Some(&z)) = (row, keys.get(&old.tree.zone(child).key)) else {
+                continue;
+            };
+            let mut row = (**row).clone();
+            row.zone = z;
+            for list in [&mut row.agg.up_sample, &mut row.agg.missing_sample] {
+                *list = list.iter().filter_map(|&m| renumber(m)).collect();
+            }
+            self.merge_row(Arc::new(row));
+        }
+        self.flush(now, true);
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
-    use smon_proto_types::{AppState, AppStatus, DesiredState, MachineId, PeerState, Version};
+enum Candidate<'a> {
+    Machine(u32),
+    Zone(ZoneIdx, &'a [u32]),
+}
 
-    use super::*;
-
-    fn record(machine: u32, rev: u64, load: u16, app: AppState) -> Arc<MachineRecord> {
-        Arc::new(MachineRecord {
-            rev,
-            state: PeerState::Running,
-            load,
-            apps: vec![AppStatus {
-                name: "a".into(),
-                version: Version::new(1, 0, 0),
-                desired: DesiredState::Online,
-                state: app,
-                restarts: 0,
-            }],
-            ..MachineRecord::empty(machine)
-        })
-    }
-
-    fn view(n: usize) -> View {
-        let machines = (0..n)
-            .map(|i| MachineId::local(format!("m{i:03}")))
-            .collect();
-        View::new(Arc::new(Membership::new(1, machines)))
-    }
-
-    #[test]
-    fn news_goes_before_figures_and_figures_do_not_prolong_it() {
-        let mut v = view(64);
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
-        for m in 0..64 {
-            v.merge(record(m, 1, 0, AppState::Running));
-        }
-        // Drain the first news (every record was new).
-        while v.rumors().0 > 0 {
-            v.select_gossip(640, &mut rng);
-        }
-        // Every machine's load changes (figures), then one application stops (news).
-        for m in 0..64 {
-            assert!(v.merge(record(m, 2, 7, AppState::Running)));
-        }
-        assert_eq!(v.rumors(), (0, 64));
-        assert!(v.merge(record(40, 3, 7, AppState::Stopped)));
-        assert_eq!(v.rumors(), (1, 63));
-        let first = v.select_gossip(640, &mut rng);
-        assert_eq!(first[0].machine, 40, "the news leads the message");
-        // Figures that follow the news keep it news, without extending it.
-        let left = v.retransmits() - 1;
-        assert!(v.merge(record(40, 4, 9, AppState::Stopped)));
-        assert_eq!(v.slots[&40].hot_left, left);
-        assert_eq!(v.slots[&40].queued, Some(true));
-        // Hearing it back from a peer that knows it: no effect while news is scarce.
-        assert!(!v.merge(record(40, 4, 9, AppState::Stopped)));
-        assert_eq!(v.slots[&40].hot_left, left);
-        let mut sent = 0;
-        for _ in 0..100 {
-            sent += v
-                .select_gossip(640, &mut rng)
-                .iter()
-                .filter(|r| r.machine == 40)
-                .count();
-        }
-        assert!(sent >= left as usize, "sent {sent}");
-        assert_eq!(v.rumors().0, 0);
-        assert_eq!(v.slots[&40].queued, None);
-
-        // News piles up (every application stopped at once): feedback shortens the rumors.
-        for m in 0..64 {
-            assert!(v.merge(record(m, 10, 7, AppState::Failed)));
-        }
-        assert!(v.rumors().0 > CONGESTED);
-        let before = v.slots[&3].hot_left;
-        assert!(!v.merge(record(3, 10, 7, AppState::Failed)));
-        assert_eq!(v.slots[&3].hot_left, before - 1);
-    }
+/// Could a row of a zone of `machines` machines be true? Rows that could not are dropped,
+/// so that no sum can overflow, whatever peers send.
+fn plausible(agg: &Aggregate, machines: usize) -> bool {
+    let m = machines as u64;
+    let total = |counts: &mut dyn Iterator<Item = u32>| counts.map(u64::from).sum::<u64>() <= m;
+    u64::from(agg.machines) == m
+        && total(&mut agg.states.iter().copied())
+        && total(&mut agg.versions.iter().map(|(_, n)| *n))
+        && total(&mut agg.livetags.iter().map(|(_, n)| *n))
+        && total(&mut agg.overhead.iter().map(|(_, n)| *n))
+        && total(&mut agg.logins.iter().map(|(_, n)| *n))
+        && agg
+            .apps
+            .iter()
+            .all(|a| total(&mut a.states.iter().copied()))
+        && agg.load.sum <= m * u64::from(u16::MAX)
+        && agg.up_sample.len() <= UP_SAMPLE
+        && agg.missing_sample.len() <= MISSING_SAMPLE
 }

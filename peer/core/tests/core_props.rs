@@ -366,6 +366,7 @@ impl Harness {
             Op::Gossip { about, rev } => {
                 let mut record = MachineRecord::empty(about as u32);
                 record.rev = rev;
+                record.news_rev = rev;
                 record.state = PeerState::Unreachable;
                 let ping = Ping {
                     from: machine(1),
@@ -375,6 +376,8 @@ impl Harness {
                     gossip: Gossip {
                         membership_version: self.core.membership().version,
                         records: vec![Arc::new(record)],
+                        rows: Vec::new(),
+                        digest: Vec::new(),
                     },
                 };
                 self.core

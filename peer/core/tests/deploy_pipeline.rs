@@ -177,6 +177,8 @@ fn no_ping_where_the_view_says_no_peer_runs() {
         gossip: Gossip {
             membership_version: 1,
             records: vec![Arc::new(record)],
+            rows: Vec::new(),
+            digest: Vec::new(),
         },
     };
     let mut out = Vec::new();

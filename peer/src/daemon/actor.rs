@@ -10,7 +10,8 @@ use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_login::{Login, SshContext, host_keys::KNOWN_HOSTS, layout};
 use smon_proto::{
     AppDecl, AppStatus, ClusterConfig, ClusterKey, ClusterView, ControlAction, DesiredState,
-    MachineId, Membership, PeerCall, PeerReply, Refusal, ReleasePublicKey, Version,
+    MachineId, Membership, PeerCall, PeerReply, Refusal, ReleasePublicKey, Version, ZoneRecords,
+    ZoneRecordsRequest,
     chunked::{Assembly, Kind},
 };
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +29,10 @@ use crate::core::{Boot, Core, CoreConfig, ExitReason, Input, LocalFacts, Millis,
 pub enum Msg {
     Call(PeerCall, oneshot::Sender<PeerReply>),
     View(u64, oneshot::Sender<ClusterView>),
+    ZoneRecords(
+        ZoneRecordsRequest,
+        oneshot::Sender<Result<ZoneRecords, Refusal>>,
+    ),
     Control(ControlAction, oneshot::Sender<Result<String, Refusal>>),
     Input(Input),
     ReleaseFetch(u64),
@@ -204,6 +209,9 @@ impl Actor {
             }
             Msg::View(since, reply) => {
                 let _ = reply.send(self.core.cluster_view(since));
+            }
+            Msg::ZoneRecords(req, reply) => {
+                let _ = reply.send(self.core.zone_records(&req));
             }
             Msg::Control(action, reply) => {
                 let answer = self.control(action, out);

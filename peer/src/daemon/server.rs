@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use smon_proto::{
     AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, ControlAction, DesiredState,
-    LiveTag, MemberReply, PeerCall, PeerReply, PeerService, Ping, Pong, Refusal, chunked,
-    tarpc::context::Context,
+    LiveTag, MemberReply, PeerCall, PeerReply, PeerService, Ping, Pong, Refusal, ZoneRecords,
+    ZoneRecordsRequest, chunked, tarpc::context::Context,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -150,14 +150,17 @@ impl PeerService for PeerServer {
         let me = self.me.clone();
         self.ask(|reply| Msg::View(since, reply))
             .await
-            .unwrap_or(ClusterView {
-                seq: 0,
-                answered_by: me,
-                membership_version: 0,
-                machines: 0,
-                livetag: LiveTag::default(),
-                records: Vec::new(),
-            })
+            .unwrap_or_else(|| ClusterView::empty(me))
+    }
+
+    async fn zone_records(
+        self,
+        _: Context,
+        req: ZoneRecordsRequest,
+    ) -> Result<ZoneRecords, Refusal> {
+        self.ask(|reply| Msg::ZoneRecords(req, reply))
+            .await
+            .unwrap_or_else(|| Err(gone()))
     }
 
     async fn control(self, _: Context, action: ControlAction) -> Result<String, Refusal> {

@@ -4,6 +4,7 @@
 mod params;
 mod report;
 mod scenario;
+mod view_watch;
 mod world;
 
 pub use params::SimParams;

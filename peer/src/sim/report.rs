@@ -47,6 +47,14 @@ pub struct Report {
     pub overhead_histogram: BTreeMap<u32, usize>,
     pub logins_mean: f64,
     pub bytes_per_peer_per_round: f64,
+    /// Rounds from the change until a peer's cluster view (its root aggregate) shows the
+    /// goal: the median peer, the 99th percentile, the last one (null if some never did).
+    pub view_rounds_p50: Option<u64>,
+    pub view_rounds_p99: Option<u64>,
+    pub view_rounds_max: Option<u64>,
+    /// Records and aggregate rows each running peer holds at the end.
+    pub rows_per_peer_mean: f64,
+    pub rows_per_peer_max: usize,
     pub messages: u64,
     pub events: u64,
     pub wall_ms: u64,
@@ -106,6 +114,14 @@ impl Report {
         text += &format!(
             "  deployed {}/{}   overhead mean {:.3} max {}   logins mean {:.2}\n",
             self.deployed, self.reachable, self.overhead_mean, self.overhead_max, self.logins_mean
+        );
+        text += &format!(
+            "  view: p50 {}   p99 {}   all {} rounds   rows per peer mean {:.1} max {}\n",
+            rounds(self.view_rounds_p50),
+            rounds(self.view_rounds_p99),
+            rounds(self.view_rounds_max),
+            self.rows_per_peer_mean,
+            self.rows_per_peer_max
         );
         text += &format!(
             "  gossip {:.0} bytes per peer per round   {} events   {} ms wall\n",

@@ -4,14 +4,17 @@
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use rand::{RngExt, seq::SliceRandom};
-use smon_proto::{AppDecl, AppState, AppStatus, DesiredState, LiveTag, Membership, Version};
+use smon_proto::{
+    Aggregate, AppDecl, AppState, AppStatus, DesiredState, LiveTag, Membership, PeerState, Version,
+};
 
 use super::{
     params::SimParams,
     report::Report,
+    view_watch::{ViewWatch, rows_per_peer},
     world::{FIRST_VERSION, M, World},
 };
-use crate::core::{Input, Millis, SpreadHint};
+use crate::core::{Core, Input, Millis, SpreadHint};
 
 pub const NEXT_VERSION: Version = Version::new(2, 0, 0);
 
@@ -82,25 +85,69 @@ fn check_offset(w: &World) -> Millis {
     }
 }
 
-/// Run round by round from `t0` until `goal` holds (checked at each round's end); returns the
-/// per-round progress and the round it was reached in.
-fn run_rounds(
-    w: &mut World,
-    t0: Millis,
-    mut progress: impl FnMut(&World) -> f64,
-) -> (Vec<f64>, Option<u64>) {
-    let interval = w.params.interval_ms;
-    let offset = check_offset(w);
-    let mut curve = vec![progress(w)];
-    for round in 1..=w.params.max_rounds {
-        w.run_until(t0 + round * interval + offset);
-        let p = progress(w);
-        curve.push(p);
-        if p >= 1.0 {
-            return (curve, Some(round));
+/// What a scenario watches, round by round from its change.
+struct Watch<'a> {
+    scenario: &'static str,
+    /// The share of the goal reached (1.0: done).
+    progress: Box<dyn Fn(&World) -> f64 + 'a>,
+    /// Whether a peer's cluster view (its root aggregate) shows the goal.
+    reflects: Box<dyn Fn(&Core) -> bool + 'a>,
+    /// Called before each round (e.g. new load figures on every machine).
+    before_round: Box<dyn FnMut(&mut World) + 'a>,
+}
+
+impl<'a> Watch<'a> {
+    fn new(
+        scenario: &'static str,
+        progress: impl Fn(&World) -> f64 + 'a,
+        reflects: impl Fn(&Core) -> bool + 'a,
+    ) -> Self {
+        Self {
+            scenario,
+            progress: Box::new(progress),
+            reflects: Box::new(reflects),
+            before_round: Box::new(|_| {}),
         }
     }
-    (curve, None)
+
+    fn before_round(mut self, f: impl FnMut(&mut World) + 'a) -> Self {
+        self.before_round = Box::new(f);
+        self
+    }
+}
+
+/// Run round by round from `t0` until the goal holds (checked at each round's end), then on
+/// until every peer's view shows it too (or `max_rounds`). The report's figures are those of
+/// the round the goal was reached in; the view's are added.
+fn run_watched(w: &mut World, t0: Millis, mut watch: Watch) -> Report {
+    let interval = w.params.interval_ms;
+    let offset = check_offset(w);
+    let mut view = ViewWatch::new(w);
+    view.observe(w, 0, &watch.reflects);
+    let mut curve = vec![(watch.progress)(w)];
+    let mut report = None;
+    for round in 1..=w.params.max_rounds {
+        (watch.before_round)(w);
+        w.run_until(t0 + round * interval + offset);
+        view.observe(w, round, &watch.reflects);
+        if report.is_none() {
+            let p = (watch.progress)(w);
+            curve.push(p);
+            if p >= 1.0 {
+                report = Some(base_report(w, watch.scenario, curve.clone(), Some(round)));
+            }
+        }
+        if report.is_some() && view.all(w) {
+            break;
+        }
+    }
+    let mut report = report.unwrap_or_else(|| base_report(w, watch.scenario, curve, None));
+    let rounds = view.rounds(w);
+    report.view_rounds_p50 = rounds.p50;
+    report.view_rounds_p99 = rounds.p99;
+    report.view_rounds_max = rounds.max;
+    (report.rows_per_peer_mean, report.rows_per_peer_max) = rows_per_peer(w);
+    report
 }
 
 fn first_round_at(curve: &[f64], fraction: f64) -> Option<u64> {
@@ -111,6 +158,21 @@ fn reachable(w: &World) -> Vec<M> {
     (0..w.params.machines)
         .filter(|&m| !w.machines[m].unreachable)
         .collect()
+}
+
+/// The goal of every `targets` machine meeting `done` (the share of them that do), seen
+/// in a peer's view when its root aggregate counts them all as running a peer.
+fn every_reachable_up<'a>(
+    scenario: &'static str,
+    targets: &'a [M],
+    done: impl Fn(&super::world::Machine) -> bool + 'a,
+) -> Watch<'a> {
+    let total = targets.len();
+    Watch::new(
+        scenario,
+        move |w| targets.iter().filter(|&&m| done(&w.machines[m])).count() as f64 / total as f64,
+        move |c| c.view().root().agg.up() as usize == total,
+    )
 }
 
 fn base_report(w: &World, scenario: &'static str, curve: Vec<f64>, done: Option<u64>) -> Report {
@@ -161,6 +223,11 @@ fn base_report(w: &World, scenario: &'static str, curve: Vec<f64>, done: Option<
         overhead_histogram: histogram,
         logins_mean: logins as f64 / listed.max(1) as f64,
         bytes_per_peer_per_round: w.bytes as f64 / w.peer_rounds().max(1.0),
+        view_rounds_p50: None,
+        view_rounds_p99: None,
+        view_rounds_max: None,
+        rows_per_peer_mean: 0.0,
+        rows_per_peer_max: 0,
         messages: w.messages,
         events: w.events,
         wall_ms: 0,
@@ -179,15 +246,10 @@ pub fn deploy(params: SimParams) -> Report {
     };
     w.start_peer(0, Some(root));
     let targets = reachable(&w);
-    let total = targets.len() as f64;
-    let (curve, done) = run_rounds(&mut w, 0, |w| {
-        targets
-            .iter()
-            .filter(|&&m| w.machines[m].first_started.is_some())
-            .count() as f64
-            / total
+    let watch = every_reachable_up("deploy", &targets, |m: &super::world::Machine| {
+        m.first_started.is_some()
     });
-    let mut report = base_report(&w, "deploy", curve, done);
+    let mut report = run_watched(&mut w, 0, watch);
     add_spread_times(&w, &targets, &mut report);
     report
 }
@@ -244,11 +306,14 @@ fn share_of_running(w: &World, pred: impl Fn(&crate::core::Core) -> bool) -> f64
 /// Livetag set to false on one peer: rounds until every peer is disabled (Fig. 6, right).
 pub fn disable(params: SimParams) -> Report {
     let (mut w, t0) = deployed_world(params, 0);
+    let peers = w.running().count() as u32;
     w.input(0, Input::SetLiveTag { enabled: false });
-    let (curve, done) = run_rounds(&mut w, t0, |w| {
-        share_of_running(w, |c| !c.livetag().enabled)
-    });
-    base_report(&w, "disable", curve, done)
+    let watch = Watch::new(
+        "disable",
+        |w| share_of_running(w, |c| !c.livetag().enabled),
+        |c| c.view().root().agg.count(PeerState::Disabled) == peers,
+    );
+    run_watched(&mut w, t0, watch)
 }
 
 fn upgrade_one(w: &mut World, m: M, version: Version) {
@@ -261,11 +326,14 @@ fn upgrade_one(w: &mut World, m: M, version: Version) {
 /// One peer gets a newer version: rounds until every peer runs it.
 pub fn upgrade(params: SimParams) -> Report {
     let (mut w, t0) = deployed_world(params, 0);
+    let peers = w.running().count() as u32;
     upgrade_one(&mut w, 0, NEXT_VERSION);
-    let (curve, done) = run_rounds(&mut w, t0, |w| {
-        share_of_running(w, |c| c.version() == NEXT_VERSION)
-    });
-    base_report(&w, "upgrade", curve, done)
+    let watch = Watch::new(
+        "upgrade",
+        |w| share_of_running(w, |c| c.version() == NEXT_VERSION),
+        |c| c.view().root().agg.versions == [(NEXT_VERSION, peers)],
+    );
+    run_watched(&mut w, t0, watch)
 }
 
 /// Halves apart for `apart` rounds, each side changing something (an upgrade on one, a
@@ -291,18 +359,28 @@ pub fn partition(params: SimParams, apart: u64) -> Report {
         enabled: true,
         version: 2,
     };
-    let (curve, done) = run_rounds(&mut w, heal_at, |w| {
-        let agreed = share_of_running(w, |c| {
-            c.version() == NEXT_VERSION && c.livetag() == goal && c.membership().version == 2
-        });
-        if w.machines[n].peer.is_some() {
-            agreed
-        } else {
-            agreed.min(0.99)
-        }
-    });
-    let mut report = base_report(&w, "partition", curve, done);
-    report.rounds_after_heal = done;
+    let all = n as u32 + 1;
+    let watch = Watch::new(
+        "partition",
+        |w| {
+            let agreed = share_of_running(w, |c| {
+                c.version() == NEXT_VERSION && c.livetag() == goal && c.membership().version == 2
+            });
+            if w.machines[n].peer.is_some() {
+                agreed
+            } else {
+                agreed.min(0.99)
+            }
+        },
+        |c| {
+            let agg = &c.view().root().agg;
+            c.membership().version == 2
+                && agg.versions == [(NEXT_VERSION, all)]
+                && agg.livetags == [(goal, all)]
+        },
+    );
+    let mut report = run_watched(&mut w, heal_at, watch);
+    report.rounds_after_heal = report.rounds_to_all;
     report
 }
 
@@ -316,16 +394,11 @@ pub fn churn(params: SimParams, crash_share: f64) -> Report {
         w.stop_peer(m);
     }
     let targets = reachable(&w);
-    let total = targets.len() as f64;
     let _ = w.rng().random::<u8>();
-    let (curve, done) = run_rounds(&mut w, t0, |w| {
-        targets
-            .iter()
-            .filter(|&&m| w.machines[m].peer.is_some())
-            .count() as f64
-            / total
+    let watch = every_reachable_up("churn", &targets, |m: &super::world::Machine| {
+        m.peer.is_some()
     });
-    base_report(&w, "churn", curve, done)
+    run_watched(&mut w, t0, watch)
 }
 
 fn hello_decl() -> AppDecl {
@@ -341,12 +414,19 @@ fn hello_decl() -> AppDecl {
 /// has fetched and adopted it.
 pub fn app_install(params: SimParams) -> Report {
     let (mut w, t0) = deployed_world(params, 0);
+    let peers = w.running().count() as u32;
     let decl = hello_decl();
     w.input(0, Input::AppInstalledLocally(decl.clone()));
-    let (curve, done) = run_rounds(&mut w, t0, |w| {
-        share_of_running(w, |c| c.apps().iter().any(|a| a.version == decl.version))
-    });
-    base_report(&w, "app-install", curve, done)
+    let watch = Watch::new(
+        "app-install",
+        |w| share_of_running(w, |c| c.apps().iter().any(|a| a.version == decl.version)),
+        |c| {
+            let agg = &c.view().root().agg;
+            agg.app(&decl.name)
+                .is_some_and(|a| a.count(AppState::Running) == peers)
+        },
+    );
+    run_watched(&mut w, t0, watch)
 }
 
 /// Give every running peer a new load average (its record changes, as on a real machine).
@@ -364,8 +444,8 @@ fn churn_loads(w: &mut World) {
     }
 }
 
-/// An application's state changes on one peer: rounds until every other peer's view of that
-/// machine shows the new state. With `load_churn`, every record also changes every round.
+/// An application's state changes on one peer: rounds until every other peer's view (its root
+/// aggregate) shows the new state. With `load_churn`, every record also changes every round.
 pub fn app_state(params: SimParams, load_churn: bool, settle_rounds: u64) -> Report {
     let (mut w, t0) = deployed_world(params, 0);
     let status = |state| AppStatus {
@@ -392,36 +472,27 @@ pub fn app_state(params: SimParams, load_churn: bool, settle_rounds: u64) -> Rep
     }
     let subject = 0;
     w.input(subject, Input::AppStates(vec![status(AppState::Stopped)]));
-    let me = w
-        .membership
-        .index_of(&w.machines[subject].id)
-        .expect("listed");
-    let others = peers.len().saturating_sub(1).max(1) as f64;
-    let offset = check_offset(&w);
-    let sees = |w: &World| {
-        w.running()
-            .filter(|&(m, _)| m != subject)
-            .filter(|(_, c)| {
-                c.view()
-                    .get(me)
-                    .is_some_and(|r| r.apps.iter().any(|a| a.state == AppState::Stopped))
-            })
-            .count() as f64
-            / others
+    let running = peers.len() as u32 - 1;
+    let shows = |agg: &Aggregate| {
+        agg.app("hello").is_some_and(|a| {
+            a.count(AppState::Stopped) == 1 && a.count(AppState::Running) == running
+        })
     };
-    let mut curve = vec![sees(&w)];
-    let mut done = None;
-    for round in 1..=w.params.max_rounds {
+    let others = peers.len().saturating_sub(1).max(1) as f64;
+    let watch = Watch::new(
+        "app-state",
+        |w| {
+            w.running()
+                .filter(|&(m, c)| m != subject && shows(&c.view().root().agg))
+                .count() as f64
+                / others
+        },
+        |c| shows(&c.view().root().agg),
+    )
+    .before_round(|w| {
         if load_churn {
-            churn_loads(&mut w);
+            churn_loads(w)
         }
-        w.run_until(settle + round * interval + offset);
-        let p = sees(&w);
-        curve.push(p);
-        if p >= 1.0 {
-            done = Some(round);
-            break;
-        }
-    }
-    base_report(&w, "app-state", curve, done)
+    });
+    run_watched(&mut w, settle, watch)
 }

@@ -67,6 +67,21 @@ pub enum AppState {
 }
 
 impl AppState {
+    /// Every state, in the order of the counts of an [`crate::AppCount`].
+    pub const ALL: [AppState; 6] = [
+        AppState::Installing,
+        AppState::Starting,
+        AppState::Running,
+        AppState::Stopped,
+        AppState::Backoff,
+        AppState::Failed,
+    ];
+
+    /// This state's place in [`AppState::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AppState::Installing => "installing",

@@ -7,6 +7,7 @@
 //! alone. `smon-proto` re-exports all of it and adds the transport, the tarpc services and
 //! the key files.
 
+pub mod aggregate;
 mod app;
 pub mod app_package;
 mod app_toml;
@@ -19,7 +20,9 @@ mod messages;
 mod record;
 pub mod release;
 mod version;
+pub mod zones;
 
+pub use aggregate::{Aggregate, AppCount, LoadStats, RowOrder, ZoneRow};
 pub use app::{AppDecl, AppReport, AppSpec, AppState, AppStatus, BackoffPolicy, DesiredState};
 pub use error::{ProtoError, Result};
 pub use livetag::LiveTag;
@@ -29,5 +32,6 @@ pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, M
 pub use messages::*;
 pub use record::{MachineRecord, PeerState};
 pub use version::Version;
+pub use zones::{Zone, ZoneIdx, ZoneTree};
 
 pub use release::{ReleasePrivateKey, ReleasePublicKey};

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use ssh_key::PublicKey;
 
-use crate::{MachineId, ProtoError};
+use std::sync::{Arc, OnceLock};
+
+use crate::{MachineId, ProtoError, ZoneTree};
 
 /// Hard cap on the uncompressed size of a membership blob: checked before allocating.
 pub const MAX_MEMBERSHIP_BYTES: u64 = 16 << 20;
@@ -37,7 +39,7 @@ const MAX_SIGNATURE_BYTES: usize = 8192;
 pub const MEMBERSHIP_NAMESPACE: &str = "smon-membership";
 const HEADER_LEN: usize = 4 + 1 + 8 + 4 + 4;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Membership {
     pub version: u64,
     machines: Vec<MachineId>,
@@ -47,7 +49,29 @@ pub struct Membership {
     /// The release key's sshsig (PEM) over [`Membership::signing_bytes`]; empty if unsigned.
     #[serde(default)]
     signature: Vec<u8>,
+    /// The zone tree of `machines`, built on first use and shared by every holder of this
+    /// list (a cache, never on the wire).
+    #[serde(skip)]
+    zones: OnceLock<Arc<ZoneTree>>,
 }
+
+impl PartialEq for Membership {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            self.version,
+            &self.machines,
+            &self.host_keys,
+            &self.signature,
+        ) == (
+            other.version,
+            &other.machines,
+            &other.host_keys,
+            &other.signature,
+        )
+    }
+}
+
+impl Eq for Membership {}
 
 impl Membership {
     /// A list in canonical order (sorted, without duplicates).
@@ -59,6 +83,7 @@ impl Membership {
             machines,
             host_keys: Vec::new(),
             signature: Vec::new(),
+            zones: OnceLock::new(),
         }
     }
 
@@ -160,6 +185,12 @@ impl Membership {
             machines.push(machine);
         }
         Ok(Self::new(version, machines))
+    }
+
+    /// The zone tree of this list (built once, then shared).
+    pub fn zones(&self) -> &Arc<ZoneTree> {
+        self.zones
+            .get_or_init(|| Arc::new(ZoneTree::build(&self.machines)))
     }
 
     pub fn machines(&self) -> &[MachineId] {
@@ -317,6 +348,7 @@ impl Membership {
             machines,
             host_keys,
             signature,
+            zones: OnceLock::new(),
         })
     }
 }

@@ -9,16 +9,23 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AppDecl, DesiredState, LiveTag, MachineId, MachineRecord, PackageManifest, PeerState, Version,
+    Aggregate, AppDecl, DesiredState, LiveTag, MachineId, MachineRecord, PackageManifest,
+    PeerState, Version, ZoneIdx, ZoneRow,
 };
 
-/// Records piggybacked on a ping or pong, valid for one membership version (records name
-/// machines by their index in that list). Records are immutable values, shared rather than
+/// Records and zone rows piggybacked on a ping or pong, valid for one membership version
+/// (records name machines by their index in that list, rows name zones by their index in that
+/// list's [`crate::ZoneTree`]). Records and rows are immutable values, shared rather than
 /// copied between the views that hold them (`Arc` is invisible on the wire).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Gossip {
     pub membership_version: u64,
     pub records: Vec<std::sync::Arc<MachineRecord>>,
+    pub rows: Vec<std::sync::Arc<ZoneRow>>,
+    /// On a ping: what the sender holds of the tables it shares with the receiver, one byte
+    /// per place (a fingerprint of the news of the entry there, 0 for none), root table
+    /// first; the pong carries what differs. Empty on a pong.
+    pub digest: Vec<u8>,
 }
 
 /// `ping(ver)` of the paper, carrying the state every exchange compares.
@@ -102,15 +109,90 @@ pub enum AppReply {
     Newer(AppDecl),
 }
 
-/// What the console sees: the records that changed since a sequence number.
+/// What the console sees: the whole cluster's aggregate, the zone rows the answering peer
+/// holds, and the records of its own leaf zone that changed since a sequence number.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterView {
-    /// Pass this back as `since` to get only what changed after this answer.
+    /// Pass this back as `since` to get only the records that changed after this answer.
     pub seq: u64,
     pub answered_by: MachineId,
     pub membership_version: u64,
     pub machines: u32,
     pub livetag: LiveTag,
+    /// The records the answering peer holds: those of its leaf zone (every machine's, in a
+    /// cluster of one zone). The others' come from their zones ([`ZoneRecords`]).
+    pub records: Vec<(MachineId, MachineRecord)>,
+    /// The root aggregate: the whole cluster, exact once it is quiet.
+    pub root: Aggregate,
+    /// The answering peer's clock when it answered (ms since the epoch): ages are
+    /// `now_ms - as_of_ms`.
+    pub now_ms: u64,
+    /// The root's `as_of_ms`: the oldest information the counts are made of.
+    pub as_of_ms: u64,
+    /// The zones whose rows the answering peer holds: every child of each zone on its path
+    /// from the root down to its leaf zone.
+    pub zones: Vec<ZoneInfo>,
+}
+
+impl ClusterView {
+    /// A view with nothing in it, answered by `answered_by`.
+    pub fn empty(answered_by: MachineId) -> Self {
+        Self {
+            seq: 0,
+            answered_by,
+            membership_version: 0,
+            machines: 0,
+            livetag: LiveTag::default(),
+            records: Vec::new(),
+            root: Aggregate::default(),
+            now_ms: 0,
+            as_of_ms: 0,
+            zones: Vec::new(),
+        }
+    }
+}
+
+/// A zone row as the console sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZoneInfo {
+    pub zone: ZoneIdx,
+    pub name: String,
+    pub parent: Option<ZoneIdx>,
+    pub depth: u32,
+    /// A leaf zone: its peers hold its machines' records.
+    pub leaf: bool,
+    /// Computed by the answering peer (a zone it is in), not taken from gossip.
+    pub own: bool,
+    /// None: no row heard of yet.
+    pub row: Option<(crate::RowOrder, Aggregate)>,
+    /// Machines of the zone known to run a peer (the row's sample): where to ask for the
+    /// zone's own view or records.
+    pub peers: Vec<MachineId>,
+}
+
+/// Most records in one [`ZoneRecords`] page.
+pub const ZONE_RECORDS_PAGE: u32 = 1000;
+
+/// `zone_records`: a page of the records of a leaf zone, answered by a peer of that zone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZoneRecordsRequest {
+    pub membership_version: u64,
+    pub zone: ZoneIdx,
+    /// Index of the first record (in the zone's order), and most records to return (at most
+    /// [`ZONE_RECORDS_PAGE`]).
+    pub offset: u32,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZoneRecords {
+    pub answered_by: MachineId,
+    pub zone: ZoneIdx,
+    /// Machines in the zone.
+    pub total: u32,
+    /// The answering peer's clock when it answered.
+    pub now_ms: u64,
+    /// The zone's machines from `offset` on that the peer has a record of.
     pub records: Vec<(MachineId, MachineRecord)>,
 }
 

@@ -22,6 +22,21 @@ pub enum PeerState {
 }
 
 impl PeerState {
+    /// Every state, in the order of the counts of an [`crate::Aggregate`].
+    pub const ALL: [PeerState; 6] = [
+        PeerState::Running,
+        PeerState::Disabled,
+        PeerState::Removed,
+        PeerState::Deploying,
+        PeerState::Unreachable,
+        PeerState::Stopped,
+    ];
+
+    /// This state's place in [`PeerState::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// A peer process is up on the machine.
     pub fn is_up(self) -> bool {
         matches!(
@@ -31,13 +46,17 @@ impl PeerState {
     }
 }
 
-/// One machine's record. `rev` orders versions of it: the owner bumps it on every change;
-/// another peer may write an observation (`Deploying`, `Unreachable`) one rev above what it
-/// knows, and the owner, when it hears of that, answers with a higher rev (as in SWIM).
+/// One machine's record. [`MachineRecord::order`] orders versions of it: the owner bumps `rev`
+/// on every change and `news_rev` on every change of what the machine *is* (state, version,
+/// livetag, applications); another peer may write an observation (`Deploying`, `Unreachable`)
+/// one rev above what it knows, and the owner, when it hears of that, answers with higher
+/// revs (as in SWIM).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MachineRecord {
     /// Index of the machine in the membership list of `membership_version`.
     pub machine: u32,
+    /// Bumped on news only (see above): news outranks any number of new load figures.
+    pub news_rev: u64,
     pub rev: u64,
     pub state: PeerState,
     pub peer_version: Option<Version>,
@@ -50,6 +69,9 @@ pub struct MachineRecord {
     pub apps: Vec<AppStatus>,
     /// One-minute load average × 100.
     pub load: u16,
+    /// When the news of this record last changed, in milliseconds since the Unix epoch by the
+    /// writer's clock (virtual in the simulator); 0 if unknown. For display only.
+    pub changed_ms: u64,
 }
 
 impl MachineRecord {
@@ -65,6 +87,42 @@ impl MachineRecord {
             livetag: LiveTag::default(),
             apps: Vec::new(),
             load: 0,
+            news_rev: 0,
+            changed_ms: 0,
         }
+    }
+
+    /// The total order of versions of a machine's record, newest greatest: news first, then
+    /// any change, then [`MachineRecord::tiebreak`], so that every peer keeps the same one.
+    pub fn order(&self) -> (u64, u64, u64) {
+        (self.news_rev, self.rev, self.tiebreak())
+    }
+
+    /// What orders two versions of equal revs: the owner's word that a peer is up first, then
+    /// the state and the time an observer wrote. Only observers write at revs the owner did
+    /// not (one above a version they hold), and they change nothing but the state and the
+    /// time, so versions of equal revs and equal tiebreaks are equal. 32 bits, so that the
+    /// sum over the 2^32 machines a membership can have fits in a u64 (aggregate rows add
+    /// them up).
+    pub fn tiebreak(&self) -> u64 {
+        (u64::from(self.state.is_up()) << 31)
+            | ((self.state.index() as u64) << 28)
+            | (self.changed_ms & 0x0fff_ffff)
+    }
+
+    /// The news of this version (what changes when the machine's state, version, livetag or
+    /// applications do), apart from its figures.
+    pub fn news_key(&self) -> (u64, u64) {
+        (self.news_rev, self.tiebreak())
+    }
+
+    /// Does `self` tell something other than new figures (load, counters) about the machine
+    /// than `old`?
+    pub fn is_news(&self, old: &MachineRecord) -> bool {
+        self.state != old.state
+            || self.peer_version != old.peer_version
+            || self.livetag != old.livetag
+            || self.apps != old.apps
+            || self.first_deployed_ms != old.first_deployed_ms
     }
 }

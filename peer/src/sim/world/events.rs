@@ -1,7 +1,9 @@
 //! The world's events in virtual time and what each does when its time comes: one method
 //! per event.
 
-use smon_proto::{AppDecl, PeerCall, PeerReply, Version, wire_size};
+use smon_proto::{
+    AppDecl, AppState, AppStatus, DesiredState, PeerCall, PeerReply, Version, wire_size,
+};
 
 use super::{M, World};
 use crate::core::{CallFailure, CallId, Input, LoginOutcome, Millis, Probe, SpreadHint};
@@ -61,6 +63,12 @@ pub(super) enum Event {
         m: M,
         inc: u64,
         app: AppDecl,
+    },
+    /// The machine's supervisor has applied the desired states: it reports the
+    /// applications' states to its peer.
+    AppsApplied {
+        m: M,
+        inc: u64,
     },
 }
 
@@ -142,6 +150,7 @@ impl World {
                 admitted,
             } => self.on_fetch_done(m, inc, version, admitted),
             Event::AppFetched { m, inc, app } => self.on_app_fetched(m, inc, app),
+            Event::AppsApplied { m, inc } => self.on_apps_applied(m, inc),
         }
     }
 
@@ -282,6 +291,32 @@ impl World {
         if self.alive(m, inc) {
             self.input(m, Input::FetchDone { version, ok });
         }
+    }
+
+    /// The supervisor's model: every application is in its desired state (running unless
+    /// set offline) as soon as its peer has it.
+    fn on_apps_applied(&mut self, m: M, inc: u64) {
+        if !self.alive(m, inc) {
+            return;
+        }
+        let Some(core) = self.machines[m].peer.as_ref() else {
+            return;
+        };
+        let states = core
+            .apps()
+            .iter()
+            .map(|a| AppStatus {
+                name: a.name.clone(),
+                version: a.version,
+                desired: a.desired,
+                state: match a.desired {
+                    DesiredState::Offline => AppState::Stopped,
+                    DesiredState::Online | DesiredState::Ignore => AppState::Running,
+                },
+                restarts: 0,
+            })
+            .collect();
+        self.input(m, Input::AppStates(states));
     }
 
     fn on_app_fetched(&mut self, m: M, inc: u64, app: AppDecl) {

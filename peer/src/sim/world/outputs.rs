@@ -38,7 +38,10 @@ impl World {
             } => self.fetch_release(m, inc, &from, version, session),
             Output::Upgrade(version) => return self.upgrade(m, version),
             Output::FetchApp { from: _, app } => self.fetch_app(m, inc, app),
-            Output::AppDesired(_) => {}
+            Output::AppDesired(_) => {
+                let at = self.now + self.params.restart_time_ms;
+                self.schedule(at, Event::AppsApplied { m, inc });
+            }
             Output::MembershipChanged(membership) => {
                 self.machines[m].disk_membership = Some(membership)
             }
