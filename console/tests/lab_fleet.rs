@@ -531,6 +531,10 @@ fn fleet_machine_on_a_1mbit_link_is_deployed_without_stalling_the_others() {
     // A run without the slow link, then every machine wiped, then the same with machine 16
     // at 1 Mbit/s (both ways).
     let baseline = fleet.deploy_all(1..=16);
+    // Every machine down first (no peer left to redeploy the wiped), then reinstalled.
+    for e in 1..=16 {
+        fleet.lab.crash(e).unwrap();
+    }
     for e in 1..=16 {
         fleet.lab.wipe(e).unwrap();
     }
