@@ -140,6 +140,30 @@ fn agent_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("smon-agent"))
 }
 
+/// Check a `host:port` (`[v6]:port`) agent address; the error says what is wrong.
+pub fn check_address(addr: &str) -> anyhow::Result<()> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("{addr:?}: expected HOST:PORT"))?;
+    if host.is_empty() || host == "[]" {
+        bail!("{addr:?}: no host");
+    }
+    port.parse::<u16>()
+        .with_context(|| format!("{addr:?}: bad port {port:?} (0-65535)"))?;
+    Ok(())
+}
+
+/// `addr` with port 0 replaced by a port free there now (which the agent then takes).
+fn concrete_address(addr: &str) -> anyhow::Result<String> {
+    check_address(addr)?;
+    if !addr.ends_with(":0") {
+        return Ok(addr.to_owned());
+    }
+    let probe = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("the agent's address {addr}: cannot listen there"))?;
+    Ok(probe.local_addr()?.to_string())
+}
+
 /// The running agent's pid, if any.
 pub fn running_pid(dir: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(ClusterFiles::new(dir).agent_pid())
@@ -205,11 +229,8 @@ async fn start(
         _ => None,
     };
     let listen = match listen.or_else(|| dir.config.agent.clone()) {
-        Some(l) => l,
-        None => {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-            l.local_addr()?.to_string()
-        }
+        Some(l) => concrete_address(&l)?,
+        None => concrete_address("127.0.0.1:0")?,
     };
     if dir.config.agent.as_deref() != Some(listen.as_str()) {
         let mut config = dir.config.clone();
