@@ -121,10 +121,7 @@ async fn set(
             dir.path.display()
         );
     }
-    let addr = dir.config.peer_address(&machine);
-    let client = transport::peer_client(addr.as_str(), &dir.key, connect::CONNECT_TIMEOUT)
-        .await
-        .with_context(|| format!("the peer of {machine} ({addr}) does not answer"))?;
+    let client = connect::peer_of(dir, &machine).await?;
     client
         .set_app_status(
             connect::ctx(Duration::from_secs(10)),

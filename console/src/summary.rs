@@ -27,6 +27,8 @@ pub struct Summary {
     pub running: usize,
     pub disabled: usize,
     pub unreachable: usize,
+    /// Machines whose address answered as another machine (see `PeerState::Conflict`).
+    pub conflicts: Vec<String>,
     pub versions: BTreeMap<String, usize>,
     pub livetag: LiveTag,
     /// Deployed machines whose record carries the answering peer's livetag.
@@ -47,6 +49,7 @@ impl Summary {
             running: 0,
             disabled: 0,
             unreachable: 0,
+            conflicts: Vec::new(),
             versions: BTreeMap::new(),
             livetag: view.livetag,
             livetag_agreeing: 0,
@@ -70,6 +73,7 @@ impl Summary {
                 PeerState::Running => s.running += 1,
                 PeerState::Disabled => s.disabled += 1,
                 PeerState::Unreachable => s.unreachable += 1,
+                PeerState::Conflict => s.conflicts.push(machine.to_string()),
                 _ => {}
             }
             s.records.push(MachineRow {
@@ -95,6 +99,14 @@ impl Summary {
             "deployed {}/{}: running {}, disabled {}; unreachable {}\n",
             self.deployed, self.machines, self.running, self.disabled, self.unreachable
         );
+        if !self.conflicts.is_empty() {
+            t += &format!(
+                "CONFLICT: another machine's peer answers at the address of {}: two entries \
+                 share an address and port (the same host under two names?); they are not \
+                 deployed until that is fixed (peer logs say which answered)\n",
+                self.conflicts.join(", ")
+            );
+        }
         let versions: Vec<_> = self
             .versions
             .iter()

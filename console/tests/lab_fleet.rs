@@ -284,7 +284,6 @@ type OwnState = (Option<smon_proto::Version>, smon_proto::LiveTag, u64);
 
 fn own_states(fleet: &Fleet, entries: &[usize]) -> Vec<Option<OwnState>> {
     let dir = smon_console::cluster_dir::ClusterDir::open(&fleet.cluster).unwrap();
-    let addresses: std::collections::HashMap<_, _> = dir.addresses().into_iter().collect();
     let machines = fleet.lab.entries();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -294,7 +293,7 @@ fn own_states(fleet: &Fleet, entries: &[usize]) -> Vec<Option<OwnState>> {
         let mut out = Vec::new();
         for &e in entries {
             let machine: smon_proto::MachineId = machines[e - 1].parse().unwrap();
-            let addr = addresses[&machine].clone();
+            let addr = dir.peer_address(&machine);
             let state = async {
                 let client = smon_proto::transport::peer_client(
                     addr.as_str(),

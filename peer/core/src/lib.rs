@@ -681,7 +681,17 @@ impl Core {
         match (pending, result) {
             (Pending::Ping(target), Ok(PeerReply::Pong(pong))) => {
                 self.finish_work(target);
-                self.on_pong(target, pong, rng, out);
+                let asked = self.view.membership().get(target).cloned();
+                if let Some(asked) = asked
+                    && asked != pong.from
+                {
+                    self.observe(target, PeerState::Conflict);
+                    out.push(Output::Conflict {
+                        asked,
+                        answered_by: pong.from.clone(),
+                    });
+                }
+                self.on_pong(pong, rng, out);
             }
             (Pending::Ping(target), _) => {
                 let still_ours = self.work == Some(Work::Pinging(target));
@@ -735,13 +745,13 @@ impl Core {
         }
     }
 
-    fn on_pong(&mut self, target: u32, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
+    /// What a pong carries: taken whoever answered; a newer version or list is asked of the
+    /// peer that answered (`pong.from`), not of the machine pinged.
+    fn on_pong(&mut self, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
         self.absorb_livetag(pong.livetag, out);
         self.absorb_gossip(pong.gossip, out);
-        if let Some(from) = self.view.membership().get(target).cloned() {
-            self.consider_version(&from, pong.version, rng, out);
-            self.consider_membership(&from, pong.membership_version, out);
-        }
+        self.consider_version(&pong.from, pong.version, rng, out);
+        self.consider_membership(&pong.from, pong.membership_version, out);
     }
 
     /// A login finished. Returns the machine when that ended the work on it without a
@@ -872,6 +882,7 @@ impl Core {
                     self.consider_membership(&ping.from, ping.membership_version, out);
                 }
                 PeerReply::Pong(Pong {
+                    from: self.me.clone(),
                     version: self.state.version,
                     state: self.own_state(),
                     livetag: self.state.livetag,

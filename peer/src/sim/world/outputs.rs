@@ -39,6 +39,8 @@ impl World {
             Output::Upgrade(version) => return self.upgrade(m, version),
             Output::FetchApp { from: _, app } => self.fetch_app(m, inc, app),
             Output::AppDesired(_) => {}
+            // The modelled network delivers every call to the machine it names.
+            Output::Conflict { .. } => {}
             Output::MembershipChanged(membership) => {
                 self.machines[m].disk_membership = Some(membership)
             }
