@@ -13,9 +13,7 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
-use smon_proto::{
-    ClusterView, ControlAction, DesiredState, MachineId, app_package, chunked, transport,
-};
+use smon_proto::{ClusterView, ControlAction, DesiredState, MachineId, app_package, chunked};
 
 use crate::{cluster_dir::ClusterDir, connect};
 
