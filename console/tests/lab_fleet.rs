@@ -67,23 +67,17 @@ impl Fleet {
             &humantime::format_duration(ROUND).to_string(),
             "--peer-binary",
             peer_bin().to_str().unwrap(),
+            // Where the peers in the namespaces reach the agent: the host's end of the
+            // bridge, on a port the agent picks when it starts.
+            "--agent",
+            &format!("{}:0", s.host_address),
         ]);
-        let port = std::net::TcpListener::bind((s.host_address, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let fleet = Fleet {
             cluster,
             lab,
             _tmp: tmp,
         };
-        fleet.run(&[
-            "agent",
-            "start",
-            "--listen",
-            &format!("{}:{port}", s.host_address),
-        ]);
+        fleet.run(&["agent", "start"]);
         Some(fleet)
     }
 
@@ -97,11 +91,13 @@ impl Fleet {
     /// The live peer of machines-file line `entry`, read on the machine itself.
     fn pid(&self, entry: usize) -> Option<i32> {
         let home = self.lab.home(entry).ok()?;
-        let pid: i32 = std::fs::read_to_string(home.join(".smon/peer.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
+        let pid: i32 = std::fs::read_to_string(
+            smon_proto::MachineFiles::new(&home.join(smon_proto::SSH_ROOT_IN_HOME)).pid(),
+        )
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         (is_alive(pid) && String::from_utf8_lossy(&cmdline).contains("smon-peer")).then_some(pid)
     }
@@ -142,8 +138,11 @@ impl Fleet {
                 report += &format!("\nmachine {e}: peer {pid} runs");
                 continue;
             }
-            let log =
-                std::fs::read_to_string(self.home(e).join(".smon/peer.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(
+                smon_proto::MachineFiles::new(&self.home(e).join(smon_proto::SSH_ROOT_IN_HOME))
+                    .log(),
+            )
+            .unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(8).collect();
             report += &format!(
                 "\n--- machine {e}: peer {:?}, processes {:?}\n{}",
@@ -224,7 +223,7 @@ fn fleet_of_16_deploys_over_ssh_and_comes_back_from_kills_crashes_a_reboot_and_a
     }
     fleet.lab.reboot(13).unwrap();
     fleet.lab.wipe(14).unwrap();
-    assert!(!fleet.home(14).join(".smon").exists());
+    assert!(!fleet.home(14).join(smon_proto::SSH_ROOT_IN_HOME).exists());
     let hit = Instant::now();
     // Crashed machines stay down for three rounds, then boot (sshd only: the peers must
     // bring their peer back).
@@ -262,7 +261,11 @@ fn fleet_of_16_deploys_over_ssh_and_comes_back_from_kills_crashes_a_reboot_and_a
         median(machines.clone())
     );
     // The wiped machine got a fresh install; the others kept theirs.
-    assert!(fleet.home(14).join(".smon/current/smon-peer").exists());
+    assert!(
+        smon_proto::MachineFiles::new(&fleet.home(14).join(smon_proto::SSH_ROOT_IN_HOME))
+            .current_binary()
+            .exists()
+    );
     let status: serde_json::Value =
         serde_json::from_str(&fleet.run(&["status", "--json"])).unwrap();
     assert_eq!(status["machines"], 16, "{status}");
