@@ -360,3 +360,34 @@ async fn status(dir: &ClusterDir) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_addresses_are_checked_with_a_reason() {
+        assert!(check_address("198.18.0.1:0").is_ok());
+        assert!(check_address("[::1]:4000").is_ok());
+        for (bad, why) in [
+            ("198.18.0.1", "expected HOST:PORT"),
+            (":4000", "no host"),
+            ("198.18.0.1:70000", "bad port"),
+            ("198.18.0.1:x", "bad port"),
+        ] {
+            let e = format!("{:#}", check_address(bad).unwrap_err());
+            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn port_0_becomes_a_free_port_there() {
+        let addr = concrete_address("127.0.0.1:0").unwrap();
+        let port: u16 = addr.strip_prefix("127.0.0.1:").unwrap().parse().unwrap();
+        assert_ne!(port, 0);
+        assert_eq!(
+            concrete_address("127.0.0.1:4567").unwrap(),
+            "127.0.0.1:4567"
+        );
+    }
+}
