@@ -439,8 +439,16 @@ fn fleet_partitioned_in_halves_manages_each_side_then_agrees_after_heal() {
             "machine {entry} restarted from {last}, not its side {own:?}"
         );
     }
-    // Side B saw none of side A's changes; its livetag went off and on again.
-    let b = own_states(&fleet, &side_b);
+    // Side B saw none of side A's changes; its livetag went off and on again (a peer its side
+    // restarted late in the 10 rounds may still be hearing of it: a few rounds more, still
+    // partitioned).
+    let mut b = own_states(&fleet, &side_b);
+    wait_until(5 * ROUND, || {
+        b = own_states(&fleet, &side_b);
+        b.iter().all(|s| {
+            s.is_some_and(|(_, tag, _)| tag.enabled && tag.version >= before.1.version + 2)
+        })
+    });
     for (e, s) in side_b.iter().zip(&b) {
         let (v, tag, m) = s.unwrap_or_else(|| panic!("machine {e} does not answer"));
         assert_eq!(v, before.0, "machine {e}");
