@@ -127,6 +127,11 @@ pub struct InitArgs {
     /// first time they log in to it (never a key that differs from a pinned one).
     #[arg(long)]
     pub ssh_trust_on_first_use: bool,
+    /// Where peers reach the agent (HOST:PORT; the agent listens there): an address of
+    /// this host every machine can reach. Port 0: a free one, chosen when the agent
+    /// starts. Default: a free port on 127.0.0.1, which only local machines reach.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub agent: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]

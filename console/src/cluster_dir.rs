@@ -86,20 +86,21 @@ impl ClusterDir {
             .with_context(|| format!("{}: not an OpenSSH private key", path.display()))
     }
 
+    /// Where `machine`'s peer listens (by this directory's membership).
+    pub fn peer_address(&self, machine: &MachineId) -> String {
+        self.config.peer_address(machine, &self.membership)
+    }
+
     /// Every machine's peer address, in membership order.
     pub fn addresses(&self) -> Vec<(MachineId, String)> {
-        self.membership
-            .machines()
-            .iter()
-            .map(|m| (m.clone(), self.config.peer_address(m)))
-            .collect()
+        self.config.peer_addresses(&self.membership)
     }
 
     /// The peers to ask for the cluster: the `--via` machine alone, or every machine in
     /// membership order.
     pub fn peers_to_ask(&self) -> Vec<(MachineId, String)> {
         match &self.via {
-            Some(m) => vec![(m.clone(), self.config.peer_address(m))],
+            Some(m) => vec![(m.clone(), self.peer_address(m))],
             None => self.addresses(),
         }
     }

@@ -140,6 +140,30 @@ fn agent_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("smon-agent"))
 }
 
+/// Check a `host:port` (`[v6]:port`) agent address; the error says what is wrong.
+pub fn check_address(addr: &str) -> anyhow::Result<()> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("{addr:?}: expected HOST:PORT"))?;
+    if host.is_empty() || host == "[]" {
+        bail!("{addr:?}: no host");
+    }
+    port.parse::<u16>()
+        .with_context(|| format!("{addr:?}: bad port {port:?} (0-65535)"))?;
+    Ok(())
+}
+
+/// `addr` with port 0 replaced by a port free there now (which the agent then takes).
+fn concrete_address(addr: &str) -> anyhow::Result<String> {
+    check_address(addr)?;
+    if !addr.ends_with(":0") {
+        return Ok(addr.to_owned());
+    }
+    let probe = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("the agent's address {addr}: cannot listen there"))?;
+    Ok(probe.local_addr()?.to_string())
+}
+
 /// The running agent's pid, if any.
 pub fn running_pid(dir: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(ClusterFiles::new(dir).agent_pid())
@@ -205,11 +229,8 @@ async fn start(
         _ => None,
     };
     let listen = match listen.or_else(|| dir.config.agent.clone()) {
-        Some(l) => l,
-        None => {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-            l.local_addr()?.to_string()
-        }
+        Some(l) => concrete_address(&l)?,
+        None => concrete_address("127.0.0.1:0")?,
     };
     if dir.config.agent.as_deref() != Some(listen.as_str()) {
         let mut config = dir.config.clone();
@@ -338,4 +359,35 @@ async fn status(dir: &ClusterDir) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_addresses_are_checked_with_a_reason() {
+        assert!(check_address("198.18.0.1:0").is_ok());
+        assert!(check_address("[::1]:4000").is_ok());
+        for (bad, why) in [
+            ("198.18.0.1", "expected HOST:PORT"),
+            (":4000", "no host"),
+            ("198.18.0.1:70000", "bad port"),
+            ("198.18.0.1:x", "bad port"),
+        ] {
+            let e = format!("{:#}", check_address(bad).unwrap_err());
+            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn port_0_becomes_a_free_port_there() {
+        let addr = concrete_address("127.0.0.1:0").unwrap();
+        let port: u16 = addr.strip_prefix("127.0.0.1:").unwrap().parse().unwrap();
+        assert_ne!(port, 0);
+        assert_eq!(
+            concrete_address("127.0.0.1:4567").unwrap(),
+            "127.0.0.1:4567"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
 use smon_proto::{
-    AppState, ClusterView, ControlAction, DesiredState, MachineId, app_package, chunked, transport,
+    AppState, ClusterView, ControlAction, DesiredState, MachineId, app_package, chunked,
 };
 
 use crate::{cluster_dir::ClusterDir, connect};
@@ -121,10 +121,7 @@ async fn set(
             dir.path.display()
         );
     }
-    let addr = dir.config.peer_address(&machine);
-    let client = transport::peer_client(addr.as_str(), &dir.key, connect::CONNECT_TIMEOUT)
-        .await
-        .with_context(|| format!("the peer of {machine} ({addr}) does not answer"))?;
+    let client = connect::peer_of(dir, &machine).await?;
     client
         .set_app_status(
             connect::ctx(Duration::from_secs(10)),

@@ -293,7 +293,7 @@ pub async fn shutdown(dir: &ClusterDir, timeout: Duration) -> anyhow::Result<Str
         }
         let mut tasks = Vec::new();
         for (machine, _) in answering {
-            let addr = dir.config.peer_address(&machine);
+            let addr = dir.peer_address(&machine);
             let key = dir.key.clone();
             tasks.push(tokio::spawn(async move {
                 if let Ok(client) = smon_proto::transport::peer_client(

@@ -31,6 +31,9 @@ pub struct InitOptions {
     pub known_hosts: Option<PathBuf>,
     /// What to do about SSH machines it does not pin.
     pub pins: PinPolicy,
+    /// `host:port` where peers reach the agent, which listens there (port 0: a free port,
+    /// chosen when the agent starts). None: a free port on 127.0.0.1 (local machines only).
+    pub agent_address: Option<String>,
 }
 
 impl InitOptions {
@@ -42,6 +45,7 @@ impl InitOptions {
             agent_key: None,
             known_hosts: None,
             pins: PinPolicy::default(),
+            agent_address: None,
         }
     }
 }
@@ -66,6 +70,9 @@ pub async fn init(
     let membership = Membership::parse(&machines_file.display().to_string(), &text, 1)?;
     if membership.is_empty() {
         bail!("{}: no machines listed", machines_file.display());
+    }
+    if let Some(addr) = &options.agent_address {
+        crate::cmd_agent::check_address(addr).context("--agent")?;
     }
     if interval < Duration::from_millis(200) {
         bail!(
@@ -202,6 +209,7 @@ fn build(
         rejoin_within_ms: 20 * interval_ms,
         ssh_trust_on_first_use: options.pins.trust_on_first_use,
     };
+    config.agent = options.agent_address.clone();
     if let Some((a, b)) = config.address_collision(membership.machines()) {
         bail!("local machines {a} and {b} would share a loopback address: rename one");
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use smon_proto::{
     ClusterView, ControlAction, MachineId, PeerServiceClient, tarpc::context, transport,
 };
@@ -17,13 +17,52 @@ pub fn ctx(timeout: Duration) -> context::Context {
     ctx
 }
 
+/// Which machine's peer `client` is (it says so in its view).
+async fn answering_machine(client: &PeerServiceClient) -> anyhow::Result<MachineId> {
+    let view = client
+        .cluster_view(ctx(Duration::from_secs(5)), u64::MAX)
+        .await
+        .context("asking the peer who it is")?;
+    Ok(view.answered_by)
+}
+
+/// A client of `machine`'s own peer: connected at its address, and checked to be that
+/// machine's (another machine's peer there means two entries share an address and port:
+/// what it says would be taken for `machine`'s).
+pub async fn peer_of(dir: &ClusterDir, machine: &MachineId) -> anyhow::Result<PeerServiceClient> {
+    let addr = dir.peer_address(machine);
+    let client = transport::peer_client(addr.as_str(), &dir.key, CONNECT_TIMEOUT)
+        .await
+        .with_context(|| format!("the peer of {machine} ({addr}) does not answer"))?;
+    let who = answering_machine(&client)
+        .await
+        .with_context(|| format!("{machine} ({addr})"))?;
+    if who != *machine {
+        bail!(
+            "CONFLICT: {machine}'s address {addr} is answered by the peer of {who}: two \
+             machines share that address and port"
+        );
+    }
+    Ok(client)
+}
+
 /// Connect to the first peer that answers, trying machines in membership order (only the
-/// `--via` machine when one is given).
+/// `--via` machine, checked to be its own peer, when one is given); the machine that answered.
 pub async fn any_peer(dir: &ClusterDir) -> anyhow::Result<(MachineId, PeerServiceClient)> {
+    if let Some(via) = &dir.via {
+        let client = peer_of(dir, via)
+            .await
+            .with_context(|| format!("--via {via}"))?;
+        return Ok((via.clone(), client));
+    }
     let mut last_error = None;
     for (machine, addr) in dir.peers_to_ask() {
         match transport::peer_client(addr.as_str(), &dir.key, CONNECT_TIMEOUT).await {
-            Ok(client) => return Ok((machine, client)),
+            // Any peer will do; it is named by what it says it is.
+            Ok(client) => {
+                let who = answering_machine(&client).await.unwrap_or(machine);
+                return Ok((who, client));
+            }
             Err(e @ smon_proto::ProtoError::WrongKey { .. }) => {
                 bail!(
                     "{machine} ({addr}) refused the cluster key of {}: {e}",
@@ -33,14 +72,13 @@ pub async fn any_peer(dir: &ClusterDir) -> anyhow::Result<(MachineId, PeerServic
             Err(e) => last_error = Some(e),
         }
     }
-    match (last_error, &dir.via) {
-        (Some(e), Some(via)) => bail!("--via {via}: its peer does not answer: {e}"),
-        (Some(e), None) => bail!(
+    match last_error {
+        Some(e) => bail!(
             "no peer of {} answers ({} machines tried; last error: {e})",
             dir.path.display(),
             dir.membership.len()
         ),
-        (None, _) => bail!("{}: the membership list is empty", dir.path.display()),
+        None => bail!("{}: the membership list is empty", dir.path.display()),
     }
 }
 
@@ -72,7 +110,8 @@ pub async fn control_one(
 }
 
 /// Each machine's own livetag, asked of every peer directly (disabled peers no longer gossip,
-/// so their own word is the one to trust). `None` where no peer answers.
+/// so their own word is the one to trust). `None` where no peer answers, or another
+/// machine's peer does.
 pub async fn livetags(dir: &ClusterDir) -> Vec<(MachineId, Option<smon_proto::LiveTag>)> {
     let mut tasks = Vec::new();
     for (machine, addr) in dir.addresses() {
@@ -86,7 +125,8 @@ pub async fn livetags(dir: &ClusterDir) -> Vec<(MachineId, Option<smon_proto::Li
                     .cluster_view(ctx(Duration::from_secs(5)), u64::MAX)
                     .await
                     .ok()?;
-                Some(view.livetag)
+                // Another machine's peer at this address: not this machine's word.
+                (view.answered_by == machine).then_some(view.livetag)
             }
             .await;
             (machine, tag)

@@ -81,6 +81,7 @@ async fn init(args: InitArgs) -> anyhow::Result<String> {
             scan: args.scan_host_keys,
             trust_on_first_use: args.ssh_trust_on_first_use,
         },
+        agent_address: args.agent,
     };
     let peer_binary = args.peer_binary.unwrap_or_else(default_peer_binary);
     cmd_init::init(&args.dir, &args.machines, &options, &peer_binary).await

@@ -42,6 +42,8 @@ pub struct Summary {
     pub running: usize,
     pub disabled: usize,
     pub unreachable: usize,
+    /// Machines whose address answered as another machine (see `PeerState::Conflict`).
+    pub conflicts: Vec<String>,
     pub versions: BTreeMap<String, usize>,
     pub livetag: LiveTag,
     /// Deployed machines whose record carries the answering peer's livetag.
@@ -88,6 +90,7 @@ impl Summary {
             running: count(PeerState::Running),
             disabled: count(PeerState::Disabled),
             unreachable: count(PeerState::Unreachable),
+            conflicts: Vec::new(),
             versions: root
                 .versions
                 .iter()
@@ -114,6 +117,11 @@ impl Summary {
     /// Per-machine rows from `records` (every zone's, fetched from the zones), in place of
     /// the answering peer's own zone's.
     pub fn set_records(&mut self, records: &[(MachineId, MachineRecord)]) {
+        self.conflicts = records
+            .iter()
+            .filter(|(_, r)| r.state == PeerState::Conflict)
+            .map(|(machine, _)| machine.to_string())
+            .collect();
         self.records = records
             .iter()
             .map(|(machine, r)| MachineRow {
@@ -143,6 +151,14 @@ impl Summary {
             self.unreachable,
             self.age_ms as f64 / 1000.0
         );
+        if !self.conflicts.is_empty() {
+            t += &format!(
+                "CONFLICT: another machine's peer answers at the address of {}: two entries \
+                 share an address and port (the same host under two names?); they are not \
+                 deployed until that is fixed (peer logs say which answered)\n",
+                self.conflicts.join(", ")
+            );
+        }
         let versions: Vec<_> = self
             .versions
             .iter()

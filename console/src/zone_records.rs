@@ -87,7 +87,7 @@ impl Walk<'_> {
     async fn visit(&mut self, zone: &ZoneInfo) -> anyhow::Result<Option<ClusterView>> {
         let mut last = None;
         for peer in &zone.peers {
-            let addr = self.dir.config.peer_address(peer);
+            let addr = self.dir.peer_address(peer);
             let client = match transport::peer_client(&addr, &self.dir.key, CONNECT_TIMEOUT).await {
                 Ok(c) => c,
                 Err(e) => {

@@ -445,12 +445,10 @@ fn local_app_status(c: &Cluster, machine: &str) -> Vec<smon_proto::AppStatus> {
     let mut last = Vec::new();
     let ok = harness::wait_until(LONG, || {
         last = runtime.block_on(async {
-            let key = smon_proto::ClusterKey::load(&c.files().cluster_key()).unwrap();
-            let addr = c
-                .config()
-                .peer_address(&smon_proto::MachineId::local(machine));
+            let dir = smon_console::cluster_dir::ClusterDir::open(&c.dir).unwrap();
+            let addr = dir.peer_address(&smon_proto::MachineId::local(machine));
             let Ok(client) =
-                smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(2))
+                smon_proto::transport::peer_client(addr.as_str(), &dir.key, Duration::from_secs(2))
                     .await
             else {
                 return Vec::new();

@@ -218,10 +218,9 @@ pub async fn peer_client(
     dir: &Path,
     machine: &smon_proto::MachineId,
 ) -> smon_proto::PeerServiceClient {
-    let key = smon_proto::ClusterKey::load(&ClusterFiles::new(dir).cluster_key()).unwrap();
-    let config = smon_proto::ClusterConfig::load(dir).unwrap();
-    let addr = config.peer_address(machine);
-    smon_proto::transport::peer_client(addr.as_str(), &key, Duration::from_secs(5))
+    let dir = smon_console::cluster_dir::ClusterDir::open(dir).unwrap();
+    let addr = dir.peer_address(machine);
+    smon_proto::transport::peer_client(addr.as_str(), &dir.key, Duration::from_secs(5))
         .await
         .unwrap()
 }

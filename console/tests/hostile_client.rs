@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use harness::Cluster;
-use smon_proto::{ClusterConfig, ClusterKey, MachineId, tarpc::trace, transport};
+use smon_proto::{MachineId, tarpc::trace, transport};
 
 /// tarpc's `ClientMessage::Request` as it travels: the deadline is the time left.
 #[derive(serde::Serialize)]
@@ -29,10 +29,8 @@ fn a_request_whose_deadline_overflows_the_clock_does_not_stop_a_peer() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let key = ClusterKey::load(&c.dir.join("cluster.key")).unwrap();
-        let config: ClusterConfig =
-            serde_json::from_slice(&std::fs::read(c.dir.join("cluster.json")).unwrap()).unwrap();
-        let addr = config.peer_address(&MachineId::local("m001"));
+        let dir = smon_console::cluster_dir::ClusterDir::open(&c.dir).unwrap();
+        let (key, addr) = (dir.key.clone(), dir.peer_address(&MachineId::local("m001")));
         type Reply = smon_proto::tarpc::Response<smon_proto::PeerServiceResponse>;
         let mut raw =
             transport::connect::<Reply, RawRequest>(addr.as_str(), &key, Duration::from_secs(5))

@@ -41,6 +41,7 @@ struct BenchPeer {
 impl PeerService for BenchPeer {
     async fn ping(self, _: context::Context, ping: Ping) -> Pong {
         Pong {
+            from: ping.from,
             version: ping.version,
             state: PeerState::Running,
             livetag: ping.livetag,

@@ -9,14 +9,16 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CLUSTER_KEY_LEN, ClusterKey, MachineId, ProtoError,
+    CLUSTER_KEY_LEN, ClusterKey, MachineId, Membership, ProtoError,
     files::{ClusterFiles, write_atomic},
     sha256,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterConfig {
-    /// Every peer listens on this port, on its machine's address.
+    /// Every peer listens on this port plus its machine's offset in the membership
+    /// ([`Membership::port_offset`]: 0 unless several machines share an SSH host), on its
+    /// machine's address.
     pub port: u16,
     /// Makes this cluster's loopback addresses for `local:` machines its own.
     pub local_salt: u64,
@@ -71,12 +73,28 @@ impl ClusterConfig {
         Ipv4Addr::new(127, 1 + h[0] % 254, h[1], 1 + h[2] % 254)
     }
 
-    /// Where the peer of `machine` listens.
-    pub fn peer_address(&self, machine: &MachineId) -> String {
+    /// Where the peer of `machine` listens, by `membership` (which sets its port offset):
+    /// `host:port`, `[v6]:port`.
+    pub fn peer_address(&self, machine: &MachineId, membership: &Membership) -> String {
+        self.address_at(machine, membership.port_offset(machine))
+    }
+
+    /// [`ClusterConfig::peer_address`] of every machine of `membership`, in list order.
+    pub fn peer_addresses(&self, membership: &Membership) -> Vec<(MachineId, String)> {
+        membership
+            .machines()
+            .iter()
+            .zip(membership.port_offsets())
+            .map(|(m, offset)| (m.clone(), self.address_at(m, offset)))
+            .collect()
+    }
+
+    fn address_at(&self, machine: &MachineId, offset: u16) -> String {
+        let port = self.port.saturating_add(offset);
         match machine {
-            MachineId::Local { name } => format!("{}:{}", self.local_address(name), self.port),
-            MachineId::Ssh { host, .. } if host.contains(':') => format!("[{host}]:{}", self.port),
-            MachineId::Ssh { host, .. } => format!("{host}:{}", self.port),
+            MachineId::Local { name } => format!("{}:{port}", self.local_address(name)),
+            MachineId::Ssh { host, .. } if host.contains(':') => format!("[{host}]:{port}"),
+            MachineId::Ssh { host, .. } => format!("{host}:{port}"),
         }
     }
 

@@ -132,6 +132,9 @@ impl<'a> ClusterFiles<'a> {
 /// The name of a known_hosts file, in a cluster directory and in a machine's directory alike.
 pub const KNOWN_HOSTS: &str = "known_hosts";
 
+/// The smon directory of an SSH machine, in its user's home (`$HOME/.smon`).
+pub const SSH_ROOT_IN_HOME: &str = ".smon";
+
 /// A machine's smon directory (ROOT: `$HOME/.smon` over SSH, `DIR/machines.d/NAME` for a
 /// local machine):
 ///

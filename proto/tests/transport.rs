@@ -98,6 +98,7 @@ fn test_membership() -> Membership {
 impl PeerService for TestPeer {
     async fn ping(self, _: context::Context, ping: Ping) -> Pong {
         Pong {
+            from: "answerer@host-1".parse().unwrap(),
             version: Version::new(
                 ping.version.major,
                 ping.version.minor,
@@ -431,6 +432,7 @@ async fn ping_round_trips() {
         assert_eq!(
             pong,
             Pong {
+                from: "answerer@host-1".parse().unwrap(),
                 version: Version::new(1, 2, 4),
                 state: PeerState::Running,
                 livetag: LiveTag {

@@ -31,6 +31,7 @@ impl Row {
             Some(PeerState::Deploying) => "deploying",
             Some(PeerState::Unreachable) => "unreachable",
             Some(PeerState::Stopped) => "stopped",
+            Some(PeerState::Conflict) => "conflict",
         }
     }
 
@@ -91,6 +92,8 @@ pub struct Model {
     pub running: usize,
     pub disabled: usize,
     pub unreachable: usize,
+    /// Machines whose address answers as another machine.
+    pub conflicts: usize,
     pub versions: BTreeMap<String, usize>,
     pub livetag_agreeing: usize,
     pub overhead_histogram: BTreeMap<u32, usize>,
@@ -227,6 +230,7 @@ impl Model {
         self.running = 0;
         self.disabled = 0;
         self.unreachable = 0;
+        self.conflicts = 0;
         self.livetag_agreeing = 0;
         self.versions.clear();
         self.overhead_histogram.clear();
@@ -238,6 +242,7 @@ impl Model {
                 PeerState::Running => self.running += 1,
                 PeerState::Disabled => self.disabled += 1,
                 PeerState::Unreachable => self.unreachable += 1,
+                PeerState::Conflict => self.conflicts += 1,
                 _ => {}
             }
             if r.state.is_up() {

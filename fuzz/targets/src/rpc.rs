@@ -229,6 +229,7 @@ mod examples {
     }
     pub fn pong() -> Pong {
         Pong {
+            from: machine(),
             version: version(),
             state: PeerState::Disabled,
             livetag: tag(),

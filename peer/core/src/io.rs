@@ -137,6 +137,12 @@ pub enum Output {
     },
     /// The cluster-wide desired state of an app changed: apply it locally.
     AppDesired(AppDecl),
+    /// A ping of `asked` was answered by the peer of `answered_by`, another machine: log it
+    /// loudly. `asked` is recorded as `PeerState::Conflict` and not deployed over.
+    Conflict {
+        asked: MachineId,
+        answered_by: MachineId,
+    },
     /// The membership list changed: store it.
     MembershipChanged(Arc<Membership>),
     /// Persistent state changed: store it (it must survive a kill -9).

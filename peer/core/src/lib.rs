@@ -78,7 +78,7 @@ enum Work {
 enum Pending {
     Ping(u32),
     /// A ping for the gossip alone (a new peer joining its zone): no answer is no news.
-    Join(u32),
+    Join,
     LivetagPush,
     MemberPull,
     /// An application offered to this machine.
@@ -199,7 +199,7 @@ impl Core {
         }
         if let Some(target) = self.view.leaf_partner(rng) {
             let ping = self.make_ping(target, rng);
-            self.call(target, PeerCall::Ping(ping), Pending::Join(target), out);
+            self.call(target, PeerCall::Ping(ping), Pending::Join, out);
         }
     }
 
@@ -742,7 +742,17 @@ impl Core {
         match (pending, result) {
             (Pending::Ping(target), Ok(PeerReply::Pong(pong))) => {
                 self.finish_work(target);
-                self.on_pong(target, pong, rng, out);
+                let asked = self.view.membership().get(target).cloned();
+                if let Some(asked) = asked
+                    && asked != pong.from
+                {
+                    self.observe(target, PeerState::Conflict);
+                    out.push(Output::Conflict {
+                        asked,
+                        answered_by: pong.from.clone(),
+                    });
+                }
+                self.on_pong(pong, rng, out);
             }
             (Pending::Ping(target), _) => {
                 let still_ours = self.work == Some(Work::Pinging(target));
@@ -759,9 +769,7 @@ impl Core {
                     self.finish_work(target);
                 }
             }
-            (Pending::Join(target), Ok(PeerReply::Pong(pong))) => {
-                self.on_pong(target, pong, rng, out)
-            }
+            (Pending::Join, Ok(PeerReply::Pong(pong))) => self.on_pong(pong, rng, out),
             (Pending::LivetagPush, Ok(PeerReply::Livetag(tag))) => self.absorb_livetag(tag, out),
             (Pending::MemberPull, result) => {
                 self.member_pull_in_flight = false;
@@ -799,13 +807,13 @@ impl Core {
         }
     }
 
-    fn on_pong(&mut self, target: u32, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
+    /// What a pong carries: taken whoever answered; a newer version or list is asked of the
+    /// peer that answered (`pong.from`), not of the machine pinged.
+    fn on_pong(&mut self, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
         self.absorb_livetag(pong.livetag, out);
         self.absorb_gossip(pong.gossip, out);
-        if let Some(from) = self.view.membership().get(target).cloned() {
-            self.consider_version(&from, pong.version, rng, out);
-            self.consider_membership(&from, pong.membership_version, out);
-        }
+        self.consider_version(&pong.from, pong.version, rng, out);
+        self.consider_membership(&pong.from, pong.membership_version, out);
     }
 
     /// A login finished. Returns the machine when that ended the work on it without a
@@ -940,6 +948,7 @@ impl Core {
                 }
                 let partner = self.view.membership().index_of(&ping.from);
                 PeerReply::Pong(Pong {
+                    from: self.me.clone(),
                     version: self.state.version,
                     state: self.own_state(),
                     livetag: self.state.livetag,

@@ -121,7 +121,7 @@ struct Harness {
     core: Core,
     rng: Xoshiro256PlusPlus,
     now: u64,
-    calls: Vec<(u64, PeerCall)>,
+    calls: Vec<(u64, MachineId, PeerCall)>,
     logins: Vec<MachineId>,
     deploying: Vec<MachineId>,
     fetching: Vec<Version>,
@@ -173,7 +173,7 @@ impl Harness {
                             "a removed peer pinged {to}"
                         );
                     }
-                    self.calls.push((id, call));
+                    self.calls.push((id, to.clone(), call));
                 }
                 Output::Login(m) => {
                     assert!(
@@ -255,12 +255,13 @@ impl Harness {
                 if self.calls.is_empty() {
                     return;
                 }
-                let (id, call) = self.calls.remove(0);
+                let (id, to, call) = self.calls.remove(0);
                 let result = if !ok {
                     Err(CallFailure::Unreachable)
                 } else {
                     Ok(match call {
                         PeerCall::Ping(_) => PeerReply::Pong(Pong {
+                            from: to,
                             version: Version::new(version, 0, 0),
                             state: PeerState::Running,
                             livetag: tag(t),

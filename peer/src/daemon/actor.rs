@@ -74,6 +74,8 @@ pub struct Actor {
     pub apps: Apps,
     /// An application package being pushed by the console.
     pub app_push: Assembly,
+    /// The address this peer listens on (its port depends on the membership).
+    pub listen: String,
 }
 
 pub enum Ending {
@@ -81,6 +83,8 @@ pub enum Ending {
     Shutdown,
     Upgrade(Version),
     Rollback,
+    /// A new membership moved this machine's port: start again to listen there.
+    Rebind(String),
 }
 
 impl Actor {
@@ -101,6 +105,7 @@ impl Actor {
             hint,
             trial_deadline,
         } = loaded;
+        let listen = id.config.peer_address(&id.me, &id.membership);
         let membership = Arc::new(id.membership);
         let mut login = Login::new(
             id.config.clone(),
@@ -156,6 +161,7 @@ impl Actor {
             push: Assembly::new(Kind::Release),
             apps,
             app_push: Assembly::new(Kind::App),
+            listen,
         };
         (actor, initial)
     }
@@ -302,7 +308,16 @@ impl Actor {
                 Output::Upgrade(version) => return Ok(Some(Ending::Upgrade(version))),
                 Output::FetchApp { from, app } => self.spawn_fetch_app(from, app),
                 Output::AppDesired(app) => self.apps.apply(app),
-                Output::MembershipChanged(membership) => self.membership_changed(membership)?,
+                Output::MembershipChanged(membership) => {
+                    if let Some(ending) = self.membership_changed(membership)? {
+                        return Ok(Some(ending));
+                    }
+                }
+                Output::Conflict { asked, answered_by } => tracing::warn!(
+                    "CONFLICT: pinging {asked} at {} reached the peer of {answered_by}: two \
+                     machines share that address and port ({asked} is not deployed over)",
+                    self.address_of(&asked)
+                ),
                 Output::Persist(state) => self.store.put(keys::STATE, &state)?,
                 Output::Exit(reason) => return Ok(Some(Ending::Exit(reason))),
             }
@@ -310,8 +325,13 @@ impl Actor {
         Ok(None)
     }
 
-    /// Store a new membership, and log in with the host keys it pins (if it is signed).
-    fn membership_changed(&mut self, membership: Arc<Membership>) -> Result<(), DaemonError> {
+    /// Store a new membership, and log in with the host keys it pins (if it is signed). When
+    /// it moves this machine's port (accounts of its host added or removed before it), the
+    /// peer ends to start again listening there.
+    fn membership_changed(
+        &mut self,
+        membership: Arc<Membership>,
+    ) -> Result<Option<Ending>, DaemonError> {
         self.store
             .put_all(&[(keys::MEMBERSHIP, membership.encode())])?;
         self.login.pin_host_keys(membership.clone(), &self.trusted);
@@ -320,7 +340,8 @@ impl Actor {
             membership.version,
             membership.len()
         );
-        Ok(())
+        let addr = self.config.peer_address(&self.me, &membership);
+        Ok((addr != self.listen).then_some(Ending::Rebind(addr)))
     }
 }
 

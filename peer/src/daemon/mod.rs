@@ -50,7 +50,10 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
     let now = now_ms();
     let loaded = loader::load(root, &mut store, now)?;
     let (me, version) = (loaded.identity.me.clone(), loaded.package.manifest.version);
-    let addr = loaded.identity.config.peer_address(&me);
+    let addr = loaded
+        .identity
+        .config
+        .peer_address(&me, &loaded.identity.membership);
     let listener = TcpListener::bind(&addr)
         .await
         .map_err(|source| DaemonError::Listen {

@@ -42,6 +42,7 @@ impl PeerService for PeerServer {
         match self.call(PeerCall::Ping(ping)).await {
             Some(PeerReply::Pong(pong)) => pong,
             _ => Pong {
+                from: self.me.clone(),
                 version: self.package.manifest.version,
                 state: smon_proto::PeerState::Stopped,
                 livetag: LiveTag::default(),

@@ -31,9 +31,14 @@ impl Actor {
         }
     }
 
+    /// Where `machine`'s peer listens, by this peer's membership (which sets its port).
+    pub(super) fn address_of(&self, machine: &MachineId) -> String {
+        self.config.peer_address(machine, self.core.membership())
+    }
+
     /// Call `to`; the core gets the reply, or `Unreachable`.
     pub(super) fn spawn_call(&self, id: u64, to: MachineId, call: PeerCall) {
-        let addr = self.config.peer_address(&to);
+        let addr = self.address_of(&to);
         let key = self.key.clone();
         let timeout = Duration::from_millis(self.config.ping_timeout_ms);
         self.spawn_then(async move {
@@ -105,7 +110,7 @@ impl Actor {
 
     /// Fetch release `version` from `from` and store it.
     pub(super) fn spawn_fetch_release(&self, from: MachineId, version: Version, session: u64) {
-        let addr = self.config.peer_address(&from);
+        let addr = self.address_of(&from);
         let fetcher = self.fetcher();
         self.spawn_then(async move {
             let result = fetcher.release(&addr, version, session).await;
@@ -128,7 +133,7 @@ impl Actor {
         if let Some(status) = installing {
             let _ = self.tx.try_send(Msg::AppStatus(status));
         }
-        let addr = self.config.peer_address(&from);
+        let addr = self.address_of(&from);
         let fetcher = self.fetcher();
         let session: u64 = rand::random();
         self.spawn_then(async move {

@@ -34,6 +34,13 @@ impl Actor {
                 tracing::info!("upgrading to {version}");
                 Err(reexec(&self.root))
             }
+            Ending::Rebind(addr) => {
+                tracing::info!(
+                    "the membership moves this peer from {} to {addr}",
+                    self.listen
+                );
+                Err(reexec(&self.root))
+            }
             Ending::Rollback => {
                 let version = self.core.version();
                 tracing::warn!("version {version} did not rejoin the cluster: rolling back");

@@ -30,6 +30,14 @@ impl MachineId {
         matches!(self, MachineId::Local { .. })
     }
 
+    /// The host of an SSH machine (None for `local:`).
+    pub fn ssh_host(&self) -> Option<&str> {
+        match self {
+            MachineId::Ssh { host, .. } => Some(host),
+            MachineId::Local { .. } => None,
+        }
+    }
+
     /// Parse one membership entry; the error is the reason only (callers add file and line).
     pub fn parse_entry(text: &str) -> Result<Self, String> {
         let text = text.trim();

@@ -217,6 +217,43 @@ impl Membership {
         self.machines.get(index as usize)
     }
 
+    /// How many machines of this list share `machine`'s SSH host and come before it in list
+    /// order (counted as if it were listed, when it is not). Every peer listens on the
+    /// cluster's port plus this offset, so that several accounts of one host (two users, or
+    /// two SSH ports of one address) are several machines, each with a peer of its own.
+    /// `local:` machines have addresses of their own: always 0. Every peer computes the
+    /// same offsets from the same list.
+    pub fn port_offset(&self, machine: &MachineId) -> u16 {
+        let Some(host) = machine.ssh_host() else {
+            return 0;
+        };
+        let name = machine.to_string();
+        let before = self
+            .machines
+            .iter()
+            .filter(|m| m.ssh_host().is_some_and(|h| h.eq_ignore_ascii_case(host)))
+            .filter(|m| m.cmp_name(&name) == std::cmp::Ordering::Less)
+            .count();
+        u16::try_from(before).unwrap_or(u16::MAX)
+    }
+
+    /// [`Membership::port_offset`] of every machine, in list order, in one pass.
+    pub fn port_offsets(&self) -> Vec<u16> {
+        let mut seen: std::collections::HashMap<String, u16> = std::collections::HashMap::new();
+        self.machines
+            .iter()
+            .map(|m| match m.ssh_host() {
+                None => 0,
+                Some(host) => {
+                    let n = seen.entry(host.to_ascii_lowercase()).or_insert(0);
+                    let offset = *n;
+                    *n = n.saturating_add(1);
+                    offset
+                }
+            })
+            .collect()
+    }
+
     /// The blob that is stored on disk and sent on the wire.
     pub fn encode(&self) -> Vec<u8> {
         let mut raw = Vec::new();
@@ -416,6 +453,43 @@ fn read_varint(input: &mut &[u8]) -> Option<u64> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod port_offset_tests {
+    use super::*;
+
+    fn list(names: &[&str]) -> Membership {
+        Membership::new(1, names.iter().map(|n| n.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn accounts_of_one_host_get_a_port_each_in_list_order() {
+        let m = list(&["b@h1", "a@h1", "c@h2", "local:x", "d@H1:2222", "a@h3"]);
+        let offsets: Vec<(String, u16)> = m
+            .machines()
+            .iter()
+            .map(|x| (x.to_string(), m.port_offset(x)))
+            .collect();
+        assert_eq!(
+            offsets,
+            vec![
+                ("a@h1".into(), 0),
+                ("a@h3".into(), 0),
+                ("b@h1".into(), 1),
+                ("c@h2".into(), 0),
+                ("d@H1:2222".into(), 2),
+                ("local:x".into(), 0),
+            ]
+        );
+        assert_eq!(
+            m.port_offsets(),
+            offsets.iter().map(|(_, o)| *o).collect::<Vec<_>>()
+        );
+        // Not listed: where it would be.
+        assert_eq!(m.port_offset(&"aa@h1".parse().unwrap()), 1);
+        assert_eq!(m.port_offset(&"z@h9".parse().unwrap()), 0);
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub struct Ping {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pong {
+    /// Who answers: the answering peer's own machine. The pinger checks it is the machine it
+    /// asked for; another machine's peer at that address means the asked one is not known to
+    /// run (two entries share an address and port, or the lists disagree on ports).
+    pub from: MachineId,
     pub version: Version,
     pub state: PeerState,
     pub livetag: LiveTag,

@@ -19,6 +19,10 @@ pub enum PeerState {
     Unreachable,
     /// The peer was stopped on purpose.
     Stopped,
+    /// Pinged at its address, another machine's peer answered: this machine is not known to
+    /// run a peer, and a deployer cannot tell (two entries name one address and port, or
+    /// peers disagree on ports). Reported, not deployed over.
+    Conflict,
 }
 
 impl PeerState {

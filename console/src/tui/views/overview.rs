@@ -43,6 +43,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         )),
         Line::from(format!("membership v{}", m.membership_version)),
     ];
+    if m.conflicts > 0 {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "CONFLICT: {} machine(s) answered by another machine's peer (shared address?)",
+                m.conflicts
+            ),
+            Style::new().fg(Color::Red),
+        )));
+    }
     match m.livetag {
         Some(tag) => lines.push(Line::from(vec![
             Span::raw("livetag "),

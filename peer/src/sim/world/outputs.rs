@@ -42,6 +42,8 @@ impl World {
                 let at = self.now + self.params.restart_time_ms;
                 self.schedule(at, Event::AppsApplied { m, inc });
             }
+            // The modelled network delivers every call to the machine it names.
+            Output::Conflict { .. } => {}
             Output::MembershipChanged(membership) => {
                 self.machines[m].disk_membership = Some(membership)
             }
