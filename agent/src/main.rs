@@ -21,48 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve peers of the cluster: solve their SSH login challenges.
-    Serve {
-        /// The cluster directory (cluster.json, cluster.key, membership.blob).
-        #[arg(long, short = 'C')]
-        cluster: PathBuf,
-        /// An OpenSSH private key file (ed25519 or RSA).
-        #[arg(
-            long,
-            conflicts_with = "ssh_agent",
-            required_unless_present = "ssh_agent"
-        )]
-        key: Option<PathBuf>,
-        /// Delegate every signature to a running ssh-agent (default: $SSH_AUTH_SOCK).
-        #[arg(long, num_args = 0..=1, value_name = "SOCKET")]
-        ssh_agent: Option<Option<PathBuf>>,
-        /// With --ssh-agent: the key's comment or SHA256 fingerprint (default: the first
-        /// ed25519 or RSA key).
-        #[arg(long)]
-        identity: Option<String>,
-        /// Where to listen (default: the cluster's `agent` setting).
-        #[arg(long)]
-        listen: Option<String>,
-        /// The audit database (default: DIR/agent-audit.db).
-        #[arg(long)]
-        audit: Option<PathBuf>,
-        /// Challenges per second per requesting peer, and the burst.
-        #[arg(long, default_value_t = 10.0)]
-        peer_rate: f64,
-        #[arg(long, default_value_t = 30.0)]
-        peer_burst: f64,
-        /// Challenges per second for the whole agent, and the burst.
-        #[arg(long, default_value_t = 20_000.0)]
-        global_rate: f64,
-        #[arg(long, default_value_t = 20_000.0)]
-        global_burst: f64,
-        /// The login user for membership entries without `user@` (default: $USER).
-        #[arg(long)]
-        default_user: Option<String>,
-        /// Read the key file's passphrase from the first line of standard input (how
-        /// `smon-console agent start` hands over the passphrase it asked for).
-        #[arg(long, requires = "key")]
-        passphrase_stdin: bool,
-    },
+    Serve(ServeArgs),
     /// Print the audit log.
     Audit {
         #[arg(long, short = 'C')]
@@ -78,6 +37,50 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The cluster directory (cluster.json, cluster.key, membership.blob).
+    #[arg(long, short = 'C')]
+    cluster: PathBuf,
+    /// An OpenSSH private key file (ed25519 or RSA).
+    #[arg(
+        long,
+        conflicts_with = "ssh_agent",
+        required_unless_present = "ssh_agent"
+    )]
+    key: Option<PathBuf>,
+    /// Delegate every signature to a running ssh-agent (default: $SSH_AUTH_SOCK).
+    #[arg(long, num_args = 0..=1, value_name = "SOCKET")]
+    ssh_agent: Option<Option<PathBuf>>,
+    /// With --ssh-agent: the key's comment or SHA256 fingerprint (default: the first
+    /// ed25519 or RSA key).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Where to listen (default: the cluster's `agent` setting).
+    #[arg(long)]
+    listen: Option<String>,
+    /// The audit database (default: DIR/agent-audit.db).
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// Challenges per second per requesting peer, and the burst.
+    #[arg(long, default_value_t = 10.0)]
+    peer_rate: f64,
+    #[arg(long, default_value_t = 30.0)]
+    peer_burst: f64,
+    /// Challenges per second for the whole agent, and the burst.
+    #[arg(long, default_value_t = 20_000.0)]
+    global_rate: f64,
+    #[arg(long, default_value_t = 20_000.0)]
+    global_burst: f64,
+    /// The login user for membership entries without `user@` (default: $USER).
+    #[arg(long)]
+    default_user: Option<String>,
+    /// Read the key file's passphrase from the first line of standard input (how
+    /// `smon-console agent start` hands over the passphrase it asked for).
+    #[arg(long, requires = "key")]
+    passphrase_stdin: bool,
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -87,110 +90,113 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve {
-            cluster,
-            key,
-            ssh_agent,
-            identity,
-            listen,
-            audit,
-            peer_rate,
-            peer_burst,
-            global_rate,
-            global_burst,
-            default_user,
-            passphrase_stdin,
-        } => {
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async move {
-                let (config, cluster_key) = load_cluster(&cluster)?;
-                let source = match (key, ssh_agent) {
-                    (Some(path), _) => {
-                        let passphrase = if passphrase_stdin {
-                            let mut line = String::new();
-                            std::io::stdin()
-                                .read_line(&mut line)
-                                .context("reading the passphrase from standard input")?;
-                            Some(line.trim_end_matches(['\n', '\r']).to_owned())
-                        } else {
-                            None
-                        };
-                        KeySource::from_file(&path, passphrase)?
-                    }
-                    (None, Some(socket)) => {
-                        KeySource::from_ssh_agent_or_env(socket.as_deref(), identity.as_deref())
-                            .await?
-                    }
-                    (None, None) => bail!("give --key FILE or --ssh-agent"),
-                };
-                let listen = match listen.or(config.agent.clone()) {
-                    Some(l) => l,
-                    None => bail!("no --listen and the cluster has no agent address"),
-                };
-                let settings = Settings {
-                    audit_path: audit
-                        .unwrap_or_else(|| smon_proto::ClusterFiles::new(&cluster).agent_audit()),
-                    cluster_dir: cluster,
-                    per_peer: Rate {
-                        per_second: peer_rate,
-                        burst: peer_burst,
-                    },
-                    global: Rate {
-                        per_second: global_rate,
-                        burst: global_burst,
-                    },
-                    default_user: default_user
-                        .or_else(|| std::env::var("USER").ok())
-                        .unwrap_or_else(|| "root".into()),
-                };
-                let agent = Agent::new(source, settings)?;
-                let listener = tokio::net::TcpListener::bind(&listen)
-                    .await
-                    .with_context(|| format!("listening on {listen}"))?;
-                let addr = listener.local_addr()?;
-                {
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "listening on {addr}")?;
-                    writeln!(out, "key {}", agent.public_openssh())?;
-                    out.flush()?;
-                }
-                agent.serve(listener, cluster_key).await;
-                Ok(())
-            })
-        }
+        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(args)),
         Command::Audit {
             cluster,
             audit,
             limit,
             refused,
-        } => {
-            let path =
-                audit.unwrap_or_else(|| smon_proto::ClusterFiles::new(&cluster).agent_audit());
-            for r in audit::read(&path, limit, refused)? {
-                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.at_ms as u64);
-                println!(
-                    "{} {} {} {} -> {} user={} {}{}",
-                    humantime_ms(at),
-                    r.conn,
-                    r.call,
-                    if r.requester.is_empty() {
-                        "-"
-                    } else {
-                        &r.requester
-                    },
-                    if r.target.is_empty() { "-" } else { &r.target },
-                    if r.user.is_empty() { "-" } else { &r.user },
-                    r.decision,
-                    if r.detail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", r.detail)
-                    },
-                );
-            }
-            Ok(())
-        }
+        } => print_audit(&cluster, audit, limit, refused),
     }
+}
+
+/// The key the agent signs with: a key file (its passphrase from stdin if asked), or a
+/// running ssh-agent.
+async fn key_source(args: &ServeArgs) -> anyhow::Result<KeySource> {
+    Ok(match (&args.key, &args.ssh_agent) {
+        (Some(path), _) => {
+            let passphrase = if args.passphrase_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("reading the passphrase from standard input")?;
+                Some(line.trim_end_matches(['\n', '\r']).to_owned())
+            } else {
+                None
+            };
+            KeySource::from_file(path, passphrase)?
+        }
+        (None, Some(socket)) => {
+            KeySource::from_ssh_agent_or_env(socket.as_deref(), args.identity.as_deref()).await?
+        }
+        (None, None) => bail!("give --key FILE or --ssh-agent"),
+    })
+}
+
+/// `smon-agent serve`: listen, say where and with which key on stdout, serve until killed.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (config, cluster_key) = load_cluster(&args.cluster)?;
+    let source = key_source(&args).await?;
+    let Some(listen) = args.listen.or(config.agent.clone()) else {
+        bail!("no --listen and the cluster has no agent address");
+    };
+    let settings = Settings {
+        audit_path: args
+            .audit
+            .unwrap_or_else(|| smon_proto::ClusterFiles::new(&args.cluster).agent_audit()),
+        cluster_dir: args.cluster,
+        per_peer: Rate {
+            per_second: args.peer_rate,
+            burst: args.peer_burst,
+        },
+        global: Rate {
+            per_second: args.global_rate,
+            burst: args.global_burst,
+        },
+        default_user: args
+            .default_user
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".into()),
+    };
+    let agent = Agent::new(source, settings)?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {addr}")?;
+        writeln!(out, "key {}", agent.public_openssh())?;
+        out.flush()?;
+    }
+    agent.serve(listener, cluster_key).await;
+    Ok(())
+}
+
+/// `smon-agent audit`: the last `limit` entries of the audit log, one line each.
+fn print_audit(
+    cluster: &std::path::Path,
+    audit: Option<PathBuf>,
+    limit: usize,
+    refused: bool,
+) -> anyhow::Result<()> {
+    let path = audit.unwrap_or_else(|| smon_proto::ClusterFiles::new(cluster).agent_audit());
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    for r in audit::read(&path, limit, refused)? {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.at_ms as u64);
+        let detail = if r.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.detail)
+        };
+        println!(
+            "{} {} {} {} -> {} user={} {}{detail}",
+            humantime_ms(at),
+            r.conn,
+            r.call,
+            dash(&r.requester),
+            dash(&r.target),
+            dash(&r.user),
+            r.decision,
+        );
+    }
+    Ok(())
 }
 
 fn humantime_ms(t: std::time::SystemTime) -> String {

@@ -63,6 +63,31 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Put the terminal in raw mode on the alternate screen, for as long as the guard lives (and
+/// restore it on a panic too).
+fn enter_terminal() -> anyhow::Result<(TerminalGuard, Terminal<CrosstermBackend<std::io::Stdout>>)>
+{
+    enable_raw_mode()?;
+    let guard = TerminalGuard;
+    execute!(
+        std::io::stdout(),
+        EnterAlternateScreen,
+        crossterm::cursor::Hide
+    )?;
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = disable_raw_mode();
+        let _ = execute!(
+            std::io::stdout(),
+            LeaveAlternateScreen,
+            crossterm::cursor::Show
+        );
+        default_hook(info);
+    }));
+    let terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    Ok((guard, terminal))
+}
+
 pub async fn run(source: Source, readonly: bool) -> anyhow::Result<()> {
     require_terminal("the TUI")?;
     let (candidates, key, model, dir) = match source {
@@ -83,24 +108,7 @@ pub async fn run(source: Source, readonly: bool) -> anyhow::Result<()> {
     };
     let poll_task = tokio::spawn(poller.run(tx.clone()));
 
-    enable_raw_mode()?;
-    let _guard = TerminalGuard;
-    execute!(
-        std::io::stdout(),
-        EnterAlternateScreen,
-        crossterm::cursor::Hide
-    )?;
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let _ = disable_raw_mode();
-        let _ = execute!(
-            std::io::stdout(),
-            LeaveAlternateScreen,
-            crossterm::cursor::Show
-        );
-        default_hook(info);
-    }));
-    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    let (_guard, mut terminal) = enter_terminal()?;
     let mut app = App::new(model, readonly, dir.is_some());
     let mut events = EventStream::new();
     let page = |h: u16| h.saturating_sub(ui::CHROME_ROWS) as usize;

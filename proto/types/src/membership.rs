@@ -329,42 +329,8 @@ impl Membership {
         if n != raw.len() {
             return Err(bad("decompressed size differs from the header"));
         }
-        let mut machines = Vec::with_capacity(count as usize);
         let mut cursor = &raw[..];
-        let mut previous: Vec<u8> = Vec::new();
-        let mut canonical = String::new();
-        for entry in 1..=count {
-            let shared = read_varint(&mut cursor).ok_or_else(|| bad("truncated entry"))? as usize;
-            let suffix = read_varint(&mut cursor).ok_or_else(|| bad("truncated entry"))? as usize;
-            if shared > previous.len() || suffix > cursor.len() {
-                return Err(bad("entry points outside the blob"));
-            }
-            // Canonical order: each name sorts strictly after the previous one.
-            let ordered = suffix > 0 && (shared == previous.len() || cursor[0] > previous[shared]);
-            if entry > 1 && !ordered {
-                return Err(bad("entries are not in canonical order"));
-            }
-            previous.truncate(shared);
-            previous.extend_from_slice(&cursor[..suffix]);
-            cursor = &cursor[suffix..];
-            let name = std::str::from_utf8(&previous).map_err(|_| bad("entry is not UTF-8"))?;
-            let line_error = |reason: String| ProtoError::MachineLine {
-                source_name: "membership blob".into(),
-                line: entry as usize,
-                reason,
-            };
-            let machine = MachineId::parse_entry(name).map_err(line_error)?;
-            // Only the canonical spelling: "h " or "[h]" also parse as "h", and would let a
-            // list hold one machine twice, with indices no re-encoding reproduces.
-            canonical.clear();
-            write!(canonical, "{machine}").expect("writing to a String");
-            if canonical != name {
-                return Err(line_error(format!(
-                    "{name:?} is not in canonical form (it reads as {canonical:?})"
-                )));
-            }
-            machines.push(machine);
-        }
+        let machines = read_names(&mut cursor, count)?;
         let (host_keys, signature) = if format == FORMAT_HOST_KEYS {
             let keys = read_host_keys(&mut cursor, &machines)?;
             let len = read_varint(&mut cursor).ok_or_else(|| bad("truncated signature"))?;
@@ -388,6 +354,48 @@ impl Membership {
             zones: OnceLock::new(),
         })
     }
+}
+
+/// The `count` front-coded machine names at the start of `cursor` (advanced past them): each
+/// in canonical order and canonical spelling, or the error naming the entry.
+fn read_names(cursor: &mut &[u8], count: u64) -> Result<Vec<MachineId>, ProtoError> {
+    let bad = |m: &str| ProtoError::MembershipBlob(m.to_owned());
+    let mut machines = Vec::with_capacity(count as usize);
+    let mut previous: Vec<u8> = Vec::new();
+    let mut canonical = String::new();
+    for entry in 1..=count {
+        let shared = read_varint(cursor).ok_or_else(|| bad("truncated entry"))? as usize;
+        let suffix = read_varint(cursor).ok_or_else(|| bad("truncated entry"))? as usize;
+        if shared > previous.len() || suffix > cursor.len() {
+            return Err(bad("entry points outside the blob"));
+        }
+        // Canonical order: each name sorts strictly after the previous one.
+        let ordered = suffix > 0 && (shared == previous.len() || cursor[0] > previous[shared]);
+        if entry > 1 && !ordered {
+            return Err(bad("entries are not in canonical order"));
+        }
+        previous.truncate(shared);
+        previous.extend_from_slice(&cursor[..suffix]);
+        *cursor = &cursor[suffix..];
+        let name = std::str::from_utf8(&previous).map_err(|_| bad("entry is not UTF-8"))?;
+        let line_error = |reason: String| ProtoError::MachineLine {
+            source_name: "membership blob".into(),
+            line: entry as usize,
+            reason,
+        };
+        let machine = MachineId::parse_entry(name).map_err(line_error)?;
+        // Only the canonical spelling: "h " or "[h]" also parse as "h", and would let a
+        // list hold one machine twice, with indices no re-encoding reproduces.
+        canonical.clear();
+        write!(canonical, "{machine}").expect("writing to a String");
+        if canonical != name {
+            return Err(line_error(format!(
+                "{name:?} is not in canonical form (it reads as {canonical:?})"
+            )));
+        }
+        machines.push(machine);
+    }
+    Ok(machines)
 }
 
 /// The host-key section: every index names an SSH machine, ascending, each key parses.

@@ -13,22 +13,36 @@ use crate::tui::{app::App, model::app_state_word, ui::state_style};
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let m = &app.model;
     if m.apps.is_empty() {
-        frame.render_widget(
-            Paragraph::new(vec![
-                Line::from("No application reported by any machine yet."),
-                Line::from("Install one with `i` or `:app install DIR`."),
-            ])
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .title(" applications "),
-            ),
-            area,
-        );
+        draw_empty(frame, area);
         return;
     }
     let [list, detail] =
         Layout::horizontal([Constraint::Length(46), Constraint::Min(30)]).areas(area);
+    draw_list(frame, list, app);
+    if let Some(selected) = m.apps.get(app.app_selected) {
+        draw_detail(frame, detail, app, &selected.name);
+    }
+}
+
+/// No application yet: say how to install one.
+fn draw_empty(frame: &mut Frame, area: Rect) {
+    frame.render_widget(
+        Paragraph::new(vec![
+            Line::from("No application reported by any machine yet."),
+            Line::from("Install one with `i` or `:app install DIR`."),
+        ])
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" applications "),
+        ),
+        area,
+    );
+}
+
+/// The applications, each with its machines by state; the selected one highlighted.
+fn draw_list(frame: &mut Frame, list: Rect, app: &App) {
+    let m = &app.model;
     let items: Vec<ListItem> = m
         .apps
         .iter()
@@ -52,20 +66,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ),
         list,
     );
-    let Some(selected) = m.apps.get(app.app_selected) else {
-        return;
-    };
+}
+
+/// The application `name`'s state on each machine (the rows that fit in `detail`).
+fn draw_detail(frame: &mut Frame, detail: Rect, app: &App, name: &str) {
     let shown = detail.height.saturating_sub(3) as usize;
-    let rows = m
+    let rows = app
+        .model
         .rows
         .iter()
         .filter_map(|row| {
-            let status = row
-                .record
-                .as_ref()?
-                .apps
-                .iter()
-                .find(|a| a.name == selected.name)?;
+            let status = row.record.as_ref()?.apps.iter().find(|a| a.name == name)?;
             Some((row, status))
         })
         .take(shown)
@@ -97,7 +108,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(
             Block::default()
                 .borders(Borders::ALL)
-                .title(format!(" {} per machine ", selected.name)),
+                .title(format!(" {name} per machine ")),
         ),
         detail,
     );
