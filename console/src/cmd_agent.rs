@@ -188,16 +188,9 @@ pub async fn run(dir: &ClusterDir, cmd: AgentCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn start(
-    dir: &ClusterDir,
-    key: KeyArgs,
-    listen: Option<String>,
-    extra: Vec<String>,
-) -> anyhow::Result<()> {
-    if let Some(pid) = running_pid(&dir.path) {
-        println!("the agent already runs (pid {pid})");
-        return Ok(());
-    }
+/// The key the agent is to hold: the one given, else the one `init` recorded; when the agent
+/// signs releases, it must be the cluster's release key.
+async fn agent_key(dir: &ClusterDir, key: KeyArgs) -> anyhow::Result<AgentKey> {
     let key = match AgentKey::from_args(key)? {
         Some(k) => k,
         None => AgentKey::load(&dir.path)?.with_context(|| {
@@ -218,6 +211,75 @@ async fn start(
             );
         }
     }
+    Ok(key)
+}
+
+/// The `serve` arguments that name `key` (and ask for its passphrase on stdin).
+fn key_args(command: &mut Command, key: &AgentKey, passphrase: bool) {
+    match key {
+        AgentKey::File(path) => {
+            command.arg("--key").arg(path);
+            if passphrase {
+                command.arg("--passphrase-stdin");
+            }
+        }
+        AgentKey::SshAgent { socket, identity } => {
+            command.arg("--ssh-agent");
+            if let Some(socket) = socket {
+                command.arg(socket);
+            }
+            if let Some(identity) = identity {
+                command.arg("--identity").arg(identity);
+            }
+        }
+    }
+}
+
+/// Wait until the agent `child` says where it listens in its log (past `log_start`), and say
+/// so; or end it and say why it did not start.
+async fn wait_listening(
+    dir: &ClusterDir,
+    mut child: std::process::Child,
+    log_path: &std::path::Path,
+    log_start: u64,
+) -> anyhow::Result<()> {
+    let pid = child.id();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read(log_path).unwrap_or_default();
+        let new =
+            String::from_utf8_lossy(&text[(log_start as usize).min(text.len())..]).into_owned();
+        if let Some(line) = new.lines().find(|l| l.starts_with("listening on")) {
+            std::mem::forget(child);
+            println!("agent {line} (pid {pid})");
+            if let Some(k) = new.lines().find_map(|l| l.strip_prefix("key ")) {
+                println!("its key: {k}");
+            }
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            let _ = std::fs::remove_file(dir.files().agent_pid());
+            bail!("the agent exited ({status}):\n{}", new.trim());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the agent did not start within {WAIT:?}:\n{}", new.trim());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn start(
+    dir: &ClusterDir,
+    key: KeyArgs,
+    listen: Option<String>,
+    extra: Vec<String>,
+) -> anyhow::Result<()> {
+    if let Some(pid) = running_pid(&dir.path) {
+        println!("the agent already runs (pid {pid})");
+        return Ok(());
+    }
+    let key = agent_key(dir, key).await?;
     // An encrypted key is asked for here, on this terminal, and handed to the detached agent
     // through a pipe (never an argument or the environment).
     let passphrase = match &key {
@@ -251,23 +313,7 @@ async fn start(
         .arg(&dir.path)
         .arg("--listen")
         .arg(&listen);
-    match &key {
-        AgentKey::File(path) => {
-            command.arg("--key").arg(path);
-            if passphrase.is_some() {
-                command.arg("--passphrase-stdin");
-            }
-        }
-        AgentKey::SshAgent { socket, identity } => {
-            command.arg("--ssh-agent");
-            if let Some(socket) = socket {
-                command.arg(socket);
-            }
-            if let Some(identity) = identity {
-                command.arg("--identity").arg(identity);
-            }
-        }
-    }
+    key_args(&mut command, &key, passphrase.is_some());
     command
         .args(&extra)
         .stdin(if passphrase.is_some() {
@@ -289,29 +335,7 @@ async fn start(
             .context("handing the passphrase to the agent")?;
     }
     write_atomic(&dir.files().agent_pid(), pid.to_string().as_bytes(), 0o644)?;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read(&log_path).unwrap_or_default();
-        let new =
-            String::from_utf8_lossy(&text[(log_start as usize).min(text.len())..]).into_owned();
-        if let Some(line) = new.lines().find(|l| l.starts_with("listening on")) {
-            std::mem::forget(child);
-            println!("agent {line} (pid {pid})");
-            if let Some(k) = new.lines().find_map(|l| l.strip_prefix("key ")) {
-                println!("its key: {k}");
-            }
-            return Ok(());
-        }
-        if let Some(status) = child.try_wait()? {
-            let _ = std::fs::remove_file(dir.files().agent_pid());
-            bail!("the agent exited ({status}):\n{}", new.trim());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("the agent did not start within {WAIT:?}:\n{}", new.trim());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(dir, child, &log_path, log_start).await
 }
 
 fn stop(dir: &ClusterDir) -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ use smon_proto::{
 /// The additive parts of an aggregate: what must be exact once the cluster is quiet.
 type Counts = (
     u32,
-    [u32; 6],
+    [u32; 7],
     Vec<(Version, u32)>,
     Vec<(u64, bool, u32)>,
     Vec<(u32, u32)>,

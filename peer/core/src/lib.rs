@@ -5,7 +5,10 @@
 //! send, logins, deployments, fetches, timers. Time and randomness are passed in. The daemon
 //! (real sockets, SSH, files) and the simulator (virtual time) run this same code.
 
+mod answers;
+mod apps;
 mod config;
+mod deploy;
 mod fetch_slots;
 mod io;
 mod table;
@@ -78,7 +81,7 @@ enum Work {
 enum Pending {
     Ping(u32),
     /// A ping for the gossip alone (a new peer joining its zone): no answer is no news.
-    Join,
+    Join(u32),
     LivetagPush,
     MemberPull,
     /// An application offered to this machine.
@@ -199,7 +202,7 @@ impl Core {
         }
         if let Some(target) = self.view.leaf_partner(rng) {
             let ping = self.make_ping(target, rng);
-            self.call(target, PeerCall::Ping(ping), Pending::Join, out);
+            self.call(target, PeerCall::Ping(ping), Pending::Join(target), out);
         }
     }
 
@@ -560,127 +563,6 @@ impl Core {
         }
     }
 
-    fn tick(&mut self, now: Millis, rng: &mut impl Rng, out: &mut Vec<Output>) {
-        let next = if self.cfg.synchronous_rounds {
-            self.next_round_boundary(now)
-        } else {
-            now + self.cfg.interval_ms
-        };
-        out.push(Output::SetTimer(next));
-
-        let silent_for = now.saturating_sub(self.last_heard);
-        if self.me_index.is_none() {
-            if silent_for >= self.cfg.removed_exit_after_ms {
-                self.exit(ExitReason::RemovedFromMembership, out);
-            }
-            return;
-        }
-        if self.livetag_push_left > 0 {
-            self.livetag_push_left -= 1;
-            for _ in 0..self.cfg.livetag_fanout {
-                if let Some(target) = self.random_other(rng) {
-                    let tag = self.state.livetag;
-                    self.call(
-                        target,
-                        PeerCall::ExchangeLivetag(tag),
-                        Pending::LivetagPush,
-                        out,
-                    );
-                }
-            }
-        }
-        if !self.state.livetag.enabled {
-            match self.cfg.disabled_exit_after_ms {
-                // The paper's switch-off: silent, and gone after a silence.
-                Some(limit) => {
-                    if silent_for >= limit {
-                        self.exit(ExitReason::DisabledAndSilent, out);
-                    }
-                }
-                // Otherwise monitoring goes on: gossip-only pings keep the cluster view
-                // current, but an unanswered ping never leads to a login or a deployment.
-                None => {
-                    if self.work.is_none()
-                        && let Some(target) = self.view.partner(rng)
-                    {
-                        let ping = self.make_ping(target, rng);
-                        self.work = Some(Work::Pinging(target));
-                        self.call(target, PeerCall::Ping(ping), Pending::Ping(target), out);
-                    }
-                }
-            }
-            return;
-        }
-        self.offer_app(rng, out);
-        if self.work.is_some() {
-            return; // one deployment at a time
-        }
-        let Some(me) = self.me_index else { return };
-        if let Some(target) = self.targeting.next(me, &mut self.view, &self.cfg, now, rng) {
-            self.approach(target, rng, out);
-        }
-    }
-
-    /// Start on `target`: ping it, or when pipelined (see [`CoreConfig::pipelined`]) log in at
-    /// once where the answer to a ping is known to be silence (the view says no peer runs
-    /// there, or it is a child of this freshly deployed peer, which nobody else deploys).
-    fn approach(&mut self, target: u32, rng: &mut impl Rng, out: &mut Vec<Output>) {
-        if self.cfg.pipelined() && self.no_peer_expected(target) {
-            if let Some(machine) = self.view.membership().get(target).cloned() {
-                self.work = Some(Work::LoggingIn(target));
-                self.login_unpinged = self.view.get(target).is_some();
-                out.push(Output::Login(machine));
-            }
-            return;
-        }
-        self.login_unpinged = false;
-        self.ping(target, rng, out);
-    }
-
-    fn ping(&mut self, target: u32, rng: &mut impl Rng, out: &mut Vec<Output>) {
-        let ping = self.make_ping(target, rng);
-        self.work = Some(Work::Pinging(target));
-        self.call(target, PeerCall::Ping(ping), Pending::Ping(target), out);
-    }
-
-    fn no_peer_expected(&self, target: u32) -> bool {
-        match self.view.get(target) {
-            Some(record) => matches!(record.state, PeerState::Unreachable | PeerState::Stopped),
-            None => self.targeting.expects_no_peer(target, self.n()),
-        }
-    }
-
-    /// When pipelined, a peer whose deployment just ended, or whose login to a child of its
-    /// spreading tree found nothing to do, goes on with the next machine to deploy at once
-    /// instead of waiting for its next round. Bounded: only a deployment or a tree child leads
-    /// on, so a round adds at most one attempt per deployment and one per tree child.
-    fn keep_deploying(
-        &mut self,
-        after: u32,
-        deployed: bool,
-        now: Millis,
-        rng: &mut impl Rng,
-        out: &mut Vec<Output>,
-    ) {
-        if !self.cfg.pipelined()
-            || self.work.is_some()
-            || self.exited
-            || !self.state.livetag.enabled
-        {
-            return;
-        }
-        let Some(me) = self.me_index else { return };
-        if !deployed && !self.targeting.is_child(after, self.n()) {
-            return;
-        }
-        if let Some(target) = self
-            .targeting
-            .next_deploy(me, &self.view, &self.cfg, now, rng)
-        {
-            self.approach(target, rng, out);
-        }
-    }
-
     fn exit(&mut self, reason: ExitReason, out: &mut Vec<Output>) {
         self.exited = true;
         out.push(Output::Exit(reason));
@@ -697,32 +579,6 @@ impl Core {
                 ..self.outgoing_gossip(Some(target), &[], rng)
             },
         }
-    }
-
-    fn offer_app(&mut self, rng: &mut impl Rng, out: &mut Vec<Output>) {
-        if self.state.apps.is_empty() {
-            return;
-        }
-        self.app_turn = (self.app_turn + 1) % self.state.apps.len();
-        let app = self.state.apps[self.app_turn].clone();
-        if let Some(target) = self.random_other(rng) {
-            let offer = AppOffer {
-                from: self.me.clone(),
-                app,
-            };
-            self.call(
-                target,
-                PeerCall::ExchangeApp(offer),
-                Pending::AppOffer(target),
-                out,
-            );
-        }
-    }
-
-    /// Offer the application at `index` next: the one that just changed is news.
-    fn offer_next(&mut self, index: usize) {
-        let n = self.state.apps.len().max(1);
-        self.app_turn = (index + n - 1) % n;
     }
 
     fn on_reply(
@@ -742,16 +598,7 @@ impl Core {
         match (pending, result) {
             (Pending::Ping(target), Ok(PeerReply::Pong(pong))) => {
                 self.finish_work(target);
-                let asked = self.view.membership().get(target).cloned();
-                if let Some(asked) = asked
-                    && asked != pong.from
-                {
-                    self.observe(target, PeerState::Conflict);
-                    out.push(Output::Conflict {
-                        asked,
-                        answered_by: pong.from.clone(),
-                    });
-                }
+                self.check_answerer(target, &pong, out);
                 self.on_pong(pong, rng, out);
             }
             (Pending::Ping(target), _) => {
@@ -769,7 +616,10 @@ impl Core {
                     self.finish_work(target);
                 }
             }
-            (Pending::Join, Ok(PeerReply::Pong(pong))) => self.on_pong(pong, rng, out),
+            (Pending::Join(target), Ok(PeerReply::Pong(pong))) => {
+                self.check_answerer(target, &pong, out);
+                self.on_pong(pong, rng, out);
+            }
             (Pending::LivetagPush, Ok(PeerReply::Livetag(tag))) => self.absorb_livetag(tag, out),
             (Pending::MemberPull, result) => {
                 self.member_pull_in_flight = false;
@@ -807,6 +657,21 @@ impl Core {
         }
     }
 
+    /// A pong from another machine's peer than the one pinged (two entries share an address
+    /// and port): `target` is a Conflict, said loudly, and never taken as deployed. Every
+    /// ping's pong is checked, the deployment loop's and a joining peer's alike.
+    fn check_answerer(&mut self, target: u32, pong: &Pong, out: &mut Vec<Output>) {
+        if let Some(asked) = self.view.membership().get(target).cloned()
+            && asked != pong.from
+        {
+            self.observe(target, PeerState::Conflict);
+            out.push(Output::Conflict {
+                asked,
+                answered_by: pong.from.clone(),
+            });
+        }
+    }
+
     /// What a pong carries: taken whoever answered; a newer version or list is asked of the
     /// peer that answered (`pong.from`), not of the machine pinged.
     fn on_pong(&mut self, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
@@ -816,333 +681,9 @@ impl Core {
         self.consider_membership(&pong.from, pong.membership_version, out);
     }
 
-    /// A login finished. Returns the machine when that ended the work on it without a
-    /// deployment or a restart (the caller may go on with the next one).
-    fn on_login(
-        &mut self,
-        now: Millis,
-        machine: MachineId,
-        outcome: LoginOutcome,
-        rng: &mut impl Rng,
-        out: &mut Vec<Output>,
-    ) -> Option<u32> {
-        let Some(index) = self.view.membership().index_of(&machine) else {
-            self.work = None;
-            return None;
-        };
-        if self.work != Some(Work::LoggingIn(index)) {
-            return None;
-        }
-        self.work = None;
-        if !self.state.livetag.enabled || self.me_index.is_none() {
-            return None;
-        }
-        let probe = match outcome {
-            LoginOutcome::Failed => {
-                self.targeting.note_attempt(index, now);
-                self.observe(index, PeerState::Unreachable);
-                return Some(index);
-            }
-            LoginOutcome::Probed(probe) => probe,
-        };
-        if probe.running {
-            // Up, just slow to answer (or starting). If the login went out without a ping
-            // because the view said no peer runs there (as after a partition), the view is
-            // wrong: ping it now, so that the two exchange what they know.
-            if std::mem::take(&mut self.login_unpinged) {
-                self.ping(index, rng, out);
-                return None;
-            }
-            return Some(index);
-        }
-        if probe.install_in_progress && self.cfg.strategy == Strategy::Informed {
-            return Some(index); // somebody else is installing right now: no second copy
-        }
-        self.targeting.note_attempt(index, now);
-        if probe.installed.is_some() {
-            self.observe(index, PeerState::Stopped);
-            self.work = Some(Work::Restarting(index));
-            out.push(Output::Restart(machine));
-        } else {
-            let me = self.me_index.expect("checked above");
-            self.work = Some(Work::Deploying(index));
-            self.observe(index, PeerState::Deploying);
-            let hint = self.targeting.hint(self.view.membership().version, me);
-            out.push(Output::Deploy {
-                machine,
-                hint: Some(hint),
-            });
-        }
-        None
-    }
-
     // ---- applications ----------------------------------------------------------------------
-
-    /// An application package `app` is installed here: take its version, and its desired
-    /// state if that is newer than ours (the two merge independently, newest wins).
-    fn adopt_app(&mut self, app: AppDecl, out: &mut Vec<Output>) {
-        let index = match self.state.apps.iter().position(|a| a.name == app.name) {
-            Some(i) => {
-                if !self.state.apps[i].merge(&app) {
-                    return;
-                }
-                i
-            }
-            None => {
-                self.state.apps.push(app);
-                self.state.apps.len() - 1
-            }
-        };
-        out.push(Output::AppDesired(self.state.apps[index].clone()));
-        self.offer_next(index);
-        self.persist(out);
-    }
-
-    /// Take the desired state of `app` if it is newer (the package is another matter: it
-    /// must be fetched first).
-    fn adopt_app_desired(&mut self, app: &AppDecl, out: &mut Vec<Output>) {
-        if let Some(i) = self.state.apps.iter().position(|a| a.name == app.name)
-            && app.desired_rev > self.state.apps[i].desired_rev
-        {
-            let mine = &mut self.state.apps[i];
-            mine.desired = app.desired;
-            mine.desired_rev = app.desired_rev;
-            out.push(Output::AppDesired(mine.clone()));
-            self.offer_next(i);
-            self.persist(out);
-        }
-    }
-
-    fn set_app_states(&mut self, states: Vec<AppStatus>, out: &mut Vec<Output>) {
-        if self.own.apps != states {
-            self.own.apps = states;
-            self.own.state = PeerState::Stopped; // force a republish
-            self.refresh_own(out);
-        }
-    }
 
     // ---- calls from other peers --------------------------------------------------------------
 
-    /// Answer a call from another peer (or the console acting as one).
-    ///
-    /// For `RetrievePeer` the core only decides admission (the fetch cap): an `Ok` chunk with
-    /// no data means "admitted", and the daemon fills in the bytes from disk.
-    pub fn on_call(
-        &mut self,
-        now: Millis,
-        call: PeerCall,
-        rng: &mut impl Rng,
-        out: &mut Vec<Output>,
-    ) -> PeerReply {
-        self.last_heard = now;
-        self.now = now;
-        match call {
-            PeerCall::Ping(mut ping) => {
-                let theirs = std::mem::take(&mut ping.gossip.digest);
-                let same_list = ping.membership_version == self.view.membership().version;
-                if !self.exited {
-                    self.absorb_livetag(ping.livetag, out);
-                    self.absorb_gossip(ping.gossip, out);
-                    self.consider_version(&ping.from, ping.version, rng, out);
-                    self.consider_membership(&ping.from, ping.membership_version, out);
-                }
-                let partner = self.view.membership().index_of(&ping.from);
-                PeerReply::Pong(Pong {
-                    from: self.me.clone(),
-                    version: self.state.version,
-                    state: self.own_state(),
-                    livetag: self.state.livetag,
-                    membership_version: self.view.membership().version,
-                    gossip: self.outgoing_gossip(
-                        partner,
-                        if same_list { &theirs } else { &[] },
-                        rng,
-                    ),
-                })
-            }
-            PeerCall::ExchangeLivetag(tag) => {
-                self.absorb_livetag(tag, out);
-                PeerReply::Livetag(self.state.livetag)
-            }
-            PeerCall::ExchangeMember(version) => {
-                let mine = self.view.membership().version;
-                let blob = (mine > version).then(|| {
-                    let membership = self.view.membership().clone();
-                    self.membership_blob
-                        .get_or_insert_with(|| Arc::new(membership.encode()))
-                        .to_vec()
-                });
-                PeerReply::Member(MemberReply {
-                    version: mine,
-                    blob,
-                })
-            }
-            PeerCall::ExchangeApp(offer) => PeerReply::App(self.on_app_offer(offer, out)),
-            PeerCall::RetrievePeer(req) => PeerReply::Chunk(self.admit_fetch(now, &req)),
-        }
-    }
-
-    fn on_app_offer(&mut self, offer: AppOffer, out: &mut Vec<Output>) -> AppReply {
-        let AppOffer { from, app } = offer;
-        self.adopt_app_desired(&app, out);
-        let newer_package = match self.state.apps.iter().find(|a| a.name == app.name) {
-            None => true,
-            Some(mine) => {
-                if app.version > mine.version {
-                    true
-                } else if mine.version > app.version || mine.desired_rev > app.desired_rev {
-                    return AppReply::Newer(mine.clone());
-                } else {
-                    return AppReply::Have;
-                }
-            }
-        };
-        if !newer_package
-            || self.exited
-            || !smon_proto_types::app_package::valid_app_name(&app.name)
-        {
-            return AppReply::Have;
-        }
-        // Fetch it with the desired state we hold now (ours if it is newer).
-        let mut wanted = app;
-        if let Some(mine) = self.state.apps.iter().find(|a| a.name == wanted.name) {
-            let mut merged = mine.clone();
-            merged.merge(&wanted);
-            wanted = merged;
-        }
-        out.push(Output::FetchApp { from, app: wanted });
-        AppReply::Want
-    }
-
-    fn admit_fetch(&mut self, now: Millis, req: &ChunkRequest) -> Result<Chunk, Refusal> {
-        if req.version != self.state.version {
-            return Err(Refusal::NotFound(format!(
-                "this peer serves {}, not {}",
-                self.state.version, req.version
-            )));
-        }
-        if !self.slots.admit(
-            now,
-            req.session,
-            self.cfg.fetch_cap,
-            self.cfg.fetch_slot_idle_ms,
-        ) {
-            return Err(Refusal::Busy(format!(
-                "{} fetches in progress",
-                self.cfg.fetch_cap
-            )));
-        }
-        Ok(Chunk {
-            manifest: None,
-            total_len: 0,
-            offset: req.offset,
-            data: Vec::new(),
-        })
-    }
-
-    /// The fetcher of `session` read its last chunk.
-    pub fn release_fetch(&mut self, session: u64) {
-        self.slots.release(session);
-    }
-
     // ---- the cluster view ------------------------------------------------------------------
-
-    /// What the console sees: the root aggregate, the zone rows this peer holds, and the
-    /// records of its leaf zone that changed after `since` (0: all).
-    pub fn cluster_view(&self, since: u64) -> ClusterView {
-        let membership = self.view.membership();
-        let tree = self.view.tree();
-        let records = self
-            .view
-            .records()
-            .filter(|(_, seq)| *seq > since)
-            .filter_map(|(r, _)| membership.get(r.machine).map(|m| (m.clone(), r.clone())))
-            .collect();
-        let names = |sample: &[u32]| -> Vec<MachineId> {
-            sample
-                .iter()
-                .filter_map(|&m| membership.get(m).cloned())
-                .collect()
-        };
-        let mut zones: Vec<ZoneInfo> = self
-            .view
-            .rows()
-            .map(|(_, child, row)| {
-                let zone = tree.zone(child);
-                ZoneInfo {
-                    zone: child,
-                    name: zone.name.clone(),
-                    parent: zone.parent,
-                    depth: zone.depth,
-                    leaf: zone.is_leaf(),
-                    own: self.view.is_own(child),
-                    row: row.map(|r| (r.order, r.agg.clone())),
-                    peers: row.map_or_else(Vec::new, |r| names(&r.agg.up_sample)),
-                }
-            })
-            .collect();
-        let root = self.view.root();
-        if let Some(zone) = tree.get(root.zone) {
-            zones.insert(
-                0,
-                ZoneInfo {
-                    zone: root.zone,
-                    name: zone.name.clone(),
-                    parent: None,
-                    depth: 0,
-                    leaf: zone.is_leaf(),
-                    own: true,
-                    row: Some((root.order, root.agg.clone())),
-                    peers: names(&root.agg.up_sample),
-                },
-            );
-        }
-        ClusterView {
-            seq: self.view.seq(),
-            answered_by: self.me.clone(),
-            membership_version: membership.version,
-            machines: membership.len() as u32,
-            livetag: self.state.livetag,
-            records,
-            root: root.agg.clone(),
-            now_ms: self.now,
-            as_of_ms: root.order.as_of_ms,
-            zones,
-        }
-    }
-
-    /// `zone_records`: a page of the records of this peer's own leaf zone. Refused for
-    /// another membership version or another zone (the console asks a peer of that zone).
-    pub fn zone_records(&self, req: &ZoneRecordsRequest) -> Result<ZoneRecords, Refusal> {
-        let membership = self.view.membership();
-        if req.membership_version != membership.version {
-            return Err(Refusal::Invalid(format!(
-                "zone_records for membership version {}: this peer has version {}",
-                req.membership_version, membership.version
-            )));
-        }
-        let tree = self.view.tree();
-        let leaf = self.view.path().last();
-        let Some(zone) = tree.get(req.zone).filter(|_| leaf == Some(req.zone)) else {
-            return Err(Refusal::NotFound(format!(
-                "zone {} is not the leaf zone of {}: ask a peer of that zone",
-                req.zone, self.me
-            )));
-        };
-        let limit = req.limit.min(ZONE_RECORDS_PAGE) as usize;
-        let records = tree
-            .machines(req.zone)
-            .iter()
-            .skip(req.offset as usize)
-            .take(limit)
-            .filter_map(|&m| Some((membership.get(m)?.clone(), self.view.get(m)?.clone())))
-            .collect();
-        Ok(ZoneRecords {
-            answered_by: self.me.clone(),
-            zone: req.zone,
-            total: zone.len() as u32,
-            now_ms: self.now,
-            records,
-        })
-    }
 }

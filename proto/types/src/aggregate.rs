@@ -34,7 +34,7 @@ pub struct Aggregate {
     pub machines: u32,
     /// Machines by peer state, in [`PeerState::ALL`] order. Machines nobody in the zone has
     /// heard of yet are in none of them.
-    pub states: [u32; 6],
+    pub states: [u32; 7],
     pub versions: Vec<(Version, u32)>,
     /// Sorted by (version, enabled).
     pub livetags: Vec<(LiveTag, u32)>,
@@ -159,7 +159,7 @@ fn bump<K: Clone>(hist: &mut Vec<(K, u32)>, key: &K, delta: i64, cmp: impl Fn(&K
     }
 }
 
-fn add_counts(mine: &mut [u32; 6], other: &[u32; 6], sign: i64) {
+fn add_counts<const N: usize>(mine: &mut [u32; N], other: &[u32; N], sign: i64) {
     for (m, o) in mine.iter_mut().zip(other) {
         *m = (i64::from(*m) + sign * i64::from(*o)) as u32;
     }

@@ -27,13 +27,14 @@ pub enum PeerState {
 
 impl PeerState {
     /// Every state, in the order of the counts of an [`crate::Aggregate`].
-    pub const ALL: [PeerState; 6] = [
+    pub const ALL: [PeerState; 7] = [
         PeerState::Running,
         PeerState::Disabled,
         PeerState::Removed,
         PeerState::Deploying,
         PeerState::Unreachable,
         PeerState::Stopped,
+        PeerState::Conflict,
     ];
 
     /// This state's place in [`PeerState::ALL`].
