@@ -81,7 +81,7 @@ enum Work {
 enum Pending {
     Ping(u32),
     /// A ping for the gossip alone (a new peer joining its zone): no answer is no news.
-    Join(u32),
+    Join,
     LivetagPush,
     MemberPull,
     /// An application offered to this machine.
@@ -107,7 +107,9 @@ pub struct Core {
     /// The current login went out without a ping because the view said no peer runs there.
     login_unpinged: bool,
     work: Option<Work>,
-    pending: FxHashMap<CallId, Pending>,
+    /// Calls in flight: what each is for, and the machine it was addressed to (by name: an
+    /// index may name another machine once the membership changes).
+    pending: FxHashMap<CallId, (Pending, MachineId)>,
     next_call: CallId,
     fetch: Option<Fetch>,
     slots: FetchSlots,
@@ -202,7 +204,7 @@ impl Core {
         }
         if let Some(target) = self.view.leaf_partner(rng) {
             let ping = self.make_ping(target, rng);
-            self.call(target, PeerCall::Ping(ping), Pending::Join(target), out);
+            self.call(target, PeerCall::Ping(ping), Pending::Join, out);
         }
     }
 
@@ -261,7 +263,7 @@ impl Core {
         };
         let id = self.next_call;
         self.next_call += 1;
-        self.pending.insert(id, pending);
+        self.pending.insert(id, (pending, machine.clone()));
         out.push(Output::Call {
             id,
             to: machine,
@@ -434,7 +436,7 @@ impl Core {
             self.member_pull_in_flight = true;
             let id = self.next_call;
             self.next_call += 1;
-            self.pending.insert(id, Pending::MemberPull);
+            self.pending.insert(id, (Pending::MemberPull, from.clone()));
             out.push(Output::Call {
                 id,
                 to: from.clone(),
@@ -589,7 +591,7 @@ impl Core {
         rng: &mut impl Rng,
         out: &mut Vec<Output>,
     ) {
-        let Some(pending) = self.pending.remove(&call) else {
+        let Some((pending, asked)) = self.pending.remove(&call) else {
             return;
         };
         if result.is_ok() {
@@ -598,7 +600,7 @@ impl Core {
         match (pending, result) {
             (Pending::Ping(target), Ok(PeerReply::Pong(pong))) => {
                 self.finish_work(target);
-                self.check_answerer(target, &pong, out);
+                self.check_answerer(asked, &pong, out);
                 self.on_pong(pong, rng, out);
             }
             (Pending::Ping(target), _) => {
@@ -616,8 +618,8 @@ impl Core {
                     self.finish_work(target);
                 }
             }
-            (Pending::Join(target), Ok(PeerReply::Pong(pong))) => {
-                self.check_answerer(target, &pong, out);
+            (Pending::Join, Ok(PeerReply::Pong(pong))) => {
+                self.check_answerer(asked, &pong, out);
                 self.on_pong(pong, rng, out);
             }
             (Pending::LivetagPush, Ok(PeerReply::Livetag(tag))) => self.absorb_livetag(tag, out),
@@ -658,18 +660,20 @@ impl Core {
     }
 
     /// A pong from another machine's peer than the one pinged (two entries share an address
-    /// and port): `target` is a Conflict, said loudly, and never taken as deployed. Every
-    /// ping's pong is checked, the deployment loop's and a joining peer's alike.
-    fn check_answerer(&mut self, target: u32, pong: &Pong, out: &mut Vec<Output>) {
-        if let Some(asked) = self.view.membership().get(target).cloned()
-            && asked != pong.from
-        {
-            self.observe(target, PeerState::Conflict);
-            out.push(Output::Conflict {
-                asked,
-                answered_by: pong.from.clone(),
-            });
+    /// and port): `asked` is a Conflict, said loudly, and never taken as deployed. Every
+    /// ping's pong is checked, the deployment loop's and a joining peer's alike, against the
+    /// machine the ping was addressed to by name.
+    fn check_answerer(&mut self, asked: MachineId, pong: &Pong, out: &mut Vec<Output>) {
+        if asked == pong.from {
+            return;
         }
+        if let Some(index) = self.view.membership().index_of(&asked) {
+            self.observe(index, PeerState::Conflict);
+        }
+        out.push(Output::Conflict {
+            asked,
+            answered_by: pong.from.clone(),
+        });
     }
 
     /// What a pong carries: taken whoever answered; a newer version or list is asked of the

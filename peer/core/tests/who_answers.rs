@@ -116,3 +116,30 @@ fn a_pong_from_the_asked_machine_is_no_conflict() {
     );
     assert_ne!(state_of(&core, &asked), Some(PeerState::Conflict));
 }
+
+#[test]
+fn a_pong_that_crosses_a_membership_change_is_checked_against_the_machine_asked() {
+    // The ping went out by index; a machine added meanwhile sorts before the one asked and
+    // shifts every index after it. The answer still comes from the machine asked: no conflict
+    // (comparing with whatever the old index names now made one, seen in the simulator).
+    let (mut core, mut rng, id, asked) = pinging();
+    let mut out = Vec::new();
+    let grown = Membership::new(2, ["a", "a0", "b", "b0", "c"].map(machine).to_vec());
+    core.handle(
+        500,
+        Input::SetMembership(Arc::new(grown)),
+        &mut rng,
+        &mut out,
+    );
+    assert_eq!(core.membership().version, 2, "{out:?}");
+    out.clear();
+    let result = Ok(pong(asked.clone(), Version::new(1, 0, 0)));
+    core.handle(1_000, Input::Reply { call: id, result }, &mut rng, &mut out);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Conflict { .. })),
+        "{out:?}"
+    );
+    for m in ["a0", "b", "b0", "c"].map(machine) {
+        assert_ne!(state_of(&core, &m), Some(PeerState::Conflict), "{m}");
+    }
+}

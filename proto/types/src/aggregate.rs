@@ -34,6 +34,7 @@ pub struct Aggregate {
     pub machines: u32,
     /// Machines by peer state, in [`PeerState::ALL`] order. Machines nobody in the zone has
     /// heard of yet are in none of them.
+    #[serde(with = "crate::sparse_counts")]
     pub states: [u32; 7],
     pub versions: Vec<(Version, u32)>,
     /// Sorted by (version, enabled).
@@ -65,6 +66,7 @@ pub struct LoadStats {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppCount {
     pub name: String,
+    #[serde(with = "crate::sparse_counts")]
     pub states: [u32; 6],
 }
 

@@ -19,6 +19,7 @@ mod membership;
 mod messages;
 mod record;
 pub mod release;
+mod sparse_counts;
 mod version;
 pub mod zones;
 
