@@ -58,7 +58,8 @@ pub struct Summary {
     /// One row per machine with a record: fetched from every zone by `status`; the answering
     /// peer's own leaf zone only where a summary is made of one view.
     pub records: Vec<MachineRow>,
-    /// Zones whose records could not be fetched (no representative answered), with why.
+    /// Zones whose records could not all be fetched (no representative answered, or those
+    /// that did hold only some), with why.
     pub unanswered_zones: Vec<String>,
 }
 
@@ -194,7 +195,7 @@ impl Summary {
             "MACHINE", "STATE", "VERSION", "OVERHEAD", "LOGINS"
         );
         for zone in &self.unanswered_zones {
-            t += &format!("no records from zone {zone}\n");
+            t += &format!("records missing from zone {zone}\n");
         }
         for r in &self.records {
             t += &format!(

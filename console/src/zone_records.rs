@@ -4,7 +4,10 @@
 //! a leaf zone for its records (`zone_records`, in pages), an inner zone for its own view,
 //! whose rows name the zones below.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use anyhow::bail;
 use smon_proto::{
@@ -27,6 +30,7 @@ pub async fn all_records(
         dir,
         version: view.membership_version,
         covered: BTreeSet::new(),
+        seeds: BTreeMap::new(),
         records: Vec::new(),
         missed: Vec::new(),
     };
@@ -46,7 +50,11 @@ pub async fn all_records(
         }
     }
     let mut records = walk.records;
-    records.sort_by_key(|(_, r)| r.machine);
+    for seed in walk.seeds.into_values() {
+        records.extend(seed.records.into_values());
+    }
+    // The newest version of each machine's record.
+    records.sort_by_key(|(_, r)| (r.machine, std::cmp::Reverse(r.order())));
     records.dedup_by_key(|(_, r)| r.machine);
     (records, walk.missed)
 }
@@ -55,6 +63,8 @@ struct Walk<'a> {
     dir: &'a ClusterDir,
     version: u64,
     covered: BTreeSet<ZoneIdx>,
+    /// Records of a leaf zone already in hand (from a view of one of its peers), by zone.
+    seeds: BTreeMap<ZoneIdx, LeafRecords>,
     records: Vec<(MachineId, MachineRecord)>,
     missed: Vec<String>,
 }
@@ -65,8 +75,14 @@ impl Walk<'_> {
         if view.membership_version != self.version {
             return;
         }
-        self.records.extend(view.records.iter().cloned());
-        for z in view.zones.iter().filter(|z| z.own) {
+        // Its leaf zone stays to visit, starting from these records: the peer may not hold
+        // every record of it yet.
+        let leaf = view.zones.iter().find(|z| z.own && z.leaf).map(|z| z.zone);
+        let seed = self.seeds.entry(leaf.unwrap_or(ZoneIdx::MAX)).or_default();
+        for (id, record) in &view.records {
+            seed.merge(id.clone(), record.clone());
+        }
+        for z in view.zones.iter().filter(|z| z.own && !z.leaf) {
             self.covered.insert(z.zone);
         }
     }
@@ -77,15 +93,17 @@ impl Walk<'_> {
         }
         view.zones
             .iter()
-            .filter(|z| !z.own && !self.covered.contains(&z.zone))
+            .filter(|z| (!z.own || z.leaf) && !self.covered.contains(&z.zone))
             .cloned()
             .collect()
     }
 
     /// Ask a representative of `zone`: the records of a leaf zone (None), the view of a peer
-    /// inside an inner zone.
+    /// inside an inner zone. A leaf zone's representatives are asked in turn until their
+    /// records, together, cover the zone: a peer that joined lately may not hold them all yet.
     async fn visit(&mut self, zone: &ZoneInfo) -> anyhow::Result<Option<ClusterView>> {
         let mut last = None;
+        let mut leaf = self.seeds.remove(&zone.zone).unwrap_or_default();
         for peer in &zone.peers {
             let addr = self.dir.peer_address(peer);
             let client = match transport::peer_client(&addr, &self.dir.key, CONNECT_TIMEOUT).await {
@@ -95,28 +113,38 @@ impl Walk<'_> {
                     continue;
                 }
             };
-            let result = if zone.leaf {
-                self.leaf(zone.zone, &client).await.map(|()| None)
-            } else {
-                client
-                    .cluster_view(ctx(Duration::from_secs(10)), 0)
-                    .await
-                    .map(Some)
-                    .map_err(anyhow::Error::from)
-            };
-            match result {
-                Ok(view) => return Ok(view),
+            if zone.leaf {
+                match self.leaf(zone.zone, &client, &mut leaf).await {
+                    Ok(()) if leaf.complete() => break,
+                    Ok(()) => {}
+                    Err(e) => last = Some(anyhow::anyhow!("{peer}: {e}")),
+                }
+                continue;
+            }
+            match client.cluster_view(ctx(Duration::from_secs(10)), 0).await {
+                Ok(view) => return Ok(Some(view)),
                 Err(e) => last = Some(anyhow::anyhow!("{peer}: {e}")),
             }
         }
-        match last {
-            Some(e) => Err(e),
-            None => bail!("no machine of the zone is known to run a peer"),
+        let found = leaf.records.len();
+        self.records.extend(leaf.records.into_values());
+        match (zone.leaf, leaf.total, last) {
+            (true, Some(total), _) if found == total => Ok(None),
+            (true, Some(total), _) => {
+                bail!("{found} of its {total} machines' records known to the peers that answered")
+            }
+            (_, _, Some(e)) => Err(e),
+            _ => bail!("no machine of the zone is known to run a peer"),
         }
     }
 
-    /// Every page of a leaf zone's records.
-    async fn leaf(&mut self, zone: ZoneIdx, client: &PeerServiceClient) -> anyhow::Result<()> {
+    /// Every page of a leaf zone's records as one peer holds them, merged into `leaf`.
+    async fn leaf(
+        &mut self,
+        zone: ZoneIdx,
+        client: &PeerServiceClient,
+        leaf: &mut LeafRecords,
+    ) -> anyhow::Result<()> {
         let mut offset = 0;
         loop {
             let req = ZoneRecordsRequest {
@@ -128,11 +156,38 @@ impl Walk<'_> {
             let page = client
                 .zone_records(ctx(Duration::from_secs(10)), req)
                 .await??;
-            self.records.extend(page.records);
+            leaf.total = Some(page.total as usize);
+            for (id, record) in page.records {
+                leaf.merge(id, record);
+            }
             offset += ZONE_RECORDS_PAGE;
             if offset >= page.total {
                 return Ok(());
             }
         }
+    }
+}
+
+/// A leaf zone's records as gathered from one or more of its peers: the newest version of
+/// each machine's ([`MachineRecord::order`]).
+#[derive(Default)]
+struct LeafRecords {
+    /// The zone's machine count, as its peers answer it.
+    total: Option<usize>,
+    records: BTreeMap<u32, (MachineId, MachineRecord)>,
+}
+
+impl LeafRecords {
+    fn merge(&mut self, id: MachineId, record: MachineRecord) {
+        match self.records.get(&record.machine) {
+            Some((_, known)) if known.order() >= record.order() => {}
+            _ => {
+                self.records.insert(record.machine, (id, record));
+            }
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.total == Some(self.records.len())
     }
 }

@@ -10,9 +10,6 @@ use std::{path::Path, process::Command};
 use harness::{console_bin, describe, kill, peer_bin, processes_mentioning, wait_until};
 
 #[test]
-#[ignore = "found a loss (issue 14 item 5 open): seed 628090982 lost an acknowledged `app set \
-            app-here ignore` after kill -9 (stored None); passes on other seeds. Reproduce: \
-            python3 scripts/durability.py 3 --seed 628090982, or this test with --ignored"]
 fn kill_9_during_control_actions_loses_nothing_acknowledged() {
     let rounds: u32 = std::env::var("SMON_DURABILITY_ROUNDS")
         .ok()

@@ -198,11 +198,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let left = self.processes();
-        for &pid in &left {
-            kill(pid);
-        }
-        let gone = wait_until(Duration::from_secs(10), || self.processes().is_empty());
+        let gone = kill_until_gone(|| self.processes());
         if !std::thread::panicking() {
             assert!(
                 gone,
@@ -240,6 +236,16 @@ pub fn describe(pids: &[i32]) -> String {
 }
 
 /// SIGKILL `pid` (quietly: it may have ended meanwhile).
+/// Kill -9 what `processes` lists, again and again until it lists nothing (peers restart each
+/// other, so one pass can leave a fresh one behind); false if some survive 20 s of it.
+pub fn kill_until_gone(processes: impl Fn() -> Vec<i32>) -> bool {
+    wait_until(Duration::from_secs(20), || {
+        let left = processes();
+        left.iter().for_each(|&pid| kill(pid));
+        left.is_empty()
+    })
+}
+
 pub fn kill(pid: i32) {
     let _ = Command::new("kill")
         .arg("-9")

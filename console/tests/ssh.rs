@@ -270,19 +270,14 @@ unsafe extern "C" {
 impl Drop for SshLab {
     fn drop(&mut self) {
         let base = self.tmp.path().to_owned();
-        for pid in processes_mentioning(&base)
-            .into_iter()
-            .chain(self.extra.clone())
-        {
+        for &pid in &self.extra {
             kill(pid);
         }
         if let Some(mut sshd) = self.sshd.take() {
             let _ = sshd.kill();
             let _ = sshd.wait();
         }
-        let gone = wait_until(Duration::from_secs(10), || {
-            processes_mentioning(&base).is_empty()
-        });
+        let gone = kill_until_gone(|| processes_mentioning(&base));
         for u in &self.users {
             // Session processes of the test users, then the users.
             let _ = Command::new("pkill").args(["-9", "-u", u]).status();

@@ -242,8 +242,11 @@ fn crash_kills_every_process_of_the_machine_and_boot_brings_sshd_back() {
     // Same host key (StrictHostKeyChecking against the lab's known_hosts), same home.
     assert!(ssh(&lab, 1, "echo $HOME").trim().ends_with("u1"));
 
+    // The session's own sshd child may still be exiting after ssh returned.
+    wait_for("only sshd after a boot", Duration::from_secs(10), || {
+        lab.processes(1).unwrap().len() == 1
+    });
     let sshd = lab.processes(1).unwrap();
-    assert_eq!(sshd.len(), 1, "only sshd after a boot");
     let killed = lab.reboot(1).unwrap();
     assert_eq!(killed, 1);
     assert!(!smon_lab::is_alive(sshd[0]));

@@ -254,7 +254,7 @@ impl Actor {
                     .handle(now, Input::AppFetched { app, ok }, &mut self.rng, out);
             }
             Msg::SetAppStatus(name, desired, reply) => {
-                let _ = reply.send(self.apps.set_override(&name, desired, now));
+                self.apps.set_override(&name, desired, now, reply);
             }
             Msg::GetAppStatus(name, reply) => {
                 let _ = reply.send(self.apps.statuses(name.as_deref()));

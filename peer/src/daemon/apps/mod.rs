@@ -23,7 +23,7 @@ use std::{
 };
 
 use smon_proto::{AppDecl, AppState, AppStatus, DesiredState, Refusal, Version};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use runfile::Override;
 use supervisor::{AppCmd, AppCtx};
@@ -67,22 +67,31 @@ impl Apps {
     }
 
     /// `set_app_status`: a desired state for this machine only. It wins over the cluster's
-    /// setting until a newer cluster-wide setting arrives.
+    /// setting until a newer cluster-wide setting arrives. `reply` gets the answer once the
+    /// supervisor has stored it in run.json (an acknowledgement survives a kill -9), without
+    /// holding up the caller meanwhile.
     pub fn set_override(
         &mut self,
         name: &str,
         desired: DesiredState,
         now: u64,
-    ) -> Result<(), Refusal> {
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    ) {
         let Some((decl, tx)) = self.tasks.get(name) else {
-            return Err(Refusal::NotFound(format!(
+            let _ = reply.send(Err(Refusal::NotFound(format!(
                 "application {name} is not installed on {}",
                 self.ctx.machine
-            )));
+            ))));
+            return;
         };
         let rev = now.max(decl.desired_rev + 1);
-        tx.send(AppCmd::Override(Override { desired, rev }))
-            .map_err(|_| Refusal::Busy(format!("the supervisor of {name} is gone")))
+        if let Err(mpsc::error::SendError(AppCmd::Override(_, reply))) =
+            tx.send(AppCmd::Override(Override { desired, rev }, reply))
+        {
+            let _ = reply.send(Err(Refusal::Busy(format!(
+                "the supervisor of {name} is gone"
+            ))));
+        }
     }
 
     /// A supervisor reported; the full list if anything changed.
@@ -166,6 +175,40 @@ mod tests {
             desired: DesiredState::Online,
             desired_rev: 1,
         }
+    }
+
+    fn ctx(root: &std::path::Path) -> AppCtx {
+        let (tx, rx) = mpsc::channel(64);
+        std::mem::forget(rx); // the statuses are not looked at here
+        AppCtx {
+            root: root.to_owned(),
+            machine: smon_proto::MachineId::local("m1"),
+            host: "127.0.0.1".into(),
+            status: status_sender::StatusSender::new(tx, |status| status),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_machine_setting_is_acknowledged_once_run_json_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut apps = Apps::start(ctx(dir.path()), &[decl(1)]);
+        let run_path = install::app_base(dir.path(), "web").join("run.json");
+        for desired in [
+            DesiredState::Ignore,
+            DesiredState::Offline,
+            DesiredState::Ignore,
+        ] {
+            let (reply, answer) = oneshot::channel();
+            apps.set_override("web", desired, 100, reply);
+            answer.await.unwrap().unwrap();
+            // What a kill -9 right after the acknowledgement would leave.
+            let stored = runfile::RunFile::load(&run_path).over.map(|o| o.desired);
+            assert_eq!(stored, Some(desired));
+        }
+        let (reply, answer) = oneshot::channel();
+        apps.set_override("db", DesiredState::Offline, 100, reply);
+        let refusal = answer.await.unwrap().unwrap_err().to_string();
+        assert!(refusal.contains("db is not installed on"), "{refusal}");
     }
 
     #[tokio::test]

@@ -52,6 +52,10 @@ impl RunFile {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        // The application may be declared before its package is here.
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
         let tmp = path.with_extension("json.tmp");
         let mut file = fs::File::create(&tmp)?;
         file.write_all(&serde_json::to_vec(self).expect("a run file serializes"))?;

@@ -17,8 +17,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use smon_proto::{AppDecl, AppReport, AppSpec, AppState, AppStatus, DesiredState, MachineId};
-use tokio::sync::mpsc;
+use smon_proto::{
+    AppDecl, AppReport, AppSpec, AppState, AppStatus, DesiredState, MachineId, Refusal,
+};
+use tokio::sync::{mpsc, oneshot};
 
 use super::status_sender::StatusSender;
 use super::{
@@ -52,10 +54,11 @@ pub struct AppCtx {
 pub enum AppCmd {
     /// The cluster-wide declaration changed (version and/or desired state).
     Decl(AppDecl),
-    /// A desired state for this machine only.
-    Override(Override),
+    /// A desired state for this machine only. The reply comes once run.json holds it (its
+    /// acknowledgement must survive a kill -9), or says why it could not be stored.
+    Override(Override, oneshot::Sender<Result<(), Refusal>>),
     /// Stop the application and end supervision (the machine leaves the cluster).
-    StopForGood(tokio::sync::oneshot::Sender<()>),
+    StopForGood(oneshot::Sender<()>),
 }
 
 pub fn spawn(ctx: Arc<AppCtx>, decl: AppDecl) -> mpsc::UnboundedSender<AppCmd> {
@@ -125,9 +128,16 @@ impl Supervisor {
     }
 
     fn save(&self) {
-        if let Err(e) = self.run.save(&self.run_path) {
+        let _ = self.try_save();
+    }
+
+    /// Write run.json; a failure is logged and returned.
+    fn try_save(&self) -> std::io::Result<()> {
+        let saved = self.run.save(&self.run_path);
+        if let Err(e) = &saved {
             tracing::error!("{}: {e}", self.run_path.display());
         }
+        saved
     }
 
     fn launch(&self, spec: &AppSpec) -> Launch {
@@ -240,6 +250,7 @@ impl Supervisor {
 
     fn on_cmd(&mut self, cmd: AppCmd) {
         let before = self.key();
+        let mut reply = None;
         match cmd {
             AppCmd::Decl(decl) => {
                 if decl.version != self.decl.version {
@@ -260,7 +271,10 @@ impl Supervisor {
                     self.run.over = None; // a newer cluster-wide setting
                 }
             }
-            AppCmd::Override(o) => self.run.over = Some(o),
+            AppCmd::Override(o, done) => {
+                self.run.over = Some(o);
+                reply = Some(done);
+            }
             AppCmd::StopForGood(_) => {} // handled by the loop
         }
         if self.key() != before {
@@ -269,7 +283,15 @@ impl Supervisor {
             self.run.quick_deaths = 0;
             self.retry_at = None;
         }
-        self.save();
+        let saved = self.try_save();
+        if let Some(reply) = reply {
+            let _ = reply.send(saved.map_err(|e| {
+                Refusal::Busy(format!(
+                    "could not store it in {}: {e}",
+                    self.run_path.display()
+                ))
+            }));
+        }
     }
 
     /// Has the process been up long enough (or said so through its status command)?
