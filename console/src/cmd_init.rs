@@ -57,29 +57,7 @@ pub async fn init(
     options: &InitOptions,
     peer_binary: &Path,
 ) -> anyhow::Result<String> {
-    let interval = options.interval;
-    if dir.exists()
-        && std::fs::read_dir(dir)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!("{}: already exists and is not empty", dir.display());
-    }
-    let text = std::fs::read_to_string(machines_file)
-        .with_context(|| format!("{}", machines_file.display()))?;
-    let membership = Membership::parse(&machines_file.display().to_string(), &text, 1)?;
-    if membership.is_empty() {
-        bail!("{}: no machines listed", machines_file.display());
-    }
-    if let Some(addr) = &options.agent_address {
-        crate::cmd_agent::check_address(addr).context("--agent")?;
-    }
-    if interval < Duration::from_millis(200) {
-        bail!(
-            "--interval {}: at least 200ms",
-            humantime::format_duration(interval)
-        );
-    }
+    let (membership, text) = check_inputs(dir, machines_file, options)?;
     // The release key: the agent's (read now, so that a wrong key file fails here), or one of
     // the directory's own.
     let release_key = match &options.agent_key {
@@ -95,17 +73,7 @@ pub async fn init(
 
     // Build everything in a sibling directory, then rename: never a half-written cluster dir.
     let dir = std::path::absolute(dir)?;
-    let parent = dir
-        .parent()
-        .context("the cluster directory needs a parent")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
-    let staging = parent.join(format!(
-        ".{}.init-{}",
-        dir.file_name()
-            .context("bad directory name")?
-            .to_string_lossy(),
-        std::process::id()
-    ));
+    let staging = staging_dir(&dir)?;
     let machines = membership.len();
     let result = async {
         std::fs::create_dir_all(&staging)?;
@@ -149,6 +117,53 @@ pub async fn init(
     ))
 }
 
+/// The operator's inputs, checked before anything is written: the membership list and the
+/// machines file's text.
+fn check_inputs(
+    dir: &Path,
+    machines_file: &Path,
+    options: &InitOptions,
+) -> anyhow::Result<(Membership, String)> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!("{}: already exists and is not empty", dir.display());
+    }
+    let text = std::fs::read_to_string(machines_file)
+        .with_context(|| format!("{}", machines_file.display()))?;
+    let membership = Membership::parse(&machines_file.display().to_string(), &text, 1)?;
+    if membership.is_empty() {
+        bail!("{}: no machines listed", machines_file.display());
+    }
+    if let Some(addr) = &options.agent_address {
+        crate::cmd_agent::check_address(addr).context("--agent")?;
+    }
+    if options.interval < Duration::from_millis(200) {
+        bail!(
+            "--interval {}: at least 200ms",
+            humantime::format_duration(options.interval)
+        );
+    }
+    Ok((membership, text))
+}
+
+/// A sibling of `dir` (absolute) to build the cluster directory in, its parent created.
+fn staging_dir(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let parent = dir
+        .parent()
+        .context("the cluster directory needs a parent")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
+    Ok(parent.join(format!(
+        ".{}.init-{}",
+        dir.file_name()
+            .context("bad directory name")?
+            .to_string_lossy(),
+        std::process::id()
+    )))
+}
+
 /// Who signs releases.
 enum ReleaseSigner {
     /// The agent; its public key.
@@ -166,54 +181,12 @@ fn build(
     signer: &ReleaseSigner,
     binary: &[u8],
 ) -> anyhow::Result<()> {
-    let interval = options.interval;
     let files = ClusterFiles::new(staging);
     std::fs::create_dir_all(staging)?;
     ClusterKey::create(&files.cluster_key())?;
     OperatorKey::create(&files.operator_key())?;
-    let public = match signer {
-        ReleaseSigner::Agent(public) => {
-            options
-                .agent_key
-                .as_ref()
-                .expect("an agent signer has a key")
-                .save(staging)?;
-            public.clone()
-        }
-        ReleaseSigner::Own(key) => {
-            let pem = key.to_openssh(smon_proto::release::LineEnding::LF)?;
-            write_atomic(&files.release_key(), pem.as_bytes(), 0o600)?;
-            key.public_key().to_openssh()?
-        }
-    };
-    write_atomic(
-        &files.release_pub(),
-        format!("{public}\n").as_bytes(),
-        0o644,
-    )?;
-
-    let interval_ms = interval.as_millis() as u64;
-    let mut rng = rand::rng();
-    let mut config = ClusterConfig {
-        port: 0,
-        local_salt: rng.random(),
-        local_root: ClusterFiles::new(final_dir).local_root(),
-        interval_ms,
-        ping_timeout_ms: (interval_ms * 2 / 5).clamp(200, 2_000),
-        release_key: public,
-        agent: None,
-        removed_exit_after_ms: options
-            .removed_exit_after
-            .map_or(12 * interval_ms, |d| d.as_millis() as u64),
-        disabled_exit_after_ms: options.disabled_exit_after.map(|d| d.as_millis() as u64),
-        rejoin_within_ms: 20 * interval_ms,
-        ssh_trust_on_first_use: options.pins.trust_on_first_use,
-    };
-    config.agent = options.agent_address.clone();
-    if let Some((a, b)) = config.address_collision(membership.machines()) {
-        bail!("local machines {a} and {b} would share a loopback address: rename one");
-    }
-    config.port = free_port(&config, membership)?;
+    let public = write_release_key(&files, staging, options, signer)?;
+    let config = cluster_config(final_dir, membership, options, public)?;
     config.save(staging)?;
     write_atomic(&files.machines(), text.as_bytes(), 0o644)?;
     // Pins are believed only under the release key's signature: signed now with the
@@ -247,6 +220,68 @@ fn build(
         ..config
     };
     ClusterDir::make_local_dirs(&staged_config, &membership)
+}
+
+/// The release key's public half, written to release.pub (and the private half to
+/// release.key, or the agent's key reference, as the signer is); the public key.
+fn write_release_key(
+    files: &ClusterFiles,
+    staging: &Path,
+    options: &InitOptions,
+    signer: &ReleaseSigner,
+) -> anyhow::Result<String> {
+    let public = match signer {
+        ReleaseSigner::Agent(public) => {
+            options
+                .agent_key
+                .as_ref()
+                .expect("an agent signer has a key")
+                .save(staging)?;
+            public.clone()
+        }
+        ReleaseSigner::Own(key) => {
+            let pem = key.to_openssh(smon_proto::release::LineEnding::LF)?;
+            write_atomic(&files.release_key(), pem.as_bytes(), 0o600)?;
+            key.public_key().to_openssh()?
+        }
+    };
+    write_atomic(
+        &files.release_pub(),
+        format!("{public}\n").as_bytes(),
+        0o644,
+    )?;
+    Ok(public)
+}
+
+/// The cluster's settings: timing from `options`, a salt and a port of its own.
+fn cluster_config(
+    final_dir: &Path,
+    membership: &Membership,
+    options: &InitOptions,
+    release_key: String,
+) -> anyhow::Result<ClusterConfig> {
+    let interval_ms = options.interval.as_millis() as u64;
+    let mut rng = rand::rng();
+    let mut config = ClusterConfig {
+        port: 0,
+        local_salt: rng.random(),
+        local_root: ClusterFiles::new(final_dir).local_root(),
+        interval_ms,
+        ping_timeout_ms: (interval_ms * 2 / 5).clamp(200, 2_000),
+        release_key,
+        agent: options.agent_address.clone(),
+        removed_exit_after_ms: options
+            .removed_exit_after
+            .map_or(12 * interval_ms, |d| d.as_millis() as u64),
+        disabled_exit_after_ms: options.disabled_exit_after.map(|d| d.as_millis() as u64),
+        rejoin_within_ms: 20 * interval_ms,
+        ssh_trust_on_first_use: options.pins.trust_on_first_use,
+    };
+    if let Some((a, b)) = config.address_collision(membership.machines()) {
+        bail!("local machines {a} and {b} would share a loopback address: rename one");
+    }
+    config.port = free_port(&config, membership)?;
+    Ok(config)
 }
 
 /// A port free on the first local machines' addresses (random, so clusters do not collide).

@@ -498,26 +498,9 @@ impl Core {
                 }
             }
             Input::DeployDone { machine, .. } | Input::RestartDone { machine, .. } => {
-                if let Some(index) = self.view.membership().index_of(&machine) {
-                    self.targeting.note_attempt(index, now);
-                    if matches!(self.work, Some(Work::Deploying(m) | Work::Restarting(m)) if m == index)
-                    {
-                        self.work = None;
-                        self.keep_deploying(index, true, now, rng, out);
-                    }
-                }
+                self.on_work_done(&machine, now, rng, out)
             }
-            Input::FetchDone { version, ok } => {
-                if self.fetch.as_ref().is_some_and(|f| f.version == version) {
-                    self.fetch = None;
-                    if ok
-                        && version > self.state.version
-                        && !self.state.bad_versions.contains(&version)
-                    {
-                        out.push(Output::Upgrade(version));
-                    }
-                }
-            }
+            Input::FetchDone { version, ok } => self.on_fetch_done(version, ok, out),
             Input::AppFetched { app, ok } => {
                 if ok {
                     self.adopt_app(app, out);
@@ -528,32 +511,13 @@ impl Core {
                 self.facts = facts;
                 self.refresh_own(out);
             }
-            Input::SetLiveTag { enabled } => {
-                // Above every version this peer has heard of, so the operator's word wins
-                // even when this peer's own tag is stale.
-                let newest = match self.view.newest_livetag() {
-                    Some(t) if self.state.livetag.is_superseded_by(&t) => t,
-                    _ => self.state.livetag,
-                };
-                self.state.livetag = newest.flipped_to(enabled);
-                self.start_livetag_push();
-                self.refresh_own(out);
-            }
+            Input::SetLiveTag { enabled } => self.set_livetag(enabled, out),
             Input::SetMembership(membership) => self.apply_membership(membership, out),
             Input::OfferRelease { version, from } => {
                 self.consider_version(&from, version, rng, out)
             }
             Input::SetAppDesired { name, desired } => {
-                if let Some(i) = self.state.apps.iter().position(|a| a.name == name) {
-                    let app = &mut self.state.apps[i];
-                    app.desired = desired;
-                    // Above what this peer knows, and a clock reading: a later setting made
-                    // through another (possibly less informed) peer still wins.
-                    app.desired_rev = (app.desired_rev + 1).max(now);
-                    out.push(Output::AppDesired(app.clone()));
-                    self.offer_next(i);
-                    self.persist(out);
-                }
+                self.set_app_desired(&name, desired, now, out)
             }
             Input::AppInstalledLocally(app) => self.adopt_app(app, out),
             Input::MarkBad(version) => {
@@ -563,6 +527,68 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// A deployment or restart this peer ran ended: note it, and go on to the next machine.
+    fn on_work_done(
+        &mut self,
+        machine: &MachineId,
+        now: Millis,
+        rng: &mut impl Rng,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(index) = self.view.membership().index_of(machine) else {
+            return;
+        };
+        self.targeting.note_attempt(index, now);
+        if matches!(self.work, Some(Work::Deploying(m) | Work::Restarting(m)) if m == index) {
+            self.work = None;
+            self.keep_deploying(index, true, now, rng, out);
+        }
+    }
+
+    /// A release fetch ended: upgrade to it if it is still newer and not known bad.
+    fn on_fetch_done(&mut self, version: Version, ok: bool, out: &mut Vec<Output>) {
+        if !self.fetch.as_ref().is_some_and(|f| f.version == version) {
+            return;
+        }
+        self.fetch = None;
+        if ok && version > self.state.version && !self.state.bad_versions.contains(&version) {
+            out.push(Output::Upgrade(version));
+        }
+    }
+
+    /// The operator's livetag: above every version this peer has heard of, so the operator's
+    /// word wins even when this peer's own tag is stale.
+    fn set_livetag(&mut self, enabled: bool, out: &mut Vec<Output>) {
+        let newest = match self.view.newest_livetag() {
+            Some(t) if self.state.livetag.is_superseded_by(&t) => t,
+            _ => self.state.livetag,
+        };
+        self.state.livetag = newest.flipped_to(enabled);
+        self.start_livetag_push();
+        self.refresh_own(out);
+    }
+
+    /// The operator's cluster-wide desired state of an application.
+    fn set_app_desired(
+        &mut self,
+        name: &str,
+        desired: smon_proto_types::DesiredState,
+        now: Millis,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(i) = self.state.apps.iter().position(|a| a.name == name) else {
+            return;
+        };
+        let app = &mut self.state.apps[i];
+        app.desired = desired;
+        // Above what this peer knows, and a clock reading: a later setting made through
+        // another (possibly less informed) peer still wins.
+        app.desired_rev = (app.desired_rev + 1).max(now);
+        out.push(Output::AppDesired(app.clone()));
+        self.offer_next(i);
+        self.persist(out);
     }
 
     fn exit(&mut self, reason: ExitReason, out: &mut Vec<Output>) {
