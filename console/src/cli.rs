@@ -79,10 +79,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
-    /// Disable, then stop every peer.
+    /// Disable, then stop every peer and, with it, the applications it supervises.
     Shutdown {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// Leave the applications running, unsupervised (a peer deployed later adopts them).
+        #[arg(long)]
+        keep_apps: bool,
     },
     /// Watch and steer the cluster in a terminal UI.
     Tui(TuiArgs),

@@ -261,22 +261,42 @@ pub async fn set_membership(
 /// Rounds of: make sure every answering peer is disabled (an enabled one would restart the
 /// stopped), then tell every answering peer to stop; until no peer answers and no local
 /// machine has a live peer process. What to tell the operator.
-pub async fn shutdown(dir: &ClusterDir, timeout: Duration) -> anyhow::Result<String> {
+pub async fn shutdown(
+    dir: &ClusterDir,
+    timeout: Duration,
+    stop_apps: bool,
+) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
     let poll = Duration::from_millis((dir.config.interval_ms / 2).clamp(100, 1_000));
+    // Every local peer process seen: stopped means exited, not only its pid file gone (a
+    // peer removes it before it has stopped its applications and exited).
+    let mut seen = std::collections::BTreeMap::new();
     loop {
         let tags = connect::livetags(dir).await;
         let answering: Vec<_> = tags
             .iter()
             .filter_map(|(m, t)| t.map(|t| (m.clone(), t)))
             .collect();
-        let local_left = local_pids(dir);
+        seen.extend(local_pids(dir));
+        seen.retain(|_, pid| layout::is_peer_process(*pid));
+        let local_left: Vec<_> = seen.iter().map(|(m, p)| (m.clone(), *p)).collect();
         if answering.is_empty() && local_left.is_empty() {
-            return Ok(format!("all peers of {} stopped", dir.path.display()));
+            let apps = if stop_apps {
+                "and their applications"
+            } else {
+                "(their applications keep running, unsupervised)"
+            };
+            return Ok(format!(
+                "all peers of {} stopped {apps}",
+                dir.path.display()
+            ));
         }
         if Instant::now() > deadline {
             for (machine, pid) in &local_left {
-                eprintln!("{machine}: pid {pid} did not stop; killing it");
+                eprintln!(
+                    "{machine}: pid {pid} did not stop; killing it (applications it still ran \
+                     are left running)"
+                );
                 // SAFETY: sending a signal to a pid is memory-safe.
                 unsafe { libc::kill(*pid, libc::SIGKILL) };
             }
@@ -303,7 +323,8 @@ pub async fn shutdown(dir: &ClusterDir, timeout: Duration) -> anyhow::Result<Str
                 )
                 .await
                 {
-                    let _ = connect::control_one(&machine, &client, ControlAction::Shutdown).await;
+                    let action = ControlAction::Shutdown { stop_apps };
+                    let _ = connect::control_one(&machine, &client, action).await;
                 }
             }));
         }

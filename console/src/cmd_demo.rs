@@ -155,7 +155,7 @@ impl DemoCluster {
     /// Stop every peer, then remove the temporary directory.
     async fn remove(self) -> anyhow::Result<()> {
         eprintln!("shutting the demo cluster down…");
-        let stopped = cmd_cluster::shutdown(&self.dir, SHUTDOWN).await;
+        let stopped = cmd_cluster::shutdown(&self.dir, SHUTDOWN, true).await;
         let removed = std::fs::remove_dir_all(&self.base)
             .with_context(|| format!("removing {}", self.base.display()));
         eprintln!("{}", stopped?);

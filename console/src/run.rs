@@ -45,7 +45,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => cmd_cluster::set_membership(&open()?, &file, scan_host_keys).await,
         Command::App { command } => cmd_app::run(&open()?, command).await,
         Command::Agent { command } => cmd_agent::run(&open()?, command).await,
-        Command::Shutdown { timeout } => say(cmd_cluster::shutdown(&open()?, timeout).await),
+        Command::Shutdown { timeout, keep_apps } => {
+            say(cmd_cluster::shutdown(&open()?, timeout, !keep_apps).await)
+        }
         Command::Tui(TuiArgs {
             peer,
             key,

@@ -209,7 +209,37 @@ fn install_supervise_report_restart_peer_and_upgrade_on_twenty_machines() {
     offline_stops_it_everywhere(&c);
     ignore_starts_it_once(&c);
     an_upgrade_replaces_it_everywhere(&c, &v1, &port);
-    c.ok(&["shutdown"]);
+    shutdown_keep_apps_leaves_them_running(&c);
+}
+
+/// `shutdown --keep-apps`: every peer stops, every application process stays.
+fn shutdown_keep_apps_leaves_them_running(c: &Cluster) {
+    c.ok(&["app", "set", "hello-http", "online"]);
+    wait_status(c, LONG, "hello-http running on all 20", |s| {
+        all_in(s, "hello-http", "2.0.0", "running", 20)
+    });
+    let before = app_processes(c);
+    assert!(!before.is_empty(), "no application process to keep");
+    let out = c.ok(&["shutdown", "--keep-apps"]);
+    assert!(out.contains("applications keep running"), "{out}");
+    assert!(
+        c.names.iter().all(|n| c.pid(n).is_none()),
+        "a peer still runs"
+    );
+    for pid in &before {
+        assert!(harness::is_alive(*pid), "application pid {pid} was stopped");
+    }
+}
+
+/// Live processes of the cluster that are not peers: the applications'.
+fn app_processes(c: &Cluster) -> Vec<i32> {
+    c.processes()
+        .into_iter()
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            !String::from_utf8_lossy(&cmd).contains("smon-peer")
+        })
+        .collect()
 }
 
 /// hello-http 1.0.0 on `port`, reporting to `listener`, installed; its directory.
@@ -474,7 +504,28 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
     a_crash_loop_ends_failed(&c);
     a_failing_status_command_restarts_it(&c);
     a_removed_machine_stops_its_apps(&c);
-    c.ok(&["shutdown"]);
+    shutdown_stops_the_apps_too(&c);
+}
+
+/// `shutdown` stops the applications with the peers (as supervisord stops its programs):
+/// nothing of the cluster runs after it.
+fn shutdown_stops_the_apps_too(c: &Cluster) {
+    c.ok(&["app", "set", "sleeper", "online"]);
+    wait_status(c, LONG, "sleeper running on 4", |s| {
+        all_in(s, "sleeper", "1.0.0", "running", 4)
+    });
+    assert!(
+        !app_processes(c).is_empty(),
+        "no application process to stop"
+    );
+    let out = c.ok(&["shutdown"]);
+    assert!(out.contains("and their applications"), "{out}");
+    let left = c.processes();
+    assert!(
+        left.is_empty(),
+        "left running: {}",
+        harness::describe(&left)
+    );
 }
 
 /// A malformed app.toml: an error naming the file, the line and the field; nothing installed.

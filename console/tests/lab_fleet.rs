@@ -474,7 +474,18 @@ fn fleet_partitioned_in_halves_manages_each_side_then_agrees_after_heal() {
         "every peer to agree after heal",
         Duration::from_secs(120),
         &all,
-        || own_states(&fleet, &all).iter().all(|s| *s == Some(want)),
+        || {
+            let states = own_states(&fleet, &all);
+            let agree = states.iter().all(|s| *s == Some(want));
+            if !agree && healed.elapsed() > Duration::from_secs(110) {
+                // What each says, for the failure message (version, livetag, membership).
+                eprintln!("wanted {want:?}");
+                for (e, s) in all.iter().zip(&states) {
+                    eprintln!("machine {e}: {s:?}");
+                }
+            }
+            agree
+        },
     );
     let agree = rounds(healed.elapsed());
     let bound = 2.0 * (17f64).log2();

@@ -226,7 +226,7 @@ impl PeerService for TestPeer {
                 Ok(format!("{} of {total} application bytes", data.len()))
             }
             ControlAction::SetAppDesired { name, desired } => Ok(format!("{name} set {desired}")),
-            ControlAction::Shutdown => Err(Refusal::Busy("shutting down already".into())),
+            ControlAction::Shutdown { .. } => Err(Refusal::Busy("shutting down already".into())),
         }
     }
 }
@@ -682,7 +682,7 @@ async fn control_round_trips() {
         );
         assert_eq!(
             client
-                .control(ctx(), ControlAction::Shutdown)
+                .control(ctx(), ControlAction::Shutdown { stop_apps: true })
                 .await
                 .unwrap(),
             Err(Refusal::Busy("shutting down already".into()))

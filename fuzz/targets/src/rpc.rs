@@ -377,7 +377,7 @@ pub fn peer_request_seeds() -> Vec<Vec<u8>> {
             },
         },
         R::Control {
-            action: ControlAction::Shutdown,
+            action: ControlAction::Shutdown { stop_apps: true },
         },
     ];
     let mut seeds: Vec<Vec<u8>> = messages

@@ -549,7 +549,7 @@ impl Core {
 
     /// A release fetch ended: upgrade to it if it is still newer and not known bad.
     fn on_fetch_done(&mut self, version: Version, ok: bool, out: &mut Vec<Output>) {
-        if !self.fetch.as_ref().is_some_and(|f| f.version == version) {
+        if self.fetch.as_ref().is_none_or(|f| f.version != version) {
             return;
         }
         self.fetch = None;

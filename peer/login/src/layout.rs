@@ -132,9 +132,14 @@ pub fn running_pid(root: &Path) -> Option<i32> {
         .trim()
         .parse()
         .ok()?;
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let is_peer = cmdline
-        .split(|&b| b == 0)
-        .any(|arg| arg.ends_with(PEER_BINARY.as_bytes()));
-    is_peer.then_some(pid)
+    is_peer_process(pid).then_some(pid)
+}
+
+/// Is `pid` a live peer process (its command a `smon-peer`; a zombie has none)?
+pub fn is_peer_process(pid: i32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        cmdline
+            .split(|&b| b == 0)
+            .any(|arg| arg.ends_with(PEER_BINARY.as_bytes()))
+    })
 }

@@ -48,7 +48,10 @@ pub enum Msg {
     GetAppStatus(Option<String>, oneshot::Sender<Vec<AppStatus>>),
     /// Switch to an installed version and re-execute into it.
     Upgrade(Version),
-    Shutdown,
+    /// Stop this peer; with `stop_apps`, its applications first.
+    Shutdown {
+        stop_apps: bool,
+    },
 }
 
 pub struct Actor {
@@ -80,7 +83,9 @@ pub struct Actor {
 
 pub enum Ending {
     Exit(ExitReason),
-    Shutdown,
+    Shutdown {
+        stop_apps: bool,
+    },
     Upgrade(Version),
     Rollback,
     /// A new membership moved this machine's port: start again to listen there.
@@ -187,16 +192,22 @@ impl Actor {
                     }
                 }
                 msg = self.rx.recv() => {
-                    let Some(msg) = msg else { break Ending::Shutdown };
+                    let Some(msg) = msg else { break Ending::Shutdown { stop_apps: false } };
                     if let Some(ending) = self.on_msg(msg, &mut out) {
                         break ending;
                     }
                 }
-                _ = sigterm.recv() => break Ending::Shutdown,
+                // A signal (systemd, an operator's kill) stops the peer only: a peer started
+                // again adopts the applications, as after an upgrade.
+                _ = sigterm.recv() => break Ending::Shutdown { stop_apps: false },
             }
         };
-        if matches!(ending, Ending::Exit(ExitReason::RemovedFromMembership)) {
-            // The machine is no longer managed: its applications would be orphans.
+        // A machine no longer managed would leave orphans; `shutdown` stops them unless told
+        // to keep them.
+        if matches!(
+            ending,
+            Ending::Exit(ExitReason::RemovedFromMembership) | Ending::Shutdown { stop_apps: true }
+        ) {
             self.apps.stop_all().await;
         }
         self.finish(ending)
@@ -260,7 +271,7 @@ impl Actor {
                 let _ = reply.send(self.apps.statuses(name.as_deref()));
             }
             Msg::Upgrade(version) => return Some(Ending::Upgrade(version)),
-            Msg::Shutdown => return Some(Ending::Shutdown),
+            Msg::Shutdown { stop_apps } => return Some(Ending::Shutdown { stop_apps }),
         }
         None
     }

@@ -43,9 +43,13 @@ impl Actor {
             ControlAction::SetAppDesired { name, desired } => {
                 self.set_app_desired(name, desired, out)
             }
-            ControlAction::Shutdown => {
-                self.send_after_answer(Msg::Shutdown);
-                Ok(format!("{} stops", self.me))
+            ControlAction::Shutdown { stop_apps } => {
+                self.send_after_answer(Msg::Shutdown { stop_apps });
+                Ok(if stop_apps {
+                    format!("{} stops, and its applications", self.me)
+                } else {
+                    format!("{} stops; its applications keep running", self.me)
+                })
             }
         }
     }

@@ -22,7 +22,7 @@ impl Actor {
                 tracing::info!("exiting: {reason:?}");
                 Ok(())
             }
-            Ending::Shutdown => {
+            Ending::Shutdown { .. } => {
                 tracing::info!("shut down");
                 Ok(())
             }

@@ -228,8 +228,12 @@ pub enum ControlAction {
         name: String,
         desired: DesiredState,
     },
-    /// Stop this peer (after livetag is off, or it will be restarted by others).
-    Shutdown,
+    /// Stop this peer (after livetag is off, or it will be restarted by others). With
+    /// `stop_apps`, its applications first (as supervisord stops its programs); without, they
+    /// keep running unsupervised, and a peer started later adopts them.
+    Shutdown {
+        stop_apps: bool,
+    },
 }
 
 /// An SSH user-auth request that a peer forwards to the agent.
