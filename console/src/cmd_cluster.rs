@@ -70,6 +70,9 @@ pub async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
         summary.set_records(&records);
         summary.unanswered_zones = unanswered;
     }
+    if let Some(listed) = zone_records::listed_machines(dir, &view, dir.via.is_some()).await {
+        summary.fill_unknown(&listed);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -138,6 +138,33 @@ impl Summary {
             .collect();
     }
 
+    /// A row for each of `listed` (membership order) with no record: state `unknown`, nothing
+    /// else known. No peer has told the answering one about it (it never ran a peer, or a
+    /// partition or restart left no copy): the machine is still shown, not silently left out.
+    pub fn fill_unknown(&mut self, listed: &[MachineId]) {
+        let mut rows: std::collections::HashMap<String, MachineRow> = self
+            .records
+            .drain(..)
+            .map(|r| (r.machine.clone(), r))
+            .collect();
+        for machine in listed {
+            let name = machine.to_string();
+            let row = rows.remove(&name).unwrap_or_else(|| MachineRow {
+                machine: name,
+                state: "unknown".into(),
+                version: None,
+                livetag: LiveTag::default(),
+                overhead: 0,
+                logins: 0,
+                first_deployed_ms: None,
+                load: 0.0,
+            });
+            self.records.push(row);
+        }
+        // Rows of machines not listed (none, unless the list is of another version) stay.
+        self.records.extend(rows.into_values());
+    }
+
     pub fn human(&self) -> String {
         let mut t = format!(
             "{} machines (membership v{}), answered by {}\n",
@@ -208,5 +235,46 @@ impl Summary {
             );
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_machine_with_no_record_still_has_a_row() {
+        let m = |i: u32| MachineId::local(format!("m{i}"));
+        let records: Vec<_> = [1, 3]
+            .into_iter()
+            .map(|i| {
+                let mut r = MachineRecord::empty(i);
+                r.state = PeerState::Running;
+                (m(i), r)
+            })
+            .collect();
+        let view = ClusterView {
+            membership_version: 1,
+            machines: 4,
+            records,
+            ..ClusterView::empty(m(1))
+        };
+        let mut s = Summary::new(&view);
+        s.fill_unknown(&[m(0), m(1), m(2), m(3)]);
+        let rows: Vec<_> = s
+            .records
+            .iter()
+            .map(|r| (r.machine.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("local:m0", "unknown"),
+                ("local:m1", "running"),
+                ("local:m2", "unknown"),
+                ("local:m3", "running")
+            ]
+        );
+        assert!(s.human().contains("local:m2"), "{}", s.human());
     }
 }

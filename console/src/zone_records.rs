@@ -11,8 +11,8 @@ use std::{
 
 use anyhow::bail;
 use smon_proto::{
-    ClusterView, MachineId, MachineRecord, PeerServiceClient, ZONE_RECORDS_PAGE, ZoneIdx, ZoneInfo,
-    ZoneRecordsRequest, transport,
+    ClusterView, MachineId, MachineRecord, Membership, PeerServiceClient, ZONE_RECORDS_PAGE,
+    ZoneIdx, ZoneInfo, ZoneRecordsRequest, ZoneTree, transport,
 };
 
 use crate::{
@@ -57,6 +57,42 @@ pub async fn all_records(
     records.sort_by_key(|(_, r)| (r.machine, std::cmp::Reverse(r.order())));
     records.dedup_by_key(|(_, r)| r.machine);
     (records, walk.missed)
+}
+
+/// The machines whose rows a status from `view` lists: its membership's (of the view's version:
+/// the directory's, or else the answering peer's), or with `via_only` only those of the
+/// answering peer's leaf zone. None when that list cannot be had.
+pub async fn listed_machines(
+    dir: &ClusterDir,
+    view: &ClusterView,
+    via_only: bool,
+) -> Option<Vec<MachineId>> {
+    let membership = if dir.membership.version == view.membership_version {
+        dir.membership.clone()
+    } else {
+        let addr = dir.peer_address(&view.answered_by);
+        let client = transport::peer_client(&addr, &dir.key, CONNECT_TIMEOUT)
+            .await
+            .ok()?;
+        let blob = client
+            .retrieve_member(ctx(Duration::from_secs(10)))
+            .await
+            .ok()?;
+        Membership::decode(&blob)
+            .ok()
+            .filter(|m| m.version == view.membership_version)?
+    };
+    if !via_only {
+        return Some(membership.machines().to_vec());
+    }
+    let tree = ZoneTree::build(membership.machines());
+    let leaf = tree.leaf_of(membership.index_of(&view.answered_by)?)?;
+    Some(
+        tree.machines(leaf)
+            .iter()
+            .filter_map(|&m| membership.get(m).cloned())
+            .collect(),
+    )
 }
 
 struct Walk<'a> {

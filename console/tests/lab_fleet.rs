@@ -20,6 +20,11 @@ use smon_lab::{LabGuard, UpOptions};
 
 /// One fleet at a time: each is 16+ peers and sshds on the 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// What the last check of a wait saw, for [`Fleet::wait`]'s failure message.
+    static SAID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
 const ROUND: Duration = Duration::from_secs(1);
 
 struct Fleet {
@@ -129,6 +134,7 @@ impl Fleet {
     /// Wait for `cond`; on timeout, fail with the state of `entries`: whether each peer runs,
     /// and the end of its log.
     fn wait(&self, what: &str, timeout: Duration, entries: &[usize], cond: impl FnMut() -> bool) {
+        SAID.with(|s| s.borrow_mut().clear());
         if wait_until(timeout, cond) {
             return;
         }
@@ -151,7 +157,8 @@ impl Fleet {
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
-        panic!("timed out after {timeout:?} waiting for {what}{report}");
+        let said = SAID.with(|s| s.borrow().clone());
+        panic!("timed out after {timeout:?} waiting for {what}{report}\n{said}");
     }
 }
 
@@ -409,10 +416,14 @@ fn fleet_partitioned_in_halves_manages_each_side_then_agrees_after_heal() {
         &[3, 12, 17],
         || {
             let a = own_states(&fleet, &side_a);
-            a.iter().all(|s| {
+            let done = a.iter().all(|s| {
                 s.is_some_and(|(v, _, m)| v == Some("0.2.0".parse().unwrap()) && m == before.2 + 1)
             }) && fleet.pid(3).is_some_and(|p| p != killed_a)
-                && fleet.pid(12).is_some_and(|p| p != killed_b)
+                && fleet.pid(12).is_some_and(|p| p != killed_b);
+            SAID.with(|s| {
+                *s.borrow_mut() = format!("killed {killed_a} (3), {killed_b} (12); said {a:?}")
+            });
+            done
         },
     );
     // Ten rounds of partition in all: the fault's length in the scenario (as in the SMON
@@ -476,15 +487,8 @@ fn fleet_partitioned_in_halves_manages_each_side_then_agrees_after_heal() {
         &all,
         || {
             let states = own_states(&fleet, &all);
-            let agree = states.iter().all(|s| *s == Some(want));
-            if !agree && healed.elapsed() > Duration::from_secs(110) {
-                // What each says, for the failure message (version, livetag, membership).
-                eprintln!("wanted {want:?}");
-                for (e, s) in all.iter().zip(&states) {
-                    eprintln!("machine {e}: {s:?}");
-                }
-            }
-            agree
+            SAID.with(|s| *s.borrow_mut() = format!("wanted {want:?}; said {states:?}"));
+            states.iter().all(|s| *s == Some(want))
         },
     );
     let agree = rounds(healed.elapsed());
