@@ -268,3 +268,49 @@ fn events_follow_json_sees_a_deploy_an_app_state_change_and_a_livetag_flip_in_or
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `systemd-analyze verify` of a unit file: its complaints (it exits 0 on most of them).
+fn verify_unit(path: &std::path::Path) -> String {
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(path)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        if out.status.success() { "" } else { "failed" }
+    )
+}
+
+#[test]
+fn the_systemd_unit_examples_verify() {
+    if !have("systemd-analyze", "systemd") {
+        return;
+    }
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/systemd");
+    let tmp = tempfile::tempdir().unwrap();
+    // The agent's unit names /usr/local/bin/smon-agent, which verify wants to exist: point it
+    // at the built one. The peer's is a template: verify an instance of it.
+    let agent = std::fs::read_to_string(assets.join("smon-agent.service")).unwrap();
+    let built = console_bin().with_file_name("smon-agent");
+    assert!(built.is_file(), "build smon-agent first");
+    let agent = agent.replace("/usr/local/bin/smon-agent", built.to_str().unwrap());
+    std::fs::write(tmp.path().join("smon-agent.service"), &agent).unwrap();
+    std::fs::copy(
+        assets.join("smon-peer@.service"),
+        tmp.path().join("smon-peer@root.service"),
+    )
+    .unwrap();
+    for unit in ["smon-agent.service", "smon-peer@root.service"] {
+        let complaints = verify_unit(&tmp.path().join(unit));
+        assert!(complaints.is_empty(), "{unit}: {complaints}");
+    }
+    // The check can fail: a broken copy is refused.
+    std::fs::write(
+        tmp.path().join("broken.service"),
+        agent.replace("Type=simple", "Type=bogus"),
+    )
+    .unwrap();
+    assert!(!verify_unit(&tmp.path().join("broken.service")).is_empty());
+}
