@@ -5,8 +5,10 @@
 //! never disagree.
 //!
 //! Without `--follow`: the state of one view as events (each machine's peer and
-//! applications, the livetag, the membership version), then exit. With it: the same, then
-//! every change as it is seen, until interrupted.
+//! applications, the livetag, the membership version; every zone's machines, as `status`
+//! gathers them), then exit. With it: the state of the watched peer's view, then every change
+//! as it is seen, until interrupted; like the TUI, it sees the machines of that peer's leaf
+//! zone (all of them in a cluster of one zone).
 
 use std::{
     io::Write,
@@ -25,6 +27,7 @@ use crate::{
         poller::Poller,
     },
     view_events::{Change, ViewEvent},
+    zone_records,
 };
 
 /// One line of `events --json`.
@@ -50,7 +53,15 @@ pub async fn run(dir: &ClusterDir, args: EventsArgs) -> anyhow::Result<()> {
         out: std::io::stdout(),
     };
     if !args.follow {
-        let view = connect::view(dir).await?;
+        let mut view = connect::view(dir).await?;
+        // Every zone's machines, as `status` lists them (with --via: that peer's own zone).
+        if dir.via.is_none() {
+            let (records, unanswered) = zone_records::all_records(dir, &view).await;
+            view.records = records;
+            for zone in unanswered {
+                eprintln!("smon-console: records missing from zone {zone}");
+            }
+        }
         let events = model.apply(DataMsg::View {
             at: started.elapsed().as_secs_f64(),
             full: true,
