@@ -240,13 +240,20 @@ fn events_follow_json_sees_a_deploy_an_app_state_change_and_a_livetag_flip_in_or
     let running = wait_event(&rx, &mut seen, "sleeper running", |e| {
         e["kind"] == "app_state" && e["app"] == "sleeper" && e["to"] == "running"
     });
+    let asked = Instant::now();
     c.ok(&["app", "set", "sleeper", "offline"]);
+    let acknowledged = asked.elapsed();
     let stopped = wait_event(&rx, &mut seen, "sleeper stopped", |e| {
         e["kind"] == "app_state"
             && e["app"] == "sleeper"
             && e["from"] == "running"
             && e["to"] == "stopped"
     });
+    // Issue 16's goal: printed within 3 rounds (1 s each here) of the change.
+    eprintln!(
+        "app set offline: acknowledged after {acknowledged:?}, its event printed after {:?}",
+        asked.elapsed()
+    );
 
     c.ok(&["disable"]);
     let flipped = wait_event(&rx, &mut seen, "livetag off", |e| {
@@ -264,7 +271,6 @@ fn events_follow_json_sees_a_deploy_an_app_state_change_and_a_livetag_flip_in_or
     );
     assert!(flip["version"].as_u64().is_some());
 
-    eprintln!("events seen:\n{seen:#?}");
     child.kill().unwrap();
     child.wait().unwrap();
 }
