@@ -17,8 +17,15 @@ use crate::{
 #[derive(Parser, Debug)]
 #[command(version, about = "Operate an smon cluster")]
 pub struct Cli {
-    /// The cluster directory (made by `init`).
-    #[arg(short = 'C', long = "cluster", global = true, default_value = ".")]
+    /// The cluster directory (made by `init`); SMON_CLUSTER is its default, as KUBECONFIG is
+    /// kubectl's.
+    #[arg(
+        short = 'C',
+        long = "cluster",
+        global = true,
+        env = "SMON_CLUSTER",
+        default_value = "."
+    )]
     pub cluster: PathBuf,
     /// Talk to this machine's peer only (default: the first that answers, in membership
     /// order): to act on one side of a partition, or to start a change from one machine.
@@ -92,6 +99,33 @@ pub enum Command {
     /// A local demo cluster in a temporary directory: deployed and watched in the TUI (quitting
     /// shuts it down), or with --headless deployed, summed up and shut down.
     Demo(DemoArgs),
+    /// The changes the cluster view sees, one line each (as `kubectl get events -w` and
+    /// `serf monitor`): machines deployed, unreachable, recovered or upgraded, the livetag,
+    /// applications' states, membership versions.
+    Events(EventsArgs),
+    /// A shell completion script on standard output: `source <(smon-console completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on standard output: `smon-console man | man -l -`.
+    Man,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EventsArgs {
+    /// Print the current state as events, then keep watching and print each change as it is
+    /// seen (failing over to another peer when the one watched stops answering). Without it:
+    /// the current state as events (each machine's peer and applications, the livetag, the
+    /// membership version), then exit.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// One JSON object per line: `time`, `machine`, `kind`, and the kind's own fields.
+    #[arg(long)]
+    pub json: bool,
+    /// How often to ask the peer for what changed.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub every: Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -218,6 +252,11 @@ pub enum MembershipCommand {
         #[arg(long)]
         scan_host_keys: bool,
     },
+    /// The membership list the answering peer holds, with its version.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What a command typed on the TUI's `:` line means there.
@@ -267,7 +306,7 @@ impl Command {
                     "Stop the cluster's authentication agent: SSH logins fail until it is back."
                         .into(),
                 ),
-                AgentCommand::Status => ReadsOnly,
+                AgentCommand::Status { .. } => ReadsOnly,
             },
             Command::Deploy { machine } => Confirm(format!(
                 "Deploy a peer on {}.",
@@ -282,8 +321,17 @@ impl Command {
             Command::Shutdown { .. } => {
                 Confirm("Disable, then stop every peer of the cluster.".into())
             }
-            Command::Status { .. } | Command::Wait(_) => ReadsOnly,
-            Command::Init(_) | Command::Tui(_) | Command::Demo(_) => NotHere,
+            Command::Status { .. }
+            | Command::Wait(_)
+            | Command::Membership {
+                command: MembershipCommand::Show { .. },
+            } => ReadsOnly,
+            Command::Init(_)
+            | Command::Tui(_)
+            | Command::Demo(_)
+            | Command::Events(_)
+            | Command::Completions { .. }
+            | Command::Man => NotHere,
         }
     }
 }

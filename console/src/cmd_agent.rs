@@ -107,7 +107,11 @@ pub enum AgentCommand {
     /// Stop the agent.
     Stop,
     /// Is the agent running, where, with which key.
-    Status,
+    Status {
+        /// An object: `running`, `pid`, `address`, `answers`, `key`, `error`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -184,7 +188,7 @@ pub async fn run(dir: &ClusterDir, cmd: AgentCommand) -> anyhow::Result<()> {
     match cmd {
         AgentCommand::Start { key, listen, extra } => start(dir, key, listen, extra).await,
         AgentCommand::Stop => stop(dir),
-        AgentCommand::Status => status(dir).await,
+        AgentCommand::Status { json } => status(dir, json).await,
     }
 }
 
@@ -363,24 +367,67 @@ fn stop(dir: &ClusterDir) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn status(dir: &ClusterDir) -> anyhow::Result<()> {
-    let addr = dir.config.agent.clone().unwrap_or_else(|| "-".into());
-    match running_pid(&dir.path) {
-        None => println!("agent: not running (address {addr})"),
-        Some(pid) => {
-            let key = match smon_proto::transport::agent_client(addr.as_str(), &dir.key, WAIT).await
-            {
-                Ok(client) => client
-                    .public_key(smon_proto::tarpc::context::current())
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match key {
-                Ok(k) => println!("agent: running (pid {pid}) on {addr}, key {k}"),
-                Err(e) => println!("agent: pid {pid} on {addr} does not answer: {e}"),
-            }
+/// What `agent status` reports (`--json` prints it as is).
+#[derive(Debug, serde::Serialize)]
+pub struct AgentStatus {
+    pub running: bool,
+    pub pid: Option<i32>,
+    /// Where peers reach the agent (cluster.json's `agent`), if set.
+    pub address: Option<String>,
+    /// The running agent answered over the cluster key.
+    pub answers: bool,
+    /// Its public key (OpenSSH text form), when it answered.
+    pub key: Option<String>,
+    /// Why it did not answer.
+    pub error: Option<String>,
+}
+
+impl AgentStatus {
+    async fn probe(dir: &ClusterDir) -> Self {
+        let address = dir.config.agent.clone();
+        let pid = running_pid(&dir.path);
+        let key = match (pid, &address) {
+            (None, _) => None,
+            (Some(_), None) => Some(Err("cluster.json names no agent address".to_string())),
+            (Some(_), Some(addr)) => Some(
+                match smon_proto::transport::agent_client(addr.as_str(), &dir.key, WAIT).await {
+                    Ok(client) => client
+                        .public_key(smon_proto::tarpc::context::current())
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+            ),
+        };
+        AgentStatus {
+            running: pid.is_some(),
+            pid,
+            address,
+            answers: matches!(key, Some(Ok(_))),
+            key: key.clone().and_then(Result::ok),
+            error: key.and_then(Result::err),
         }
+    }
+
+    fn human(&self) -> String {
+        let addr = self.address.as_deref().unwrap_or("-");
+        match (self.pid, &self.key, &self.error) {
+            (None, ..) => format!("agent: not running (address {addr})"),
+            (Some(pid), Some(k), _) => format!("agent: running (pid {pid}) on {addr}, key {k}"),
+            (Some(pid), None, e) => format!(
+                "agent: pid {pid} on {addr} does not answer: {}",
+                e.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+}
+
+async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
+    let status = AgentStatus::probe(dir).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!("{}", status.human());
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::{
     cli::{Cli, Command, InitArgs, MembershipCommand, TuiArgs},
     cluster_dir::ClusterDir,
-    cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_init,
+    cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_docs, cmd_events, cmd_init, cmd_membership,
     host_keys::PinPolicy,
     tui,
 };
@@ -43,6 +43,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     scan_host_keys,
                 },
         } => cmd_cluster::set_membership(&open()?, &file, scan_host_keys).await,
+        Command::Membership {
+            command: MembershipCommand::Show { json },
+        } => {
+            let show = cmd_membership::show(&open()?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&show)?);
+            } else {
+                println!("{}", show.human());
+            }
+            Ok(())
+        }
+        Command::Events(args) => cmd_events::run(&open()?, args).await,
+        Command::Completions { shell } => {
+            quiet_pipe(cmd_docs::completions(shell, &mut std::io::stdout()).map_err(Into::into))
+        }
+        Command::Man => quiet_pipe(cmd_docs::man(&mut std::io::stdout())),
         Command::App { command } => cmd_app::run(&open()?, command).await,
         Command::Agent { command } => cmd_agent::run(&open()?, command).await,
         Command::Shutdown { timeout, keep_apps } => {
@@ -63,6 +79,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tui::run(source, readonly).await
         }
         Command::Demo(args) => cmd_demo::run(args).await,
+    }
+}
+
+/// A reader that closed the pipe early (`| head`) is no failure.
+fn quiet_pipe(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
     }
 }
 

@@ -102,6 +102,12 @@ pub enum Action {
     OpDone(Result<String, String>),
 }
 
+impl From<DataMsg> for Action {
+    fn from(msg: DataMsg) -> Self {
+        Action::Data(msg)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     Quit,

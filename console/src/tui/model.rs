@@ -5,6 +5,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use smon_proto::{AppState, ClusterView, LiveTag, MachineId, MachineRecord, PeerState};
 
+use crate::view_events::{
+    Change, ViewEvent, livetag_change, machine_changes, membership_change, peer_state_word,
+};
+
 /// Recent events kept for the overview.
 const MAX_EVENTS: usize = 200;
 /// Points of the progress curve kept.
@@ -23,16 +27,7 @@ impl Row {
     }
 
     pub fn state_word(&self) -> &'static str {
-        match self.state() {
-            None => "unknown",
-            Some(PeerState::Running) => "running",
-            Some(PeerState::Disabled) => "disabled",
-            Some(PeerState::Removed) => "removed",
-            Some(PeerState::Deploying) => "deploying",
-            Some(PeerState::Unreachable) => "unreachable",
-            Some(PeerState::Stopped) => "stopped",
-            Some(PeerState::Conflict) => "conflict",
-        }
+        self.state().map_or("unknown", peer_state_word)
     }
 
     pub fn version(&self) -> String {
@@ -100,7 +95,13 @@ pub struct Model {
     pub logins_histogram: BTreeMap<u32, usize>,
     pub apps: Vec<AppSummary>,
     pub history: Vec<(f64, f64)>,
-    pub events: VecDeque<(f64, String)>,
+    /// The latest events, newest first.
+    pub events: VecDeque<ViewEvent>,
+    /// Report the state of the first view as events too (`smon-console events`); the TUI
+    /// starts quiet and reports changes only.
+    pub report_first_view: bool,
+    /// A view arrived at least once.
+    seen_view: bool,
     /// Bumped on every data change: views cache on it.
     pub generation: u64,
     /// Seconds since the TUI started, as of the latest data.
@@ -130,98 +131,117 @@ impl Model {
         i
     }
 
-    fn event(&mut self, at: f64, text: String) {
-        self.events.push_front((at, text));
-        self.events.truncate(MAX_EVENTS);
-    }
-
-    pub fn apply(&mut self, msg: DataMsg) {
+    /// Apply what the poller sent; the events it caused, oldest first (also kept, newest
+    /// first, in [`Model::events`]).
+    pub fn apply(&mut self, msg: DataMsg) -> Vec<ViewEvent> {
+        let mut events = Vec::new();
         match msg {
             DataMsg::Disconnected { at, error } => {
                 self.now = at;
                 let since = match &self.connection {
                     Some(Connection::Stale { since, .. }) => *since,
                     _ => {
-                        self.event(at, format!("lost the connection: {error}"));
+                        let machine = match &self.connection {
+                            Some(Connection::Live { .. }) => self.answered_by.parse().ok(),
+                            _ => None,
+                        };
+                        events.push(ViewEvent {
+                            at,
+                            source_ms: None,
+                            machine,
+                            change: Change::Disconnected {
+                                error: error.clone(),
+                            },
+                        });
                         at
                     }
                 };
                 self.connection = Some(Connection::Stale { since, error });
             }
-            DataMsg::View { at, full, view } => {
-                self.now = at;
-                if !matches!(&self.connection, Some(Connection::Live { peer }) if *peer == view.answered_by.to_string())
-                {
-                    self.event(at, format!("watching through {}", view.answered_by));
+            DataMsg::View { at, full, view } => self.apply_view(at, full, *view, &mut events),
+        }
+        for e in &events {
+            self.events.push_front(e.clone());
+        }
+        self.events.truncate(MAX_EVENTS);
+        self.generation += 1;
+        events
+    }
+
+    fn apply_view(&mut self, at: f64, full: bool, view: ClusterView, events: &mut Vec<ViewEvent>) {
+        self.now = at;
+        let source = view.answered_by.clone();
+        let report = self.seen_view || self.report_first_view;
+        let mut push = |machine: Option<MachineId>, source_ms: Option<u64>, change: Change| {
+            events.push(ViewEvent {
+                at,
+                source_ms,
+                machine,
+                change,
+            })
+        };
+        if !matches!(&self.connection, Some(Connection::Live { peer }) if *peer == source.to_string())
+        {
+            push(Some(source.clone()), Some(view.now_ms), Change::Watching);
+        }
+        self.connection = Some(Connection::Live {
+            peer: source.to_string(),
+        });
+        self.answered_by = source.to_string();
+        self.total = view.machines;
+        let old_membership = self.seen_view.then_some(self.membership_version);
+        if let Some(change) =
+            membership_change(old_membership.unwrap_or(0), view.membership_version)
+            && report
+        {
+            push(Some(source.clone()), Some(view.now_ms), change);
+        }
+        self.membership_version = view.membership_version;
+        if let Some(change) = livetag_change(self.livetag, view.livetag)
+            && report
+        {
+            push(Some(source.clone()), Some(view.now_ms), change);
+        }
+        self.livetag = Some(view.livetag);
+        let mut seen = vec![false; self.rows.len()];
+        for (machine, record) in view.records {
+            let i = match self.index.get(&machine) {
+                Some(&i) => i,
+                None => {
+                    seen.push(false);
+                    self.insert_row(machine.clone(), None)
                 }
-                self.connection = Some(Connection::Live {
-                    peer: view.answered_by.to_string(),
-                });
-                self.answered_by = view.answered_by.to_string();
-                self.total = view.machines;
-                if self.membership_version != view.membership_version
-                    && self.membership_version != 0
-                {
-                    self.event(
-                        at,
-                        format!("membership version {}", view.membership_version),
-                    );
+            };
+            seen[i] = true;
+            if report {
+                let source_ms = (record.changed_ms != 0).then_some(record.changed_ms);
+                for change in machine_changes(self.rows[i].record.as_ref(), &record) {
+                    push(Some(machine.clone()), source_ms, change);
                 }
-                self.membership_version = view.membership_version;
-                if let Some(old) = self.livetag
-                    && old != view.livetag
-                {
-                    let word = if view.livetag.enabled {
-                        "enabled"
-                    } else {
-                        "disabled"
-                    };
-                    self.event(
-                        at,
-                        format!("self-management {word} (livetag v{})", view.livetag.version),
-                    );
-                }
-                self.livetag = Some(view.livetag);
-                if full {
-                    for row in &mut self.rows {
-                        row.record = None;
-                    }
-                }
-                for (machine, record) in view.records {
-                    let i = match self.index.get(&machine) {
-                        Some(&i) => i,
-                        None => self.insert_row(machine.clone(), None),
-                    };
-                    let row = &self.rows[i];
-                    let before = (
-                        row.state(),
-                        row.record.as_ref().and_then(|r| r.peer_version),
-                    );
-                    let after = (Some(record.state), record.peer_version);
-                    if before != after && !full {
-                        let version = record
-                            .peer_version
-                            .map_or_else(String::new, |v| format!(" {v}"));
-                        let state = format!("{:?}", record.state).to_lowercase();
-                        self.event(at, format!("{machine}: {state}{version}"));
-                    }
-                    self.rows[i].record = Some(record);
-                }
-                self.recount();
-                let point = (at, self.deployed as f64);
-                if self.history.last().is_none_or(|last| last.1 != point.1) {
-                    if let Some(&(_, prev)) = self.history.last() {
-                        // A step, not a ramp: the count held until now.
-                        self.history.push((at, prev));
-                    }
-                    self.history.push(point);
-                    if self.history.len() > MAX_HISTORY {
-                        self.history.drain(..self.history.len() - MAX_HISTORY);
-                    }
+            }
+            self.rows[i].record = Some(record);
+        }
+        // A full view (a new peer) replaces everything: what it does not hold is unknown.
+        if full {
+            for (row, seen) in self.rows.iter_mut().zip(seen) {
+                if !seen {
+                    row.record = None;
                 }
             }
         }
-        self.generation += 1;
+        self.seen_view = true;
+        self.recount();
+        let point = (at, self.deployed as f64);
+        if self.history.last().is_none_or(|last| last.1 != point.1) {
+            if let Some(&(_, prev)) = self.history.last() {
+                // A step, not a ramp: the count held until now.
+                self.history.push((at, prev));
+            }
+            self.history.push(point);
+            if self.history.len() > MAX_HISTORY {
+                self.history.drain(..self.history.len() - MAX_HISTORY);
+            }
+        }
     }
 
     /// Recompute every count the views show.

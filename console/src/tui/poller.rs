@@ -1,13 +1,13 @@
 //! The data side: keeps a connection to some peer and sends the cluster view as it changes.
 //! On a lost connection it reports, backs off and fails over to another known peer; it never
-//! gives up.
+//! gives up. The TUI and `smon-console events` (`cmd_events.rs`) both watch through it.
 
 use std::time::{Duration, Instant};
 
 use smon_proto::{ClusterKey, PeerServiceClient, transport};
 use tokio::sync::mpsc;
 
-use super::{app::Action, model::DataMsg};
+use super::model::DataMsg;
 use crate::connect::ctx;
 
 pub struct Poller {
@@ -19,7 +19,9 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub async fn run(self, tx: mpsc::Sender<Action>) {
+    /// Watch until the receiver of `tx` is gone; `T`: the receiver's message (the TUI's
+    /// `Action`, or `DataMsg` itself).
+    pub async fn run<T: From<DataMsg> + Send>(self, tx: mpsc::Sender<T>) {
         let mut next = 0usize;
         let mut backoff = Duration::from_millis(250);
         loop {
@@ -38,9 +40,7 @@ impl Poller {
                 return;
             }
             let at = self.started.elapsed().as_secs_f64();
-            let _ = tx
-                .send(Action::Data(DataMsg::Disconnected { at, error }))
-                .await;
+            let _ = tx.send(DataMsg::Disconnected { at, error }.into()).await;
             // Try the next peer at once; back off only after a full tour of the list.
             if next.is_multiple_of(self.candidates.len().max(1)) {
                 tokio::time::sleep(backoff).await;
@@ -50,7 +50,11 @@ impl Poller {
     }
 
     /// Poll one peer until it fails; returns the error.
-    async fn watch(&self, client: &PeerServiceClient, tx: &mpsc::Sender<Action>) -> String {
+    async fn watch<T: From<DataMsg> + Send>(
+        &self,
+        client: &PeerServiceClient,
+        tx: &mpsc::Sender<T>,
+    ) -> String {
         let mut since = 0u64;
         loop {
             match client
@@ -62,15 +66,18 @@ impl Poller {
                     since = view.seq;
                     let at = self.started.elapsed().as_secs_f64();
                     if tx
-                        .send(Action::Data(DataMsg::View {
-                            at,
-                            full,
-                            view: Box::new(view),
-                        }))
+                        .send(
+                            DataMsg::View {
+                                at,
+                                full,
+                                view: Box::new(view),
+                            }
+                            .into(),
+                        )
                         .await
                         .is_err()
                     {
-                        return "the TUI ended".into();
+                        return "the watcher ended".into();
                     }
                 }
                 Err(e) => return e.to_string(),

@@ -84,7 +84,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .events
         .iter()
         .take(height)
-        .map(|(at, text)| ListItem::new(format!("{at:>6.1}s {text}")))
+        .map(|e| ListItem::new(format!("{:>6.1}s {}", e.at, e.text())))
         .collect();
     frame.render_widget(
         List::new(items).block(
