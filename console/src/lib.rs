@@ -7,6 +7,7 @@ pub mod cmd_app;
 pub mod cmd_cluster;
 pub mod cmd_demo;
 pub mod cmd_init;
+pub mod cmd_wait;
 pub mod connect;
 pub mod host_keys;
 pub mod run;
