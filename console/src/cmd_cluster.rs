@@ -130,7 +130,7 @@ pub async fn set_membership(
     file: &Path,
     scan_host_keys: bool,
 ) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
+    let text = smon_proto::read_text(file)?;
     let view = connect::view(dir).await?;
     let version = view.membership_version.max(dir.membership.version) + 1;
     let membership = Membership::parse(&file.display().to_string(), &text, version)?;
