@@ -247,16 +247,18 @@ fn actions_ask_first_and_run_only_on_yes() {
     assert!(readonly.message.as_deref().unwrap().contains("read-only"));
 }
 
+/// Type `text` on the `:` line and press Enter.
+fn type_line(app: &mut App, text: &str) {
+    app.update(Action::StartCommand(""));
+    for c in text.chars() {
+        app.update(Action::Input(c));
+    }
+    app.update(Action::Submit);
+}
+
 #[test]
 fn the_command_line_takes_batch_commands() {
     let mut app = sample_app();
-    let type_line = |app: &mut App, text: &str| {
-        app.update(Action::StartCommand(""));
-        for c in text.chars() {
-            app.update(Action::Input(c));
-        }
-        app.update(Action::Submit)
-    };
     type_line(&mut app, "upgrade /tmp/smon-peer-0.2.0");
     match &app.mode {
         Mode::Confirm(p) => {
@@ -410,12 +412,8 @@ fn no_color_bytes_keep_reverse_and_write_no_empty_colour_sequence() {
 #[test]
 fn the_confirm_dialog_wraps_and_events_are_cut_with_an_ellipsis() {
     let mut app = sample_app();
-    app.update(Action::StartCommand(""));
     let path = "/home/operator/releases/smon-peer-0.2.0-with-a-rather-long-name.pkg";
-    for c in format!("upgrade {path}").chars() {
-        app.update(Action::Input(c));
-    }
-    app.update(Action::Submit);
+    type_line(&mut app, &format!("upgrade {path}"));
     let terminal = render_sized(&app, 80, 24);
     let screen = terminal.backend().to_string();
     let flat: String = screen
@@ -449,13 +447,6 @@ fn the_confirm_dialog_wraps_and_events_are_cut_with_an_ellipsis() {
 #[test]
 fn the_command_line_splits_like_a_shell() {
     let mut app = sample_app();
-    let type_line = |app: &mut App, text: &str| {
-        app.update(Action::StartCommand(""));
-        for c in text.chars() {
-            app.update(Action::Input(c));
-        }
-        app.update(Action::Submit)
-    };
     for line in [
         r#"membership set "my lists/more.txt""#,
         r"membership set 'my lists/more.txt'",
