@@ -4,14 +4,13 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use smon_proto::{MachineId, Version};
 
 use crate::{
     cmd_agent::{AgentCommand, KeyArgs},
     cmd_app::AppCommand,
-    cmd_cluster::Goal,
+    cmd_wait::Goal,
 };
 
 #[derive(Parser, Debug)]
@@ -53,7 +52,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Wait until the cluster reaches a state; non-zero exit at the timeout.
+    /// Wait until the cluster reaches a state (exit codes: see `wait --help`).
+    #[command(after_help = WAIT_EXIT_CODES)]
     Wait(WaitArgs),
     /// Build a signed package of the peer labelled VERSION.
     Package {
@@ -171,37 +171,68 @@ pub struct InitArgs {
     pub agent: Option<String>,
 }
 
+/// `wait`'s exit codes, as `wait --help` shows them (the values are `cmd_wait::exit_code`'s).
+const WAIT_EXIT_CODES: &str = "\
+Exit codes:
+  0  reached: the goal is met (at once when it already was, or is met by any cluster,
+     like --deployed 0)
+  1  another error (the cluster directory cannot be read, ...)
+  2  refused at once: the goal can never be met (--deployed N above the number of machines
+     in the membership; --version V older than every release the cluster runs), or the
+     arguments are wrong
+  3  cluster unreachable: no peer answered until the timeout
+  4  timed out: peers answered, but the goal was not reached by the timeout";
+
 #[derive(clap::Args, Debug)]
 pub struct WaitArgs {
-    /// A number of machines, or `all`.
-    #[arg(long, group = "goal")]
-    pub deployed: Option<String>,
-    #[arg(long, group = "goal")]
-    pub version: Option<Version>,
-    #[arg(long, group = "goal")]
-    pub disabled: bool,
-    #[arg(long, group = "goal")]
-    pub enabled: bool,
+    #[command(flatten)]
+    pub goal: WaitGoal,
+    /// Give up after this long (exit 3 or 4).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }
 
-impl WaitArgs {
-    /// What to wait for; an error when none was given or `--deployed` is not a number.
-    pub fn goal(&self) -> anyhow::Result<Goal> {
-        Ok(match (&self.deployed, &self.version) {
-            (Some(n), _) if n == "all" => Goal::Deployed(None),
-            (Some(n), _) => Goal::Deployed(Some(
-                n.parse()
-                    .with_context(|| format!("--deployed {n:?}: a number or `all`"))?,
-            )),
-            (None, Some(v)) => Goal::Version(*v),
-            (None, None) if self.disabled => Goal::Disabled,
+/// `wait`'s goal: exactly one of these.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct WaitGoal {
+    /// Until N machines run a peer (`all`: every machine of the membership; 0 is met at once).
+    #[arg(long, value_name = "N|all", value_parser = parse_deployed)]
+    pub deployed: Option<DeployedGoal>,
+    /// Until every machine runs this release.
+    #[arg(long, value_name = "V")]
+    pub version: Option<Version>,
+    /// Until every peer that answers is disabled.
+    #[arg(long)]
+    pub disabled: bool,
+    /// Until every peer that answers is enabled.
+    #[arg(long)]
+    pub enabled: bool,
+}
+
+/// `--deployed`'s value: a number of machines, or every machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeployedGoal(pub Option<usize>);
+
+fn parse_deployed(text: &str) -> Result<DeployedGoal, String> {
+    match text {
+        "all" => Ok(DeployedGoal(None)),
+        _ => text
+            .parse()
+            .map(|n| DeployedGoal(Some(n)))
+            .map_err(|_| format!("{text:?} is neither a number of machines nor `all`")),
+    }
+}
+
+impl WaitGoal {
+    /// What to wait for (clap makes sure exactly one goal was given).
+    pub fn goal(&self) -> Goal {
+        match (self.deployed, self.version) {
+            (Some(DeployedGoal(n)), _) => Goal::Deployed(n),
+            (None, Some(v)) => Goal::Version(v),
             (None, None) if self.enabled => Goal::Enabled,
-            _ => anyhow::bail!(
-                "wait for what? --deployed N|all, --version V, --disabled or --enabled"
-            ),
-        })
+            (None, None) => Goal::Disabled,
+        }
     }
 }
 

@@ -152,6 +152,14 @@ pub fn check_address(addr: &str) -> anyhow::Result<()> {
     if host.is_empty() || host == "[]" {
         bail!("{addr:?}: no host");
     }
+    if host.contains(':') && !host.starts_with('[') {
+        bail!("{addr:?}: an IPv6 address needs brackets: [{host}]:{port}");
+    }
+    if let Some((_, zone)) = host.trim_end_matches(']').split_once('%') {
+        bail!(
+            "{addr:?}: zone ids (%{zone}) are not supported: use an address valid on every interface"
+        );
+    }
     port.parse::<u16>()
         .with_context(|| format!("{addr:?}: bad port {port:?} (0-65535)"))?;
     Ok(())
@@ -445,6 +453,8 @@ mod tests {
             (":4000", "no host"),
             ("198.18.0.1:70000", "bad port"),
             ("198.18.0.1:x", "bad port"),
+            ("fe80::1:7000", "needs brackets: [fe80::1]:7000"),
+            ("[fe80::1%eth0]:7000", "zone ids (%eth0) are not supported"),
         ] {
             let e = format!("{:#}", check_address(bad).unwrap_err());
             assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");

@@ -1,7 +1,6 @@
 //! The batch commands that act on a running cluster.
 
 use std::{
-    io::IsTerminal,
     path::Path,
     time::{Duration, Instant},
 };
@@ -81,101 +80,6 @@ pub async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Clone, Debug)]
-pub enum Goal {
-    Deployed(Option<usize>),
-    Version(Version),
-    Disabled,
-    Enabled,
-}
-
-/// How far the cluster is towards `goal`: (done, total, description).
-async fn progress(dir: &ClusterDir, goal: &Goal) -> anyhow::Result<(usize, usize, String)> {
-    Ok(match goal {
-        Goal::Deployed(n) => {
-            let s = Summary::new(&connect::view(dir).await?);
-            let want = n.unwrap_or(s.machines as usize);
-            (
-                s.deployed.min(want),
-                want,
-                format!("{} of {want} deployed", s.deployed),
-            )
-        }
-        Goal::Version(v) => {
-            let s = Summary::new(&connect::view(dir).await?);
-            let on = s.versions.get(&v.to_string()).copied().unwrap_or(0);
-            let total = s.machines as usize;
-            (
-                on,
-                total,
-                format!("{on} of {total} on {v} (versions: {:?})", s.versions),
-            )
-        }
-        Goal::Disabled | Goal::Enabled => {
-            let want = matches!(goal, Goal::Enabled);
-            let tags = connect::livetags(dir).await;
-            let answering = tags.iter().filter(|(_, t)| t.is_some()).count();
-            let agreeing = tags
-                .iter()
-                .filter(|(_, t)| t.is_some_and(|t| t.enabled == want))
-                .count();
-            let word = if want { "enabled" } else { "disabled" };
-            // Done when every peer that answers agrees (and at least one answers).
-            let total = answering.max(1);
-            (
-                agreeing,
-                total,
-                format!("{agreeing} of {answering} running peers {word}"),
-            )
-        }
-    })
-}
-
-/// Poll until the cluster reaches `goal`; how far it got (an error at the timeout).
-pub async fn wait(dir: &ClusterDir, goal: Goal, timeout: Duration) -> anyhow::Result<String> {
-    let deadline = Instant::now() + timeout;
-    let poll = Duration::from_millis((dir.config.interval_ms / 2).clamp(100, 1_000));
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(1);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:40}] {pos}/{len} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar
-    });
-    let mut last: String;
-    loop {
-        match progress(dir, &goal).await {
-            Ok((done, total, text)) => {
-                if let Some(bar) = &bar {
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
-                    bar.set_message(text.clone());
-                }
-                last = text;
-                if done >= total && total > 0 {
-                    if let Some(bar) = &bar {
-                        bar.finish();
-                    }
-                    return Ok(last);
-                }
-            }
-            Err(e) => last = format!("{e:#}"),
-        }
-        if Instant::now() >= deadline {
-            if let Some(bar) = &bar {
-                bar.abandon();
-            }
-            bail!(
-                "timed out after {}: {last}",
-                humantime::format_duration(timeout)
-            );
-        }
-        tokio::time::sleep(poll).await;
-    }
-}
-
 /// A signed package of this cluster's peer binary labelled `version`.
 pub async fn package(
     dir: &ClusterDir,
@@ -226,7 +130,7 @@ pub async fn set_membership(
     file: &Path,
     scan_host_keys: bool,
 ) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
+    let text = smon_proto::read_text(file)?;
     let view = connect::view(dir).await?;
     let version = view.membership_version.max(dir.membership.version) + 1;
     let membership = Membership::parse(&file.display().to_string(), &text, version)?;

@@ -17,8 +17,9 @@ use serde::Serialize;
 use crate::{
     cli::DemoArgs,
     cluster_dir::ClusterDir,
-    cmd_cluster::{self, Goal},
-    cmd_init, connect,
+    cmd_cluster, cmd_init,
+    cmd_wait::{self, Goal},
+    connect,
     run::default_peer_binary,
     summary::Summary,
     tui,
@@ -112,7 +113,7 @@ impl DemoCluster {
             tui::run(source, args.readonly).await?;
             return Ok(None);
         }
-        let reached = cmd_cluster::wait(&self.dir, Goal::Deployed(None), args.timeout).await?;
+        let reached = cmd_wait::wait(&self.dir, Goal::Deployed(None), args.timeout).await?;
         let seconds = started.elapsed().as_secs_f64();
         eprintln!("{reached} after {seconds:.1} s");
         let summary = Summary::new(&self.settled_view().await?);

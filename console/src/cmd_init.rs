@@ -79,9 +79,9 @@ pub async fn init(
         std::fs::create_dir_all(&staging)?;
         let known_hosts = ClusterFiles::new(&staging).known_hosts();
         if let Some(file) = &options.known_hosts {
-            let text =
-                std::fs::read(file).with_context(|| format!("--known-hosts {}", file.display()))?;
-            write_atomic(&known_hosts, &text, 0o644)?;
+            let text = host_keys::check_known_hosts(file)
+                .with_context(|| format!("--known-hosts {}", file.display()))?;
+            write_atomic(&known_hosts, text.as_bytes(), 0o644)?;
         }
         let how = "give their keys with --known-hosts FILE (ssh-keyscan output), allow \
                    --ssh-trust-on-first-use";
@@ -131,8 +131,7 @@ fn check_inputs(
     {
         bail!("{}: already exists and is not empty", dir.display());
     }
-    let text = std::fs::read_to_string(machines_file)
-        .with_context(|| format!("{}", machines_file.display()))?;
+    let text = smon_proto::read_text(machines_file)?;
     let membership = Membership::parse(&machines_file.display().to_string(), &text, 1)?;
     if membership.is_empty() {
         bail!("{}: no machines listed", machines_file.display());

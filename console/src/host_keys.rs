@@ -19,6 +19,13 @@ pub struct PinPolicy {
     pub trust_on_first_use: bool,
 }
 
+/// Check the known_hosts file a user gives (`init --known-hosts`), so that its errors name
+/// that file rather than the cluster directory's copy: its text, byte-order mark dropped.
+pub fn check_known_hosts(path: &Path) -> anyhow::Result<String> {
+    KnownHosts::read(path)?;
+    Ok(smon_proto::read_text(path)?)
+}
+
 /// The operator's known_hosts, read once: plain `host` and `[host]:port` entries by address;
 /// hashed entries (`ssh-keyscan -H`) are looked up one by one when there are any.
 struct KnownHosts {
@@ -34,10 +41,14 @@ impl KnownHosts {
             plain: HashMap::new(),
             hashed: false,
         };
-        let text = match std::fs::read_to_string(path) {
+        let text = match smon_proto::read_text(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(known),
-            Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+            Err(smon_proto::ProtoError::File { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(known);
+            }
+            Err(e) => return Err(e.into()),
         };
         for (index, line) in text.lines().enumerate() {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -45,12 +56,15 @@ impl KnownHosts {
             if fields.is_empty() || fields[0].starts_with('#') || fields[0].starts_with('@') {
                 continue;
             }
-            let key = fields
-                .get(1..3)
-                .and_then(|f| PublicKey::from_openssh(&f.join(" ")).ok())
-                .with_context(|| {
-                    format!("{}:{}: not a known_hosts entry", path.display(), index + 1)
-                })?;
+            let at = || format!("{}:{}", path.display(), index + 1);
+            let key = match fields.get(1..3) {
+                None => bail!(
+                    "{}: not a known_hosts entry: expected HOSTS KEYTYPE KEY",
+                    at()
+                ),
+                Some(f) => PublicKey::from_openssh(&f.join(" "))
+                    .map_err(|e| anyhow::anyhow!("{}: bad {} key: {e}", at(), f[0]))?,
+            };
             for pattern in fields[0].split(',') {
                 if pattern.starts_with("|1|") {
                     known.hashed = true;
@@ -62,7 +76,12 @@ impl KnownHosts {
                 }
                 let (host, port) = match pattern.strip_prefix('[').and_then(|p| p.split_once("]:"))
                 {
-                    Some((host, port)) => (host, port.parse().unwrap_or(22)),
+                    Some((host, port)) => (
+                        host,
+                        port.parse().map_err(|_| {
+                            anyhow::anyhow!("{}: bad port {port:?} in {pattern:?} (1-65535)", at())
+                        })?,
+                    ),
                     None => (pattern, 22),
                 };
                 known
@@ -218,7 +237,7 @@ mod tests {
         std::fs::write(&path, line("h1", &a) + "h2 ssh-ed25519 garbage\n").unwrap();
         let err = KnownHosts::read(&path).err().unwrap().to_string();
         assert!(
-            err.ends_with("known_hosts:2: not a known_hosts entry"),
+            err.contains("known_hosts:2: bad ssh-ed25519 key: "),
             "{err}"
         );
     }

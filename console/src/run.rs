@@ -9,6 +9,7 @@ use crate::{
     cli::{Cli, Command, InitArgs, MembershipCommand, TuiArgs},
     cluster_dir::ClusterDir,
     cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_docs, cmd_events, cmd_init, cmd_membership,
+    cmd_wait,
     host_keys::PinPolicy,
     tui,
 };
@@ -27,7 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => say(init(args).await),
         Command::Deploy { machine } => say(cmd_cluster::deploy(&open()?, machine).await),
         Command::Status { json } => cmd_cluster::status(&open()?, json).await,
-        Command::Wait(args) => say(cmd_cluster::wait(&open()?, args.goal()?, args.timeout).await),
+        Command::Wait(args) => say(cmd_wait::wait(&open()?, args.goal.goal(), args.timeout).await),
         Command::Package {
             version,
             out,
@@ -127,6 +128,6 @@ pub fn main() {
         .expect("tokio runtime");
     if let Err(e) = runtime.block_on(run(cli)) {
         eprintln!("smon-console: {e:#}");
-        std::process::exit(1);
+        std::process::exit(cmd_wait::exit_code_of(&e));
     }
 }

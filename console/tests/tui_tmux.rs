@@ -62,6 +62,23 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The screen with its attributes as escape sequences (`capture-pane -e`).
+    fn screen_with_attributes(&self) -> String {
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "capture-pane",
+                "-p",
+                "-e",
+                "-t",
+                &self.session,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&str) -> bool) {
         let ok = wait_until(timeout, || cond(&self.screen()));
         assert!(
@@ -253,4 +270,53 @@ fn agent_start_asks_for_an_encrypted_keys_passphrase_on_the_terminal() {
     );
     c.ok(&["shutdown"]);
     c.ok(&["agent", "stop"]);
+}
+
+/// Issue 15, kind 9, in a real terminal: under NO_COLOR the TUI writes no colour, and the
+/// selected tab and the selected row stay in reverse video (crossterm's empty colour sequence,
+/// `ESC[;m`, used to reset them).
+#[test]
+fn no_color_keeps_the_selection_visible_in_a_real_terminal() {
+    if !harness::have("tmux", "tmux") {
+        return;
+    }
+    let c = Cluster::new(3, "1s");
+    c.ok(&["deploy"]);
+    let command = format!(
+        "env NO_COLOR=1 {} -C {} tui",
+        harness::console_bin().display(),
+        c.dir.display()
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("all 3 deployed", Duration::from_secs(90), |s| {
+        s.contains("3/3 deployed")
+    });
+    tmux.keys(&["2"]);
+    tmux.wait_for("the machines tab", Duration::from_secs(30), |s| {
+        s.contains("MACHINE")
+    });
+    let screen = tmux.screen_with_attributes();
+    let colour =
+        regex::Regex::new(r"\x1b\[(?:[0-9]+;)*(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])[;m]").unwrap();
+    assert!(
+        !colour.is_match(&screen),
+        "a colour was written:\n{screen:?}"
+    );
+    let reverse = regex::Regex::new(r"\x1b\[(?:[0-9]+;)*7(?:;[0-9]+)*m").unwrap();
+    let reset = regex::Regex::new(r"\x1b\[(?:0|27)?m").unwrap();
+    let tabs = screen.lines().find(|l| l.contains("2 Machines")).unwrap();
+    let before_tab = &tabs[..tabs.find("2 Machines").unwrap()];
+    let last_reverse = reverse.find_iter(before_tab).last().map(|m| m.end());
+    assert!(
+        last_reverse.is_some_and(|at| !reset.is_match(&before_tab[at..])),
+        "the selected tab is not reversed: {tabs:?}"
+    );
+    let row = screen
+        .lines()
+        .find(|l| l.contains("local:m001") && l.contains("running"))
+        .expect("the selected row");
+    let start = reverse.find(row).expect("the selected row is not reversed");
+    let through = &row[start.end()..row.find("running").unwrap()];
+    assert!(!reset.is_match(through), "the reverse stops early: {row:?}");
+    tmux.keys(&["q"]);
 }

@@ -15,8 +15,7 @@ fn bad(reason: impl Into<String>) -> ProtoError {
 /// Symbolic links and special files are refused.
 pub fn read_app_dir(dir: &Path) -> Result<(AppSpec, Vec<AppFile>), ProtoError> {
     let toml_path = dir.join(APP_TOML);
-    let text = std::fs::read_to_string(&toml_path)
-        .map_err(|e| bad(format!("{}: {e}", toml_path.display())))?;
+    let text = crate::read_text(&toml_path)?;
     let spec = parse_app_toml(&toml_path.display().to_string(), &text)?;
     let mut files = Vec::new();
     let mut total = 0u64;

@@ -242,6 +242,18 @@ pub const PREVIOUS: &str = "previous";
 /// The peer binary's name in a version directory.
 pub const PEER_BINARY: &str = "smon-peer";
 
+/// Read a text file a user wrote (machines file, known_hosts, `app.toml`): see
+/// [`crate::text::decode_text`] (a byte-order mark dropped, a byte that is not UTF-8 placed
+/// by line and column). Errors: [`ProtoError::File`] (with the IO error's kind, so that a
+/// caller can tell a missing file), [`ProtoError::NotUtf8`].
+pub fn read_text(path: &Path) -> Result<String, ProtoError> {
+    let bytes = std::fs::read(path).map_err(|source| ProtoError::File {
+        path: path.to_owned(),
+        source,
+    })?;
+    crate::text::decode_text(&path.display().to_string(), bytes)
+}
+
 /// Write `data` to `path` so that a crash leaves the old file or the new one, never half of
 /// one: a temporary file beside it (mode `mode`), fsync, rename over.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ProtoError> {

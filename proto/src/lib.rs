@@ -23,7 +23,7 @@ pub mod transport;
 
 pub use cluster::{ClusterConfig, InstallSeed};
 pub use cluster_key::{CLUSTER_KEY_LEN, ClusterKey};
-pub use files::{ClusterFiles, MachineFiles, SSH_ROOT_IN_HOME, write_atomic};
+pub use files::{ClusterFiles, MachineFiles, SSH_ROOT_IN_HOME, read_text, write_atomic};
 pub use operator_key::OperatorKey;
 pub use service::*;
 

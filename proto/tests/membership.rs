@@ -205,6 +205,21 @@ fn malformed_lines_are_reported_with_source_and_line() {
         ("a@b@c\n", 1, "bad host name"),
         ("[::1\n", 1, "unclosed"),
         ("h:0\n", 1, "bad port"),
+        // Issue 15, kind 10: what is wrong, not a symptom of it.
+        (
+            "local:a\nfe80::1\n",
+            2,
+            "an IPv6 address needs brackets: [fe80::1] or [fe80::1]:PORT",
+        ),
+        ("alice@2001:db8::7\n", 1, "needs brackets: [2001:db8::7]"),
+        (
+            "[fe80::1%eth0]:22\n",
+            1,
+            "zone ids (%eth0) are not supported",
+        ),
+        ("fe80::1%eth0\n", 1, "zone ids (%eth0) are not supported"),
+        ("[fe80::zz]\n", 1, "bad IPv6 address \"fe80::zz\""),
+        ("h::1::2\n", 1, "bad IPv6 address"),
     ] {
         let err = Membership::parse("m.txt", text, 1).unwrap_err().to_string();
         assert!(
@@ -219,6 +234,38 @@ fn malformed_lines_are_reported_with_source_and_line() {
         .to_string();
     assert!(err.starts_with("dup.txt:4: "), "{err}");
     assert!(err.contains("already listed on line 1"), "{err}");
+}
+
+#[test]
+fn a_byte_order_mark_on_line_1_is_no_part_of_it() {
+    for text in [
+        "\u{feff}local:m1\nlocal:m2\n",
+        "\u{feff}# machines\nlocal:m1\nlocal:m2\n",
+    ] {
+        let list = Membership::parse("bom.txt", text, 1).unwrap();
+        assert_eq!(list.len(), 2, "{text:?}");
+    }
+    // Decoded from bytes, as the console reads files: the mark is dropped there too, and a
+    // byte that is not UTF-8 is placed by line and column.
+    let text =
+        smon_proto::text::decode_text("m.txt", b"\xef\xbb\xbf# c\nlocal:a\n".to_vec()).unwrap();
+    assert_eq!(Membership::parse("m.txt", &text, 1).unwrap().len(), 1);
+    let err = smon_proto::text::decode_text("m.txt", b"local:a\nlocal:\xff\n".to_vec())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("m.txt:2: not UTF-8 (byte 0xff at column 7)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_machine_argument_error_says_what_without_a_fake_file() {
+    let err = "fe80::1".parse::<MachineId>().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "\"fe80::1\": an IPv6 address needs brackets: [fe80::1] or [fe80::1]:PORT"
+    );
 }
 
 #[test]

@@ -135,6 +135,9 @@ pub struct App {
     pub page: usize,
     pub app_selected: usize,
     pub message: Option<String>,
+    /// NO_COLOR (<https://no-color.org>): draw without colours; highlights keep their
+    /// reverse and bold.
+    pub no_color: bool,
 }
 
 impl App {
@@ -158,6 +161,7 @@ impl App {
             page: 20,
             app_selected: 0,
             message: None,
+            no_color: false,
         };
         app.refresh_visible();
         app
@@ -388,7 +392,14 @@ impl App {
     /// A line typed after `:`: the words of a batch command, run after a confirmation that
     /// says what it will do ([`InTui`]).
     fn command(&mut self, text: &str) {
-        let args: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        // Split as a shell would: quotes and backslashes keep a path with spaces one word.
+        let Some(args) = shlex::split(text) else {
+            self.message = Some(
+                "unbalanced quote or trailing backslash: close the quote, or escape it as \\\" or \\'"
+                    .into(),
+            );
+            return;
+        };
         if args.is_empty() {
             return;
         }

@@ -110,6 +110,10 @@ pub async fn run(source: Source, readonly: bool) -> anyhow::Result<()> {
 
     let (_guard, mut terminal) = enter_terminal()?;
     let mut app = App::new(model, readonly, dir.is_some());
+    app.no_color = ui::no_color_requested();
+    if app.no_color {
+        ui::leave_no_color_to_the_buffer();
+    }
     let mut events = EventStream::new();
     let page = |h: u16| h.saturating_sub(ui::CHROME_ROWS) as usize;
     app.update(Action::PageSize(page(terminal.size()?.height)));

@@ -247,16 +247,18 @@ fn actions_ask_first_and_run_only_on_yes() {
     assert!(readonly.message.as_deref().unwrap().contains("read-only"));
 }
 
+/// Type `text` on the `:` line and press Enter.
+fn type_line(app: &mut App, text: &str) {
+    app.update(Action::StartCommand(""));
+    for c in text.chars() {
+        app.update(Action::Input(c));
+    }
+    app.update(Action::Submit);
+}
+
 #[test]
 fn the_command_line_takes_batch_commands() {
     let mut app = sample_app();
-    let type_line = |app: &mut App, text: &str| {
-        app.update(Action::StartCommand(""));
-        for c in text.chars() {
-            app.update(Action::Input(c));
-        }
-        app.update(Action::Submit)
-    };
     type_line(&mut app, "upgrade /tmp/smon-peer-0.2.0");
     match &app.mode {
         Mode::Confirm(p) => {
@@ -306,4 +308,162 @@ fn freezing_holds_updates_until_resumed() {
     assert_eq!(app.model.deployed, deployed, "frozen");
     app.update(Action::Freeze);
     assert_eq!(app.model.deployed, deployed + 1, "resumed");
+}
+
+fn render_sized(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| ui::draw(f, app)).unwrap();
+    terminal
+}
+
+/// Issue 15, kind 9: under NO_COLOR no cell has a colour, and the selected tab and the whole
+/// selected row stay reversed (crossterm's empty colour sequence used to reset them).
+#[test]
+fn no_color_drops_colours_but_keeps_the_selection_visible() {
+    use ratatui::style::{Color, Modifier};
+    let mut app = sample_app();
+    app.no_color = true;
+    app.update(Action::GoTab(1));
+    app.update(Action::Down);
+    let terminal = render_sized(&app, 120, 40);
+    let buffer = terminal.backend().buffer();
+    for cell in &buffer.content {
+        assert_eq!((cell.fg, cell.bg), (Color::Reset, Color::Reset), "{cell:?}");
+    }
+    let row_text = |y: u16| -> String { (0..120).map(|x| buffer[(x, y)].symbol()).collect() };
+    // The selected tab: every cell of its title reversed, the others not.
+    let tabs = row_text(1);
+    let column = |text: &str, at: usize| text[..at].chars().count() as u16;
+    let start = column(&tabs, tabs.find("2 Machines").expect("the machines tab"));
+    for x in start..start + "2 Machines".len() as u16 {
+        assert!(
+            buffer[(x, 1)].modifier.contains(Modifier::REVERSED),
+            "tab cell {x}"
+        );
+    }
+    let other = column(&tabs, tabs.find("1 Overview").unwrap());
+    assert!(!buffer[(other, 1)].modifier.contains(Modifier::REVERSED));
+    // The selected row: reversed across its columns, not only the first.
+    let name = app.selected_row().unwrap().machine.clone();
+    let y = (0..40)
+        .find(|&y| row_text(y).starts_with(&format!("│{name} ")))
+        .expect("the row");
+    let reversed = (0..120)
+        .filter(|&x| buffer[(x, y)].modifier.contains(Modifier::REVERSED))
+        .count();
+    assert!(
+        reversed > 60,
+        "only {reversed} cells of the selected row are reversed"
+    );
+}
+
+/// What a real terminal gets under NO_COLOR: no empty colour sequence (`ESC[;m`, an SGR reset
+/// that dropped reverse and bold), and the reverse of the selected tab is written.
+#[test]
+fn no_color_bytes_keep_reverse_and_write_no_empty_colour_sequence() {
+    use ratatui::{TerminalOptions, Viewport, backend::CrosstermBackend, layout::Rect};
+    use std::{cell::RefCell, rc::Rc};
+    /// A terminal's input: what the backend writes, kept.
+    #[derive(Clone, Default)]
+    struct Bytes(Rc<RefCell<Vec<u8>>>);
+    impl std::io::Write for Bytes {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let draw = |app: &App| {
+        let options = TerminalOptions {
+            viewport: Viewport::Fixed(Rect::new(0, 0, 120, 40)),
+        };
+        let bytes = Bytes::default();
+        let mut terminal =
+            Terminal::with_options(CrosstermBackend::new(bytes.clone()), options).unwrap();
+        terminal.draw(|f| ui::draw(f, app)).unwrap();
+        String::from_utf8_lossy(&bytes.0.borrow()).into_owned()
+    };
+    let mut app = sample_app();
+    app.update(Action::GoTab(1));
+    // NO_COLOR as crossterm sees it: without our handling, the empty sequence appears.
+    crossterm::style::Colored::set_ansi_color_disabled(true);
+    assert!(
+        draw(&app).contains("\x1b[;m"),
+        "crossterm no longer writes ESC[;m"
+    );
+    app.no_color = true;
+    ui::leave_no_color_to_the_buffer();
+    let bytes = draw(&app);
+    assert!(
+        !bytes.contains("\x1b[;m"),
+        "an empty colour sequence was written"
+    );
+    assert!(bytes.contains("\x1b[7m"), "no reverse was written");
+    assert!(
+        !bytes.contains("\x1b[38;5;") && !bytes.contains("\x1b[36m"),
+        "a colour was written"
+    );
+}
+
+/// The confirm dialog wraps a long message and always shows the keys; a long event in the
+/// recent-events panel ends with an ellipsis.
+#[test]
+fn the_confirm_dialog_wraps_and_events_are_cut_with_an_ellipsis() {
+    let mut app = sample_app();
+    let path = "/home/operator/releases/smon-peer-0.2.0-with-a-rather-long-name.pkg";
+    type_line(&mut app, &format!("upgrade {path}"));
+    let terminal = render_sized(&app, 80, 24);
+    let screen = terminal.backend().to_string();
+    let flat: String = screen
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '"' || c == '│' || c == ' ').trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(flat.contains("every other peer follows."), "{screen}");
+    assert!(
+        flat.contains("y / Enter: do it") && flat.contains("n / Esc: cancel"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("confirm_upgrade_80x24", screen);
+
+    app.update(Action::No);
+    app.update(Action::Data(DataMsg::Disconnected {
+        at: 9.0,
+        error: "the connection to 127.0.0.1:4000 was reset by the peer while reading the view, \
+                retrying every second until it answers again"
+            .into(),
+    }));
+    let screen = render_sized(&app, 80, 30).backend().to_string();
+    let line = screen
+        .lines()
+        .find(|l| l.contains("lost the connection"))
+        .expect("the event");
+    assert!(line.contains("…"), "{line}");
+}
+
+/// The `:` line splits like a shell: quotes and backslashes; a bad quote says so.
+#[test]
+fn the_command_line_splits_like_a_shell() {
+    let mut app = sample_app();
+    for line in [
+        r#"membership set "my lists/more.txt""#,
+        r"membership set 'my lists/more.txt'",
+        r"membership set my\ lists/more.txt",
+    ] {
+        type_line(&mut app, line);
+        match &app.mode {
+            Mode::Confirm(p) => {
+                assert_eq!(p.args, ["membership", "set", "my lists/more.txt"], "{line}");
+                assert!(p.description.contains("my lists/more.txt"));
+            }
+            other => panic!("{line}: {other:?} {:?}", app.message),
+        }
+        app.update(Action::No);
+    }
+    type_line(&mut app, r#"membership set "my lists/more.txt"#);
+    assert_eq!(app.mode, Mode::Normal);
+    let message = app.message.clone().unwrap_or_default();
+    assert!(message.contains("unbalanced quote"), "{message}");
 }

@@ -39,6 +39,31 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Mode::Confirm(pending) => confirm(frame, &pending.description, &pending.args),
         _ => {}
     }
+    if app.no_color {
+        strip_colors(frame.buffer_mut());
+    }
+}
+
+/// Whether the environment asks for no colour: `NO_COLOR` set and not empty (no-color.org).
+pub fn no_color_requested() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// Under NO_COLOR the buffer is drawn without colours ([`strip_colors`]), so crossterm's own
+/// NO_COLOR handling is switched off: it writes a colour change as an empty sequence,
+/// `ESC[;m`, which terminals take as an SGR reset that also drops reverse and bold (the
+/// highlights). The only colours left to write are the defaults.
+pub fn leave_no_color_to_the_buffer() {
+    crossterm::style::Colored::set_ansi_color_disabled(false);
+}
+
+/// Every cell in the terminal's default colours; modifiers (reverse, bold: the highlights)
+/// are kept, so selections stay visible.
+pub fn strip_colors(buffer: &mut ratatui::buffer::Buffer) {
+    for cell in buffer.content.iter_mut() {
+        cell.set_fg(Color::Reset).set_bg(Color::Reset);
+        cell.underline_color = Color::Reset;
+    }
 }
 
 fn header(frame: &mut Frame, area: Rect, app: &App) {
@@ -159,39 +184,77 @@ fn help(frame: &mut Frame, app: &App) {
     );
 }
 
+/// The confirmation dialog: the description wrapped to the dialog's width, the command it
+/// runs, and on its last inner row, always, the keys that answer it.
 fn confirm(frame: &mut Frame, description: &str, args: &[String]) {
-    let area = centered(frame.area(), 72, 9);
+    let width = 72.min(frame.area().width);
+    let inner = width.saturating_sub(2).max(1);
+    let command = format!(
+        "runs: smon-console {}",
+        shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| args.join(" "))
+    );
+    let rows = wrapped_rows(description, inner) + 1 + wrapped_rows(&command, inner);
+    let area = centered(frame.area(), width, rows + 4);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" confirm ")
+        .border_style(Style::new().fg(Color::Yellow));
+    let [text_area, keys_area] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(block.inner(area));
     let text = vec![
         Line::from(description.to_string()),
         Line::default(),
-        Line::from(vec![
-            Span::styled("runs: ", Style::new().fg(Color::DarkGray)),
-            Span::raw(format!("smon-console {}", args.join(" "))),
-        ]),
-        Line::default(),
-        Line::from(vec![
-            Span::styled(
-                "y",
-                Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
-            ),
-            Span::raw(" / Enter: do it    "),
-            Span::styled(
-                "n",
-                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-            ),
-            Span::raw(" / Esc: cancel"),
-        ]),
+        Line::from(Span::styled(command, Style::new().fg(Color::DarkGray))),
     ];
-    frame.render_widget(Clear, area);
-    frame.render_widget(
-        Paragraph::new(text).wrap(Wrap { trim: true }).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(" confirm ")
-                .border_style(Style::new().fg(Color::Yellow)),
+    let keys = Line::from(vec![
+        Span::styled(
+            "y",
+            Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
         ),
-        area,
-    );
+        Span::raw(" / Enter: do it    "),
+        Span::styled(
+            "n",
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(" / Esc: cancel"),
+    ]);
+    frame.render_widget(Clear, area);
+    frame.render_widget(block, area);
+    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), text_area);
+    frame.render_widget(keys, keys_area);
+}
+
+/// How many rows `text` takes wrapped at word boundaries to `width` columns (at least 1; a
+/// word longer than a row is broken across rows).
+pub fn wrapped_rows(text: &str, width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    let (mut rows, mut used) = (1u16, 0usize);
+    for word in text.split_whitespace() {
+        let mut len = word.chars().count();
+        if used > 0 && used + 1 + len <= width {
+            used += 1 + len;
+            continue;
+        }
+        if used > 0 {
+            rows = rows.saturating_add(1);
+        }
+        while len > width {
+            rows = rows.saturating_add(1);
+            len -= width;
+        }
+        used = len;
+    }
+    rows
+}
+
+/// `text` cut to `width` columns, ending with `…` where it was cut.
+pub fn ellipsize(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 pub fn state_style(state: &str) -> Style {

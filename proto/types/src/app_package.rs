@@ -162,8 +162,9 @@ pub fn verify_app_package(file: &[u8], trusted: &PublicKey) -> Result<VerifiedAp
         .iter()
         .find(|f| f.path == APP_TOML)
         .ok_or_else(|| bad("the package has no app.toml"))?;
-    let text = std::str::from_utf8(&toml.data).map_err(|_| bad("app.toml is not UTF-8"))?;
-    let spec = parse_app_toml(&format!("{}/{APP_TOML}", manifest.name), text)?;
+    let source_name = format!("{}/{APP_TOML}", manifest.name);
+    let text = crate::text::decode_text(&source_name, toml.data.clone())?;
+    let spec = parse_app_toml(&source_name, &text)?;
     if spec.name != manifest.name || spec.version != manifest.version {
         return Err(bad(format!(
             "app.toml says {} {}, the manifest {} {}",

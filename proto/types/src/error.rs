@@ -11,7 +11,20 @@ pub enum ProtoError {
         line: usize,
         reason: String,
     },
-    #[error("invalid version {text:?}: expected MAJOR.MINOR.PATCH")]
+    /// A user's text file with a byte that is not UTF-8 (see `text::decode_text`).
+    #[error(
+        "{source_name}:{line}: not UTF-8 (byte {byte:#04x} at column {column}): save the file as UTF-8"
+    )]
+    NotUtf8 {
+        source_name: String,
+        line: usize,
+        column: usize,
+        byte: u8,
+    },
+    /// A machine given as an argument (the reason names the text).
+    #[error("{0}")]
+    Machine(String),
+    #[error("invalid version {text:?}: expected MAJOR.MINOR.PATCH, numbers such as 0.2.0")]
     Version { text: String },
     #[error("membership blob: {0}")]
     MembershipBlob(String),

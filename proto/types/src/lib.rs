@@ -20,6 +20,7 @@ mod messages;
 mod record;
 pub mod release;
 mod sparse_counts;
+pub mod text;
 mod version;
 pub mod zones;
 

@@ -74,18 +74,25 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
+/// The reason an IPv6 address (without brackets) is refused, if it is.
+fn check_ipv6(host: &str) -> Result<(), String> {
+    if let Some((_, zone)) = host.split_once('%') {
+        return Err(format!(
+            "zone ids (%{zone}) are not supported: a link-local address is valid on one \
+             interface only; use a global or unique-local address, or a host name"
+        ));
+    }
+    host.parse::<std::net::Ipv6Addr>()
+        .map(|_| ())
+        .map_err(|_| format!("bad IPv6 address {host:?}"))
+}
+
 fn split_host_port(rest: &str) -> Result<(&str, Option<u16>), String> {
     let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
         let (host, after) = inner
             .split_once(']')
             .ok_or_else(|| "unclosed '[' in IPv6 address".to_string())?;
-        if host.is_empty()
-            || !host
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-        {
-            return Err(format!("bad IPv6 address {host:?}"));
-        }
+        check_ipv6(host)?;
         match after {
             "" => (host, None),
             _ => (
@@ -97,6 +104,12 @@ fn split_host_port(rest: &str) -> Result<(&str, Option<u16>), String> {
                 ),
             ),
         }
+    } else if rest.matches(':').count() > 1 {
+        // Two colons or more: an IPv6 address, whose own colons a port would be confused with.
+        check_ipv6(rest)?;
+        return Err(format!(
+            "an IPv6 address needs brackets: [{rest}] or [{rest}]:PORT"
+        ));
     } else {
         match rest.split_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -180,11 +193,7 @@ impl FromStr for MachineId {
     type Err = ProtoError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        MachineId::parse_entry(s).map_err(|reason| ProtoError::MachineLine {
-            source_name: "<argument>".into(),
-            line: 1,
-            reason,
-        })
+        MachineId::parse_entry(s).map_err(ProtoError::Machine)
     }
 }
 

@@ -167,7 +167,9 @@ impl Membership {
     pub fn parse(source_name: &str, text: &str, version: u64) -> Result<Self, ProtoError> {
         let mut machines = Vec::new();
         let mut seen = std::collections::HashMap::new();
-        for (index, raw) in text.lines().enumerate() {
+        // A byte-order mark is no part of line 1 (files read with `text::decode_text` have
+        // none left; text from elsewhere may).
+        for (index, raw) in crate::text::strip_bom(text).lines().enumerate() {
             let line = index + 1;
             let entry = raw.split('#').next().unwrap_or("").trim();
             if entry.is_empty() {

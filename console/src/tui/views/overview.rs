@@ -80,11 +80,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     );
 
     let height = events.height.saturating_sub(2) as usize;
+    let width = events.width.saturating_sub(2) as usize;
+    // One event per row; a cut one ends with an ellipsis (the whole text is in the log).
     let items: Vec<ListItem> = m
         .events
         .iter()
         .take(height)
-        .map(|e| ListItem::new(format!("{:>6.1}s {}", e.at, e.text())))
+        .map(|e| {
+            ListItem::new(crate::tui::ui::ellipsize(
+                &format!("{:>6.1}s {}", e.at, e.text()),
+                width,
+            ))
+        })
         .collect();
     frame.render_widget(
         List::new(items).block(

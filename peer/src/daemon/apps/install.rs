@@ -43,7 +43,8 @@ pub fn is_installed(root: &Path, name: &str, version: Version) -> bool {
 /// The spec of an installed version.
 pub fn load_spec(root: &Path, name: &str, version: Version) -> Result<AppSpec, DaemonError> {
     let path = version_dir(root, name, version).join(APP_TOML);
-    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    let text = smon_proto::read_text(&path)
+        .map_err(|e| DaemonError::decode("installed application", e))?;
     app_package::parse_app_toml(&path.display().to_string(), &text)
         .map_err(|e| DaemonError::decode("installed application", e))
 }
