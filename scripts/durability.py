@@ -248,16 +248,29 @@ def expectations(log, kill_at):
             last[e["kind"]] = e
     flying = next((e for e in log if not e["ok"] and e["start"] <= kill_at), None)
     # A cluster-wide setting newer than the per-machine one ends it (or may, in flight).
+    here_maybe = None
     if "app-here" in last and (
         ("app" in last and last["app"]["end"] > last["app-here"]["end"])
         or (flying is not None and flying["kind"] == "app")
     ):
+        # A cluster-wide setting in flight may not have been committed: the machine's own
+        # setting may then still be in force.
+        if not ("app" in last and last["app"]["end"] > last["app-here"]["end"]):
+            here_maybe = last["app-here"]["value"]
         del last["app-here"]
+    # What may be in force on the machine besides the cluster-wide setting: a machine setting
+    # in flight (it may have been committed), or one a cluster-wide setting in flight may
+    # not have ended.
+    if flying is not None and flying["kind"] == "app-here":
+        here_maybe = flying["value"]
+    if "app" in last:
+        last["app"]["in_force_maybe"] = here_maybe
     return last, flying
 
 
-def check(found, last, flying):
-    """The ways `found` (stored or reported) loses what `last` acknowledged."""
+def check(found, last, flying, in_force=False):
+    """The ways `found` (stored, or with `in_force` reported as in force) loses what `last`
+    acknowledged."""
     problems = []
     maybe = lambda kind: flying is not None and flying["kind"] == kind
     if "livetag" in last:
@@ -272,6 +285,8 @@ def check(found, last, flying):
     for kind, key in (("app", "app_desired"), ("app-here", "override")):
         if kind in last and key in found:
             allowed = {last[kind]["value"]} | ({flying["value"]} if maybe(kind) else set())
+            if in_force and last[kind].get("in_force_maybe") is not None:
+                allowed.add(last[kind]["in_force_maybe"])
             if found[key] not in allowed:
                 problems.append(f"{kind} {found[key]}, acknowledged {last[kind]['value']}")
     return problems
@@ -318,9 +333,10 @@ def one_round(c, n, rng, window):
     # It reports it once its supervisor has adopted the application again.
     try:
         wait_for(f"{victim} to report what it acknowledged",
-                 lambda: not check(reported(c, victim, last), last, flying), 30)
+                 lambda: not check(reported(c, victim, last), last, flying, True), 30)
     except RuntimeError:
-        problems += [f"reported {p}" for p in check(reported(c, victim, last), last, flying)]
+        problems += [f"reported {p}"
+                     for p in check(reported(c, victim, last), last, flying, True)]
     return {"round": n, "victim": victim, "actions": len(log),
             "acknowledged": sum(e["ok"] for e in log),
             "in_flight": flying["kind"] if flying else None,
