@@ -9,8 +9,10 @@ use ratatui::{
     widgets::{Axis, Block, Borders, Chart, Dataset, Gauge, GraphType, List, ListItem, Paragraph},
 };
 
-use crate::tui::app::App;
+use crate::tui::{app::App, model::Model};
 
+/// The overview tab: the gauge, the cluster's facts and recent events on the left, the
+/// deployment curve on the right.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let m = &app.model;
     let [left, right] =
@@ -21,7 +23,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Min(3),
     ])
     .areas(left);
+    draw_gauge(frame, gauge, m);
+    draw_facts(frame, facts, m);
+    draw_events(frame, events, m);
+    draw_curve(frame, right, m);
+}
 
+fn draw_gauge(frame: &mut Frame, gauge: Rect, m: &Model) {
     let ratio = if m.total == 0 {
         0.0
     } else {
@@ -35,7 +43,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             .label(format!("{}/{}", m.deployed, m.total)),
         gauge,
     );
+}
 
+fn draw_facts(frame: &mut Frame, facts: Rect, m: &Model) {
     let mut lines = vec![
         Line::from(format!(
             "running {}  disabled {}  unreachable {}",
@@ -78,7 +88,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" cluster ")),
         facts,
     );
+}
 
+fn draw_events(frame: &mut Frame, events: Rect, m: &Model) {
     let height = events.height.saturating_sub(2) as usize;
     let width = events.width.saturating_sub(2) as usize;
     // One event per row; a cut one ends with an ellipsis (the whole text is in the log).
@@ -101,7 +113,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ),
         events,
     );
+}
 
+fn draw_curve(frame: &mut Frame, right: Rect, m: &Model) {
     // The curve runs up to now: the count held since its last change.
     let last_t = m.now.max(m.history.last().map_or(0.0, |p| p.0)).max(1.0);
     let mut points = m.history.clone();
