@@ -97,22 +97,29 @@ impl Drop for Tmux {
     }
 }
 
+/// A cluster of `n` local machines, deployed, and its TUI in tmux (started with `prefix`,
+/// e.g. an `env` of its own) once it shows all `n` deployed.
+fn tui_on_deployed(n: usize, prefix: &str) -> (Cluster, Tmux) {
+    let c = Cluster::new(n, "1s");
+    c.ok(&["deploy"]);
+    let command = format!(
+        "{prefix}{} -C {} tui",
+        harness::console_bin().display(),
+        c.dir.display()
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&format!("all {n} deployed"), Duration::from_secs(90), |s| {
+        s.contains(&format!("{n}/{n} deployed"))
+    });
+    (c, tmux)
+}
+
 #[test]
 fn watch_the_deployment_then_disable_from_the_keyboard() {
     if !harness::have("tmux", "tmux") {
         return;
     }
-    let c = Cluster::new(12, "1s");
-    c.ok(&["deploy"]);
-    let command = format!(
-        "{} -C {} tui",
-        harness::console_bin().display(),
-        c.dir.display()
-    );
-    let tmux = Tmux::start(&command);
-    tmux.wait_for("all 12 deployed", Duration::from_secs(90), |s| {
-        s.contains("12/12 deployed")
-    });
+    let (c, tmux) = tui_on_deployed(12, "");
     assert!(tmux.screen().contains("deployment progress"));
 
     // Kill the peer the TUI watches through: it fails over to another, never exits.
@@ -280,17 +287,7 @@ fn no_color_keeps_the_selection_visible_in_a_real_terminal() {
     if !harness::have("tmux", "tmux") {
         return;
     }
-    let c = Cluster::new(3, "1s");
-    c.ok(&["deploy"]);
-    let command = format!(
-        "env NO_COLOR=1 {} -C {} tui",
-        harness::console_bin().display(),
-        c.dir.display()
-    );
-    let tmux = Tmux::start(&command);
-    tmux.wait_for("all 3 deployed", Duration::from_secs(90), |s| {
-        s.contains("3/3 deployed")
-    });
+    let (_c, tmux) = tui_on_deployed(3, "env NO_COLOR=1 ");
     tmux.keys(&["2"]);
     tmux.wait_for("the machines tab", Duration::from_secs(30), |s| {
         s.contains("MACHINE")
