@@ -48,32 +48,20 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args([
-                "-L",
-                &self.socket,
-                "capture-pane",
-                "-p",
-                "-t",
-                &self.session,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.capture(&[])
     }
 
     /// The screen with its attributes as escape sequences (`capture-pane -e`).
     fn screen_with_attributes(&self) -> String {
+        self.capture(&["-e"])
+    }
+
+    /// `tmux capture-pane -p` of the session, with `extra` options.
+    fn capture(&self, extra: &[&str]) -> String {
         let out = Command::new("tmux")
-            .args([
-                "-L",
-                &self.socket,
-                "capture-pane",
-                "-p",
-                "-e",
-                "-t",
-                &self.session,
-            ])
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .args(extra)
+            .args(["-t", &self.session])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
