@@ -12,6 +12,7 @@ use smon_proto::{ControlAction, InstallSeed, MachineId, Membership, Version, chu
 use crate::{
     cluster_dir::{ClusterDir, write_atomic},
     connect,
+    fan_out::{self, Asked},
     summary::Summary,
     zone_records,
 };
@@ -182,12 +183,17 @@ pub async fn shutdown(
         let tags = connect::livetags(dir).await;
         let answering: Vec<_> = tags
             .iter()
-            .filter_map(|(m, t)| t.map(|t| (m.clone(), t)))
+            .filter_map(|(m, t)| match t {
+                Asked::Answered(t) => Some((m.clone(), *t)),
+                _ => None,
+            })
             .collect();
+        // Peers this process could not ask may still run: never "all stopped" over them.
+        let not_asked = fan_out::not_asked_line(&tags);
         seen.extend(local_pids(dir));
         seen.retain(|_, pid| layout::is_peer_process(*pid));
         let local_left: Vec<_> = seen.iter().map(|(m, p)| (m.clone(), *p)).collect();
-        if answering.is_empty() && local_left.is_empty() {
+        if answering.is_empty() && local_left.is_empty() && not_asked.is_none() {
             let apps = if stop_apps {
                 "and their applications"
             } else {
@@ -207,8 +213,9 @@ pub async fn shutdown(
                 // SAFETY: sending a signal to a pid is memory-safe.
                 unsafe { libc::kill(*pid, libc::SIGKILL) };
             }
+            let unknown = not_asked.map(|l| format!("; {l}")).unwrap_or_default();
             bail!(
-                "timed out after {}: {} peers still answered",
+                "timed out after {}: {} peers still answered{unknown}",
                 humantime::format_duration(timeout),
                 answering.len()
             );
@@ -218,28 +225,33 @@ pub async fn shutdown(
             tokio::time::sleep(poll).await;
             continue;
         }
-        let mut tasks = Vec::new();
-        for (machine, _) in answering {
-            let addr = dir.peer_address(&machine);
-            let key = dir.key.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Ok(client) = smon_proto::transport::peer_client(
-                    addr.as_str(),
-                    &key,
-                    connect::CONNECT_TIMEOUT,
-                )
-                .await
-                {
-                    let action = ControlAction::Shutdown { stop_apps };
-                    let _ = connect::control_one(&machine, &client, action).await;
-                }
-            }));
-        }
-        for task in tasks {
-            let _ = task.await;
-        }
+        tell_each_to_stop(
+            dir,
+            answering.into_iter().map(|(m, _)| m).collect(),
+            stop_apps,
+        )
+        .await;
         tokio::time::sleep(poll).await;
     }
+}
+
+/// Send `Shutdown` to each of `machines`' peers directly, a bounded number at a time.
+async fn tell_each_to_stop(dir: &ClusterDir, machines: Vec<MachineId>, stop_apps: bool) {
+    let key = &dir.key;
+    fan_out::ask_all(machines, |machine| async move {
+        let addr = dir.peer_address(&machine);
+        match connect::client_at(&addr, key).await {
+            Ok(client) => {
+                let action = ControlAction::Shutdown { stop_apps };
+                match connect::control_one(&machine, &client, action).await {
+                    Ok(_) => Asked::Answered(()),
+                    Err(e) => Asked::NoAnswer(crate::error_line::one_line(&e)),
+                }
+            }
+            Err(e) => Asked::from_error(&e),
+        }
+    })
+    .await;
 }
 
 fn local_pids(dir: &ClusterDir) -> Vec<(MachineId, i32)> {

@@ -7,9 +7,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use smon_proto::Version;
+use smon_proto::{MachineId, Version};
 
-use crate::{cluster_dir::ClusterDir, connect, summary::Summary};
+use crate::{
+    cluster_dir::ClusterDir,
+    connect,
+    fan_out::{self, Asked},
+    summary::Summary,
+};
 
 /// The exit codes of `wait` (kept in step with `wait --help` and the README).
 pub mod exit_code {
@@ -124,18 +129,40 @@ impl Goal {
         }
     }
 
-    /// Judge `--disabled` / `--enabled` on each machine's own livetag (`None`: no answer).
-    /// Met when every peer that answers agrees; `None` when no peer answers at all.
-    pub fn judge_livetags(&self, tags: &[Option<bool>]) -> Option<Verdict> {
+    /// Judge `--disabled` / `--enabled` on each machine's own livetag, asked directly. Met
+    /// when every peer that answers agrees and every peer was asked: a peer this process
+    /// could not ask (descriptors exhausted) is never taken for a stopped one. `None` when
+    /// no peer answers and none was left unasked.
+    pub fn judge_livetags(&self, tags: &[(MachineId, Asked<bool>)]) -> Option<Verdict> {
         let want = matches!(self, Goal::Enabled);
-        let answering = tags.iter().flatten().count();
-        if answering == 0 {
+        let answers = || {
+            tags.iter().filter_map(|(_, a)| match a {
+                Asked::Answered(on) => Some(*on),
+                _ => None,
+            })
+        };
+        let answering = answers().count();
+        let not_asked = fan_out::not_asked_line(tags);
+        if answering == 0 && not_asked.is_none() {
             return None;
         }
-        let agreeing = tags.iter().flatten().filter(|&&on| on == want).count();
+        let agreeing = answers().filter(|&on| on == want).count();
         let word = if want { "enabled" } else { "disabled" };
-        let text = format!("{agreeing} of {answering} running peers {word}");
-        Some(pending_or_reached(agreeing, answering, text))
+        let mut text = format!("{agreeing} of {answering} running peers {word}");
+        let Some(line) = not_asked else {
+            return Some(pending_or_reached(agreeing, answering, text));
+        };
+        text.push_str("; ");
+        text.push_str(&line);
+        let unasked = tags
+            .iter()
+            .filter(|(_, a)| matches!(a, Asked::NotAsked(_)))
+            .count();
+        Some(Verdict::Pending {
+            done: agreeing,
+            total: answering + unasked,
+            text,
+        })
     }
 
     /// Judge a goal on the cluster directory alone, when no peer answers: only what its own
@@ -182,13 +209,20 @@ async fn poll(dir: &ClusterDir, goal: &Goal) -> Result<Verdict, String> {
     match goal {
         Goal::Deployed(_) | Goal::Version(_) => match connect::view(dir).await {
             Ok(view) => Ok(goal.judge_view(&Summary::new(&view))),
-            Err(e) => Err(format!("{e:#}")),
+            Err(e) => Err(crate::error_line::one_line(&e)),
         },
         Goal::Disabled | Goal::Enabled => {
             let tags: Vec<_> = connect::livetags(dir)
                 .await
                 .into_iter()
-                .map(|(_, t)| t.map(|t| t.enabled))
+                .map(|(m, asked)| {
+                    let enabled = match asked {
+                        Asked::Answered(tag) => Asked::Answered(tag.enabled),
+                        Asked::NoAnswer(why) => Asked::NoAnswer(why),
+                        Asked::NotAsked(why) => Asked::NotAsked(why),
+                    };
+                    (m, enabled)
+                })
                 .collect();
             goal.judge_livetags(&tags)
                 .ok_or_else(|| format!("none of the {} machines' peers answers", tags.len()))
@@ -328,19 +362,55 @@ mod tests {
 
     #[test]
     fn livetags_are_judged_on_the_peers_that_answer() {
-        assert_eq!(Goal::Disabled.judge_livetags(&[None, None]), None);
+        let tags = |asked: Vec<Asked<bool>>| -> Vec<(MachineId, Asked<bool>)> {
+            let names = (0..).map(|i| MachineId::Local {
+                name: format!("m{i}"),
+            });
+            names.zip(asked).collect()
+        };
+        let silent = || Asked::NoAnswer("connection refused".into());
+        assert_eq!(
+            Goal::Disabled.judge_livetags(&tags(vec![silent(), silent()])),
+            None
+        );
         assert!(matches!(
-            Goal::Disabled.judge_livetags(&[Some(false), None]),
+            Goal::Disabled.judge_livetags(&tags(vec![Asked::Answered(false), silent()])),
             Some(Verdict::Reached(_))
         ));
         assert!(matches!(
-            Goal::Enabled.judge_livetags(&[Some(false), Some(true)]),
+            Goal::Enabled
+                .judge_livetags(&tags(vec![Asked::Answered(false), Asked::Answered(true)])),
             Some(Verdict::Pending {
                 done: 1,
                 total: 2,
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_peer_not_asked_keeps_the_goal_pending_and_is_named() {
+        let tags = vec![
+            (
+                MachineId::Local { name: "a".into() },
+                Asked::Answered(false),
+            ),
+            (
+                MachineId::Local { name: "b".into() },
+                Asked::NotAsked("Too many open files".into()),
+            ),
+        ];
+        let Some(Verdict::Pending { done, total, text }) = Goal::Disabled.judge_livetags(&tags)
+        else {
+            panic!("not pending");
+        };
+        assert_eq!((done, total), (1, 2));
+        assert!(
+            text.contains("1 peer not asked (local:b): Too many open files"),
+            "{text}"
+        );
+        // Nobody answered, but somebody was not asked: still not "no peer answers".
+        assert!(Goal::Disabled.judge_livetags(&tags[1..]).is_some());
     }
 
     #[test]

@@ -4,10 +4,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use smon_proto::{
-    ClusterView, ControlAction, MachineId, PeerServiceClient, tarpc::context, transport,
+    ClusterKey, ClusterView, ControlAction, MachineId, PeerServiceClient, ProtoError,
+    tarpc::context, transport,
 };
 
-use crate::cluster_dir::ClusterDir;
+use crate::{
+    cluster_dir::ClusterDir,
+    fan_out::{self, Asked},
+};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -15,6 +19,13 @@ pub fn ctx(timeout: Duration) -> context::Context {
     let mut ctx = context::current();
     ctx.deadline = std::time::Instant::now() + timeout;
     ctx
+}
+
+/// A client of the peer at `addr`, trying again for up to a second while this process is out
+/// of descriptors (see [`fan_out::retrying`]).
+pub async fn client_at(addr: &str, key: &ClusterKey) -> Result<PeerServiceClient, ProtoError> {
+    let connect = || transport::peer_client(addr, key, CONNECT_TIMEOUT);
+    fan_out::retrying(connect, |r| matches!(r, Err(e) if e.is_local_exhaustion())).await
 }
 
 /// Which machine's peer `client` is (it says so in its view).
@@ -31,7 +42,7 @@ async fn answering_machine(client: &PeerServiceClient) -> anyhow::Result<Machine
 /// what it says would be taken for `machine`'s).
 pub async fn peer_of(dir: &ClusterDir, machine: &MachineId) -> anyhow::Result<PeerServiceClient> {
     let addr = dir.peer_address(machine);
-    let client = transport::peer_client(addr.as_str(), &dir.key, CONNECT_TIMEOUT)
+    let client = client_at(&addr, &dir.key)
         .await
         .with_context(|| format!("the peer of {machine} ({addr}) does not answer"))?;
     let who = answering_machine(&client)
@@ -57,7 +68,7 @@ pub async fn any_peer(dir: &ClusterDir) -> anyhow::Result<(MachineId, PeerServic
     }
     let mut last_error = None;
     for (machine, addr) in dir.peers_to_ask() {
-        match transport::peer_client(addr.as_str(), &dir.key, CONNECT_TIMEOUT).await {
+        match client_at(&addr, &dir.key).await {
             // Any peer will do; it is named by what it says it is.
             Ok(client) => {
                 let who = answering_machine(&client).await.unwrap_or(machine);
@@ -67,6 +78,14 @@ pub async fn any_peer(dir: &ClusterDir) -> anyhow::Result<(MachineId, PeerServic
                 bail!(
                     "{machine} ({addr}) refused the cluster key of {}: {e}",
                     dir.path.display()
+                )
+            }
+            // Our own exhaustion says nothing of the peers: trying the next would only
+            // blame them.
+            Err(e) if e.is_local_exhaustion() => {
+                bail!(
+                    "cannot connect to {machine} ({addr}) from here: {e} ({})",
+                    fan_out::descriptor_limit_text()
                 )
             }
             Err(e) => last_error = Some(e),
@@ -110,33 +129,29 @@ pub async fn control_one(
 }
 
 /// Each machine's own livetag, asked of every peer directly (disabled peers no longer gossip,
-/// so their own word is the one to trust). `None` where no peer answers, or another
-/// machine's peer does.
-pub async fn livetags(dir: &ClusterDir) -> Vec<(MachineId, Option<smon_proto::LiveTag>)> {
-    let mut tasks = Vec::new();
-    for (machine, addr) in dir.addresses() {
-        let key = dir.key.clone();
-        tasks.push(tokio::spawn(async move {
-            let tag = async {
-                let client = transport::peer_client(addr.as_str(), &key, CONNECT_TIMEOUT)
-                    .await
-                    .ok()?;
-                let view = client
-                    .cluster_view(ctx(Duration::from_secs(5)), u64::MAX)
-                    .await
-                    .ok()?;
-                // Another machine's peer at this address: not this machine's word.
-                (view.answered_by == machine).then_some(view.livetag)
+/// so their own word is the one to trust), a bounded number at a time. `NoAnswer` where no
+/// peer answers, or another machine's peer does; `NotAsked` where this process could not try.
+pub async fn livetags(dir: &ClusterDir) -> Vec<(MachineId, Asked<smon_proto::LiveTag>)> {
+    let key = &dir.key;
+    fan_out::ask_all(dir.addresses(), |(machine, addr)| async move {
+        let client = match client_at(&addr, key).await {
+            Ok(client) => client,
+            Err(e) => return Asked::from_error(&e),
+        };
+        match client
+            .cluster_view(ctx(Duration::from_secs(5)), u64::MAX)
+            .await
+        {
+            // Another machine's peer at this address: not this machine's word.
+            Ok(view) if view.answered_by != machine => {
+                Asked::NoAnswer(format!("{addr} is answered by {}", view.answered_by))
             }
-            .await;
-            (machine, tag)
-        }));
-    }
-    let mut out = Vec::new();
-    for task in tasks {
-        if let Ok(result) = task.await {
-            out.push(result);
+            Ok(view) => Asked::Answered(view.livetag),
+            Err(e) => Asked::NoAnswer(e.to_string()),
         }
-    }
-    out
+    })
+    .await
+    .into_iter()
+    .map(|((machine, _), asked)| (machine, asked))
+    .collect()
 }

@@ -12,6 +12,8 @@ pub mod cmd_init;
 pub mod cmd_membership;
 pub mod cmd_wait;
 pub mod connect;
+pub mod error_line;
+pub mod fan_out;
 pub mod host_keys;
 pub mod run;
 pub mod signing;

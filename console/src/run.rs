@@ -121,13 +121,25 @@ async fn init(args: InitArgs) -> anyhow::Result<String> {
 
 pub fn main() {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    crate::fan_out::raise_descriptor_limit();
+    if let Err(e) = crate::fan_out::check_descriptor_floor() {
+        eprintln!("smon-console: {e}");
+        std::process::exit(cmd_wait::exit_code::ERROR);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let limit = crate::fan_out::descriptor_limit_text();
+            eprintln!("smon-console: cannot start its async runtime: {e} ({limit})");
+            std::process::exit(cmd_wait::exit_code::ERROR);
+        }
+    };
     if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("smon-console: {e:#}");
+        eprintln!("smon-console: {}", crate::error_line::one_line(&e));
         std::process::exit(cmd_wait::exit_code_of(&e));
     }
 }

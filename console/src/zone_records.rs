@@ -12,12 +12,12 @@ use std::{
 use anyhow::bail;
 use smon_proto::{
     ClusterView, MachineId, MachineRecord, Membership, PeerServiceClient, ZONE_RECORDS_PAGE,
-    ZoneIdx, ZoneInfo, ZoneRecordsRequest, ZoneTree, transport,
+    ZoneIdx, ZoneInfo, ZoneRecordsRequest, ZoneTree,
 };
 
 use crate::{
     cluster_dir::ClusterDir,
-    connect::{CONNECT_TIMEOUT, ctx},
+    connect::{client_at, ctx},
 };
 
 /// The records of every zone, starting from `view` (one peer's), in membership order. Zones
@@ -71,9 +71,7 @@ pub async fn listed_machines(
         dir.membership.clone()
     } else {
         let addr = dir.peer_address(&view.answered_by);
-        let client = transport::peer_client(&addr, &dir.key, CONNECT_TIMEOUT)
-            .await
-            .ok()?;
+        let client = client_at(&addr, &dir.key).await.ok()?;
         let blob = client
             .retrieve_member(ctx(Duration::from_secs(10)))
             .await
@@ -142,7 +140,7 @@ impl Walk<'_> {
         let mut leaf = self.seeds.remove(&zone.zone).unwrap_or_default();
         for peer in &zone.peers {
             let addr = self.dir.peer_address(peer);
-            let client = match transport::peer_client(&addr, &self.dir.key, CONNECT_TIMEOUT).await {
+            let client = match client_at(&addr, &self.dir.key).await {
                 Ok(c) => c,
                 Err(e) => {
                     last = Some(anyhow::anyhow!("{peer}: {e}"));

@@ -3,10 +3,10 @@
 use std::{process::Command, sync::Arc};
 
 use smon_peer::{
-    core::Strategy,
+    core::{Input, Strategy},
     sim::{self, FIRST_VERSION, Options, Scenario, SimParams, deployed_world, machine_name},
 };
-use smon_proto::Membership;
+use smon_proto::{Membership, PeerState};
 
 fn params(n: usize, seed: u64) -> SimParams {
     SimParams::new(n, seed)
@@ -19,6 +19,37 @@ fn partition_then_heal_converges_on_version_livetag_and_membership() {
         assert!(report.converged, "seed {seed}: {}", report.human());
         assert!(report.rounds_after_heal.is_some());
     }
+}
+
+/// Issue 15, kind 4: a peer that cannot open connections (descriptors exhausted) takes its
+/// own failure for nobody's: it marks no machine unreachable, whether self-management is on
+/// (a failed ping leads to a login) or off (a failed ping is only reported), and goes on as
+/// before once it can call again.
+#[test]
+fn a_peer_out_of_descriptors_blames_nobody() {
+    let (mut w, t0) = deployed_world(params(40, 7), 0);
+    let round = w.params.interval_ms;
+    let blamed = |w: &sim::World| {
+        w.running()
+            .map(|(_, c)| c.view().root().agg.count(PeerState::Unreachable))
+            .max()
+            .unwrap_or(0)
+    };
+    let mut now = t0;
+    let mut run_rounds = |w: &mut sim::World, rounds: u64, what: &str| {
+        for _ in 0..rounds {
+            now += round;
+            w.run_until(now);
+            assert_eq!(blamed(w), 0, "{what}: a view counts a machine unreachable");
+        }
+    };
+    w.machines[3].exhausted = true;
+    run_rounds(&mut w, 20, "enabled, one peer out of descriptors");
+    w.input(0, Input::SetLiveTag { enabled: false });
+    run_rounds(&mut w, 20, "disabled, one peer out of descriptors");
+    w.machines[3].exhausted = false;
+    run_rounds(&mut w, 10, "after");
+    assert_eq!(w.running().count(), 40, "every peer still runs");
 }
 
 #[test]

@@ -147,6 +147,8 @@ impl Core {
             return None;
         }
         let probe = match outcome {
+            // Our own failure: neither an attempt on the machine nor news of it.
+            LoginOutcome::NotTried => return None,
             LoginOutcome::Failed => {
                 self.targeting.note_attempt(index, now);
                 self.observe(index, PeerState::Unreachable);

@@ -17,6 +17,9 @@ pub enum CallFailure {
     Unreachable,
     /// Answered, but refused.
     Refused,
+    /// Never sent: this peer could not open a connection (its own descriptors or memory ran
+    /// out). Says nothing about the callee, which is not to be judged on it (issue 15, kind 4).
+    NotSent,
 }
 
 /// What logging in to a machine found there.
@@ -24,6 +27,9 @@ pub enum CallFailure {
 pub enum LoginOutcome {
     /// Could not log in (network, authentication, agent down).
     Failed,
+    /// Not tried: this peer could not start the login (its own descriptors or memory ran
+    /// out). Says nothing about the machine (issue 15, kind 4).
+    NotTried,
     Probed(Probe),
 }
 

@@ -506,6 +506,8 @@ impl Core {
                 self.check_answerer(asked, &pong, out);
                 self.on_pong(pong, rng, out);
             }
+            // Our own failure to call is no sign of the target's: try again another round.
+            (Pending::Ping(target), Err(CallFailure::NotSent)) => self.finish_work(target),
             (Pending::Ping(target), _) => {
                 let still_ours = self.work == Some(Work::Pinging(target));
                 if still_ours && self.state.livetag.enabled && self.me_index.is_some() {

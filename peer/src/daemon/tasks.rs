@@ -45,7 +45,14 @@ impl Actor {
             let result = async {
                 let client = smon_proto::transport::peer_client(addr.as_str(), &key, timeout)
                     .await
-                    .map_err(|_| CallFailure::Unreachable)?;
+                    .map_err(|e| {
+                        if e.is_local_exhaustion() {
+                            tracing::warn!("cannot call {to} from here: {e}");
+                            CallFailure::NotSent
+                        } else {
+                            CallFailure::Unreachable
+                        }
+                    })?;
                 let mut ctx = tarpc::context::current();
                 ctx.deadline = std::time::Instant::now() + timeout;
                 call.invoke(&client, ctx)
@@ -63,6 +70,10 @@ impl Actor {
         self.spawn_then(async move {
             let outcome = match machine_ops::probe(&login, &machine).await {
                 Ok(probe) => LoginOutcome::Probed(probe),
+                Err(e) if smon_proto::chain_is_local_exhaustion(&e) => {
+                    tracing::warn!("cannot log in to {machine} from here: {e}");
+                    LoginOutcome::NotTried
+                }
                 Err(e) => {
                     tracing::info!("login to {machine} failed: {e}");
                     LoginOutcome::Failed

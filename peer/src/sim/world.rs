@@ -48,6 +48,9 @@ pub struct Machine {
     pub unreachable: bool,
     /// Machines on different sides of a partition cannot talk.
     pub side: u8,
+    /// This machine's peer has run out of descriptors: its own calls are never sent and its
+    /// logins never tried (it still answers others; the kernel's backlog is not modelled).
+    pub exhausted: bool,
 }
 
 /// Per-machine times the scenarios read.
@@ -111,6 +114,7 @@ impl World {
                 slowness: if slow { params.slow_factor } else { 1.0 },
                 unreachable,
                 side: 0,
+                exhausted: false,
             });
         }
         let membership = Arc::new(Membership::new(

@@ -66,4 +66,45 @@ pub enum ProtoError {
     Io(#[from] std::io::Error),
 }
 
+impl ProtoError {
+    /// Whether this is the local host running out of something (file descriptors, buffers,
+    /// memory) rather than anything the other side did. Such a failure says nothing about
+    /// whether a peer runs (issue 15, kind 4).
+    pub fn is_local_exhaustion(&self) -> bool {
+        match self {
+            ProtoError::Io(io) | ProtoError::File { source: io, .. } => is_exhaustion(io),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `io` says this host ran out of something: `EMFILE` (24), `ENFILE` (23), `ENOMEM`
+/// (12), `ENOBUFS` (105), Linux's numbers as in errno(3).
+pub fn is_exhaustion(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::OutOfMemory
+        || matches!(io.raw_os_error(), Some(24 | 23 | 12 | 105))
+}
+
+/// Whether `e`, or any error in its chain of sources, is this host running out of something
+/// (see [`is_exhaustion`]): for errors that wrap an io error several layers down (a login
+/// that could not spawn `sh`, an agent connection that could not open a socket).
+pub fn chain_is_local_exhaustion(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let found = match (
+            e.downcast_ref::<std::io::Error>(),
+            e.downcast_ref::<ProtoError>(),
+        ) {
+            (Some(io), _) => is_exhaustion(io),
+            (_, Some(proto)) => proto.is_local_exhaustion(),
+            _ => false,
+        };
+        if found {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 pub type Result<T, E = ProtoError> = std::result::Result<T, E>;

@@ -26,7 +26,7 @@ pub mod zones;
 
 pub use aggregate::{Aggregate, AppCount, LoadStats, RowOrder, ZoneRow};
 pub use app::{AppDecl, AppReport, AppSpec, AppState, AppStatus, BackoffPolicy, DesiredState};
-pub use error::{ProtoError, Result};
+pub use error::{ProtoError, Result, chain_is_local_exhaustion, is_exhaustion};
 pub use livetag::LiveTag;
 pub use machine::MachineId;
 pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha256};

@@ -198,7 +198,9 @@ impl World {
         if !self.alive(m, inc) {
             return;
         }
-        let outcome = if self.connected(m, target) {
+        let outcome = if self.machines[m].exhausted {
+            LoginOutcome::NotTried
+        } else if self.connected(m, target) {
             let t = &self.machines[target];
             LoginOutcome::Probed(Probe {
                 installed: t.installed,

@@ -69,6 +69,20 @@ impl World {
     }
 
     fn send(&mut self, from: M, from_inc: u64, id: CallId, to: MachineId, call: PeerCall) {
+        if self.machines[from].exhausted {
+            let result = Err(CallFailure::NotSent);
+            let (to, inc) = (from, from_inc);
+            self.schedule(
+                self.now,
+                Event::Reply {
+                    to,
+                    inc,
+                    id,
+                    result,
+                },
+            );
+            return;
+        }
         self.messages += 1;
         self.bytes += wire_size(&call);
         let target = self.index(&to);
@@ -109,7 +123,9 @@ impl World {
         let Some(t) = self.index(target) else {
             return;
         };
-        let took = if self.connected(m, t) {
+        let took = if self.machines[m].exhausted {
+            0
+        } else if self.connected(m, t) {
             self.machines[t].logins += 1;
             self.params.login_time_ms
         } else {
