@@ -512,15 +512,15 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
     a_crash_loop_ends_failed(&c);
     a_failing_status_command_restarts_it(&c);
     a_removed_machine_stops_its_apps(&c);
-    shutdown_stops_the_apps_too(&c);
+    shutdown_stops_the_apps_too(&c, "sleeper", 4);
 }
 
 /// `shutdown` stops the applications with the peers (as supervisord stops its programs):
 /// nothing of the cluster runs after it.
-fn shutdown_stops_the_apps_too(c: &Cluster) {
-    c.ok(&["app", "set", "sleeper", "online"]);
-    wait_status(c, LONG, "sleeper running on 4", |s| {
-        all_in(s, "sleeper", "1.0.0", "running", 4)
+fn shutdown_stops_the_apps_too(c: &Cluster, app: &str, machines: usize) {
+    c.ok(&["app", "set", app, "online"]);
+    wait_status(c, LONG, &format!("{app} running on {machines}"), |s| {
+        all_in(s, app, "1.0.0", "running", machines)
     });
     assert!(
         !app_processes(c).is_empty(),
@@ -798,7 +798,8 @@ fn a_chatty_app_has_a_bounded_log_and_a_daemonizing_app_runs_once() {
     let c = Cluster::deployed(2);
     a_chatty_app_s_log_stays_within_its_bound(&c);
     a_daemonizing_app_runs_once_and_stops_whole(&c);
-    shutdown_stops_the_apps_too(&c);
+    // The daemon, in its own session, is stopped with the rest.
+    shutdown_stops_the_apps_too(&c, "daemon", 2);
 }
 
 /// `app status --json` now.
