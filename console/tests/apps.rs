@@ -302,7 +302,8 @@ fn hello_runs_everywhere(c: &Cluster, listener: &Listener, port: &str) -> BTreeM
                 l["machine"] == format!("local:{n}")
                     && l["app"] == "hello-http"
                     && l["state"] == "running"
-                    && l["pid"] == pids[n]
+                    // The process group: that of the runner, python's parent.
+                    && l["pid"] == parent(pids[n])
             })
         })
     });

@@ -259,7 +259,8 @@ pub struct AppReport {
     pub desired: DesiredState,
     pub state: AppState,
     pub restarts: u32,
-    /// The application's process group (= its first process), while it runs.
+    /// The application's process group while it runs: the pid of its runner (`smon-peer
+    /// app-run`, the group's leader, whose descendants the application's processes are).
     pub pid: Option<i32>,
     /// When the change was seen, in milliseconds since the Unix epoch.
     pub at_ms: u64,
