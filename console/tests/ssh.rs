@@ -294,20 +294,16 @@ impl Drop for SshLab {
     }
 }
 
-fn deploy_eight_then_recover(kind: &str) {
-    let Some((_serial, lab)) = SshLab::serial(kind) else {
-        return;
-    };
+/// A cluster of the lab's eight machines with its key, deployed; then the peers of `killed`
+/// killed with kill -9 and restarted over SSH. The cluster directory.
+fn deploy_then_restart(lab: &SshLab, killed: [usize; 2]) -> PathBuf {
     let key = lab.key.to_str().unwrap().to_owned();
     let dir = lab.cluster(&["--key", &key]);
-    let d = dir.to_str().unwrap();
-    console(&["-C", d, "deploy"]);
+    console(&["-C", dir.to_str().unwrap(), "deploy"]);
     wait_for(Duration::from_secs(120), "8 SSH machines deployed", || {
         lab.deployed() == MACHINES
     });
-
-    // kill -9 two peers: restarted over SSH.
-    for i in [3, 6] {
+    for i in killed {
         let pid = lab.pid(i).unwrap();
         kill(pid);
         wait_for(
@@ -316,6 +312,15 @@ fn deploy_eight_then_recover(kind: &str) {
             || lab.pid(i).is_some_and(|p| p != pid),
         );
     }
+    dir
+}
+
+fn deploy_eight_then_recover(kind: &str) {
+    let Some((_serial, lab)) = SshLab::serial(kind) else {
+        return;
+    };
+    let dir = deploy_then_restart(&lab, [3, 6]);
+    let d = dir.to_str().unwrap();
 
     // No peer holds the private key: nothing under the machines' homes contains it.
     let private = std::fs::read_to_string(&lab.key).unwrap();
@@ -393,22 +398,9 @@ fn ssh_machines_whose_login_shell_is_tcsh_are_deployed_restarted_and_shut_down()
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Unmatched"));
-    let key = lab.key.to_str().unwrap().to_owned();
-    let dir = lab.cluster(&["--key", &key]);
+    // Machines 1 and 5 are tcsh ones.
+    let dir = deploy_then_restart(&lab, [1, 5]);
     let d = dir.to_str().unwrap();
-    console(&["-C", d, "deploy"]);
-    wait_for(Duration::from_secs(120), "8 SSH machines deployed", || {
-        lab.deployed() == MACHINES
-    });
-    for i in [1, 5] {
-        let pid = lab.pid(i).unwrap();
-        kill(pid);
-        wait_for(
-            Duration::from_secs(60),
-            &format!("tcsh machine {i} restarted"),
-            || lab.pid(i).is_some_and(|p| p != pid),
-        );
-    }
     let status = console(&["-C", d, "status"]);
     assert!(!status.contains("Unmatched"), "{status}");
     console(&["-C", d, "shutdown"]);
