@@ -51,7 +51,9 @@ def app_pid(name):
         if not pid.isdigit():
             continue
         try:
-            if os.readlink(f"/proc/{pid}/cwd").startswith(base + "/"):
+            # The peer's runner (smon-peer app-run) works there too: the application is its child.
+            runner = open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"smon-peer\0app-run\0")
+            if os.readlink(f"/proc/{pid}/cwd").startswith(base + "/") and not runner:
                 return int(pid)
         except OSError:
             pass

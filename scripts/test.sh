@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 #   kill, pkill               tests end what they started, by pid (procps)
 #   sshd, ssh-keygen, ...     the SSH tests run their own OpenSSH sshd and ssh-agent
 #   useradd, usermod          test users for the SSH machines (passwd)
+#   tcsh                      an SSH machine whose user's login shell is not sh
 #   ip, tc                    network namespaces for the lab tests (iproute2)
 need=()
 add() { case " ${need[*]-} " in *" $1 "*) ;; *) need+=("$1") ;; esac; }
@@ -36,6 +37,7 @@ want ssh-agent openssh-client
 want ssh-add openssh-client
 want useradd passwd
 want usermod passwd
+want tcsh tcsh
 want ip iproute2
 want tc iproute2
 want hostname hostname

@@ -108,7 +108,14 @@ fn row<'a>(status: &'a Value, app: &str, machine: &str) -> Option<&'a Value> {
         .find(|r| r["machine"] == format!("local:{machine}"))
 }
 
-/// Live processes working in `ROOT/apps/<app>/` of a machine: (pid, version directory).
+/// Is `pid` the peer's runner of an application command (`smon-peer app-run`)?
+fn is_runner(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.starts_with(b"smon-peer\0app-run\0"))
+}
+
+/// Live processes working in `ROOT/apps/<app>/` of a machine, the peer's runners left out:
+/// (pid, version directory).
 fn app_procs(c: &Cluster, machine: &str, app: &str) -> Vec<(i32, String)> {
     let base = c.machine(machine, |f| f.app(app));
     let mut found = Vec::new();
@@ -119,6 +126,7 @@ fn app_procs(c: &Cluster, machine: &str, app: &str) -> Vec<(i32, String)> {
         if let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd"))
             && let Ok(rest) = cwd.strip_prefix(&base)
             && harness::is_alive(pid)
+            && !is_runner(pid)
         {
             found.push((pid, rest.to_string_lossy().into_owned()));
         }
@@ -294,7 +302,8 @@ fn hello_runs_everywhere(c: &Cluster, listener: &Listener, port: &str) -> BTreeM
                 l["machine"] == format!("local:{n}")
                     && l["app"] == "hello-http"
                     && l["state"] == "running"
-                    && l["pid"] == pids[n]
+                    // The process group: that of the runner, python's parent.
+                    && l["pid"] == parent(pids[n])
             })
         })
     });
@@ -504,15 +513,15 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
     a_crash_loop_ends_failed(&c);
     a_failing_status_command_restarts_it(&c);
     a_removed_machine_stops_its_apps(&c);
-    shutdown_stops_the_apps_too(&c);
+    shutdown_stops_the_apps_too(&c, "sleeper", 4);
 }
 
 /// `shutdown` stops the applications with the peers (as supervisord stops its programs):
 /// nothing of the cluster runs after it.
-fn shutdown_stops_the_apps_too(c: &Cluster) {
-    c.ok(&["app", "set", "sleeper", "online"]);
-    wait_status(c, LONG, "sleeper running on 4", |s| {
-        all_in(s, "sleeper", "1.0.0", "running", 4)
+fn shutdown_stops_the_apps_too(c: &Cluster, app: &str, machines: usize) {
+    c.ok(&["app", "set", app, "online"]);
+    wait_status(c, LONG, &format!("{app} running on {machines}"), |s| {
+        all_in(s, app, "1.0.0", "running", machines)
     });
     assert!(
         !app_processes(c).is_empty(),
@@ -651,7 +660,10 @@ fn a_restarted_peer_adopts_the_group_and_kills_a_stray(c: &Cluster) {
     before.sort();
     assert_eq!(after, before, "the group changed across the peer restart");
     let log = std::fs::read_to_string(c.machine("m003", |f| f.log())).unwrap();
-    assert!(log.contains("killing orphaned process group"), "{log}");
+    assert!(
+        log.contains("killing processes left from another start"),
+        "{log}"
+    );
     let err = c.fails(&["app", "set", "nosuch", "online"]);
     assert!(err.contains("not installed"), "{err}");
     let err = c.fails(&["app", "set", "sleeper", "sideways"]);
@@ -772,4 +784,264 @@ fn push_app_directly(c: &Cluster, package: &[u8]) -> String {
             data: package.to_vec(),
         },
     )
+}
+
+/// Field faults, issue 15, kinds 3 and 2: an application writing about 2 MB/s keeps its log
+/// within the bound of its app.toml while a status command runs, after `rm app.log` and
+/// across a peer restart; an application that double-forks into a session of its own runs
+/// once, and `offline`, the death of its runner, a peer restart and `shutdown` each leave
+/// exactly what they should.
+#[test]
+fn a_chatty_app_has_a_bounded_log_and_a_daemonizing_app_runs_once() {
+    if !harness::have("python3", "python3") {
+        return;
+    }
+    let c = Cluster::deployed(2);
+    a_chatty_app_s_log_stays_within_its_bound(&c);
+    a_daemonizing_app_runs_once_and_stops_whole(&c);
+    // The daemon, in its own session, is stopped with the rest.
+    shutdown_stops_the_apps_too(&c, "daemon", 2);
+}
+
+/// `app status --json` now.
+fn app_status_now(c: &Cluster) -> Value {
+    wait_status(c, LONG, "an answer to app status", |_| true)
+}
+
+/// The parent of `pid` (0 if it is gone).
+fn parent(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The sizes of `app.log`, `.1`, `.2`, `.3` of `app` on `machine` (0: absent).
+fn log_sizes(c: &Cluster, machine: &str, app: &str) -> Vec<u64> {
+    let log = c.machine(machine, |f| f.app_log(app));
+    let bound = smon_proto::LogBound {
+        max_bytes: 0,
+        backups: 3,
+    };
+    smon_proto::log_file::log_files(&log, bound)
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .collect()
+}
+
+/// Processes of the cluster with a descriptor on a deleted log (one nobody can see).
+fn deleted_files_held(c: &Cluster) -> Vec<String> {
+    let mut held = Vec::new();
+    for pid in c.processes() {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && target.to_string_lossy().ends_with("(deleted)")
+                && target.to_string_lossy().contains(".log")
+            {
+                held.push(format!("{pid}: {}", target.display()));
+            }
+        }
+    }
+    held
+}
+
+/// Sample the log of `chatty` on m001 for `how_long`: every file within 256 KiB, no fourth.
+fn chatty_log_stays_bounded(c: &Cluster, how_long: Duration) -> Vec<u64> {
+    let end = Instant::now() + how_long;
+    let mut last = Vec::new();
+    while Instant::now() < end {
+        last = log_sizes(c, "m001", "chatty");
+        assert!(
+            last[..3].iter().all(|&n| n <= 256 << 10),
+            "over the bound: {last:?}"
+        );
+        assert_eq!(last[3], 0, "a fourth file: {last:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    last
+}
+
+fn a_chatty_app_s_log_stays_within_its_bound(c: &Cluster) {
+    let chatty = c.tmp.path().join("chatty");
+    write_app(
+        &chatty,
+        concat!(
+            "name = \"chatty\"\nversion = \"1.0.0\"\n",
+            // About 2 MB/s: 200 kB every 0.1 s (chatty.py).
+            "start = \"exec python3 chatty.py\"\n",
+            // The check that used to rename the live file.
+            "status = \"echo checked\"\nstatus_interval = \"300ms\"\n",
+            "[log]\nmax_size = \"256KiB\"\nbackups = 2\n",
+        ),
+    );
+    std::fs::write(
+        chatty.join("chatty.py"),
+        "import sys, time\nline = 'x' * 199999 + '\\n'\nwhile True:\n    sys.stdout.write(line)\n    sys.stdout.flush()\n    time.sleep(0.1)\n",
+    )
+    .unwrap();
+    c.ok(&["app", "install", chatty.to_str().unwrap()]);
+    wait_status(c, LONG, "chatty running on 2", |s| {
+        all_in(s, "chatty", "1.0.0", "running", 2)
+    });
+    let (app, _) = one_proc(c, "m001", "chatty");
+    let sizes = chatty_log_stays_bounded(c, Duration::from_secs(5));
+    assert!(
+        sizes[2] > 0,
+        "never rotated twice in 5 s at 2 MB/s: {sizes:?}"
+    );
+    assert!(
+        harness::is_alive(app),
+        "the status checks broke the application"
+    );
+    let log = std::fs::read_to_string(c.machine("m001", |f| f.app_log("chatty"))).unwrap();
+    assert!(
+        log.contains("xxxx"),
+        "the application's output is not in app.log"
+    );
+    let status = app_status_now(c);
+    assert!(
+        rows(&status, "chatty").iter().all(|r| r["restarts"] == 0),
+        "{}",
+        summary(&status)
+    );
+
+    // `rm app.log`: a new one is written, nobody keeps writing the removed one.
+    std::fs::remove_file(c.machine("m001", |f| f.app_log("chatty"))).unwrap();
+    harness::wait_for(LONG, "a new app.log and no deleted file held", || {
+        log_sizes(c, "m001", "chatty")[0] > 0 && deleted_files_held(c).is_empty()
+    });
+    chatty_log_stays_bounded(c, Duration::from_secs(1));
+
+    // A peer restart: the runner owns the pipe, so the application and its log go on.
+    let runner = parent(app);
+    assert!(is_runner(runner), "{}", harness::describe(&[runner]));
+    let old_peer = c.kill9("m001");
+    harness::wait_for(LONG, "m001's peer restarted", || {
+        c.pid("m001").is_some_and(|p| p != old_peer)
+    });
+    let log = c.machine("m001", |f| f.app_log("chatty"));
+    std::fs::remove_file(&log).unwrap();
+    harness::wait_for(LONG, "app.log written again after the peer restart", || {
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0)
+    });
+    chatty_log_stays_bounded(c, Duration::from_secs(2));
+    assert!(
+        harness::is_alive(runner) && harness::is_alive(app),
+        "the application was restarted"
+    );
+    assert_eq!(one_proc(c, "m001", "chatty").0, app);
+    c.ok(&["app", "set", "chatty", "offline"]);
+    wait_status(c, LONG, "chatty stopped on 2", |s| {
+        all_in(s, "chatty", "1.0.0", "stopped", 2)
+    });
+    assert!(!harness::is_alive(runner));
+    for name in &c.names {
+        assert!(app_procs(c, name, "chatty").is_empty(), "{name}");
+    }
+}
+
+/// The processes of `app` on `machine` that are not in its runner's session: what moved away.
+fn moved_away(c: &Cluster, machine: &str, app: &str) -> Vec<i32> {
+    let session = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(4)?
+                    .parse::<i32>()
+                    .ok()
+            })
+    };
+    app_procs(c, machine, app)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .filter(|&pid| session(pid) != Some(parent(pid)))
+        .collect()
+}
+
+fn a_daemonizing_app_runs_once_and_stops_whole(c: &Cluster) {
+    let daemon = c.tmp.path().join("daemon");
+    write_app(
+        &daemon,
+        concat!(
+            "name = \"daemon\"\nversion = \"1.0.0\"\n",
+            // A classic daemon: the start command forks, the child calls setsid and leaves
+            // `sleep 3600` behind in a session of its own; the start command exits at once.
+            "start = \"setsid sh -c 'sleep 3600 & exit 0' </dev/null >/dev/null 2>&1 & exit 0\"\n",
+        ),
+    );
+    c.ok(&["app", "install", daemon.to_str().unwrap()]);
+    wait_status(c, LONG, "daemon running on 2", |s| {
+        all_in(s, "daemon", "1.0.0", "running", 2)
+    });
+    // Long enough for the crash-loop policy to have started copies (1 s backoff).
+    std::thread::sleep(Duration::from_secs(5));
+    for name in &c.names {
+        let (pid, _) = one_proc(c, name, "daemon");
+        assert_eq!(
+            moved_away(c, name, "daemon"),
+            [pid],
+            "{name}: the daemon left its session"
+        );
+    }
+    let status = app_status_now(c);
+    assert!(
+        all_in(&status, "daemon", "1.0.0", "running", 2)
+            && rows(&status, "daemon").iter().all(|r| r["restarts"] == 0),
+        "{}",
+        summary(&status)
+    );
+
+    // offline stops it, in whatever session it is.
+    c.ok(&["app", "set", "daemon", "offline"]);
+    wait_status(c, LONG, "daemon stopped on 2", |s| {
+        all_in(s, "daemon", "1.0.0", "stopped", 2)
+    });
+    for name in &c.names {
+        assert!(
+            app_procs(c, name, "daemon").is_empty(),
+            "{name}: the daemon still runs"
+        );
+    }
+    c.ok(&["app", "set", "daemon", "online"]);
+    wait_status(c, LONG, "daemon running again on 2", |s| {
+        all_in(s, "daemon", "1.0.0", "running", 2)
+    });
+
+    // Its runner killed: the daemon is orphaned (to init), found by its marker, and ended
+    // before the application starts again: one copy.
+    let (orphan, _) = one_proc(c, "m002", "daemon");
+    let runner = parent(orphan);
+    assert!(is_runner(runner), "{}", harness::describe(&[runner]));
+    harness::kill(runner);
+    harness::wait_for(LONG, "a new daemon on m002, the orphan gone", || {
+        !harness::is_alive(orphan)
+            && app_procs(c, "m002", "daemon").len() == 1
+            && row(&app_status_now(c), "daemon", "m002").is_some_and(|r| r["state"] == "running")
+    });
+
+    // A peer restart adopts the running one.
+    let (kept, _) = one_proc(c, "m001", "daemon");
+    let old_peer = c.kill9("m001");
+    harness::wait_for(LONG, "m001's peer restarted", || {
+        c.pid("m001").is_some_and(|p| p != old_peer)
+    });
+    wait_status(c, LONG, "daemon running on 2 after the restart", |s| {
+        all_in(s, "daemon", "1.0.0", "running", 2)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(app_procs(c, "m001", "daemon"), [(kept, "1.0.0".to_owned())]);
 }

@@ -70,10 +70,11 @@ impl SshLab {
             return None;
         }
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        Some((serial, Self::new(kind)))
+        Some((serial, Self::new(kind, |_| "/bin/sh")))
     }
 
-    fn new(kind: &str) -> Self {
+    /// A lab whose user `i` has the login shell `shell(i)`.
+    fn new(kind: &str, shell: impl Fn(usize) -> &'static str) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("smon-ssh")
             .tempdir()
@@ -92,10 +93,10 @@ impl SshLab {
             extra: Vec::new(),
         };
         std::fs::create_dir(base.join("home")).unwrap();
-        for u in &users {
+        for (i, u) in users.iter().enumerate() {
             let home = base.join("home").join(u);
             sh(Command::new("useradd")
-                .args(["-M", "-N", "-s", "/bin/sh", "-d"])
+                .args(["-M", "-N", "-s", shell(i), "-d"])
                 .arg(&home)
                 .arg(u));
             lab.users.push(u.clone());
@@ -293,20 +294,16 @@ impl Drop for SshLab {
     }
 }
 
-fn deploy_eight_then_recover(kind: &str) {
-    let Some((_serial, lab)) = SshLab::serial(kind) else {
-        return;
-    };
+/// A cluster of the lab's eight machines with its key, deployed; then the peers of `killed`
+/// killed with kill -9 and restarted over SSH. The cluster directory.
+fn deploy_then_restart(lab: &SshLab, killed: [usize; 2]) -> PathBuf {
     let key = lab.key.to_str().unwrap().to_owned();
     let dir = lab.cluster(&["--key", &key]);
-    let d = dir.to_str().unwrap();
-    console(&["-C", d, "deploy"]);
+    console(&["-C", dir.to_str().unwrap(), "deploy"]);
     wait_for(Duration::from_secs(120), "8 SSH machines deployed", || {
         lab.deployed() == MACHINES
     });
-
-    // kill -9 two peers: restarted over SSH.
-    for i in [3, 6] {
+    for i in killed {
         let pid = lab.pid(i).unwrap();
         kill(pid);
         wait_for(
@@ -315,6 +312,15 @@ fn deploy_eight_then_recover(kind: &str) {
             || lab.pid(i).is_some_and(|p| p != pid),
         );
     }
+    dir
+}
+
+fn deploy_eight_then_recover(kind: &str) {
+    let Some((_serial, lab)) = SshLab::serial(kind) else {
+        return;
+    };
+    let dir = deploy_then_restart(&lab, [3, 6]);
+    let d = dir.to_str().unwrap();
 
     // No peer holds the private key: nothing under the machines' homes contains it.
     let private = std::fs::read_to_string(&lab.key).unwrap();
@@ -372,6 +378,36 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Field faults, issue 15, kind 7: machines whose user's login shell is tcsh (every other one
+/// of the eight) are deployed (probe, upload, install, start), restarted after kill -9, and
+/// shut down like the others: every remote command is read by `/bin/sh`, whatever the login
+/// shell.
+#[test]
+fn ssh_machines_whose_login_shell_is_tcsh_are_deployed_restarted_and_shut_down() {
+    let tcsh = "/usr/bin/tcsh";
+    if !SshLab::available() || !have("tcsh", "tcsh") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = SshLab::new("ed25519", |i| if i % 2 == 1 { tcsh } else { "/bin/sh" });
+    // The fault as it was: a quoted multi-line command is refused by tcsh itself.
+    let refused = Command::new(tcsh)
+        .args(["-c", "sh -c 'echo one\necho two'"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Unmatched"));
+    // Machines 1 and 5 are tcsh ones.
+    let dir = deploy_then_restart(&lab, [1, 5]);
+    let d = dir.to_str().unwrap();
+    let status = console(&["-C", d, "status"]);
+    assert!(!status.contains("Unmatched"), "{status}");
+    console(&["-C", d, "shutdown"]);
+    wait_for(Duration::from_secs(60), "every peer gone", || {
+        lab.deployed() == 0
+    });
+    console(&["-C", d, "agent", "stop"]);
 }
 
 #[test]

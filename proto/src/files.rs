@@ -144,11 +144,16 @@ pub const SSH_ROOT_IN_HOME: &str = ".smon";
 /// ROOT/current -> versions/<v>  the version that runs; ROOT/previous: the one before
 /// ROOT/incoming/<deployer>-<nonce>/  a deployer's upload (package, seed.json)
 /// ROOT/arrivals, ROOT/logins    one byte per package arrived / per login (the overhead)
-/// ROOT/peer.lock, ROOT/peer.pid, ROOT/install.lock, ROOT/peer.log, ROOT/known_hosts
+/// ROOT/peer.lock, ROOT/peer.pid, ROOT/install.lock, ROOT/known_hosts
+/// ROOT/peer.log, peer.log.1 .. peer.log.3   the peer's log, rotated at [`PEER_LOG_BOUND`]
 /// ROOT/apps/<name>/<version>/   an installed application; ROOT/apps/<name>/<version>.pkg
-///                          its verified package, run.json its supervisor's record, app.log
-///                          its output
+///                          its verified package, run.json its supervisor's record
+/// ROOT/apps/<name>/app.log, app.log.1 .. app.log.N   its output (stdout and stderr, and
+///                          those of its stop and status commands), rotated by its `[log]`
 /// ```
+///
+/// Logs are rotated by [`crate::log_file::RotatingLog`]; [`crate::log_file::log_files`]
+/// lists a log's files, newest first.
 #[derive(Clone, Copy, Debug)]
 pub struct MachineFiles<'a> {
     root: &'a Path,
@@ -174,7 +179,7 @@ impl<'a> MachineFiles<'a> {
         self.root.join("peer.pid")
     }
 
-    /// `peer.log`: the peer's log.
+    /// `peer.log`: the peer's log (bounded by [`PEER_LOG_BOUND`]).
     pub fn log(&self) -> PathBuf {
         self.root.join("peer.log")
     }
@@ -233,7 +238,18 @@ impl<'a> MachineFiles<'a> {
     pub fn app(&self, name: &str) -> PathBuf {
         self.apps().join(name)
     }
+
+    /// `apps/<name>/app.log`: the application's output (bounded by its spec's `log`).
+    pub fn app_log(&self, name: &str) -> PathBuf {
+        self.app(name).join("app.log")
+    }
 }
+
+/// The bound of the peer's own log: 8 MiB per file, 3 backups (32 MiB in all).
+pub const PEER_LOG_BOUND: crate::LogBound = crate::LogBound {
+    max_bytes: 8 << 20,
+    backups: 3,
+};
 
 /// The link to the version that runs, in a machine's directory.
 pub const CURRENT: &str = "current";

@@ -15,6 +15,7 @@ mod cluster_key;
 mod envelope;
 pub mod files;
 mod idle;
+pub mod log_file;
 pub mod noise;
 mod operator_key;
 pub mod release;
@@ -24,6 +25,7 @@ pub mod transport;
 pub use cluster::{ClusterConfig, InstallSeed};
 pub use cluster_key::{CLUSTER_KEY_LEN, ClusterKey};
 pub use files::{ClusterFiles, MachineFiles, SSH_ROOT_IN_HOME, read_text, write_atomic};
+pub use log_file::RotatingLog;
 pub use operator_key::OperatorKey;
 pub use service::*;
 

@@ -20,7 +20,12 @@ use russh::{
 };
 use smon_proto::{AgentServiceClient, ChallengeRequest, MachineId};
 
-use crate::{Error, Login, error::SignError, host_keys::HostKeys, shell::shell_quote};
+use crate::{
+    Error, Login,
+    error::SignError,
+    host_keys::HostKeys,
+    shell::{SH_FROM_STDIN, one_line_for_any_shell, script_on_stdin},
+};
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upload in pieces of this size (a package is never held whole).
@@ -292,9 +297,15 @@ impl SshSession {
     }
 
     /// Run `script` with `sh`: its standard output, or an error with its last stderr line.
+    ///
+    /// The login shell runs the command line SSH sends, and it may be any shell (tcsh, fish,
+    /// …), so that line is one that every shell reads alike, [`SH_FROM_STDIN`]; the script
+    /// itself goes on standard input, where no shell but `/bin/sh` ever sees it.
     pub async fn exec(&mut self, script: &str, timeout: Duration) -> Result<String, Error> {
-        let command = format!("sh -c {}", shell_quote(script));
-        let out = self.run(&command, None, timeout).await?;
+        let input = script_on_stdin(script);
+        let out = self
+            .run(SH_FROM_STDIN, Some(Input::Bytes(input.as_bytes())), timeout)
+            .await?;
         checked(&out)
     }
 
@@ -307,10 +318,12 @@ impl SshSession {
         mode: u32,
         timeout: Duration,
     ) -> Result<(), Error> {
+        // Standard input carries the data, so the script is on the command line: one line,
+        // single-quoted for the login shell (see `one_line_for_any_shell`).
         let script = format!(
             r#"set -e; D={dest}; T="$D.tmp-$$"; umask 077; cat > "$T"; chmod {mode:o} "$T"; mv -f "$T" "$D""#
         );
-        let command = format!("sh -c {}", shell_quote(&script));
+        let command = one_line_for_any_shell(&script)?;
         let input = match (data, src) {
             (Some(d), _) => Input::Bytes(d),
             (None, Some(p)) => Input::File(p),

@@ -39,6 +39,21 @@ enum Command {
         #[arg(long)]
         rollback: bool,
     },
+    /// Run one command of an application, its output to LOG within the bound, and every
+    /// process it leaves behind its child (what the peer starts applications with).
+    #[command(name = "app-run", hide = true)]
+    AppRun {
+        #[arg(long)]
+        log: PathBuf,
+        /// Bytes per log file.
+        #[arg(long)]
+        max_bytes: u64,
+        /// Rotated log files kept.
+        #[arg(long)]
+        backups: u32,
+        /// The command (run with `sh -c`).
+        command: String,
+    },
 }
 
 fn logging(root: &Path) {
@@ -49,11 +64,10 @@ fn logging(root: &Path) {
         .ok()
         .and_then(|spec| spec.parse().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(root.join("peer.log"))
-        .ok();
+    // Rotated at its bound; the short-lived `install` and `start` write the same file, each
+    // reopening it when another rotated it.
+    let files = smon_proto::MachineFiles::new(root);
+    let file = smon_proto::RotatingLog::open(&files.log(), smon_proto::files::PEER_LOG_BOUND).ok();
     let file_layer = file.map(|f| {
         fmt::layer()
             .with_ansi(false)
@@ -91,6 +105,17 @@ fn main() -> anyhow::Result<()> {
             logging(&root);
             daemon::start::start(&root, rollback)
                 .with_context(|| format!("starting the peer in {}", root.display()))?;
+        }
+        Command::AppRun {
+            log,
+            max_bytes,
+            backups,
+            command,
+        } => {
+            let bound = smon_proto::LogBound { max_bytes, backups };
+            let code = daemon::apps::runner::app_run(&log, bound, &command)
+                .with_context(|| format!("running {command:?}"))?;
+            std::process::exit(code);
         }
     }
     Ok(())

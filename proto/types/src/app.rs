@@ -123,6 +123,42 @@ impl Default for BackoffPolicy {
     }
 }
 
+/// How big an application's log may grow: the file is rotated when a write would take it
+/// past `max_bytes` (`app.log` becomes `app.log.1`, `.1` becomes `.2`, … up to `backups`
+/// files; the oldest is dropped), so the log takes at most `max_bytes × (backups + 1)` bytes.
+/// `[log]` in `app.toml`; the peer applies the same rule to its own `peer.log`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogBound {
+    /// Bytes per file; at least [`LogBound::MIN_BYTES`].
+    pub max_bytes: u64,
+    /// Rotated files kept beside the live one (0: the live file is cut short instead).
+    pub backups: u32,
+}
+
+impl LogBound {
+    /// The smallest `max_bytes` accepted (one read of the application's output).
+    pub const MIN_BYTES: u64 = 64 << 10;
+    /// The largest `max_bytes` accepted.
+    pub const MAX_BYTES: u64 = 1 << 30;
+    /// The most backups accepted.
+    pub const MAX_BACKUPS: u32 = 100;
+
+    /// The most bytes the log and its backups take together.
+    pub fn total_bytes(&self) -> u64 {
+        self.max_bytes * (u64::from(self.backups) + 1)
+    }
+}
+
+impl Default for LogBound {
+    /// 8 MiB per file, 3 backups: at most 32 MiB.
+    fn default() -> Self {
+        Self {
+            max_bytes: 8 << 20,
+            backups: 3,
+        }
+    }
+}
+
 /// The application spec: `app.toml`, parsed and checked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppSpec {
@@ -146,6 +182,9 @@ pub struct AppSpec {
     pub stop_timeout_ms: u64,
     pub status_interval_ms: u64,
     pub backoff: BackoffPolicy,
+    /// How big its log (`app.log`, written by the peer from the application's output) grows.
+    #[serde(default)]
+    pub log: LogBound,
 }
 
 impl AppSpec {
@@ -220,7 +259,8 @@ pub struct AppReport {
     pub desired: DesiredState,
     pub state: AppState,
     pub restarts: u32,
-    /// The application's process group (= its first process), while it runs.
+    /// The application's process group while it runs: the pid of its runner (`smon-peer
+    /// app-run`, the group's leader, whose descendants the application's processes are).
     pub pid: Option<i32>,
     /// When the change was seen, in milliseconds since the Unix epoch.
     pub at_ms: u64,

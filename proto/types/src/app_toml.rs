@@ -21,7 +21,18 @@
 //! max = "60s"                  # cap of the delay
 //! reset_after = "30s"          # a run this long is healthy: the count starts over
 //! fail_after = 5               # quick deaths in a row before the state is `failed`
+//!
+//! [log]                        # optional bound of app.log (these are the defaults)
+//! max_size = "8MiB"            # bytes per file (64KiB..1GiB; a number, or with
+//!                              # B, KiB, MiB, GiB; KB/MB/GB are 1000-based)
+//! backups = 3                  # rotated files kept: app.log.1 .. app.log.3 (0..100)
 //! ```
+//!
+//! The application's stdout and stderr go to a pipe that a small log writer of the peer
+//! (`smon-peer app-run`) reads; it writes `app.log` in the application's directory and
+//! rotates it by the `[log]` bound, so the log stays within `max_size × (backups + 1)`
+//! whatever the application writes. Nobody else writes it: `app.log` removed or renamed by
+//! hand is noticed and opened anew.
 //!
 //! Every command runs with `sh -c` in the installed application directory, with
 //! `SMON_APP_NAME`, `SMON_APP_VERSION`, `SMON_APP_DIR`, `SMON_MACHINE`, `SMON_HOST` and, for
@@ -32,7 +43,7 @@ use std::{ops::Range, time::Duration};
 
 use toml::de::{DeTable, DeValue};
 
-use crate::{AppSpec, BackoffPolicy, DesiredState, ProtoError, Version};
+use crate::{AppSpec, BackoffPolicy, DesiredState, LogBound, ProtoError, Version};
 
 /// The spec's file name at the root of an application directory.
 pub const APP_TOML: &str = "app.toml";
@@ -196,6 +207,29 @@ impl Field<'_, '_> {
         }
     }
 
+    /// A size in bytes: an integer, or a string such as "8MiB", "512KiB", "10MB", "4096".
+    fn size(&self, range: std::ops::RangeInclusive<u64>) -> Result<u64, ProtoError> {
+        let n = match self.value {
+            DeValue::Integer(_) => return self.integer(range),
+            DeValue::String(s) => parse_size(s)
+                .ok_or_else(|| self.err(format!("{s:?} is not a size such as \"8MiB\"")))?,
+            other => {
+                return Err(self.err(format!(
+                    "expected a size such as \"8MiB\", found {}",
+                    kind_of(other)
+                )));
+            }
+        };
+        if !range.contains(&n) {
+            return Err(self.err(format!(
+                "must be between {} and {} bytes",
+                range.start(),
+                range.end()
+            )));
+        }
+        Ok(n)
+    }
+
     fn table(&self) -> Result<&DeTable<'_>, ProtoError> {
         match self.value {
             DeValue::Table(t) => Ok(t),
@@ -269,6 +303,7 @@ impl Draft {
                 stop_timeout_ms: 10_000,
                 status_interval_ms: 5_000,
                 backoff: BackoffPolicy::default(),
+                log: LogBound::default(),
             },
         }
     }
@@ -291,9 +326,10 @@ impl Draft {
             "status_interval" => spec.status_interval_ms = f.duration()?,
             "env" => spec.env.extend(env(f)?),
             "backoff" => spec.backoff = backoff(f)?,
+            "log" => spec.log = log(f)?,
             _ => {
                 return Err(f.err(
-                    "unknown field (known: name, version, start, stop, restart, status, default_state, report, stop_timeout, status_interval, env, backoff)",
+                    "unknown field (known: name, version, start, stop, restart, status, default_state, report, stop_timeout, status_interval, env, backoff, log)",
                 ));
             }
         }
@@ -360,6 +396,43 @@ fn backoff(f: &Field<'_, '_>) -> Result<BackoffPolicy, ProtoError> {
     Ok(b)
 }
 
+/// `NUMBER[UNIT]`: B, KiB/MiB/GiB (1024-based, also K/M/G), KB/MB/GB (1000-based).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let n: u64 = text[..digits].parse().ok()?;
+    let unit: u64 = match text[digits..].trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+/// The `[log]` table: the bound of the application's log, defaults for what it leaves out.
+fn log(f: &Field<'_, '_>) -> Result<LogBound, ProtoError> {
+    let mut bound = LogBound::default();
+    for p in fields(f.file, f.text, f.table()?, "log.") {
+        match p.name.as_str() {
+            "log.max_size" => {
+                bound.max_bytes = p.size(LogBound::MIN_BYTES..=LogBound::MAX_BYTES)?;
+            }
+            "log.backups" => {
+                bound.backups = p.integer(0..=u64::from(LogBound::MAX_BACKUPS))? as u32;
+            }
+            _ => return Err(p.err("unknown field (known: max_size, backups)")),
+        }
+    }
+    Ok(bound)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -397,6 +470,37 @@ fail_after = 3
         assert_eq!(spec.backoff.fail_after, 3);
         assert_eq!(spec.backoff.max_ms, BackoffPolicy::default().max_ms);
         assert_eq!(spec.report.as_deref(), Some("127.0.0.1:9000"));
+        assert_eq!(spec.log, LogBound::default());
+    }
+
+    #[test]
+    fn the_log_table_takes_sizes_with_units() {
+        let text = "name = \"a\"\nversion = \"1.0.0\"\nstart = \"x\"\n[log]\nmax_size = \"512KiB\"\nbackups = 0\n";
+        let spec = parse_app_toml("app.toml", text).unwrap();
+        assert_eq!(
+            spec.log,
+            LogBound {
+                max_bytes: 512 << 10,
+                backups: 0
+            }
+        );
+        for (text, bytes) in [
+            ("70000", 70_000),
+            ("1MB", 1_000_000),
+            ("2 MiB", 2 << 20),
+            ("1G", 1 << 30),
+        ] {
+            assert_eq!(parse_size(text), Some(bytes), "{text}");
+        }
+        assert_eq!(parse_size("MiB"), None);
+        assert_eq!(parse_size("99999999999999999999G"), None);
+        let spec = parse_app_toml(
+            "app.toml",
+            "name = \"a\"\nversion = \"1.0.0\"\nstart = \"x\"\n[log]\nmax_size = 100000\n",
+        )
+        .unwrap();
+        assert_eq!(spec.log.max_bytes, 100_000);
+        assert_eq!(spec.log.backups, 3);
     }
 
     #[test]
@@ -442,6 +546,24 @@ fail_after = 3
         );
         let e = err("name = \"a\"\nversion = \"1\"\nstart = \"x\"\n[env]\nSMON_X = \"1\"\n");
         assert!(e.starts_with("dir/app.toml:5: field `env.SMON_X`:"), "{e}");
+        let e = err("name = \"a\"\nversion = \"1\"\nstart = \"x\"\n[log]\nmax_size = \"1KiB\"\n");
+        assert!(
+            e.starts_with("dir/app.toml:5: field `log.max_size`: must be between 65536"),
+            "{e}"
+        );
+        let e =
+            err("name = \"a\"\nversion = \"1\"\nstart = \"x\"\n[log]\nmax_size = \"8 parsecs\"\n");
+        assert!(
+            e.starts_with("dir/app.toml:5: field `log.max_size`:"),
+            "{e}"
+        );
+        let e = err("name = \"a\"\nversion = \"1\"\nstart = \"x\"\n[log]\nbackups = 101\n");
+        assert!(e.starts_with("dir/app.toml:5: field `log.backups`:"), "{e}");
+        let e = err("name = \"a\"\nversion = \"1\"\nstart = \"x\"\n[log]\nfiles = 2\n");
+        assert!(
+            e.starts_with("dir/app.toml:5: field `log.files`: unknown"),
+            "{e}"
+        );
         // Syntax errors: the line, no field.
         let e = err("name = \"a\"\nversion = \"1\nstart = \"x\"\n");
         assert!(e.starts_with("dir/app.toml:2: not valid TOML"), "{e}");

@@ -25,7 +25,9 @@ mod version;
 pub mod zones;
 
 pub use aggregate::{Aggregate, AppCount, LoadStats, RowOrder, ZoneRow};
-pub use app::{AppDecl, AppReport, AppSpec, AppState, AppStatus, BackoffPolicy, DesiredState};
+pub use app::{
+    AppDecl, AppReport, AppSpec, AppState, AppStatus, BackoffPolicy, DesiredState, LogBound,
+};
 pub use error::{ProtoError, Result, chain_is_local_exhaustion, is_exhaustion};
 pub use livetag::LiveTag;
 pub use machine::MachineId;

@@ -6,7 +6,8 @@
 //! ROOT/apps/<name>/<version>/     the installed files: the commands' working directory
 //! ROOT/apps/<name>/<version>.pkg  the verified package, served to peers that fetch it
 //! ROOT/apps/<name>/run.json       the supervisor's record (process group, crash loop, override)
-//! ROOT/apps/<name>/app.log        the commands' standard output and error
+//! ROOT/apps/<name>/app.log        the commands' standard output and error, written by
+//!                                 `smon-peer app-run` (`runner.rs`), rotated by `[log]`
 //! ```
 
 pub mod backoff;
@@ -14,6 +15,7 @@ pub mod install;
 pub mod process;
 pub mod report;
 pub mod runfile;
+pub mod runner;
 pub mod status_sender;
 pub mod supervisor;
 

@@ -8,8 +8,10 @@
 //!
 //! A new version replaces the running one (the old is stopped, the new started as desired).
 //! After a restart of the peer, the task adopts the process group its predecessor recorded
-//! (and kills any other group marked as this application's: nothing is duplicated or
-//! orphaned).
+//! (and kills any other process marked as this application's: nothing is duplicated or
+//! orphaned). Processes of the application found in other sessions or groups than its
+//! instance's are killed before any start; if some would not end, the application is
+//! `failed` (the reason in the peer's log) and not started again while they run.
 
 use std::{
     path::PathBuf,
@@ -37,6 +39,8 @@ const WATCH: Duration = Duration::from_millis(250);
 /// A process alive this long (at most `reset_after`) counts as running, when the application
 /// has no status command.
 const UP_AFTER_MS: u64 = 1_000;
+/// How often processes that would not end are tried again.
+const UNTRACKED_RETRY: Duration = Duration::from_secs(5);
 /// Failed status checks in a row that count as a death.
 const STATUS_FAILURES: u32 = 3;
 
@@ -65,7 +69,7 @@ pub fn spawn(ctx: Arc<AppCtx>, decl: AppDecl) -> mpsc::UnboundedSender<AppCmd> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut sup = Supervisor::new(ctx, decl);
-        sup.adopt();
+        sup.adopt().await;
         sup.run(rx).await;
     });
     tx
@@ -86,6 +90,9 @@ struct Supervisor {
     status_ok: bool,
     reporter: Option<Reporter>,
     published: Option<(AppStatus, Option<i32>)>,
+    /// Why the application cannot be tracked (processes of it that would not end), if so:
+    /// it is then `failed` and not started again.
+    untracked: Option<String>,
 }
 
 impl Supervisor {
@@ -109,6 +116,7 @@ impl Supervisor {
             status_ok: false,
             reporter: None,
             published: None,
+            untracked: None,
             ctx,
         };
         sup.update_reporter();
@@ -152,7 +160,8 @@ impl Supervisor {
         Launch {
             dir,
             env,
-            log: install::app_base(&self.ctx.root, &self.name).join("app.log"),
+            log: smon_proto::MachineFiles::new(&self.ctx.root).app_log(&self.name),
+            bound: spec.log,
         }
     }
 
@@ -165,9 +174,9 @@ impl Supervisor {
 
     /// Find the application's processes left by a previous peer: adopt the recorded group,
     /// kill any other (an orphan of a crash between a start and its record).
-    fn adopt(&mut self) {
-        let base = install::app_base(&self.ctx.root, &self.name);
-        let mut groups = process::marked_groups(&base);
+    async fn adopt(&mut self) {
+        let base = self.base();
+        let groups = process::marked_groups(&base);
         let recorded = self.run.proc.filter(|p| groups.contains_key(&p.pgid));
         let adopted = match recorded {
             Some(p) => Some(p),
@@ -200,15 +209,47 @@ impl Supervisor {
             }
         };
         if let Some(p) = adopted {
-            groups.remove(&p.pgid);
             tracing::info!("{}: adopted running process group {}", self.name, p.pgid);
-        }
-        for (pgid, _) in groups {
-            tracing::warn!("{}: killing orphaned process group {pgid}", self.name);
-            process::signal_group(pgid, libc::SIGKILL);
         }
         self.run.proc = adopted;
         self.save();
+        self.end_strays(adopted.map(|p| p.pgid)).await;
+    }
+
+    /// The application's directory of versions (what its processes' marker names).
+    fn base(&self) -> PathBuf {
+        install::app_base(&self.ctx.root, &self.name)
+    }
+
+    /// Kill the application's processes that are not of the instance led by `leader` (all
+    /// of them without one): at most one instance runs. Those that would not end make the
+    /// application untracked: it is not started again while they live.
+    async fn end_strays(&mut self, leader: Option<i32>) -> bool {
+        let base = self.base();
+        let strays = process::strays(leader, &base);
+        if strays.is_empty() {
+            self.untracked = None;
+            return true;
+        }
+        tracing::warn!(
+            "{}: killing processes left from another start: {strays:?}",
+            self.name
+        );
+        let left = process::kill_strays(leader, &base).await;
+        self.set_untracked(&left);
+        left.is_empty()
+    }
+
+    /// Processes of the application that could not be ended, or none.
+    fn set_untracked(&mut self, left: &std::collections::BTreeSet<i32>) {
+        self.untracked = (!left.is_empty()).then(|| {
+            let why = format!("processes {left:?} of the application could not be stopped");
+            tracing::error!(
+                "{}: {why}; it is not started again while they run",
+                self.name
+            );
+            why
+        });
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AppCmd>) {
@@ -310,7 +351,8 @@ impl Supervisor {
             if !dead && p.version == self.decl.version && !self.status_healthy(&p).await {
                 tracing::warn!("{}: status check failed {STATUS_FAILURES} times", self.name);
                 let grace = self.stop_timeout();
-                process::terminate_group(p.pgid, grace).await;
+                let left = process::terminate_app(Some(p.pgid), &self.base(), grace).await;
+                self.set_untracked(&left);
                 dead = true;
             }
             if dead {
@@ -318,6 +360,12 @@ impl Supervisor {
                 self.on_death(p);
                 self.save();
             }
+        }
+        if self.untracked.is_some() && self.run.proc.is_none() && !self.end_strays(None).await {
+            // Processes of it that would not end: never a second instance beside them.
+            self.state = AppState::Failed;
+            self.retry_at = Some(Instant::now() + UNTRACKED_RETRY);
+            return;
         }
         let Some(spec) = self.spec.clone() else {
             // The declared version is not installed here (its files were removed?).
@@ -349,12 +397,12 @@ impl Supervisor {
                 } else if let Some(at) = self.retry_at {
                     if Instant::now() >= at {
                         self.run.restarts += 1;
-                        self.start(&spec, spec.restart_command().to_owned());
+                        self.start(&spec, spec.restart_command().to_owned()).await;
                     } else {
                         self.state = AppState::Backoff;
                     }
                 } else {
-                    self.start(&spec, spec.start.clone());
+                    self.start(&spec, spec.start.clone()).await;
                 }
             }
             DesiredState::Ignore => {
@@ -368,14 +416,20 @@ impl Supervisor {
                     self.state = AppState::Stopped;
                 } else {
                     self.run.ignore_started = Some(key);
-                    self.start(&spec, spec.start.clone());
+                    self.start(&spec, spec.start.clone()).await;
                 }
             }
         }
     }
 
-    fn start(&mut self, spec: &AppSpec, command: String) {
+    async fn start(&mut self, spec: &AppSpec, command: String) {
         self.retry_at = None;
+        // At most one instance: what an earlier start left behind ends first.
+        if !self.end_strays(None).await {
+            self.state = AppState::Failed;
+            self.retry_at = Some(Instant::now() + UNTRACKED_RETRY);
+            return;
+        }
         let launch = self.launch(spec);
         match process::spawn_group(&command, &launch) {
             Ok(pgid) => {
@@ -455,12 +509,12 @@ impl Supervisor {
             let launch = self.launch(spec);
             let extra = [("SMON_APP_PGID", p.pgid.to_string())];
             process::run_command(stop, &launch, &extra, grace).await;
-            if !process::wait_gone(p.pgid, grace).await {
-                process::terminate_group(p.pgid, Duration::from_secs(2)).await;
-            }
-        } else {
-            process::terminate_group(p.pgid, grace).await;
+            process::wait_gone(p.pgid, grace).await;
         }
+        // Whatever is left of it (its group, what it left in other sessions, what carries
+        // its marker): SIGTERM, then SIGKILL.
+        let left = process::terminate_app(Some(p.pgid), &self.base(), grace).await;
+        self.set_untracked(&left);
         tracing::info!("{}: stopped process group {}", self.name, p.pgid);
         self.run.proc = None;
         self.save();
