@@ -169,6 +169,14 @@ pub struct InitArgs {
     /// starts. Default: a free port on 127.0.0.1, which only local machines reach.
     #[arg(long, value_name = "HOST:PORT")]
     pub agent: Option<String>,
+    /// Every peer serves its figures and the cluster's at http://ADDRESS:PORT/metrics
+    /// (OpenMetrics, for Prometheus), on loopback unless --metrics-public; a machine whose
+    /// peer port moves by an offset (several accounts of one host) moves this port too.
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+    /// Serve /metrics on the machine's own address, not loopback (needs --metrics-port).
+    #[arg(long, requires = "metrics_port")]
+    pub metrics_public: bool,
 }
 
 /// `wait`'s exit codes, as `wait --help` shows them (the values are `cmd_wait::exit_code`'s).

@@ -114,6 +114,10 @@ async fn init(args: InitArgs) -> anyhow::Result<String> {
             trust_on_first_use: args.ssh_trust_on_first_use,
         },
         agent_address: args.agent,
+        metrics: args.metrics_port.map(|port| smon_proto::MetricsSetting {
+            port,
+            public: args.metrics_public,
+        }),
     };
     let peer_binary = args.peer_binary.unwrap_or_else(default_peer_binary);
     cmd_init::init(&args.dir, &args.machines, &options, &peer_binary).await

@@ -142,7 +142,7 @@ impl Actor {
             apps::supervisor::AppCtx {
                 root: root.to_owned(),
                 machine: id.me.clone(),
-                host: machine_host(&id.config, &id.me),
+                host: id.config.machine_host(&id.me),
                 status: apps::status_sender::StatusSender::new(tx.clone(), Msg::AppStatus),
             },
             core.apps(),
@@ -363,14 +363,6 @@ fn core_config(config: &ClusterConfig) -> CoreConfig {
         removed_exit_after_ms: config.removed_exit_after_ms,
         disabled_exit_after_ms: config.disabled_exit_after_ms,
         ..CoreConfig::default()
-    }
-}
-
-/// The address applications of `machine` serve on (`SMON_HOST`).
-fn machine_host(config: &ClusterConfig, machine: &MachineId) -> String {
-    match machine {
-        MachineId::Local { name } => config.local_address(name).to_string(),
-        MachineId::Ssh { host, .. } => host.clone(),
     }
 }
 
