@@ -8,9 +8,12 @@
 #[path = "../tests/support/view.rs"]
 mod view;
 
-use std::time::Instant;
+use std::{
+    io::{Read, Write},
+    time::Instant,
+};
 
-use smon_metrics::{Exporter, Format, render};
+use smon_metrics::{Exporter, Format, MetricsServer, Scrape, render};
 
 fn main() {
     let arg = |i: usize, default: u32| {
@@ -37,4 +40,35 @@ fn main() {
             times[times.len() - 1],
         );
     }
+    scrape_over_http(view, rounds);
+}
+
+/// Whole scrapes, as Prometheus makes them: connect, GET /metrics, read the answer.
+fn scrape_over_http(view: smon_proto_types::ClusterView, rounds: u32) {
+    let machines = view.machines;
+    let server = MetricsServer::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = server.local_addr();
+    server.spawn(move |format| Scrape::Text(render(&view, Some(Exporter::default()), format)));
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.write_all(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text\r\n\
+              Connection: close\r\n\r\n",
+        )
+        .expect("send");
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).expect("read");
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        bytes = answer.len();
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "HTTP scrape (OpenMetrics): {machines} machines: median {:.3} ms, max {:.3} ms \
+         ({rounds} rounds), {bytes} bytes with headers",
+        times[times.len() / 2],
+        times[times.len() - 1],
+    );
 }
