@@ -56,7 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Events(args) => cmd_events::run(&open()?, args).await,
-        Command::Metrics(args) => cmd_metrics::run(&open()?, args).await,
+        Command::Metrics(args) => quiet_pipe(cmd_metrics::run(&open()?, args).await),
         Command::Completions { shell } => {
             quiet_pipe(cmd_docs::completions(shell, &mut std::io::stdout()).map_err(Into::into))
         }

@@ -28,7 +28,7 @@ fn own_states(c: &Cluster) -> BTreeMap<String, usize> {
                 .find(|(m, _)| *m == me)
                 .unwrap_or_else(|| panic!("{name} does not hold its own record"));
             *states
-                .entry(format!("{:?}", own.state).to_lowercase())
+                .entry(own.state.as_str().to_string())
                 .or_default() += 1;
         }
         states
