@@ -19,6 +19,9 @@ cd "$(dirname "$0")/.."
 #   useradd, usermod          test users for the SSH machines (passwd)
 #   tcsh                      an SSH machine whose user's login shell is not sh
 #   ip, tc                    network namespaces for the lab tests (iproute2)
+#   promtool                  Prometheus' own parser checks the metrics text (prometheus)
+#   prometheus_client         the client library's OpenMetrics parser, for Debian's python3
+#                             (python3-prometheus-client; scripts/metrics_samples.py)
 need=()
 add() { case " ${need[*]-} " in *" $1 "*) ;; *) need+=("$1") ;; esac; }
 want() { # want TOOL PACKAGE: PACKAGE provides TOOL
@@ -41,6 +44,9 @@ want tcsh tcsh
 want ip iproute2
 want tc iproute2
 want hostname hostname
+want promtool prometheus
+/usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1 ||
+    add python3-prometheus-client
 [ -x /bin/kill ] || [ -x /usr/bin/kill ] || add procps # not the shell's builtin
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -103,6 +103,10 @@ pub enum Command {
     /// `serf monitor`): machines deployed, unreachable, recovered or upgraded, the livetag,
     /// applications' states, membership versions.
     Events(EventsArgs),
+    /// The cluster's figures and the answering peer's for Prometheus, in the OpenMetrics text
+    /// format: printed once, or served at http://ADDR/metrics with --listen (an exporter that
+    /// follows any peer and fails over as the TUI does).
+    Metrics(MetricsArgs),
     /// A shell completion script on standard output: `source <(smon-console completions bash)`.
     Completions {
         #[arg(value_enum)]
@@ -126,6 +130,27 @@ pub struct EventsArgs {
     /// How often to ask the peer for what changed.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub every: Duration,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MetricsArgs {
+    /// Serve the figures at http://ADDR/metrics (HOST:PORT; port 0: a free one, printed)
+    /// until interrupted, instead of printing them once.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The text format printed (a scraper of --listen gets what its Accept header asks for):
+    /// OpenMetrics, or Prometheus' text format 0.0.4 (what `promtool check metrics` reads).
+    #[arg(long, value_enum, default_value = "openmetrics")]
+    pub format: MetricsFormat,
+    /// With --listen: how often to ask the followed peer for its view.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub every: Duration,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum MetricsFormat {
+    Openmetrics,
+    Prometheus,
 }
 
 #[derive(clap::Args, Debug)]
@@ -169,6 +194,14 @@ pub struct InitArgs {
     /// starts. Default: a free port on 127.0.0.1, which only local machines reach.
     #[arg(long, value_name = "HOST:PORT")]
     pub agent: Option<String>,
+    /// Every peer serves its figures and the cluster's at http://ADDRESS:PORT/metrics
+    /// (OpenMetrics, for Prometheus), on loopback unless --metrics-public; a machine whose
+    /// peer port moves by an offset (several accounts of one host) moves this port too.
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+    /// Serve /metrics on the machine's own address, not loopback (needs --metrics-port).
+    #[arg(long, requires = "metrics_port")]
+    pub metrics_public: bool,
 }
 
 /// `wait`'s exit codes, as `wait --help` shows them (the values are `cmd_wait::exit_code`'s).
@@ -353,6 +386,7 @@ impl Command {
                 Confirm("Disable, then stop every peer of the cluster.".into())
             }
             Command::Status { .. }
+            | Command::Metrics(MetricsArgs { listen: None, .. })
             | Command::Wait(_)
             | Command::Membership {
                 command: MembershipCommand::Show { .. },
@@ -361,6 +395,7 @@ impl Command {
             | Command::Tui(_)
             | Command::Demo(_)
             | Command::Events(_)
+            | Command::Metrics(_)
             | Command::Completions { .. }
             | Command::Man => NotHere,
         }

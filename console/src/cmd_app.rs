@@ -193,7 +193,7 @@ impl AppsStatus {
                     desired: app.desired,
                     state: app.state,
                     restarts: app.restarts,
-                    peer: format!("{:?}", record.state).to_lowercase(),
+                    peer: record.state.as_str().into(),
                 });
             }
         }

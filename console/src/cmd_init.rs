@@ -34,6 +34,8 @@ pub struct InitOptions {
     /// `host:port` where peers reach the agent, which listens there (port 0: a free port,
     /// chosen when the agent starts). None: a free port on 127.0.0.1 (local machines only).
     pub agent_address: Option<String>,
+    /// Peers serve `/metrics` there (None: they do not).
+    pub metrics: Option<smon_proto::MetricsSetting>,
 }
 
 impl InitOptions {
@@ -46,6 +48,7 @@ impl InitOptions {
             known_hosts: None,
             pins: PinPolicy::default(),
             agent_address: None,
+            metrics: None,
         }
     }
 }
@@ -275,6 +278,7 @@ fn cluster_config(
         disabled_exit_after_ms: options.disabled_exit_after.map(|d| d.as_millis() as u64),
         rejoin_within_ms: 20 * interval_ms,
         ssh_trust_on_first_use: options.pins.trust_on_first_use,
+        metrics: options.metrics,
     };
     if let Some((a, b)) = config.address_collision(membership.machines()) {
         bail!("local machines {a} and {b} would share a loopback address: rename one");

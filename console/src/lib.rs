@@ -10,6 +10,7 @@ pub mod cmd_docs;
 pub mod cmd_events;
 pub mod cmd_init;
 pub mod cmd_membership;
+pub mod cmd_metrics;
 pub mod cmd_wait;
 pub mod connect;
 pub mod error_line;

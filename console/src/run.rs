@@ -9,7 +9,7 @@ use crate::{
     cli::{Cli, Command, InitArgs, MembershipCommand, TuiArgs},
     cluster_dir::ClusterDir,
     cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_docs, cmd_events, cmd_init, cmd_membership,
-    cmd_wait,
+    cmd_metrics, cmd_wait,
     host_keys::PinPolicy,
     tui,
 };
@@ -56,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Events(args) => cmd_events::run(&open()?, args).await,
+        Command::Metrics(args) => quiet_pipe(cmd_metrics::run(&open()?, args).await),
         Command::Completions { shell } => {
             quiet_pipe(cmd_docs::completions(shell, &mut std::io::stdout()).map_err(Into::into))
         }
@@ -114,6 +115,10 @@ async fn init(args: InitArgs) -> anyhow::Result<String> {
             trust_on_first_use: args.ssh_trust_on_first_use,
         },
         agent_address: args.agent,
+        metrics: args.metrics_port.map(|port| smon_proto::MetricsSetting {
+            port,
+            public: args.metrics_public,
+        }),
     };
     let peer_binary = args.peer_binary.unwrap_or_else(default_peer_binary);
     cmd_init::init(&args.dir, &args.machines, &options, &peer_binary).await

@@ -127,7 +127,7 @@ impl Summary {
             .iter()
             .map(|(machine, r)| MachineRow {
                 machine: machine.to_string(),
-                state: format!("{:?}", r.state).to_lowercase(),
+                state: r.state.as_str().into(),
                 version: r.peer_version.map(|v| v.to_string()),
                 livetag: r.livetag,
                 overhead: r.overhead,

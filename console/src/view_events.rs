@@ -148,19 +148,6 @@ fn with_space(version: &Option<String>) -> String {
         .map_or_else(String::new, |v| format!(" {v}"))
 }
 
-/// A peer state's word, as the views and events print it.
-pub fn peer_state_word(state: PeerState) -> &'static str {
-    match state {
-        PeerState::Running => "running",
-        PeerState::Disabled => "disabled",
-        PeerState::Removed => "removed",
-        PeerState::Deploying => "deploying",
-        PeerState::Unreachable => "unreachable",
-        PeerState::Stopped => "stopped",
-        PeerState::Conflict => "conflict",
-    }
-}
-
 /// What changed on a machine between the record the watcher held (`None`: none yet) and the
 /// one it now sees: its peer's state or version, then each application's state.
 pub fn machine_changes(before: Option<&MachineRecord>, after: &MachineRecord) -> Vec<Change> {
@@ -168,7 +155,7 @@ pub fn machine_changes(before: Option<&MachineRecord>, after: &MachineRecord) ->
     let old_state = before.map(|r| r.state);
     let old_version = before.and_then(|r| r.peer_version);
     let version = after.peer_version.map(|v| v.to_string());
-    let state = peer_state_word(after.state);
+    let state = after.state.as_str();
     if (old_state, old_version) != (Some(after.state), after.peer_version) {
         let was_up = old_state.is_some_and(PeerState::is_up);
         out.push(match (old_state, after.state) {
@@ -179,11 +166,11 @@ pub fn machine_changes(before: Option<&MachineRecord>, after: &MachineRecord) ->
                 to: version,
             },
             (_, PeerState::Unreachable) => Change::Unreachable {
-                from: old_state.map(peer_state_word),
+                from: old_state.map(PeerState::as_str),
                 version,
             },
             (from, _) => Change::State {
-                from: from.map(peer_state_word),
+                from: from.map(PeerState::as_str),
                 to: state,
                 version,
             },

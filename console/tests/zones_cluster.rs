@@ -27,9 +27,7 @@ fn own_states(c: &Cluster) -> BTreeMap<String, usize> {
                 .iter()
                 .find(|(m, _)| *m == me)
                 .unwrap_or_else(|| panic!("{name} does not hold its own record"));
-            *states
-                .entry(format!("{:?}", own.state).to_lowercase())
-                .or_default() += 1;
+            *states.entry(own.state.as_str().to_string()).or_default() += 1;
         }
         states
     })

@@ -39,6 +39,21 @@ pub struct ClusterConfig {
     /// the first time a peer logs in to it. Never a key that differs from a pinned one.
     #[serde(default)]
     pub ssh_trust_on_first_use: bool,
+    /// Every peer serves its figures over HTTP at `/metrics` (OpenMetrics text, for
+    /// Prometheus) when set; off when absent (`init --metrics-port`).
+    #[serde(default)]
+    pub metrics: Option<MetricsSetting>,
+}
+
+/// Where peers serve `/metrics` (see [`ClusterConfig::metrics_address`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsSetting {
+    /// The port, plus the machine's port offset as for the peer's own port.
+    pub port: u16,
+    /// Listen on the machine's address (reachable by a Prometheus on another host) instead of
+    /// loopback only.
+    #[serde(default)]
+    pub public: bool,
 }
 
 impl ClusterConfig {
@@ -90,12 +105,37 @@ impl ClusterConfig {
     }
 
     fn address_at(&self, machine: &MachineId, offset: u16) -> String {
-        let port = self.port.saturating_add(offset);
+        Self::host_port(self.machine_host(machine), self.port.saturating_add(offset))
+    }
+
+    /// The address of `machine` itself: a `local:` machine's loopback address, an SSH
+    /// machine's host.
+    pub fn machine_host(&self, machine: &MachineId) -> String {
         match machine {
-            MachineId::Local { name } => format!("{}:{port}", self.local_address(name)),
-            MachineId::Ssh { host, .. } if host.contains(':') => format!("[{host}]:{port}"),
-            MachineId::Ssh { host, .. } => format!("{host}:{port}"),
+            MachineId::Local { name } => self.local_address(name).to_string(),
+            MachineId::Ssh { host, .. } => host.clone(),
         }
+    }
+
+    /// `host:port`, `[v6]:port`.
+    fn host_port(host: String, port: u16) -> String {
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
+
+    /// Where the peer of `machine` serves `/metrics`, if the cluster opted in: loopback
+    /// (`127.0.0.1`; a `local:` machine's own loopback address) unless the setting is
+    /// `public`, then the machine's address; the port moves with the peer's port offset.
+    pub fn metrics_address(&self, machine: &MachineId, membership: &Membership) -> Option<String> {
+        let setting = self.metrics?;
+        let port = setting.port.saturating_add(membership.port_offset(machine));
+        Some(match machine {
+            MachineId::Ssh { .. } if !setting.public => format!("127.0.0.1:{port}"),
+            _ => Self::host_port(self.machine_host(machine), port),
+        })
     }
 
     /// The directory of a `local:` machine.
@@ -166,6 +206,7 @@ mod tests {
             disabled_exit_after_ms: None,
             rejoin_within_ms: 20_000,
             ssh_trust_on_first_use: false,
+            metrics: None,
         }
     }
 

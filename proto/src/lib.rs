@@ -22,7 +22,7 @@ pub mod release;
 mod service;
 pub mod transport;
 
-pub use cluster::{ClusterConfig, InstallSeed};
+pub use cluster::{ClusterConfig, InstallSeed, MetricsSetting};
 pub use cluster_key::{CLUSTER_KEY_LEN, ClusterKey};
 pub use files::{ClusterFiles, MachineFiles, SSH_ROOT_IN_HOME, read_text, write_atomic};
 pub use log_file::RotatingLog;

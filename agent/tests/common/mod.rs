@@ -34,6 +34,7 @@ pub fn cluster_dir(dir: &Path, machines: &[&str]) {
         disabled_exit_after_ms: None,
         rejoin_within_ms: 60000,
         ssh_trust_on_first_use: false,
+        metrics: None,
     };
     config.save(dir).unwrap();
     ClusterKey::create(&files.cluster_key()).unwrap();

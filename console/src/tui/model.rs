@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use smon_proto::{AppState, ClusterView, LiveTag, MachineId, MachineRecord, PeerState};
 
-use crate::view_events::{
-    Change, ViewEvent, livetag_change, machine_changes, membership_change, peer_state_word,
-};
+use crate::view_events::{Change, ViewEvent, livetag_change, machine_changes, membership_change};
 
 /// Recent events kept for the overview.
 const MAX_EVENTS: usize = 200;
@@ -27,7 +25,7 @@ impl Row {
     }
 
     pub fn state_word(&self) -> &'static str {
-        self.state().map_or("unknown", peer_state_word)
+        self.state().map_or("unknown", PeerState::as_str)
     }
 
     pub fn version(&self) -> String {

@@ -159,6 +159,7 @@ impl Core {
             now_ms: self.now,
             as_of_ms: root.order.as_of_ms,
             zones,
+            peer: Default::default(),
         }
     }
 

@@ -244,6 +244,7 @@ mod tests {
             disabled_exit_after_ms: None,
             rejoin_within_ms: 60_000,
             ssh_trust_on_first_use: false,
+            metrics: None,
         };
         let ssh = crate::SshContext {
             key: smon_proto::ClusterKey::from_bytes([7; 32]),

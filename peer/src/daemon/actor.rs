@@ -10,8 +10,8 @@ use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_login::{Login, SshContext, host_keys::KNOWN_HOSTS, layout};
 use smon_proto::{
     AppDecl, AppStatus, ClusterConfig, ClusterKey, ClusterView, ControlAction, DesiredState,
-    MachineId, Membership, PeerCall, PeerReply, Refusal, ReleasePublicKey, Version, ZoneRecords,
-    ZoneRecordsRequest,
+    MachineId, Membership, PeerCall, PeerCounters, PeerReply, Refusal, ReleasePublicKey, Version,
+    ZoneRecords, ZoneRecordsRequest,
     chunked::{Assembly, Kind},
 };
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +20,7 @@ use super::{
     DaemonError,
     apps::{self, Apps},
     clock::now_ms,
+    counters,
     loader::Loaded,
     own_package::OwnPackage,
     store::{Store, keys},
@@ -79,6 +80,8 @@ pub struct Actor {
     pub app_push: Assembly,
     /// The address this peer listens on (its port depends on the membership).
     pub listen: String,
+    /// This peer's own counters since it started (`counters.rs`).
+    pub counters: PeerCounters,
 }
 
 pub enum Ending {
@@ -142,7 +145,7 @@ impl Actor {
             apps::supervisor::AppCtx {
                 root: root.to_owned(),
                 machine: id.me.clone(),
-                host: machine_host(&id.config, &id.me),
+                host: id.config.machine_host(&id.me),
                 status: apps::status_sender::StatusSender::new(tx.clone(), Msg::AppStatus),
             },
             core.apps(),
@@ -167,6 +170,7 @@ impl Actor {
             apps,
             app_push: Assembly::new(Kind::App),
             listen,
+            counters: PeerCounters::default(),
         };
         (actor, initial)
     }
@@ -218,14 +222,18 @@ impl Actor {
         match msg {
             Msg::Call(call, reply) => {
                 let from_peer = matches!(call, PeerCall::Ping(_));
+                let call_bytes = smon_proto::wire_size(&call);
                 let answer = self.core.on_call(now, call, &mut self.rng, out);
+                counters::on_call(&mut self.counters, call_bytes, &answer);
                 let _ = reply.send(answer);
                 if from_peer {
                     self.passed_trial();
                 }
             }
             Msg::View(since, reply) => {
-                let _ = reply.send(self.core.cluster_view(since));
+                let mut view = self.core.cluster_view(since);
+                view.peer = self.counters;
+                let _ = reply.send(view);
             }
             Msg::ZoneRecords(req, reply) => {
                 let _ = reply.send(self.core.zone_records(&req));
@@ -247,6 +255,7 @@ impl Actor {
                 if matches!(input, Input::Reply { result: Ok(_), .. }) {
                     self.passed_trial();
                 }
+                counters::on_input(&mut self.counters, &input);
                 self.core.handle(now, input, &mut self.rng, out);
             }
             Msg::ReleaseFetch(session) => self.core.release_fetch(session),
@@ -305,6 +314,7 @@ impl Actor {
     /// Carry out the core's outputs; returns how the actor ends, if one of them ends it.
     fn carry_out(&mut self, out: &mut Vec<Output>) -> Result<Option<Ending>, DaemonError> {
         for output in std::mem::take(out) {
+            counters::on_output(&mut self.counters, &output);
             match output {
                 Output::SetTimer(at) => self.timer = Some(self.timer.map_or(at, |t| t.min(at))),
                 Output::Call { id, to, call } => self.spawn_call(id, to, call),
@@ -363,14 +373,6 @@ fn core_config(config: &ClusterConfig) -> CoreConfig {
         removed_exit_after_ms: config.removed_exit_after_ms,
         disabled_exit_after_ms: config.disabled_exit_after_ms,
         ..CoreConfig::default()
-    }
-}
-
-/// The address applications of `machine` serve on (`SMON_HOST`).
-fn machine_host(config: &ClusterConfig, machine: &MachineId) -> String {
-    match machine {
-        MachineId::Local { name } => config.local_address(name).to_string(),
-        MachineId::Ssh { host, .. } => host.clone(),
     }
 }
 

@@ -5,16 +5,19 @@
 //! `run` loads the peer (`loader.rs`), listens (`server.rs`) and hands over to the actor
 //! (`actor.rs`), which owns the core; what the actor does besides its loop lives beside it:
 //! `control.rs` (operator control, pushed packages), `tasks.rs` (IO tasks), `fetch.rs` (the
-//! chunked fetch client), `upgrade.rs` (upgrade, rollback, re-exec).
+//! chunked fetch client), `upgrade.rs` (upgrade, rollback, re-exec); `counters.rs` the
+//! peer's own counters, `metrics.rs` its `/metrics` when the cluster opts in.
 
 mod actor;
 pub mod apps;
 mod clock;
 mod control;
+mod counters;
 mod error;
 mod fetch;
 pub mod install;
 mod loader;
+mod metrics;
 mod own_package;
 mod server;
 pub mod start;
@@ -65,6 +68,12 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
     tracing::info!("{me} runs smon-peer {version} on {addr}");
 
     let (tx, rx) = mpsc::channel(1024);
+    metrics::serve(
+        &loaded.identity.config,
+        &loaded.identity.me,
+        &loaded.identity.membership,
+        tx.clone(),
+    );
     let server = PeerServer {
         tx: tx.clone(),
         package: loaded.package.clone(),

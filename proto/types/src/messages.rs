@@ -136,6 +136,29 @@ pub struct ClusterView {
     /// The zones whose rows the answering peer holds: every child of each zone on its path
     /// from the root down to its leaf zone.
     pub zones: Vec<ZoneInfo>,
+    /// The answering peer's own counters since it started: filled in by the daemon (the core
+    /// counts nothing), zeros where no daemon answers (the simulator).
+    #[serde(default)]
+    pub peer: PeerCounters,
+}
+
+/// A peer's own counters since its process started (they restart from zero with it, as
+/// Prometheus counters do). Counted by the daemon around the core, never by the core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerCounters {
+    /// Bytes of epidemic calls ([`PeerCall`]) and their replies this peer sent, as
+    /// [`wire_size`] measures them (payload, before framing and encryption).
+    pub gossip_sent_bytes: u64,
+    /// Bytes of epidemic calls and replies this peer received, measured the same way.
+    pub gossip_received_bytes: u64,
+    /// Logins (probes) to other machines this peer started.
+    pub login_attempts: u64,
+    /// Of those, the ones that failed (no login, or the probe failed).
+    pub login_failures: u64,
+    /// Deployments (package copy and installer) this peer started.
+    pub deploy_attempts: u64,
+    /// Of those, the ones that failed.
+    pub deploy_failures: u64,
 }
 
 impl ClusterView {
@@ -152,6 +175,7 @@ impl ClusterView {
             now_ms: 0,
             as_of_ms: 0,
             zones: Vec::new(),
+            peer: PeerCounters::default(),
         }
     }
 }

@@ -42,6 +42,19 @@ impl PeerState {
         self as usize
     }
 
+    /// The state's name as the console prints it (`running`, `unreachable`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Running => "running",
+            PeerState::Disabled => "disabled",
+            PeerState::Removed => "removed",
+            PeerState::Deploying => "deploying",
+            PeerState::Unreachable => "unreachable",
+            PeerState::Stopped => "stopped",
+            PeerState::Conflict => "conflict",
+        }
+    }
+
     /// A peer process is up on the machine.
     pub fn is_up(self) -> bool {
         matches!(
