@@ -277,6 +277,7 @@ mod examples {
                 row: Some((row().order, row().agg)),
                 peers: vec![machine()],
             }],
+            peer: Default::default(),
         }
     }
 }
