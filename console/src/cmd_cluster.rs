@@ -102,24 +102,6 @@ pub async fn package(
     Ok(())
 }
 
-/// Push a release to one peer; it upgrades, and the others follow it.
-pub async fn upgrade(dir: &ClusterDir, file: &Path) -> anyhow::Result<()> {
-    let package = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
-    let trusted = dir.trusted_release_key()?;
-    let (_, manifest) = release::verify_package(&package, &trusted)
-        .with_context(|| format!("{}", file.display()))?;
-    let (machine, client) = connect::any_peer(dir).await?;
-    let answer = chunked::push(chunked::Kind::Release, &package, |action| {
-        connect::control_one(&machine, &client, action)
-    })
-    .await?;
-    println!(
-        "{answer}; the other peers follow it to {}",
-        manifest.version
-    );
-    Ok(())
-}
-
 pub async fn set_livetag(dir: &ClusterDir, enabled: bool) -> anyhow::Result<()> {
     let answer = connect::control(dir, ControlAction::SetLiveTag { enabled }).await?;
     println!("{answer}");

@@ -43,6 +43,7 @@ fn record(i: u32, state: PeerState, version: Version, overhead: u32) -> MachineR
         load: (i * 7 % 300) as u16,
         news_rev: 3,
         changed_ms: 0,
+        bad_versions: Vec::new(),
     }
 }
 
@@ -103,6 +104,50 @@ fn render(app: &App) -> String {
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
     terminal.draw(|f| ui::draw(f, app)).unwrap();
     terminal.backend().to_string()
+}
+
+/// Issue 16: a release rolled back on m003 shows on the overview (where, when, why) and in
+/// the recent events.
+#[test]
+fn the_overview_shows_a_version_marked_bad() {
+    let mut app = sample_app();
+    let ids = machines(24);
+    let mut r = record(2, PeerState::Running, Version::new(0, 1, 0), 1);
+    r.news_rev = 4;
+    r.bad_versions = vec![smon_proto::BadVersion {
+        version: Version::new(0, 5, 0),
+        reason: smon_proto::BadReason::Exited { code: 3 },
+        at_ms: 1_795_000_000_000,
+    }];
+    let mut view = ClusterView {
+        seq: 5,
+        answered_by: ids[0].clone(),
+        membership_version: 1,
+        machines: 24,
+        livetag: LiveTag {
+            enabled: true,
+            version: 0,
+        },
+        records: vec![(ids[2].clone(), r.clone())],
+        ..ClusterView::empty(ids[0].clone())
+    };
+    view.root.add_record(&r, 1);
+    app.update(Action::Data(DataMsg::View {
+        at: 10.0,
+        full: false,
+        view: Box::new(view),
+    }));
+    let screen = render(&app);
+    assert!(
+        screen.contains("BAD 0.5.0 on local:m003 22:13:20Z"),
+        "{screen}"
+    );
+    assert!(screen.contains("exited with code 3 at start"), "{screen}");
+    assert!(
+        screen.contains("local:m003: version 0.5.0 marked bad"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("overview_bad_version", screen);
 }
 
 #[test]

@@ -160,6 +160,9 @@ impl Core {
             as_of_ms: root.order.as_of_ms,
             zones,
             peer: Default::default(),
+            bad_versions: (root.agg.bad_sample.iter())
+                .filter_map(|m| Some((membership.get(m.machine)?.clone(), m.bad)))
+                .collect(),
         }
     }
 

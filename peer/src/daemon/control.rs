@@ -138,9 +138,10 @@ impl Actor {
                 self.core.version()
             )));
         }
-        if self.core.persistent().bad_versions.contains(&version) {
+        if self.core.is_marked_bad(version) {
             return Err(Refusal::Denied(format!(
-                "version {version} was rolled back here before"
+                "version {version} is marked bad (rolled back on a machine; `status` says \
+                 where and why): package the fix as a newer version"
             )));
         }
         layout::store_version(&self.root, version, &package)

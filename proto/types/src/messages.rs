@@ -136,6 +136,9 @@ pub struct ClusterView {
     /// The zones whose rows the answering peer holds: every child of each zone on its path
     /// from the root down to its leaf zone.
     pub zones: Vec<ZoneInfo>,
+    /// The root's sample of versions marked bad ([`Aggregate::bad_sample`]), each with the
+    /// machine that marked it by name; `root.bad_versions` counts them all.
+    pub bad_versions: Vec<(MachineId, crate::BadVersion)>,
     /// The answering peer's own counters since it started: filled in by the daemon (the core
     /// counts nothing), zeros where no daemon answers (the simulator).
     #[serde(default)]
@@ -176,6 +179,7 @@ impl ClusterView {
             as_of_ms: 0,
             zones: Vec::new(),
             peer: PeerCounters::default(),
+            bad_versions: Vec::new(),
         }
     }
 }
