@@ -167,10 +167,10 @@ mod tests {
                 ("0.7.0", None, None)
             ]
         );
-        assert_eq!(rows[0].at.as_deref(), Some("2026-11-18T22:13:20Z"));
+        assert_eq!(rows[0].at.as_deref(), Some("2026-11-18T11:06:40Z"));
         assert_eq!(
             rows[0].text(),
-            "version 0.5.0 marked bad on local:m1 at 2026-11-18T22:13:20Z: exited with code 3 at start"
+            "version 0.5.0 marked bad on local:m1 at 2026-11-18T11:06:40Z: exited with code 3 at start"
         );
         assert!(rows[1].text().ends_with("within 20s (2 machines in all)"));
         let json = serde_json::to_value(&rows[0]).unwrap();

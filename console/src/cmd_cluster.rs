@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use smon_login::{layout, machine_ops};
-use smon_proto::{ControlAction, InstallSeed, MachineId, Membership, Version, chunked, release};
+use smon_proto::{ControlAction, InstallSeed, MachineId, Membership, Version, release};
 
 use crate::{
     cluster_dir::{ClusterDir, write_atomic},
