@@ -42,6 +42,20 @@ impl BadVersionRow {
         }
     }
 
+    /// A mark of `version` on local:m1, exit code 3 (for tests).
+    #[cfg(test)]
+    pub fn example(version: &str) -> Self {
+        BadVersionRow {
+            version: version.into(),
+            machine: Some("local:m1".into()),
+            reason: "exited with code 3 at start".into(),
+            exit_code: Some(3),
+            at: None,
+            at_ms: None,
+            machines: 1,
+        }
+    }
+
     /// One line of text: `0.5.0 marked bad on local:m1 at …: exited with code 3 at start`.
     pub fn text(&self) -> String {
         let on = self.machine.as_deref().map_or_else(

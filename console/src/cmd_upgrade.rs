@@ -107,7 +107,6 @@ pub async fn upgrade(dir: &ClusterDir, file: &Path, watch: Duration) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bad_versions::BadVersionRow;
 
     fn summary(machines: u32, versions: &[(&str, usize)]) -> Summary {
         let mut s = Summary::new(&smon_proto::ClusterView::empty("local:a".parse().unwrap()));
@@ -132,15 +131,7 @@ mod tests {
             Outcome::Spreading { on: 1, of: 1 }
         );
         let mut bad = summary(6, &[("0.1.0", 6)]);
-        bad.bad_versions = vec![BadVersionRow {
-            version: "0.5.0".into(),
-            machine: Some("local:m1".into()),
-            reason: "exited with code 3 at start".into(),
-            exit_code: Some(3),
-            at: None,
-            at_ms: None,
-            machines: 1,
-        }];
+        bad.bad_versions = vec![crate::bad_versions::BadVersionRow::example("0.5.0")];
         assert!(matches!(judge(&bad, v), Outcome::MarkedBad(m) if m[0].contains("local:m1")));
     }
 }

@@ -386,15 +386,7 @@ mod tests {
     #[test]
     fn a_version_marked_bad_ends_the_wait_at_once_with_its_own_code() {
         let mut s = summary(6, 6, &[("0.1.0", 6)]);
-        s.bad_versions = vec![crate::bad_versions::BadVersionRow {
-            version: "0.5.0".into(),
-            machine: Some("local:m1".into()),
-            reason: "exited with code 3 at start".into(),
-            exit_code: Some(3),
-            at: None,
-            at_ms: None,
-            machines: 1,
-        }];
+        s.bad_versions = vec![crate::bad_versions::BadVersionRow::example("0.5.0")];
         let v = |s: &str| Goal::Version(s.parse().unwrap());
         let verdict = v("0.5.0").judge_view(&s);
         assert!(

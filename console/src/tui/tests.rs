@@ -53,6 +53,22 @@ fn machines(n: u32) -> Vec<MachineId> {
         .collect()
 }
 
+/// A view of the 24 machines `ids` answered by the first, livetag enabled (v0).
+fn view_of(ids: &[MachineId], seq: u64, records: Vec<(MachineId, MachineRecord)>) -> ClusterView {
+    ClusterView {
+        seq,
+        answered_by: ids[0].clone(),
+        membership_version: 1,
+        machines: 24,
+        livetag: LiveTag {
+            enabled: true,
+            version: 0,
+        },
+        records,
+        ..ClusterView::empty(ids[0].clone())
+    }
+}
+
 /// A cluster of 24 machines, 20 of them known, seen at fixed times.
 fn sample_app() -> App {
     let ids = machines(24);
@@ -77,18 +93,7 @@ fn sample_app() -> App {
                 )
             })
             .collect();
-        let view = ClusterView {
-            seq: u64::from(step),
-            answered_by: ids[0].clone(),
-            membership_version: 1,
-            machines: 24,
-            livetag: LiveTag {
-                enabled: true,
-                version: 0,
-            },
-            records,
-            ..ClusterView::empty(ids[0].clone())
-        };
+        let view = view_of(&ids, u64::from(step), records);
         model.apply(DataMsg::View {
             at: f64::from(step) * 2.0,
             full: step == 1,
@@ -119,18 +124,7 @@ fn the_overview_shows_a_version_marked_bad() {
         reason: smon_proto::BadReason::Exited { code: 3 },
         at_ms: 1_795_000_000_000,
     }];
-    let mut view = ClusterView {
-        seq: 5,
-        answered_by: ids[0].clone(),
-        membership_version: 1,
-        machines: 24,
-        livetag: LiveTag {
-            enabled: true,
-            version: 0,
-        },
-        records: vec![(ids[2].clone(), r.clone())],
-        ..ClusterView::empty(ids[0].clone())
-    };
+    let mut view = view_of(&ids, 5, vec![(ids[2].clone(), r.clone())]);
     view.root.add_record(&r, 1);
     app.update(Action::Data(DataMsg::View {
         at: 10.0,
@@ -330,21 +324,8 @@ fn freezing_holds_updates_until_resumed() {
     let deployed = app.model.deployed;
     app.update(Action::Freeze);
     let ids = machines(24);
-    let view = ClusterView {
-        seq: 99,
-        answered_by: ids[0].clone(),
-        membership_version: 1,
-        machines: 24,
-        livetag: LiveTag {
-            enabled: true,
-            version: 0,
-        },
-        records: vec![(
-            ids[23].clone(),
-            record(23, PeerState::Running, Version::new(0, 2, 0), 1),
-        )],
-        ..ClusterView::empty(ids[0].clone())
-    };
+    let record = record(23, PeerState::Running, Version::new(0, 2, 0), 1);
+    let view = view_of(&ids, 99, vec![(ids[23].clone(), record)]);
     app.update(Action::Data(DataMsg::View {
         at: 10.0,
         full: false,
