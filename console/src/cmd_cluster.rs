@@ -130,6 +130,15 @@ pub async fn set_membership(
     let known_hosts = dir.files().known_hosts();
     let how = format!("add their keys to {} (ssh-keyscan)", known_hosts.display());
     let mut membership = crate::host_keys::pin(&known_hosts, membership, policy, &how).await?;
+    // The list the cluster runs already says this: no new version (issue 15, kind 6).
+    if dir.membership.version == view.membership_version && membership.same_content(&dir.membership)
+    {
+        println!(
+            "membership unchanged: version {} already lists these machines",
+            view.membership_version
+        );
+        return Ok(());
+    }
     if membership.has_pins() {
         crate::signing::sign_membership(dir, &mut membership).await?;
     }

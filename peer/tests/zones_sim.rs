@@ -323,3 +323,69 @@ fn a_version_marked_bad_on_one_machine_reaches_every_peers_root() {
     assert!(took.unwrap() <= 15, "took {took:?} rounds");
     assert_eq!(run(9).1, root, "same seed, same view");
 }
+
+/// Issue 15, kind 6: two operators, one on each side of a split, each set another list with
+/// the same version. After the heal every peer keeps the same list (the greater by
+/// `Membership::order`), no record crossed between the two lists (each record still names the
+/// machine whose application it reports), and the same seed gives the same end.
+#[test]
+fn two_lists_of_one_version_converge_and_never_mix_records() {
+    let run = |seed| {
+        let n = 60;
+        let (mut w, _) = deployed_world(SimParams::new(n, seed), 0);
+        assert!(settle(&mut w, 40).is_some(), "{:?}", disagreeing(&w));
+        // Each machine reports an application named after it: a record that crossed lists
+        // would carry another machine's name.
+        for m in 0..n {
+            let mut apps = app(AppState::Running);
+            apps[0].name = format!("app-of-{m}");
+            w.input(m, Input::AppStates(apps));
+        }
+        let interval = w.params.interval_ms;
+        w.run_until(w.now + 5 * interval);
+        for m in n / 2..n {
+            w.machines[m].side = 1;
+        }
+        // Side 0 drops the last machine, side 1 the second: indexes shift differently.
+        let a: Vec<_> = (0..n - 1).map(machine_name).collect();
+        let b: Vec<_> = (0..n).filter(|&i| i != 1).map(machine_name).collect();
+        let (a, b) = (
+            Arc::new(Membership::new(2, a)),
+            Arc::new(Membership::new(2, b)),
+        );
+        assert_ne!(a.digest(), b.digest());
+        w.input(0, Input::SetMembership(a.clone()));
+        w.input(n - 1, Input::SetMembership(b.clone()));
+        w.run_until(w.now + 20 * interval);
+        for m in &mut w.machines {
+            m.side = 0;
+        }
+        let winner = if a.order() > b.order() { a } else { b };
+        let mut took = None;
+        for round in 0..60 {
+            let lists: Vec<_> = w.running().map(|(_, c)| c.membership().order()).collect();
+            if lists.iter().all(|l| *l == winner.order()) {
+                took = Some(round);
+                break;
+            }
+            w.run_until(w.now + interval);
+        }
+        assert!(took.is_some(), "the two lists never converged");
+        w.run_until(w.now + 10 * interval);
+        for (_, core) in w.running() {
+            for (record, _) in core.view().records() {
+                let id = core.membership().get(record.machine).unwrap();
+                let m = w.index(id).unwrap();
+                for app in &record.apps {
+                    assert_eq!(app.name, format!("app-of-{m}"), "at {}", core.me());
+                }
+            }
+        }
+        let peer = w
+            .running()
+            .next()
+            .map(|(_, c)| format!("{:?}", c.view().root()));
+        (winner.order(), peer)
+    };
+    assert_eq!(run(4), run(4), "same seed, same end");
+}

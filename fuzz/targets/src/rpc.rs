@@ -209,6 +209,7 @@ mod examples {
     pub fn gossip() -> Gossip {
         Gossip {
             membership_version: 2,
+            membership_digest: 0x5eed_0f11_57ab_1e00,
             records: vec![Arc::new(record()), Arc::new(MachineRecord::empty(0))],
             rows: vec![Arc::new(row())],
             digest: vec![0, 0, 0x2a, 0x91],

@@ -38,13 +38,15 @@ impl Core {
         });
     }
 
+    /// A peer holds the list `list` ((version, digest), see `Membership::order`): pull it
+    /// if it orders above ours.
     pub(crate) fn consider_membership(
         &mut self,
         from: &MachineId,
-        version: u64,
+        list: (u64, u64),
         out: &mut Vec<Output>,
     ) {
-        if version <= self.view.membership().version || self.member_pull_in_flight {
+        if list <= self.view.membership().order() || self.member_pull_in_flight {
             return;
         }
         let Some(index) = self.view.membership().index_of(from) else {
@@ -71,7 +73,7 @@ impl Core {
     }
 
     pub(crate) fn apply_membership(&mut self, membership: Arc<Membership>, out: &mut Vec<Output>) {
-        if membership.version <= self.view.membership().version {
+        if membership.order() <= self.view.membership().order() {
             return;
         }
         self.membership_blob = None;

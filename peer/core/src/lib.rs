@@ -359,6 +359,7 @@ impl Core {
         );
         Gossip {
             membership_version: self.view.membership().version,
+            membership_digest: self.view.membership().digest(),
             records,
             rows,
             digest: Vec::new(),
@@ -366,7 +367,10 @@ impl Core {
     }
 
     fn absorb_gossip(&mut self, gossip: Gossip, out: &mut Vec<Output>) {
-        if gossip.membership_version != self.view.membership().version {
+        // Another list (even of the same version) numbers machines otherwise: nothing of it
+        // is taken (issue 15, kind 6).
+        let theirs = (gossip.membership_version, gossip.membership_digest);
+        if theirs != self.view.membership().order() {
             return;
         }
         let mut refute = false;
@@ -587,10 +591,11 @@ impl Core {
     /// What a pong carries: taken whoever answered; a newer version or list is asked of the
     /// peer that answered (`pong.from`), not of the machine pinged.
     fn on_pong(&mut self, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
+        let list = (pong.membership_version, pong.gossip.membership_digest);
         self.absorb_livetag(pong.livetag, out);
         self.absorb_gossip(pong.gossip, out);
         self.consider_version(&pong.from, pong.version, rng, out);
-        self.consider_membership(&pong.from, pong.membership_version, out);
+        self.consider_membership(&pong.from, list, out);
     }
 
     // ---- applications ----------------------------------------------------------------------

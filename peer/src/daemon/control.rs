@@ -73,6 +73,12 @@ impl Actor {
     fn set_membership(&mut self, blob: &[u8], out: &mut Vec<Output>) -> Result<String, Refusal> {
         let list = Membership::decode(blob).map_err(|e| Refusal::Invalid(e.to_string()))?;
         let current = self.core.membership().version;
+        // The same list again makes no new version (issue 15, kind 6): nothing changes.
+        if list.same_content(self.core.membership()) {
+            return Ok(format!(
+                "membership unchanged: version {current} already lists these machines"
+            ));
+        }
         if list.version <= current {
             return Err(Refusal::Invalid(format!(
                 "membership version {} is not newer than {current}",

@@ -20,6 +20,9 @@ use crate::{
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Gossip {
     pub membership_version: u64,
+    /// The [`crate::Membership::digest`] of that list: records and rows are taken only by
+    /// a peer whose list has the same version and digest.
+    pub membership_digest: u64,
     pub records: Vec<std::sync::Arc<MachineRecord>>,
     pub rows: Vec<std::sync::Arc<ZoneRow>>,
     /// On a ping: what the sender holds of the tables it shares with the receiver, one byte
