@@ -226,6 +226,11 @@ fn membership_changes_retire_removed_machines_and_deploy_added_ones() {
     wait_for(Duration::from_secs(90), "the first ten to run", || {
         c.names[..10].iter().all(|n| c.pid(n).is_some())
     });
+    // The same list again makes no new version (issue 15, kind 6).
+    let version = c.status()["membership_version"].clone();
+    let again = c.ok(&["membership", "set", list.to_str().unwrap()]);
+    assert!(again.contains("membership unchanged"), "{again}");
+    assert_eq!(c.status()["membership_version"], version);
 
     // Remove five: their peers exit. Add the five never listed: they get deployed.
     let next: String = c.names[..5]
