@@ -292,6 +292,7 @@ mod examples {
                 peers: vec![machine()],
             }],
             bad_versions: vec![(machine(), bad())],
+            peer: Default::default(),
         }
     }
 }
