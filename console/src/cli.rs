@@ -65,8 +65,14 @@ pub enum Command {
         #[arg(long)]
         binary: Option<PathBuf>,
     },
-    /// Give a package to one peer: it upgrades, and the others follow.
-    Upgrade { file: PathBuf },
+    /// Give a package to one peer: it upgrades, and the others follow. Then watch: say when
+    /// the release spreads, or fail (exit 5) when it is marked bad on a machine.
+    Upgrade {
+        file: PathBuf,
+        /// Watch the upgrade this long before returning (0: return at once).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        watch: Duration,
+    },
     /// Switch self-management off everywhere (livetag = false).
     Disable,
     /// Switch self-management back on.
@@ -214,7 +220,9 @@ Exit codes:
      in the membership; --version V older than every release the cluster runs), or the
      arguments are wrong
   3  cluster unreachable: no peer answered until the timeout
-  4  timed out: peers answered, but the goal was not reached by the timeout";
+  4  timed out: peers answered, but the goal was not reached by the timeout
+  5  marked bad, at once: --version V was rolled back on a machine (its binary exited at
+     start, or it did not rejoin), so peers never take it; the message says where and why";
 
 #[derive(clap::Args, Debug)]
 pub struct WaitArgs {
@@ -350,7 +358,7 @@ impl Command {
                  deploying and restarting."
                     .into(),
             ),
-            Command::Upgrade { file } => Confirm(format!(
+            Command::Upgrade { file, .. } => Confirm(format!(
                 "Push the release {} to one peer; it upgrades and every other peer follows.",
                 file.display()
             )),

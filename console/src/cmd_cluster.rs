@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use smon_login::{layout, machine_ops};
-use smon_proto::{ControlAction, InstallSeed, MachineId, Membership, Version, chunked, release};
+use smon_proto::{ControlAction, InstallSeed, MachineId, Membership, Version, release};
 
 use crate::{
     cluster_dir::{ClusterDir, write_atomic},
@@ -102,24 +102,6 @@ pub async fn package(
     Ok(())
 }
 
-/// Push a release to one peer; it upgrades, and the others follow it.
-pub async fn upgrade(dir: &ClusterDir, file: &Path) -> anyhow::Result<()> {
-    let package = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
-    let trusted = dir.trusted_release_key()?;
-    let (_, manifest) = release::verify_package(&package, &trusted)
-        .with_context(|| format!("{}", file.display()))?;
-    let (machine, client) = connect::any_peer(dir).await?;
-    let answer = chunked::push(chunked::Kind::Release, &package, |action| {
-        connect::control_one(&machine, &client, action)
-    })
-    .await?;
-    println!(
-        "{answer}; the other peers follow it to {}",
-        manifest.version
-    );
-    Ok(())
-}
-
 pub async fn set_livetag(dir: &ClusterDir, enabled: bool) -> anyhow::Result<()> {
     let answer = connect::control(dir, ControlAction::SetLiveTag { enabled }).await?;
     println!("{answer}");
@@ -148,6 +130,15 @@ pub async fn set_membership(
     let known_hosts = dir.files().known_hosts();
     let how = format!("add their keys to {} (ssh-keyscan)", known_hosts.display());
     let mut membership = crate::host_keys::pin(&known_hosts, membership, policy, &how).await?;
+    // The list the cluster runs already says this: no new version (issue 15, kind 6).
+    if dir.membership.version == view.membership_version && membership.same_content(&dir.membership)
+    {
+        println!(
+            "membership unchanged: version {} already lists these machines",
+            view.membership_version
+        );
+        return Ok(());
+    }
     if membership.has_pins() {
         crate::signing::sign_membership(dir, &mut membership).await?;
     }

@@ -28,6 +28,9 @@ pub mod exit_code {
     pub const UNREACHABLE: i32 = 3;
     /// Peers answered, but the goal was not reached by the timeout.
     pub const TIMED_OUT: i32 = 4;
+    /// `--version V`: V is marked bad (it was rolled back on a machine), so peers never
+    /// take it: said at once.
+    pub const MARKED_BAD: i32 = 5;
 }
 
 /// What `wait` waits for.
@@ -51,6 +54,9 @@ pub enum WaitError {
     Unreachable { after: String, last: String },
     #[error("timed out after {after}: {last}")]
     TimedOut { after: String, last: String },
+    /// The release waited for was rolled back on a machine: it will never spread.
+    #[error("{0}")]
+    MarkedBad(String),
 }
 
 impl WaitError {
@@ -60,6 +66,7 @@ impl WaitError {
             WaitError::Refused(_) => exit_code::REFUSED,
             WaitError::Unreachable { .. } => exit_code::UNREACHABLE,
             WaitError::TimedOut { .. } => exit_code::TIMED_OUT,
+            WaitError::MarkedBad(_) => exit_code::MARKED_BAD,
         }
     }
 }
@@ -77,6 +84,8 @@ pub enum Verdict {
     Reached(String),
     /// It can never be met: why.
     Refused(String),
+    /// The version waited for is marked bad: where and why.
+    MarkedBad(String),
     /// Not yet: `done` of `total`, described.
     Pending {
         done: usize,
@@ -105,6 +114,16 @@ impl Goal {
                 pending_or_reached(s.deployed.min(want), want, text)
             }
             Goal::Version(v) => {
+                let bad: Vec<_> = (s.bad_versions.iter())
+                    .filter(|b| b.version == v.to_string())
+                    .map(|b| b.text())
+                    .collect();
+                if !bad.is_empty() {
+                    return Verdict::MarkedBad(format!(
+                        "{}; peers never upgrade to it: package the fix as a newer version",
+                        bad.join("; ")
+                    ));
+                }
                 let on = s.versions.get(&v.to_string()).copied().unwrap_or(0);
                 let mut running = s.versions.keys().filter_map(|k| k.parse::<Version>().ok());
                 // Peers only ever move to a newer release (a rollback returns a machine to
@@ -255,6 +274,10 @@ pub async fn wait(dir: &ClusterDir, goal: Goal, timeout: Duration) -> anyhow::Re
                 bar.iter().for_each(|b| b.abandon());
                 return Err(WaitError::Refused(why).into());
             }
+            Some(Verdict::MarkedBad(why)) => {
+                bar.iter().for_each(|b| b.abandon());
+                return Err(WaitError::MarkedBad(why).into());
+            }
             Some(Verdict::Pending {
                 done,
                 total,
@@ -279,7 +302,7 @@ pub async fn wait(dir: &ClusterDir, goal: Goal, timeout: Duration) -> anyhow::Re
                     after: after(),
                     last: match v {
                         Verdict::Pending { text, .. } => text,
-                        Verdict::Reached(t) | Verdict::Refused(t) => t,
+                        Verdict::Reached(t) | Verdict::Refused(t) | Verdict::MarkedBad(t) => t,
                     },
                 },
             }
@@ -358,6 +381,23 @@ mod tests {
             v("0.1.0").judge_view(&summary(4, 0, &[])),
             Verdict::Pending { .. }
         ));
+    }
+
+    #[test]
+    fn a_version_marked_bad_ends_the_wait_at_once_with_its_own_code() {
+        let mut s = summary(6, 6, &[("0.1.0", 6)]);
+        s.bad_versions = vec![crate::bad_versions::BadVersionRow::example("0.5.0")];
+        let v = |s: &str| Goal::Version(s.parse().unwrap());
+        let verdict = v("0.5.0").judge_view(&s);
+        assert!(
+            matches!(&verdict, Verdict::MarkedBad(w) if w.contains("local:m1") && w.contains("code 3")),
+            "{verdict:?}"
+        );
+        assert!(matches!(v("0.6.0").judge_view(&s), Verdict::Pending { .. }));
+        assert_eq!(
+            exit_code_of(&WaitError::MarkedBad(String::new()).into()),
+            exit_code::MARKED_BAD
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The operator's side of smon: the batch commands, the TUI, and the local demo.
 
+pub mod bad_versions;
 pub mod cli;
 pub mod cluster_dir;
 pub mod cmd_agent;
@@ -11,6 +12,7 @@ pub mod cmd_events;
 pub mod cmd_init;
 pub mod cmd_membership;
 pub mod cmd_metrics;
+pub mod cmd_upgrade;
 pub mod cmd_wait;
 pub mod connect;
 pub mod error_line;

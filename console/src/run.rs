@@ -9,7 +9,7 @@ use crate::{
     cli::{Cli, Command, InitArgs, MembershipCommand, TuiArgs},
     cluster_dir::ClusterDir,
     cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_docs, cmd_events, cmd_init, cmd_membership,
-    cmd_metrics, cmd_wait,
+    cmd_metrics, cmd_upgrade, cmd_wait,
     host_keys::PinPolicy,
     tui,
 };
@@ -34,7 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             binary,
         } => cmd_cluster::package(&open()?, version, &out, binary.as_deref()).await,
-        Command::Upgrade { file } => cmd_cluster::upgrade(&open()?, &file).await,
+        Command::Upgrade { file, watch } => cmd_upgrade::upgrade(&open()?, &file, watch).await,
         Command::Disable => cmd_cluster::set_livetag(&open()?, false).await,
         Command::Enable => cmd_cluster::set_livetag(&open()?, true).await,
         Command::Membership {

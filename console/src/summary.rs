@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use smon_proto::{ClusterView, LiveTag, MachineId, MachineRecord, PeerState};
 
+use crate::bad_versions::{self, BadInView, BadVersionRow};
+
 #[derive(Clone, Debug, Serialize)]
 pub struct MachineRow {
     pub machine: String,
@@ -61,6 +63,11 @@ pub struct Summary {
     /// Zones whose records could not all be fetched (no representative answered, or those
     /// that did hold only some), with why.
     pub unanswered_zones: Vec<String>,
+    /// Versions marked bad (rolled back on a machine): which, where, why and when.
+    pub bad_versions: Vec<BadVersionRow>,
+    /// What the view said of them (the rows are made again with each set of records).
+    #[serde(skip)]
+    bad_in_view: BadInView,
 }
 
 impl Summary {
@@ -110,6 +117,8 @@ impl Summary {
             zones,
             records: Vec::new(),
             unanswered_zones: Vec::new(),
+            bad_versions: Vec::new(),
+            bad_in_view: BadInView::of(view),
         };
         s.set_records(&view.records);
         s
@@ -118,6 +127,7 @@ impl Summary {
     /// Per-machine rows from `records` (every zone's, fetched from the zones), in place of
     /// the answering peer's own zone's.
     pub fn set_records(&mut self, records: &[(MachineId, MachineRecord)]) {
+        self.bad_versions = bad_versions::gather(&self.bad_in_view, records);
         self.conflicts = records
             .iter()
             .filter(|(_, r)| r.state == PeerState::Conflict)
@@ -186,6 +196,9 @@ impl Summary {
                  deployed until that is fixed (peer logs say which answered)\n",
                 self.conflicts.join(", ")
             );
+        }
+        for bad in &self.bad_versions {
+            t += &format!("BAD VERSION: {}\n", bad.text());
         }
         let versions: Vec<_> = self
             .versions

@@ -4,7 +4,7 @@
 //! cluster-wide values; `tui::model::Model::apply` calls them for every view it receives.
 
 use serde::Serialize;
-use smon_proto::{AppStatus, LiveTag, MachineId, MachineRecord, PeerState};
+use smon_proto::{AppStatus, BadReason, BadVersion, LiveTag, MachineId, MachineRecord, PeerState};
 
 /// One change the cluster view showed.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +58,15 @@ pub enum Change {
         from: Option<&'static str>,
         to: &'static str,
     },
+    /// The machine's peer found a release unable to run or rejoin and rolled back from it:
+    /// no peer takes that version any more.
+    VersionMarkedBad {
+        version: String,
+        reason: String,
+        exit_code: Option<i32>,
+        /// When, by the machine's clock (ms since the Unix epoch).
+        at_ms: u64,
+    },
     /// Self-management switched on or off.
     Livetag { enabled: bool, version: u64 },
     /// A new membership list.
@@ -78,6 +87,7 @@ impl Change {
             Change::Upgraded { .. } => "upgraded",
             Change::State { .. } => "state",
             Change::AppState { .. } => "app_state",
+            Change::VersionMarkedBad { .. } => "version_marked_bad",
             Change::Livetag { .. } => "livetag",
             Change::Membership { .. } => "membership",
             Change::Watching => "watching",
@@ -105,6 +115,9 @@ impl Change {
                 "{app} {version}: {} -> {to} (desired {desired})",
                 from.unwrap_or("none")
             ),
+            Change::VersionMarkedBad {
+                version, reason, ..
+            } => format!("version {version} marked bad: {reason}"),
             Change::Livetag { enabled, version } => {
                 let word = if *enabled { "enabled" } else { "disabled" };
                 format!("self-management {word} (livetag v{version})")
@@ -149,7 +162,8 @@ fn with_space(version: &Option<String>) -> String {
 }
 
 /// What changed on a machine between the record the watcher held (`None`: none yet) and the
-/// one it now sees: its peer's state or version, then each application's state.
+/// one it now sees: its peer's state or version, versions it marked bad, then each
+/// application's state.
 pub fn machine_changes(before: Option<&MachineRecord>, after: &MachineRecord) -> Vec<Change> {
     let mut out = Vec::new();
     let old_state = before.map(|r| r.state);
@@ -175,6 +189,20 @@ pub fn machine_changes(before: Option<&MachineRecord>, after: &MachineRecord) ->
                 version,
             },
         });
+    }
+    let old_marks: &[BadVersion] = before.map_or(&[], |r| &r.bad_versions);
+    for bad in &after.bad_versions {
+        if !old_marks.contains(bad) {
+            out.push(Change::VersionMarkedBad {
+                version: bad.version.to_string(),
+                reason: bad.reason.to_string(),
+                exit_code: match bad.reason {
+                    BadReason::Exited { code } => Some(code),
+                    _ => None,
+                },
+                at_ms: bad.at_ms,
+            });
+        }
     }
     let old_apps: &[AppStatus] = before.map_or(&[], |r| &r.apps);
     for app in &after.apps {
@@ -289,6 +317,27 @@ mod tests {
         let json = serde_json::to_value(&changes[0]).unwrap();
         assert_eq!(json["kind"], "app_state");
         assert_eq!(json["to"], "running");
+    }
+
+    #[test]
+    fn a_rollback_reports_the_version_marked_bad_once() {
+        let before = record(PeerState::Running, Some("0.1.0"), &[]);
+        let mut after = before.clone();
+        after.bad_versions = vec![BadVersion {
+            version: "0.5.0".parse().unwrap(),
+            reason: BadReason::Exited { code: 3 },
+            at_ms: 7,
+        }];
+        let changes = machine_changes(Some(&before), &after);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            changes[0].detail(),
+            "version 0.5.0 marked bad: exited with code 3 at start"
+        );
+        let json = serde_json::to_value(&changes[0]).unwrap();
+        assert_eq!(json["kind"], "version_marked_bad");
+        assert_eq!(json["exit_code"], 3);
+        assert!(machine_changes(Some(&after), &after).is_empty());
     }
 
     #[test]

@@ -11,7 +11,8 @@ use smon_peer::{
     sim::{self, Options, Scenario, SimParams, World, deployed_world, machine_name},
 };
 use smon_proto::{
-    Aggregate, AppState, AppStatus, DesiredState, Membership, Version, ZoneIdx, ZoneRow,
+    Aggregate, AppState, AppStatus, BadMark, BadReason, BadVersion, DesiredState, Membership,
+    Version, ZoneIdx, ZoneRow,
 };
 
 /// The additive parts of an aggregate: what must be exact once the cluster is quiet.
@@ -24,6 +25,7 @@ type Counts = (
     Vec<(u32, u32)>,
     Vec<(String, [u32; 6])>,
     u64,
+    Vec<(Version, u32)>,
 );
 
 fn counts(a: &Aggregate) -> Counts {
@@ -39,6 +41,7 @@ fn counts(a: &Aggregate) -> Counts {
         a.logins.clone(),
         a.apps.iter().map(|c| (c.name.clone(), c.states)).collect(),
         a.load.sum,
+        a.bad_versions.clone(),
     )
 }
 
@@ -273,4 +276,116 @@ fn the_same_seed_gives_the_same_views_and_report() {
             .collect::<Vec<_>>()
     };
     assert_eq!(world(5), world(5));
+}
+
+/// Issue 16: a version rolled back on one machine is told to every peer by the zone
+/// aggregates: the root counts it, and its sample says on which machine, why and when; every
+/// peer then refuses it. After a membership change the sample still names that machine (by
+/// its new index), and the same seed gives the same views.
+#[test]
+fn a_version_marked_bad_on_one_machine_reaches_every_peers_root() {
+    let run = |seed| {
+        let n = 400;
+        let (mut w, _) = deployed_world(SimParams::new(n, seed), 0);
+        assert!(settle(&mut w, 40).is_some(), "{:?}", disagreeing(&w));
+        let bad_version = Version::new(0, 5, 0);
+        let bad = BadVersion {
+            version: bad_version,
+            reason: BadReason::Exited { code: 3 },
+            at_ms: w.now,
+        };
+        let victim = machine_name(n - 1);
+        w.input(w.index(&victim).unwrap(), Input::MarkBad(bad));
+        let took = settle(&mut w, 40);
+        assert!(took.is_some(), "{:?} disagree", disagreeing(&w));
+        let check = |w: &World| {
+            let at = w.membership.index_of(&victim).unwrap();
+            for (_, core) in w.running() {
+                let root = &core.view().root().agg;
+                assert_eq!(root.bad_versions, [(bad_version, 1)], "at {}", core.me());
+                assert_eq!(root.bad_sample, [BadMark { machine: at, bad }]);
+                assert!(core.is_marked_bad(bad_version));
+                assert!(!core.is_marked_bad(Version::new(0, 6, 0)));
+            }
+        };
+        check(&w);
+        // Machine 1 leaves the list: every index after it moves down by one.
+        let listed: Vec<_> = (0..n).filter(|&i| i != 1).map(machine_name).collect();
+        w.set_membership(0, Arc::new(Membership::new(2, listed)));
+        assert!(settle(&mut w, 60).is_some(), "{:?}", disagreeing(&w));
+        check(&w);
+        (
+            took,
+            format!("{:?}", w.machines[0].peer.as_ref().unwrap().view().root()),
+        )
+    };
+    let (took, root) = run(9);
+    assert!(took.unwrap() <= 15, "took {took:?} rounds");
+    assert_eq!(run(9).1, root, "same seed, same view");
+}
+
+/// Issue 15, kind 6: two operators, one on each side of a split, each set another list with
+/// the same version. After the heal every peer keeps the same list (the greater by
+/// `Membership::order`), no record crossed between the two lists (each record still names the
+/// machine whose application it reports), and the same seed gives the same end.
+#[test]
+fn two_lists_of_one_version_converge_and_never_mix_records() {
+    let run = |seed| {
+        let n = 60;
+        let (mut w, _) = deployed_world(SimParams::new(n, seed), 0);
+        assert!(settle(&mut w, 40).is_some(), "{:?}", disagreeing(&w));
+        // Each machine reports an application named after it: a record that crossed lists
+        // would carry another machine's name.
+        for m in 0..n {
+            let mut apps = app(AppState::Running);
+            apps[0].name = format!("app-of-{m}");
+            w.input(m, Input::AppStates(apps));
+        }
+        let interval = w.params.interval_ms;
+        w.run_until(w.now + 5 * interval);
+        for m in n / 2..n {
+            w.machines[m].side = 1;
+        }
+        // Side 0 drops the last machine, side 1 the second: indexes shift differently.
+        let a: Vec<_> = (0..n - 1).map(machine_name).collect();
+        let b: Vec<_> = (0..n).filter(|&i| i != 1).map(machine_name).collect();
+        let (a, b) = (
+            Arc::new(Membership::new(2, a)),
+            Arc::new(Membership::new(2, b)),
+        );
+        assert_ne!(a.digest(), b.digest());
+        w.input(0, Input::SetMembership(a.clone()));
+        w.input(n - 1, Input::SetMembership(b.clone()));
+        w.run_until(w.now + 20 * interval);
+        for m in &mut w.machines {
+            m.side = 0;
+        }
+        let winner = if a.order() > b.order() { a } else { b };
+        let mut took = None;
+        for round in 0..60 {
+            let lists: Vec<_> = w.running().map(|(_, c)| c.membership().order()).collect();
+            if lists.iter().all(|l| *l == winner.order()) {
+                took = Some(round);
+                break;
+            }
+            w.run_until(w.now + interval);
+        }
+        assert!(took.is_some(), "the two lists never converged");
+        w.run_until(w.now + 10 * interval);
+        for (_, core) in w.running() {
+            for (record, _) in core.view().records() {
+                let id = core.membership().get(record.machine).unwrap();
+                let m = w.index(id).unwrap();
+                for app in &record.apps {
+                    assert_eq!(app.name, format!("app-of-{m}"), "at {}", core.me());
+                }
+            }
+        }
+        let peer = w
+            .running()
+            .next()
+            .map(|(_, c)| format!("{:?}", c.view().root()));
+        (winner.order(), peer)
+    };
+    assert_eq!(run(4), run(4), "same seed, same end");
 }

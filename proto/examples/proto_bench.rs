@@ -237,6 +237,7 @@ fn gossip_ping(records: u32) -> Ping {
     Ping {
         gossip: Gossip {
             membership_version: 1,
+            membership_digest: 1,
             records: (0..records)
                 .map(|i| MachineRecord::empty(i).into())
                 .collect(),

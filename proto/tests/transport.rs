@@ -352,6 +352,7 @@ fn ping_from(name: &str) -> Ping {
         membership_version: 5,
         gossip: Gossip {
             membership_version: 5,
+            membership_digest: 9,
             records: vec![
                 MachineRecord::empty(1).into(),
                 MachineRecord::empty(2).into(),

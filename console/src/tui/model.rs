@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use smon_proto::{AppState, ClusterView, LiveTag, MachineId, MachineRecord, PeerState};
 
+use crate::bad_versions::{self, BadInView, BadVersionRow};
 use crate::view_events::{Change, ViewEvent, livetag_change, machine_changes, membership_change};
 
 /// Recent events kept for the overview.
@@ -92,6 +93,8 @@ pub struct Model {
     pub overhead_histogram: BTreeMap<u32, usize>,
     pub logins_histogram: BTreeMap<u32, usize>,
     pub apps: Vec<AppSummary>,
+    /// Versions marked bad (rolled back on a machine), from the view's root and records.
+    pub bad_versions: Vec<BadVersionRow>,
     pub history: Vec<(f64, f64)>,
     /// The latest events, newest first.
     pub events: VecDeque<ViewEvent>,
@@ -201,6 +204,7 @@ impl Model {
             push(Some(source.clone()), Some(view.now_ms), change);
         }
         self.livetag = Some(view.livetag);
+        let bad_in_view = BadInView::of(&view);
         let mut seen = vec![false; self.rows.len()];
         for (machine, record) in view.records {
             let i = match self.index.get(&machine) {
@@ -228,6 +232,10 @@ impl Model {
             }
         }
         self.seen_view = true;
+        let records: Vec<_> = (self.rows.iter())
+            .filter_map(|r| Some((r.machine.clone(), r.record.clone()?)))
+            .collect();
+        self.bad_versions = bad_versions::gather(&bad_in_view, &records);
         self.recount();
         let point = (at, self.deployed as f64);
         if self.history.last().is_none_or(|last| last.1 != point.1) {

@@ -43,6 +43,7 @@ fn record(i: u32, state: PeerState, version: Version, overhead: u32) -> MachineR
         load: (i * 7 % 300) as u16,
         news_rev: 3,
         changed_ms: 0,
+        bad_versions: Vec::new(),
     }
 }
 
@@ -50,6 +51,22 @@ fn machines(n: u32) -> Vec<MachineId> {
     (1..=n)
         .map(|i| MachineId::local(format!("m{i:03}")))
         .collect()
+}
+
+/// A view of the 24 machines `ids` answered by the first, livetag enabled (v0).
+fn view_of(ids: &[MachineId], seq: u64, records: Vec<(MachineId, MachineRecord)>) -> ClusterView {
+    ClusterView {
+        seq,
+        answered_by: ids[0].clone(),
+        membership_version: 1,
+        machines: 24,
+        livetag: LiveTag {
+            enabled: true,
+            version: 0,
+        },
+        records,
+        ..ClusterView::empty(ids[0].clone())
+    }
 }
 
 /// A cluster of 24 machines, 20 of them known, seen at fixed times.
@@ -76,18 +93,7 @@ fn sample_app() -> App {
                 )
             })
             .collect();
-        let view = ClusterView {
-            seq: u64::from(step),
-            answered_by: ids[0].clone(),
-            membership_version: 1,
-            machines: 24,
-            livetag: LiveTag {
-                enabled: true,
-                version: 0,
-            },
-            records,
-            ..ClusterView::empty(ids[0].clone())
-        };
+        let view = view_of(&ids, u64::from(step), records);
         model.apply(DataMsg::View {
             at: f64::from(step) * 2.0,
             full: step == 1,
@@ -103,6 +109,39 @@ fn render(app: &App) -> String {
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
     terminal.draw(|f| ui::draw(f, app)).unwrap();
     terminal.backend().to_string()
+}
+
+/// Issue 16: a release rolled back on m003 shows on the overview (where, when, why) and in
+/// the recent events.
+#[test]
+fn the_overview_shows_a_version_marked_bad() {
+    let mut app = sample_app();
+    let ids = machines(24);
+    let mut r = record(2, PeerState::Running, Version::new(0, 1, 0), 1);
+    r.news_rev = 4;
+    r.bad_versions = vec![smon_proto::BadVersion {
+        version: Version::new(0, 5, 0),
+        reason: smon_proto::BadReason::Exited { code: 3 },
+        at_ms: 1_795_000_000_000,
+    }];
+    let mut view = view_of(&ids, 5, vec![(ids[2].clone(), r.clone())]);
+    view.root.add_record(&r, 1);
+    app.update(Action::Data(DataMsg::View {
+        at: 10.0,
+        full: false,
+        view: Box::new(view),
+    }));
+    let screen = render(&app);
+    assert!(
+        screen.contains("BAD 0.5.0 on local:m003 11:06:40Z"),
+        "{screen}"
+    );
+    assert!(screen.contains("exited with code 3 at start"), "{screen}");
+    assert!(
+        screen.contains("local:m003: version 0.5.0 marked"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("overview_bad_version", screen);
 }
 
 #[test]
@@ -285,21 +324,8 @@ fn freezing_holds_updates_until_resumed() {
     let deployed = app.model.deployed;
     app.update(Action::Freeze);
     let ids = machines(24);
-    let view = ClusterView {
-        seq: 99,
-        answered_by: ids[0].clone(),
-        membership_version: 1,
-        machines: 24,
-        livetag: LiveTag {
-            enabled: true,
-            version: 0,
-        },
-        records: vec![(
-            ids[23].clone(),
-            record(23, PeerState::Running, Version::new(0, 2, 0), 1),
-        )],
-        ..ClusterView::empty(ids[0].clone())
-    };
+    let record = record(23, PeerState::Running, Version::new(0, 2, 0), 1);
+    let view = view_of(&ids, 99, vec![(ids[23].clone(), record)]);
     app.update(Action::Data(DataMsg::View {
         at: 10.0,
         full: false,

@@ -167,7 +167,16 @@ mod examples {
             livetag: tag(),
             apps: vec![status()],
             load: 37,
+            bad_versions: vec![bad()],
             ..MachineRecord::empty(1)
+        }
+    }
+    /// A version marked bad on [`record`]'s machine.
+    pub fn bad() -> smon_proto::BadVersion {
+        smon_proto::BadVersion {
+            version: smon_proto::Version::new(9, 0, 0),
+            reason: smon_proto::BadReason::Exited { code: 3 },
+            at_ms: 1_767_225_600_000,
         }
     }
     /// The aggregate of [`record`]'s machine, in a zone of two.
@@ -176,6 +185,10 @@ mod examples {
             machines: 2,
             up_sample: vec![1],
             missing_sample: vec![0],
+            bad_sample: vec![smon_proto::BadMark {
+                machine: 1,
+                bad: bad(),
+            }],
             ..Aggregate::default()
         };
         agg.add_record(&record(), 1);
@@ -196,6 +209,7 @@ mod examples {
     pub fn gossip() -> Gossip {
         Gossip {
             membership_version: 2,
+            membership_digest: 0x5eed_0f11_57ab_1e00,
             records: vec![Arc::new(record()), Arc::new(MachineRecord::empty(0))],
             rows: vec![Arc::new(row())],
             digest: vec![0, 0, 0x2a, 0x91],
@@ -277,6 +291,7 @@ mod examples {
                 row: Some((row().order, row().agg)),
                 peers: vec![machine()],
             }],
+            bad_versions: vec![(machine(), bad())],
             peer: Default::default(),
         }
     }

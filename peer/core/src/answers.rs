@@ -20,12 +20,13 @@ impl Core {
         match call {
             PeerCall::Ping(mut ping) => {
                 let theirs = std::mem::take(&mut ping.gossip.digest);
-                let same_list = ping.membership_version == self.view.membership().version;
+                let list = (ping.membership_version, ping.gossip.membership_digest);
+                let same_list = list == self.view.membership().order();
                 if !self.exited {
                     self.absorb_livetag(ping.livetag, out);
                     self.absorb_gossip(ping.gossip, out);
                     self.consider_version(&ping.from, ping.version, rng, out);
-                    self.consider_membership(&ping.from, ping.membership_version, out);
+                    self.consider_membership(&ping.from, list, out);
                 }
                 let partner = self.view.membership().index_of(&ping.from);
                 PeerReply::Pong(Pong {
@@ -46,8 +47,10 @@ impl Core {
                 PeerReply::Livetag(self.state.livetag)
             }
             PeerCall::ExchangeMember(version) => {
+                // At an equal version too: the caller saw a list of this version that
+                // orders above its own (a greater digest), and takes it only if so.
                 let mine = self.view.membership().version;
-                let blob = (mine > version).then(|| {
+                let blob = (mine >= version).then(|| {
                     let membership = self.view.membership().clone();
                     self.membership_blob
                         .get_or_insert_with(|| Arc::new(membership.encode()))
@@ -160,6 +163,9 @@ impl Core {
             as_of_ms: root.order.as_of_ms,
             zones,
             peer: Default::default(),
+            bad_versions: (root.agg.bad_sample.iter())
+                .filter_map(|m| Some((membership.get(m.machine)?.clone(), m.bad)))
+                .collect(),
         }
     }
 

@@ -54,7 +54,7 @@ impl Core {
     /// must be fetched first).
     pub(crate) fn adopt_app_desired(&mut self, app: &AppDecl, out: &mut Vec<Output>) {
         if let Some(i) = self.state.apps.iter().position(|a| a.name == app.name)
-            && app.desired_rev > self.state.apps[i].desired_rev
+            && app.desired_order() > self.state.apps[i].desired_order()
         {
             let mine = &mut self.state.apps[i];
             mine.desired = app.desired;
@@ -81,7 +81,7 @@ impl Core {
             Some(mine) => {
                 if app.version > mine.version {
                     true
-                } else if mine.version > app.version || mine.desired_rev > app.desired_rev {
+                } else if mine.version > app.version || mine.desired_order() > app.desired_order() {
                     return AppReply::Newer(mine.clone());
                 } else {
                     return AppReply::Have;

@@ -27,10 +27,7 @@ impl Core {
         rng: &mut impl Rng,
         out: &mut Vec<Output>,
     ) {
-        if version <= self.state.version
-            || self.fetch.is_some()
-            || self.state.bad_versions.contains(&version)
-        {
+        if version <= self.state.version || self.fetch.is_some() || self.is_marked_bad(version) {
             return;
         }
         self.fetch = Some(Fetch { version });
@@ -41,13 +38,15 @@ impl Core {
         });
     }
 
+    /// A peer holds the list `list` ((version, digest), see `Membership::order`): pull it
+    /// if it orders above ours.
     pub(crate) fn consider_membership(
         &mut self,
         from: &MachineId,
-        version: u64,
+        list: (u64, u64),
         out: &mut Vec<Output>,
     ) {
-        if version <= self.view.membership().version || self.member_pull_in_flight {
+        if list <= self.view.membership().order() || self.member_pull_in_flight {
             return;
         }
         let Some(index) = self.view.membership().index_of(from) else {
@@ -74,7 +73,7 @@ impl Core {
     }
 
     pub(crate) fn apply_membership(&mut self, membership: Arc<Membership>, out: &mut Vec<Output>) {
-        if membership.version <= self.view.membership().version {
+        if membership.order() <= self.view.membership().order() {
             return;
         }
         self.membership_blob = None;
@@ -94,9 +93,28 @@ impl Core {
             return;
         }
         self.fetch = None;
-        if ok && version > self.state.version && !self.state.bad_versions.contains(&version) {
+        if ok && version > self.state.version && !self.is_marked_bad(version) {
             out.push(Output::Upgrade(version));
         }
+    }
+
+    /// Was `version` found unable to run or rejoin, here or on any machine the view counts?
+    /// Such a version is never fetched or upgraded to: a rollback elsewhere stops its spread.
+    pub fn is_marked_bad(&self, version: Version) -> bool {
+        self.state.bad_versions.contains(&version)
+            || (self.view.root().agg.bad_versions)
+                .iter()
+                .any(|(v, _)| *v == version)
+    }
+
+    /// Note a version found bad on this machine: never taken again, and told in its record.
+    pub(crate) fn mark_bad(&mut self, mark: BadVersion, out: &mut Vec<Output>) {
+        if !self.state.bad_versions.contains(&mark.version) {
+            self.state.bad_versions.push(mark.version);
+        }
+        note_bad(&mut self.state.bad_marks, mark);
+        self.refresh_own(out);
+        self.persist(out);
     }
 
     /// The operator's livetag: above every version this peer has heard of, so the operator's

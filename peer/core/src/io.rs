@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use smon_proto_types::{AppDecl, AppStatus, MachineId, Membership, PeerCall, PeerReply, Version};
+use smon_proto_types::{
+    AppDecl, AppStatus, BadVersion, MachineId, Membership, PeerCall, PeerReply, Version,
+};
 
 /// Milliseconds: since the Unix epoch in the daemon, virtual in the simulator.
 pub type Millis = u64;
@@ -107,8 +109,9 @@ pub enum Input {
     },
     /// An application package installed locally by the operator.
     AppInstalledLocally(AppDecl),
-    /// The version we run was found unable to rejoin: never fetch it again.
-    MarkBad(Version),
+    /// A version was found unable to run or rejoin on this machine: never fetch it again,
+    /// and tell the cluster (this machine's record carries the mark).
+    MarkBad(BadVersion),
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use rand::{Rng, RngExt};
 use rustc_hash::FxHashMap;
 use smon_proto_types::{
-    AppDecl, AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, Gossip, LiveTag,
-    MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState, Ping, Pong,
-    Refusal, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords, ZoneRecordsRequest,
+    AppDecl, AppOffer, AppReply, AppStatus, BadVersion, Chunk, ChunkRequest, ClusterView, Gossip,
+    LiveTag, MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState,
+    Ping, Pong, Refusal, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords, ZoneRecordsRequest,
+    note_bad,
 };
 
 pub use config::{CoreConfig, Strategy};
@@ -41,8 +42,13 @@ pub struct PersistentState {
     pub record_rev: u64,
     #[serde(default)]
     pub record_news_rev: u64,
-    /// Versions found unable to rejoin: never fetched again.
+    /// Versions found unable to run or rejoin: never fetched again.
     pub bad_versions: Vec<Version>,
+    /// The same versions with why and when, as this machine's record carries them (the
+    /// newest few, see [`note_bad`]). Apart from `bad_versions` so that a peer of an older
+    /// release, rolled back to, still reads this state (it ignores unknown fields).
+    #[serde(default)]
+    pub bad_marks: Vec<BadVersion>,
     pub apps: Vec<AppDecl>,
 }
 
@@ -54,6 +60,7 @@ impl PersistentState {
             record_rev: 0,
             record_news_rev: 0,
             bad_versions: Vec::new(),
+            bad_marks: Vec::new(),
             apps: Vec::new(),
         }
     }
@@ -312,6 +319,7 @@ impl Core {
             apps: self.own.apps.clone(),
             load: self.facts.load,
             changed_ms: self.own.changed_ms,
+            bad_versions: self.state.bad_marks.clone(),
         };
         if fresh == self.own && self.view.get(me) == Some(&self.own) {
             return;
@@ -351,6 +359,7 @@ impl Core {
         );
         Gossip {
             membership_version: self.view.membership().version,
+            membership_digest: self.view.membership().digest(),
             records,
             rows,
             digest: Vec::new(),
@@ -358,7 +367,10 @@ impl Core {
     }
 
     fn absorb_gossip(&mut self, gossip: Gossip, out: &mut Vec<Output>) {
-        if gossip.membership_version != self.view.membership().version {
+        // Another list (even of the same version) numbers machines otherwise: nothing of it
+        // is taken (issue 15, kind 6).
+        let theirs = (gossip.membership_version, gossip.membership_digest);
+        if theirs != self.view.membership().order() {
             return;
         }
         let mut refute = false;
@@ -441,12 +453,7 @@ impl Core {
                 self.set_app_desired(&name, desired, now, out)
             }
             Input::AppInstalledLocally(app) => self.adopt_app(app, out),
-            Input::MarkBad(version) => {
-                if !self.state.bad_versions.contains(&version) {
-                    self.state.bad_versions.push(version);
-                    self.persist(out);
-                }
-            }
+            Input::MarkBad(mark) => self.mark_bad(mark, out),
         }
     }
 
@@ -584,10 +591,11 @@ impl Core {
     /// What a pong carries: taken whoever answered; a newer version or list is asked of the
     /// peer that answered (`pong.from`), not of the machine pinged.
     fn on_pong(&mut self, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
+        let list = (pong.membership_version, pong.gossip.membership_digest);
         self.absorb_livetag(pong.livetag, out);
         self.absorb_gossip(pong.gossip, out);
         self.consider_version(&pong.from, pong.version, rng, out);
-        self.consider_membership(&pong.from, pong.membership_version, out);
+        self.consider_membership(&pong.from, list, out);
     }
 
     // ---- applications ----------------------------------------------------------------------

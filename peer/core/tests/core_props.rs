@@ -376,6 +376,7 @@ impl Harness {
                     membership_version: self.core.membership().version,
                     gossip: Gossip {
                         membership_version: self.core.membership().version,
+                        membership_digest: self.core.membership().digest(),
                         records: vec![Arc::new(record)],
                         rows: Vec::new(),
                         digest: Vec::new(),

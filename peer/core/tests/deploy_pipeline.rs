@@ -176,6 +176,7 @@ fn no_ping_where_the_view_says_no_peer_runs() {
         membership_version: 1,
         gossip: Gossip {
             membership_version: 1,
+            membership_digest: membership().digest(),
             records: vec![Arc::new(record)],
             rows: Vec::new(),
             digest: Vec::new(),

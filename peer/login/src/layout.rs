@@ -24,6 +24,11 @@ pub use crate::error::io_err;
 
 pub use smon_proto::files::PEER_BINARY;
 
+/// The environment variable through which the restart script tells `smon-peer start
+/// --rollback` how the current version's `start` ended: its exit code. A variable rather than
+/// a flag, so that a previous release that does not know it still rolls back.
+pub const ROLLBACK_EXIT_ENV: &str = "SMON_ROLLBACK_EXIT";
+
 pub fn version_dir(root: &Path, version: Version) -> PathBuf {
     smon_proto::MachineFiles::new(root)
         .versions()

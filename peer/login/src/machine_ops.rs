@@ -7,7 +7,7 @@ use rand::RngExt;
 use smon_core::Probe;
 use smon_proto::{InstallSeed, MachineId, Version};
 
-use crate::{Error, Login, Session, error::io_err};
+use crate::{Error, Login, Session, error::io_err, layout};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A deployer's claim on a machine is honoured while the claim, or a file of its upload, is
@@ -203,16 +203,20 @@ async fn run_installer(session: &mut Session, dir: &str, gzip: bool) -> Result<S
     session.exec(&script, STEP_TIMEOUT).await
 }
 
-/// Start the installed peer; if the current version cannot start, roll back to the previous.
+/// Start the installed peer; if the current version cannot start, roll back to the previous,
+/// telling it how the current one's start ended (its exit code, see
+/// [`layout::ROLLBACK_EXIT_ENV`]).
 pub async fn restart(login: &Login, machine: &MachineId) -> Result<String, Error> {
     let mut session = login.open(machine).await?;
     let script = format!(
         r#"R={root}
 "$R/current/smon-peer" start --root "$R" && exit 0
-if [ -x "$R/previous/smon-peer" ]; then exec "$R/previous/smon-peer" start --root "$R" --rollback; fi
+rc=$?
+if [ -x "$R/previous/smon-peer" ]; then {env}=$rc exec "$R/previous/smon-peer" start --root "$R" --rollback; fi
 exit 1
 "#,
-        root = session.root()
+        root = session.root(),
+        env = layout::ROLLBACK_EXIT_ENV,
     );
     session.exec(&script, STEP_TIMEOUT).await
 }

@@ -73,6 +73,12 @@ impl Actor {
     fn set_membership(&mut self, blob: &[u8], out: &mut Vec<Output>) -> Result<String, Refusal> {
         let list = Membership::decode(blob).map_err(|e| Refusal::Invalid(e.to_string()))?;
         let current = self.core.membership().version;
+        // The same list again makes no new version (issue 15, kind 6): nothing changes.
+        if list.same_content(self.core.membership()) {
+            return Ok(format!(
+                "membership unchanged: version {current} already lists these machines"
+            ));
+        }
         if list.version <= current {
             return Err(Refusal::Invalid(format!(
                 "membership version {} is not newer than {current}",
@@ -138,9 +144,10 @@ impl Actor {
                 self.core.version()
             )));
         }
-        if self.core.persistent().bad_versions.contains(&version) {
+        if self.core.is_marked_bad(version) {
             return Err(Refusal::Denied(format!(
-                "version {version} was rolled back here before"
+                "version {version} is marked bad (rolled back on a machine; `status` says \
+                 where and why): package the fix as a newer version"
             )));
         }
         layout::store_version(&self.root, version, &package)

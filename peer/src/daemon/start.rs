@@ -14,6 +14,9 @@ use super::{
     store::{Store, keys},
 };
 use crate::core::PersistentState;
+use smon_proto::BadReason;
+
+use super::clock::now_ms;
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -74,6 +77,18 @@ pub fn start(root: &Path, rollback: bool) -> Result<(), DaemonError> {
     }
 }
 
+/// Why the version rolled back from failed: its `start`'s exit code, as the restart script
+/// passed it ([`layout::ROLLBACK_EXIT_ENV`]).
+fn rollback_reason() -> BadReason {
+    match std::env::var(layout::ROLLBACK_EXIT_ENV)
+        .ok()
+        .map(|v| v.trim().parse::<i32>())
+    {
+        Some(Ok(code)) if (1..=255).contains(&code) => BadReason::Exited { code },
+        _ => BadReason::NotStarted,
+    }
+}
+
 /// Make `previous` current again and never take the failed version back.
 fn roll_back(root: &Path) -> Result<(), DaemonError> {
     let bad = layout::linked_version(root, "current");
@@ -83,12 +98,11 @@ fn roll_back(root: &Path) -> Result<(), DaemonError> {
         let mut state: PersistentState = store
             .get(keys::STATE)?
             .unwrap_or_else(|| PersistentState::new(good));
-        if !state.bad_versions.contains(&bad) {
-            state.bad_versions.push(bad);
-        }
+        let reason = rollback_reason();
+        super::upgrade::note_bad_version(&mut state, bad, reason, now_ms());
         state.version = good;
         store.put(keys::STATE, &state)?;
-        tracing::warn!("rolled back from {bad} to {good}");
+        tracing::warn!("rolled back from {bad} to {good}: {bad} {reason}");
     }
     store.delete(keys::TRIAL)?;
     Ok(layout::set_link(root, "current", good)?)

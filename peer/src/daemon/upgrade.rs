@@ -4,6 +4,9 @@
 use std::{os::unix::process::CommandExt, path::Path};
 
 use smon_login::layout;
+use smon_proto::{BadReason, BadVersion, Version, note_bad};
+
+use crate::core::PersistentState;
 
 use super::{
     DaemonError,
@@ -47,7 +50,10 @@ impl Actor {
                 let previous = layout::linked_version(&self.root, "previous")
                     .ok_or(DaemonError::NoPrevious)?;
                 let mut state = self.core.persistent().clone();
-                state.bad_versions.push(version);
+                let reason = BadReason::NotRejoined {
+                    within_ms: self.config.rejoin_within_ms,
+                };
+                note_bad_version(&mut state, version, reason, now_ms());
                 state.version = previous;
                 let mut store = self.store;
                 store.put_all(&[(keys::STATE, json(&state))])?;
@@ -69,4 +75,24 @@ fn reexec(root: &Path) -> DaemonError {
         .arg(root)
         .exec();
     DaemonError::Reexec { binary, source }
+}
+
+/// Note in the persistent state that `version` failed here, for `reason`, at `at_ms`: it is
+/// never fetched again, and the machine's record tells the cluster why (the peer that next
+/// runs reads it at start).
+pub(super) fn note_bad_version(
+    state: &mut PersistentState,
+    version: Version,
+    reason: BadReason,
+    at_ms: u64,
+) {
+    if !state.bad_versions.contains(&version) {
+        state.bad_versions.push(version);
+    }
+    let mark = BadVersion {
+        version,
+        reason,
+        at_ms,
+    };
+    note_bad(&mut state.bad_marks, mark);
 }

@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AppState, LiveTag, MachineRecord, PeerState, Version, ZoneIdx};
+use crate::{AppState, BadMark, LiveTag, MachineRecord, PeerState, Version, ZoneIdx};
 
 /// Machines known to run a peer that a row names, for finding a peer in a zone.
 pub const UP_SAMPLE: usize = 3;
@@ -52,6 +52,12 @@ pub struct Aggregate {
     pub up_sample: Vec<u32>,
     /// Up to [`MISSING_SAMPLE`] machines not known to run a peer, first in tree order.
     pub missing_sample: Vec<u32>,
+    /// Versions marked bad → machines whose record marks them, over every machine with a
+    /// record (a rolled-back machine may be down again). Sorted by version.
+    pub bad_versions: Vec<(Version, u32)>,
+    /// Up to [`crate::BAD_SAMPLE`] of those marks with where, why and when, first in tree
+    /// order (as the samples above).
+    pub bad_sample: Vec<BadMark>,
 }
 
 /// Load averages (× 100) over the machines known to run a peer.
@@ -207,6 +213,9 @@ impl Aggregate {
     pub fn add_record(&mut self, r: &MachineRecord, sign: i64) {
         let slot = &mut self.states[r.state.index()];
         *slot = (i64::from(*slot) + sign) as u32;
+        for bad in &r.bad_versions {
+            bump(&mut self.bad_versions, &bad.version, sign, Ord::cmp);
+        }
         if !r.state.is_up() {
             return;
         }
@@ -274,6 +283,9 @@ impl Aggregate {
         for app in &other.apps {
             self.add_app(&app.name, &app.states, sign);
         }
+        for (v, n) in &other.bad_versions {
+            bump(&mut self.bad_versions, v, sign * i64::from(*n), Ord::cmp);
+        }
         self.load.sum = (self.load.sum as i64 + sign * other.load.sum as i64) as u64;
     }
 }
@@ -338,5 +350,33 @@ mod tests {
             a.add_record(r, -1);
         }
         assert_eq!(a, Aggregate::default());
+    }
+
+    #[test]
+    fn bad_versions_are_counted_on_every_machine_with_a_record() {
+        let bad = |minor| crate::BadVersion {
+            version: Version::new(0, minor, 0),
+            reason: crate::BadReason::Exited { code: 3 },
+            at_ms: 1,
+        };
+        let mut up = record(PeerState::Running, 1, 0, None);
+        up.bad_versions = vec![bad(5)];
+        // Rolled back, then down again: its mark still counts.
+        let mut down = record(PeerState::Unreachable, 1, 0, None);
+        down.bad_versions = vec![bad(5), bad(6)];
+        let mut a = Aggregate::default();
+        a.add_record(&up, 1);
+        a.add_record(&down, 1);
+        assert_eq!(
+            a.bad_versions,
+            vec![(Version::new(0, 5, 0), 2), (Version::new(0, 6, 0), 1)]
+        );
+        let mut twice = a.clone();
+        twice.add(&a, 1);
+        assert_eq!(twice.bad_versions[0], (Version::new(0, 5, 0), 4));
+        twice.add(&a, -1);
+        assert_eq!(twice, a);
+        a.add_record(&down, -1);
+        assert_eq!(a.bad_versions, vec![(Version::new(0, 5, 0), 1)]);
     }
 }

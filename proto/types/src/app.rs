@@ -208,9 +208,21 @@ pub struct AppDecl {
 }
 
 impl AppDecl {
-    /// True when `other` is newer (package version first, then desired-state revision).
+    /// True when `other` is newer (package version first, then desired state).
     pub fn is_superseded_by(&self, other: &AppDecl) -> bool {
-        (other.version, other.desired_rev) > (self.version, self.desired_rev)
+        (other.version, other.desired_order()) > (self.version, self.desired_order())
+    }
+
+    /// The total order of desired-state settings, newest greatest: the revision, then, at
+    /// equal revisions (two operators at once), `offline` above `ignore` above `online`, as
+    /// a disabled livetag wins a tie, so that every peer keeps the same one (issue 15, kind 6).
+    pub fn desired_order(&self) -> (u64, u8) {
+        let rank = match self.desired {
+            DesiredState::Online => 0,
+            DesiredState::Ignore => 1,
+            DesiredState::Offline => 2,
+        };
+        (self.desired_rev, rank)
     }
 
     /// Merge `other` into `self`: the newer version and the newer desired state, each on its
@@ -221,7 +233,7 @@ impl AppDecl {
             self.version = other.version;
             changed = true;
         }
-        if other.desired_rev > self.desired_rev {
+        if other.desired_order() > self.desired_order() {
             self.desired = other.desired;
             self.desired_rev = other.desired_rev;
             changed = true;
@@ -272,5 +284,34 @@ impl AppReport {
         let mut line = serde_json::to_string(self).expect("a report serializes");
         line.push('\n');
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desired_states_of_one_revision_are_ordered_offline_first() {
+        let decl = |desired, desired_rev| AppDecl {
+            name: "web".into(),
+            version: Version::new(1, 0, 0),
+            desired,
+            desired_rev,
+        };
+        // Two operators at once, merged in either order: both sides end offline.
+        let (on, off) = (
+            decl(DesiredState::Online, 7),
+            decl(DesiredState::Offline, 7),
+        );
+        let (mut x, mut y) = (on.clone(), off.clone());
+        assert!(x.merge(&off) && !y.merge(&on));
+        assert_eq!(
+            (x.desired, y.desired),
+            (DesiredState::Offline, DesiredState::Offline)
+        );
+        assert!(on.is_superseded_by(&off) && !off.is_superseded_by(&on));
+        // A newer revision still wins whatever it says.
+        assert!(off.is_superseded_by(&decl(DesiredState::Online, 8)));
     }
 }

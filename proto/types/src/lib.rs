@@ -11,6 +11,7 @@ pub mod aggregate;
 mod app;
 pub mod app_package;
 mod app_toml;
+mod bad_version;
 mod error;
 mod livetag;
 mod machine;
@@ -28,6 +29,7 @@ pub use aggregate::{Aggregate, AppCount, LoadStats, RowOrder, ZoneRow};
 pub use app::{
     AppDecl, AppReport, AppSpec, AppState, AppStatus, BackoffPolicy, DesiredState, LogBound,
 };
+pub use bad_version::{BAD_SAMPLE, BadMark, BadReason, BadVersion, MAX_BAD_VERSIONS, note_bad};
 pub use error::{ProtoError, Result, chain_is_local_exhaustion, is_exhaustion};
 pub use livetag::LiveTag;
 pub use machine::MachineId;

@@ -53,6 +53,9 @@ pub struct Membership {
     /// list (a cache, never on the wire).
     #[serde(skip)]
     zones: OnceLock<Arc<ZoneTree>>,
+    /// [`Membership::digest`], computed on first use (a cache, never on the wire).
+    #[serde(skip)]
+    digest: OnceLock<u64>,
 }
 
 impl PartialEq for Membership {
@@ -84,7 +87,36 @@ impl Membership {
             host_keys: Vec::new(),
             signature: Vec::new(),
             zones: OnceLock::new(),
+            digest: OnceLock::new(),
         }
+    }
+
+    /// A hash of what the list says (its machines and pinned host keys; not its version or
+    /// signature): the first 8 bytes of SHA-256 of its blob without those, big-endian. Two
+    /// different lists of one version (two operators, each on one side of a split) are
+    /// ordered by it ([`Membership::order`]), so that every peer keeps the same one.
+    pub fn digest(&self) -> u64 {
+        *self.digest.get_or_init(|| {
+            let content = Membership {
+                version: 0,
+                signature: Vec::new(),
+                ..self.clone()
+            };
+            let hash = crate::sha256(&content.encode());
+            u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"))
+        })
+    }
+
+    /// The total order of lists, newest greatest: the version, then [`Membership::digest`].
+    /// A peer takes a list only if it is greater than its own, and exchanges records only
+    /// with peers whose list is equal (records name machines by index in it).
+    pub fn order(&self) -> (u64, u64) {
+        (self.version, self.digest())
+    }
+
+    /// Do the two lists say the same (machines and pins), whatever their versions?
+    pub fn same_content(&self, other: &Membership) -> bool {
+        (&self.machines, &self.host_keys) == (&other.machines, &other.host_keys)
     }
 
     /// Whether any machine has a pinned host key.
@@ -134,6 +166,7 @@ impl Membership {
                 Some((i as u32, blob))
             })
             .collect();
+        self.digest = OnceLock::new(); // the pins are part of it
         self
     }
 
@@ -354,6 +387,7 @@ impl Membership {
             host_keys,
             signature,
             zones: OnceLock::new(),
+            digest: OnceLock::new(),
         })
     }
 }
@@ -505,6 +539,26 @@ mod port_offset_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_are_ordered_by_version_then_content() {
+        let m = |names: &[&str]| names.iter().map(|n| MachineId::local(*n)).collect();
+        let a = Membership::new(2, m(&["a", "b"]));
+        let b = Membership::new(2, m(&["a", "c"]));
+        assert_ne!(a.digest(), b.digest());
+        assert_ne!(a.order(), b.order());
+        // The digest is of the content: not the version, not the signature; survives the blob.
+        let mut a3 = Membership::new(3, m(&["b", "a"]));
+        assert_eq!(a3.digest(), a.digest());
+        assert!(a3.same_content(&a) && !a.same_content(&b));
+        a3.set_signature(b"sig".to_vec());
+        assert_eq!(a3.digest(), a.digest());
+        assert_eq!(Membership::decode(&b.encode()).unwrap().order(), b.order());
+        assert!(
+            a3.order() > a.order().max(b.order()),
+            "a newer version always wins"
+        );
+    }
 
     #[test]
     fn varint_round_trips() {

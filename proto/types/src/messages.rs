@@ -20,6 +20,9 @@ use crate::{
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Gossip {
     pub membership_version: u64,
+    /// The [`crate::Membership::digest`] of that list: records and rows are taken only by
+    /// a peer whose list has the same version and digest.
+    pub membership_digest: u64,
     pub records: Vec<std::sync::Arc<MachineRecord>>,
     pub rows: Vec<std::sync::Arc<ZoneRow>>,
     /// On a ping: what the sender holds of the tables it shares with the receiver, one byte
@@ -136,6 +139,9 @@ pub struct ClusterView {
     /// The zones whose rows the answering peer holds: every child of each zone on its path
     /// from the root down to its leaf zone.
     pub zones: Vec<ZoneInfo>,
+    /// The root's sample of versions marked bad ([`Aggregate::bad_sample`]), each with the
+    /// machine that marked it by name; `root.bad_versions` counts them all.
+    pub bad_versions: Vec<(MachineId, crate::BadVersion)>,
     /// The answering peer's own counters since it started: filled in by the daemon (the core
     /// counts nothing), zeros where no daemon answers (the simulator).
     #[serde(default)]
@@ -176,6 +182,7 @@ impl ClusterView {
             as_of_ms: 0,
             zones: Vec::new(),
             peer: PeerCounters::default(),
+            bad_versions: Vec::new(),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AppStatus, LiveTag, Version};
+use crate::{AppStatus, BadVersion, LiveTag, Version};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PeerState {
@@ -66,7 +66,7 @@ impl PeerState {
 
 /// One machine's record. [`MachineRecord::order`] orders versions of it: the owner bumps `rev`
 /// on every change and `news_rev` on every change of what the machine *is* (state, version,
-/// livetag, applications); another peer may write an observation (`Deploying`, `Unreachable`)
+/// livetag, applications, versions marked bad); another peer may write an observation (`Deploying`, `Unreachable`)
 /// one rev above what it knows, and the owner, when it hears of that, answers with higher
 /// revs (as in SWIM).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,6 +90,9 @@ pub struct MachineRecord {
     /// When the news of this record last changed, in milliseconds since the Unix epoch by the
     /// writer's clock (virtual in the simulator); 0 if unknown. For display only.
     pub changed_ms: u64,
+    /// Versions this machine's peer found unable to run and rolled back from, sorted by
+    /// version, at most [`crate::MAX_BAD_VERSIONS`] (see [`crate::note_bad`]).
+    pub bad_versions: Vec<BadVersion>,
 }
 
 impl MachineRecord {
@@ -107,6 +110,7 @@ impl MachineRecord {
             load: 0,
             news_rev: 0,
             changed_ms: 0,
+            bad_versions: Vec::new(),
         }
     }
 
@@ -142,5 +146,6 @@ impl MachineRecord {
             || self.livetag != old.livetag
             || self.apps != old.apps
             || self.first_deployed_ms != old.first_deployed_ms
+            || self.bad_versions != old.bad_versions
     }
 }

@@ -11,15 +11,20 @@ use ratatui::{
 
 use crate::tui::{app::App, model::Model};
 
+/// Versions marked bad the facts panel lists (the rest: `status`).
+const MAX_BAD_SHOWN: usize = 3;
+
 /// The overview tab: the gauge, the cluster's facts and recent events on the left, the
 /// deployment curve on the right.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let m = &app.model;
     let [left, right] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(area);
+    // Two lines per version marked bad (at most three), above the versions.
+    let bad_lines = 2 * m.bad_versions.len().min(MAX_BAD_SHOWN) as u16;
     let [gauge, facts, events] = Layout::vertical([
         Constraint::Length(3),
-        Constraint::Length(10),
+        Constraint::Length(10 + bad_lines),
         Constraint::Min(3),
     ])
     .areas(left);
@@ -79,6 +84,17 @@ fn draw_facts(frame: &mut Frame, facts: Rect, m: &Model) {
             )),
         ])),
         None => lines.push(Line::from("livetag -")),
+    }
+    let red = Style::new().fg(Color::Red);
+    for bad in m.bad_versions.iter().take(MAX_BAD_SHOWN) {
+        // The time of day of the RFC 3339 mark (the date is in `status`).
+        let time = bad.at.as_deref().and_then(|t| t.get(11..)).unwrap_or("");
+        let machine = bad.machine.as_deref().unwrap_or("?");
+        lines.push(Line::from(Span::styled(
+            format!("BAD {} on {machine} {time}", bad.version),
+            red.add_modifier(ratatui::style::Modifier::BOLD),
+        )));
+        lines.push(Line::from(Span::styled(format!("  {}", bad.reason), red)));
     }
     lines.push(Line::from("versions:"));
     for (version, count) in m.versions.iter().rev().take(5) {

@@ -24,7 +24,8 @@ use std::sync::Arc;
 
 use rand::{Rng, RngExt};
 use smon_proto_types::{
-    Aggregate, MachineRecord, Membership, PeerState, RowOrder, ZoneIdx, ZoneRow, ZoneTree,
+    Aggregate, BAD_SAMPLE, BadMark, MAX_BAD_VERSIONS, MachineRecord, Membership, PeerState,
+    RowOrder, ZoneIdx, ZoneRow, ZoneTree,
     aggregate::{MISSING_SAMPLE, UP_SAMPLE},
 };
 
@@ -70,6 +71,8 @@ struct Mark {
     load_max: u16,
     newest_ms: u64,
     as_of_ms: u64,
+    /// The entry marks versions bad (a record's own, or a row's sample).
+    bad: bool,
 }
 
 impl Mark {
@@ -90,6 +93,7 @@ impl Mark {
             load_max: r.load,
             newest_ms: r.changed_ms,
             as_of_ms: 0,
+            bad: !r.bad_versions.is_empty(),
         }
     }
 
@@ -102,6 +106,7 @@ impl Mark {
             load_max: r.agg.load.max,
             newest_ms: r.agg.newest_change_ms,
             as_of_ms: r.order.as_of_ms,
+            bad: !r.agg.bad_sample.is_empty(),
         }
     }
 }
@@ -306,6 +311,9 @@ impl View {
         let Some(slot) = self.leaf_slot(record.machine) else {
             return false;
         };
+        if record.bad_versions.len() > MAX_BAD_VERSIONS {
+            return false; // not a record any peer writes: ignored, so no sum can overflow
+        }
         self.seq += 1;
         let seq = self.seq;
         let level = self.levels.last_mut().expect("a leaf slot has a level");
@@ -435,7 +443,7 @@ impl View {
         let mut order = level.order;
         order.as_of_ms = now;
         let (mut lo, mut hi) = (u16::MAX, 0u16);
-        let (mut ups, mut missing) = (Vec::new(), Vec::new());
+        let (mut ups, mut missing, mut bad) = (Vec::new(), Vec::new(), Vec::new());
         for (slot, mark) in level.marks.iter().enumerate() {
             if mark.up > 0 {
                 (lo, hi) = (lo.min(mark.load_min), hi.max(mark.load_max));
@@ -450,14 +458,24 @@ impl View {
             if mark.missing > 0 && missing.len() < MISSING_SAMPLE {
                 missing.push(slot);
             }
+            if mark.bad && bad.len() < BAD_SAMPLE {
+                bad.push(slot as u32);
+            }
         }
         agg.load.min = if hi >= lo { lo } else { 0 };
         agg.load.max = hi;
         match &level.entries {
-            Entries::Records(_) => {
+            Entries::Records(table) => {
                 let machines = self.tree.machines(level.zone);
                 agg.up_sample = ups.iter().map(|&s| machines[s]).collect();
                 agg.missing_sample = missing.iter().map(|&s| machines[s]).collect();
+                let marks = bad.iter().filter_map(|&s| table.get(s)).flat_map(|r| {
+                    r.bad_versions.iter().map(|&bad| BadMark {
+                        machine: r.machine,
+                        bad,
+                    })
+                });
+                agg.bad_sample = marks.take(BAD_SAMPLE).collect();
             }
             Entries::Rows(table) => {
                 let first = zone.children.start;
@@ -476,6 +494,9 @@ impl View {
                     };
                     agg.missing_sample.extend(sample.iter().take(take).copied());
                 }
+                let marks = bad.iter().filter_map(|&s| table.get(s));
+                let marks = marks.flat_map(|row| row.agg.bad_sample.iter().copied());
+                agg.bad_sample = marks.take(BAD_SAMPLE).collect();
             }
         }
         ZoneRow {
@@ -540,6 +561,14 @@ impl View {
             for list in [&mut row.agg.up_sample, &mut row.agg.missing_sample] {
                 *list = list.iter().filter_map(|&m| renumber(m)).collect();
             }
+            let marks = row.agg.bad_sample.iter();
+            let marks = marks.filter_map(|m| {
+                Some(BadMark {
+                    machine: renumber(m.machine)?,
+                    ..*m
+                })
+            });
+            row.agg.bad_sample = marks.collect();
             self.merge_row(Arc::new(row));
         }
         self.flush(now, true);
@@ -564,4 +593,12 @@ fn plausible(agg: &Aggregate, machines: usize) -> bool {
         && agg.load.sum <= m * u64::from(u16::MAX)
         && agg.up_sample.len() <= UP_SAMPLE
         && agg.missing_sample.len() <= MISSING_SAMPLE
+        && agg.bad_sample.len() <= BAD_SAMPLE
+        && agg.bad_versions.len() <= MAX_BAD_VERSIONS * machines.max(1)
+        && agg
+            .bad_versions
+            .iter()
+            .map(|(_, n)| u64::from(*n))
+            .sum::<u64>()
+            <= m * MAX_BAD_VERSIONS as u64
 }
