@@ -15,6 +15,7 @@ mod error;
 mod fetch;
 pub mod install;
 mod loader;
+mod logs;
 mod own_package;
 mod server;
 pub mod start;
@@ -70,6 +71,7 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         package: loaded.package.clone(),
         me,
         root: root.to_owned(),
+        key: loaded.identity.key.clone(),
     };
     serve(listener, loaded.identity.key.clone(), server);
     let (actor, initial) = Actor::new(root, loaded, store, (tx, rx), now);

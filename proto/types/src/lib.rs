@@ -13,6 +13,7 @@ pub mod app_package;
 mod app_toml;
 mod error;
 mod livetag;
+mod logs;
 mod machine;
 mod manifest;
 mod membership;
@@ -30,6 +31,7 @@ pub use app::{
 };
 pub use error::{ProtoError, Result, chain_is_local_exhaustion, is_exhaustion};
 pub use livetag::LiveTag;
+pub use logs::{LOG_MAX_BYTES, LOG_MAX_LINES, LogChunk, LogCursor, LogFrom, LogRequest};
 pub use machine::MachineId;
 pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha256};
 pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, Membership};
