@@ -8,8 +8,8 @@ use clap::Parser;
 use crate::{
     cli::{Cli, Command, InitArgs, MembershipCommand, TuiArgs},
     cluster_dir::ClusterDir,
-    cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_docs, cmd_events, cmd_init, cmd_membership,
-    cmd_wait,
+    cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_docs, cmd_events, cmd_init, cmd_logs,
+    cmd_membership, cmd_wait,
     host_keys::PinPolicy,
     tui,
 };
@@ -56,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Events(args) => cmd_events::run(&open()?, args).await,
+        Command::Logs(args) => quiet_pipe(cmd_logs::run(open()?, args).await),
         Command::Completions { shell } => {
             quiet_pipe(cmd_docs::completions(shell, &mut std::io::stdout()).map_err(Into::into))
         }
