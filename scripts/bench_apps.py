@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from local_cluster import kill_leftovers
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 117
 INTERVAL = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
 TRIALS = int(sys.argv[3]) if len(sys.argv) > 3 else 20
@@ -140,13 +142,4 @@ finally:
     time.sleep(5 * INTERVAL)
     subprocess.run([CONSOLE, "-C", CLUSTER, "shutdown", "--timeout", "120s"], capture_output=True)
     # Whatever is left of this cluster (peers, applications): killed.
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if CLUSTER in cmd or cwd.startswith(CLUSTER):
-            os.kill(int(pid), signal.SIGKILL)
+    kill_leftovers(CLUSTER)

@@ -12,12 +12,13 @@ connect, ask, print), alternately through local:m001 (relayed) and through the t
 """
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from local_cluster import kill_leftovers
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 60
 TRIALS = int(sys.argv[2]) if len(sys.argv) > 2 else 20
@@ -90,13 +91,4 @@ try:
 finally:
     subprocess.run([CONSOLE, "-C", CLUSTER, "shutdown", "--timeout", "120s"], capture_output=True)
     # Whatever is left of this cluster (peers, applications): killed.
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if CLUSTER in cmd or cwd.startswith(CLUSTER):
-            os.kill(int(pid), signal.SIGKILL)
+    kill_leftovers(CLUSTER)
