@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from local_cluster import kill_leftovers
+from local_cluster import kill_leftovers, wait
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 117
 INTERVAL = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
@@ -60,15 +60,6 @@ def app_pid(name):
         except OSError:
             pass
     return None
-
-
-def wait(what, cond, timeout=600):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 tmp = tempfile.mkdtemp(prefix="smon-bench-apps-")

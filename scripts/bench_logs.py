@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from local_cluster import kill_leftovers
+from local_cluster import kill_leftovers, wait
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 60
 TRIALS = int(sys.argv[2]) if len(sys.argv) > 2 else 20
@@ -30,15 +30,6 @@ def console(*args):
     if out.returncode != 0:
         raise SystemExit(f"smon-console {args}: {out.stderr}")
     return out.stdout
-
-
-def wait(what, cond, timeout=600):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def app_log(name):

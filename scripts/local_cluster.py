@@ -1,6 +1,7 @@
 """What the benchmark scripts share about a local cluster they made."""
 import os
 import signal
+import time
 
 
 def kill_leftovers(cluster):
@@ -16,3 +17,13 @@ def kill_leftovers(cluster):
             continue
         if cluster in cmd or cwd.startswith(cluster):
             os.kill(int(pid), signal.SIGKILL)
+
+
+def wait(what, cond, timeout=600):
+    """Poll `cond` every half second until it holds; exit naming `what` after `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"timed out waiting for {what}")
