@@ -69,7 +69,54 @@ fn logs_of_a_peer_and_an_application_through_another_peer_follow_and_errors() {
     assert_eq!(talker, "hello from local:m007\n");
 
     follow_sees_an_appended_line(&c, &app_log);
+    hostile_requests_are_refused_and_the_peer_lives(&c);
     errors_are_clear(&c);
+}
+
+/// Requests the console would never send, straight over RPC: each is refused or bounded, and
+/// the peer goes on answering.
+fn hostile_requests_are_refused_and_the_peer_lives(c: &Cluster) {
+    use smon_proto::{LOG_MAX_LINES, LogFrom, LogRequest, MachineId, Refusal};
+    let pid = c.pid("m002").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = c.client("m002").await;
+        let ask = |machine: &str, app: Option<&str>, lines: u32, relayed: bool| {
+            let req = LogRequest {
+                machine: MachineId::local(machine),
+                app: app.map(str::to_owned),
+                from: LogFrom::Tail {
+                    lines,
+                    within_ms: Some(u64::MAX),
+                },
+                relayed,
+            };
+            client.read_log(smon_proto::tarpc::context::current(), req)
+        };
+        for name in [
+            "..",
+            "../../../../etc/passwd",
+            "talker/../..",
+            "/etc/passwd",
+        ] {
+            let answer = ask("m002", Some(name), 10, false).await.unwrap();
+            assert!(
+                matches!(answer, Err(Refusal::Invalid(_))),
+                "{name}: {answer:?}"
+            );
+            let relayed = ask("m007", Some(name), 10, false).await.unwrap();
+            assert!(
+                matches!(relayed, Err(Refusal::Invalid(_))),
+                "{name}: {relayed:?}"
+            );
+        }
+        // A relayed request for another machine is not relayed again.
+        let answer = ask("m007", None, 10, true).await.unwrap();
+        assert!(matches!(answer, Err(Refusal::Invalid(_))), "{answer:?}");
+        let huge = ask("m002", None, u32::MAX, false).await.unwrap().unwrap();
+        assert!(huge.data.iter().filter(|&&b| b == b'\n').count() <= LOG_MAX_LINES as usize);
+    });
+    assert_eq!(c.pid("m002"), Some(pid), "the peer still runs");
 }
 
 fn follow_sees_an_appended_line(c: &Cluster, app_log: &std::path::Path) {
