@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from local_cluster import kill_leftovers, wait
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 117
 INTERVAL = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
 TRIALS = int(sys.argv[3]) if len(sys.argv) > 3 else 20
@@ -58,15 +60,6 @@ def app_pid(name):
         except OSError:
             pass
     return None
-
-
-def wait(what, cond, timeout=600):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 tmp = tempfile.mkdtemp(prefix="smon-bench-apps-")
@@ -140,13 +133,4 @@ finally:
     time.sleep(5 * INTERVAL)
     subprocess.run([CONSOLE, "-C", CLUSTER, "shutdown", "--timeout", "120s"], capture_output=True)
     # Whatever is left of this cluster (peers, applications): killed.
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if CLUSTER in cmd or cwd.startswith(CLUSTER):
-            os.kill(int(pid), signal.SIGKILL)
+    kill_leftovers(CLUSTER)

@@ -113,6 +113,9 @@ pub enum Command {
     /// format: printed once, or served at http://ADDR/metrics with --listen (an exporter that
     /// follows any peer and fails over as the TUI does).
     Metrics(MetricsArgs),
+    /// A machine's log, read by the peer that runs there and reached through any peer (as
+    /// `kubectl logs`): the peer's own log, or the application APP's output.
+    Logs(LogsArgs),
     /// A shell completion script on standard output: `source <(smon-console completions bash)`.
     Completions {
         #[arg(value_enum)]
@@ -157,6 +160,25 @@ pub struct MetricsArgs {
 pub enum MetricsFormat {
     Openmetrics,
     Prometheus,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LogsArgs {
+    /// The machine whose log to read.
+    pub machine: MachineId,
+    /// An application's log on that machine (default: the machine's peer's own log).
+    pub app: Option<String>,
+    /// The last N lines (a peer sends at most 10,000 lines and 1 MiB per answer).
+    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 100)]
+    pub lines: u32,
+    /// After them, print lines as they are appended, until interrupted (a rotated or
+    /// truncated log is followed from its start).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only lines of the last DURATION (`10m`, `1h`), by the time a line starts with (the
+    /// peer's log has one on every line; a line without one goes with the line before it).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -396,6 +418,7 @@ impl Command {
             Command::Status { .. }
             | Command::Metrics(MetricsArgs { listen: None, .. })
             | Command::Wait(_)
+            | Command::Logs(_)
             | Command::Membership {
                 command: MembershipCommand::Show { .. },
             } => ReadsOnly,

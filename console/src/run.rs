@@ -8,8 +8,8 @@ use clap::Parser;
 use crate::{
     cli::{Cli, Command, InitArgs, MembershipCommand, TuiArgs},
     cluster_dir::ClusterDir,
-    cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_docs, cmd_events, cmd_init, cmd_membership,
-    cmd_metrics, cmd_upgrade, cmd_wait,
+    cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_docs, cmd_events, cmd_init, cmd_logs,
+    cmd_membership, cmd_metrics, cmd_upgrade, cmd_wait,
     host_keys::PinPolicy,
     tui,
 };
@@ -57,6 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Events(args) => cmd_events::run(&open()?, args).await,
         Command::Metrics(args) => quiet_pipe(cmd_metrics::run(&open()?, args).await),
+        Command::Logs(args) => quiet_pipe(cmd_logs::run(open()?, args).await),
         Command::Completions { shell } => {
             quiet_pipe(cmd_docs::completions(shell, &mut std::io::stdout()).map_err(Into::into))
         }

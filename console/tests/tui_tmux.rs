@@ -86,12 +86,12 @@ impl Drop for Tmux {
 }
 
 /// A cluster of `n` local machines, deployed, and its TUI in tmux (started with `prefix`,
-/// e.g. an `env` of its own) once it shows all `n` deployed.
-fn tui_on_deployed(n: usize, prefix: &str) -> (Cluster, Tmux) {
+/// e.g. an `env` of its own, and `tui`'s options `suffix`) once it shows all `n` deployed.
+fn tui_on_deployed(n: usize, prefix: &str, suffix: &str) -> (Cluster, Tmux) {
     let c = Cluster::new(n, "1s");
     c.ok(&["deploy"]);
     let command = format!(
-        "{prefix}{} -C {} tui",
+        "{prefix}{} -C {} tui{suffix}",
         harness::console_bin().display(),
         c.dir.display()
     );
@@ -107,7 +107,7 @@ fn watch_the_deployment_then_disable_from_the_keyboard() {
     if !harness::have("tmux", "tmux") {
         return;
     }
-    let (c, tmux) = tui_on_deployed(12, "");
+    let (c, tmux) = tui_on_deployed(12, "", "");
     assert!(tmux.screen().contains("deployment progress"));
 
     // Kill the peer the TUI watches through: it fails over to another, never exits.
@@ -275,7 +275,7 @@ fn no_color_keeps_the_selection_visible_in_a_real_terminal() {
     if !harness::have("tmux", "tmux") {
         return;
     }
-    let (_c, tmux) = tui_on_deployed(3, "env NO_COLOR=1 ");
+    let (_c, tmux) = tui_on_deployed(3, "env NO_COLOR=1 ", "");
     tmux.keys(&["2"]);
     tmux.wait_for("the machines tab", Duration::from_secs(30), |s| {
         s.contains("MACHINE")
@@ -303,5 +303,42 @@ fn no_color_keeps_the_selection_visible_in_a_real_terminal() {
     let start = reverse.find(row).expect("the selected row is not reversed");
     let through = &row[start.end()..row.find("running").unwrap()];
     assert!(!reset.is_match(through), "the reverse stops early: {row:?}");
+    tmux.keys(&["q"]);
+}
+
+/// Issue 16: `l` on a machine opens its peer's log (read through the overlay, read-only
+/// credentials suffice), which follows what is appended, is searched with `/` and left with
+/// Esc, in a real terminal.
+#[test]
+fn the_log_pane_follows_a_machines_log_and_closes() {
+    if !harness::have("tmux", "tmux") {
+        return;
+    }
+    let (c, tmux) = tui_on_deployed(3, "", " --readonly");
+    tmux.keys(&["2"]);
+    tmux.wait_for("the machines tab", Duration::from_secs(30), |s| {
+        s.contains("MACHINE")
+    });
+    tmux.keys(&["j", "l"]);
+    tmux.wait_for("m002's peer log", Duration::from_secs(30), |s| {
+        s.contains("the peer log of local:m002 via local:") && s.contains(" INFO ")
+    });
+    let marker = format!("appended while the pane is open {}", std::process::id());
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(c.machine("m002", |f| f.log()))
+        .unwrap();
+    std::io::Write::write_all(&mut log, format!("{marker}\n").as_bytes()).unwrap();
+    tmux.wait_for("the appended line", Duration::from_secs(30), |s| {
+        s.contains(&marker)
+    });
+    tmux.keys(&["/", "while the pane", "Enter"]);
+    tmux.wait_for("the search", Duration::from_secs(10), |s| {
+        s.contains("/while the pane/ 1 matches")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the table again", Duration::from_secs(10), |s| {
+        s.contains("MACHINE") && !s.contains("the peer log of")
+    });
     tmux.keys(&["q"]);
 }

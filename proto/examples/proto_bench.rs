@@ -105,6 +105,13 @@ impl PeerService for BenchPeer {
     ) -> Result<ZoneRecords, Refusal> {
         Err(Refusal::NotFound(format!("zone {}", req.zone)))
     }
+    async fn read_log(
+        self,
+        _: context::Context,
+        req: smon_proto::LogRequest,
+    ) -> Result<smon_proto::LogChunk, Refusal> {
+        Err(Refusal::NotFound(format!("the log of {}", req.machine)))
+    }
     async fn control(self, _: context::Context, _: ControlAction) -> Result<String, Refusal> {
         Ok(String::new())
     }

@@ -239,7 +239,9 @@ impl<'a> MachineFiles<'a> {
         self.apps().join(name)
     }
 
-    /// `apps/<name>/app.log`: the application's output (bounded by its spec's `log`).
+    /// `apps/<name>/app.log`: the application's output (bounded by its spec's `log`), the one
+    /// place that names it (the runner writes it, `read_log` serves it). `name` must be a
+    /// valid application name (`valid_app_name`), or this is not a path under the root.
     pub fn app_log(&self, name: &str) -> PathBuf {
         self.app(name).join("app.log")
     }

@@ -7,8 +7,8 @@
 
 use crate::{
     AppOffer, AppReply, AppStatus, ChallengeRequest, Chunk, ChunkRequest, ClusterView,
-    ControlAction, DesiredState, LiveTag, MemberReply, PackageManifest, PeerCall, PeerReply, Ping,
-    Pong, Refusal, ZoneRecords, ZoneRecordsRequest,
+    ControlAction, DesiredState, LiveTag, LogChunk, LogRequest, MemberReply, PackageManifest,
+    PeerCall, PeerReply, Ping, Pong, Refusal, ZoneRecords, ZoneRecordsRequest,
 };
 
 #[tarpc::service]
@@ -28,6 +28,12 @@ pub trait PeerService {
     /// A page of a leaf zone's records, answered by a peer of that zone (issue 11): the
     /// console finds one through the zones' representatives in [`ClusterView::zones`].
     async fn zone_records(req: ZoneRecordsRequest) -> Result<ZoneRecords, Refusal>;
+    /// A chunk of a machine's log (the peer's own or an application's), read by that
+    /// machine's peer: the receiver serves its own machine's, or relays the request once to
+    /// the named machine's peer (issue 16). Refusals: `Invalid` (bad application name, a
+    /// relayed request for another machine), `NotFound` (no such machine in the membership,
+    /// no such application, no log yet), `Unreachable` (the machine's peer did not answer).
+    async fn read_log(req: LogRequest) -> Result<LogChunk, Refusal>;
 }
 
 #[tarpc::service]

@@ -207,6 +207,13 @@ impl PeerService for TestPeer {
     ) -> Result<ZoneRecords, Refusal> {
         Err(Refusal::NotFound(format!("zone {}", req.zone)))
     }
+    async fn read_log(
+        self,
+        _: context::Context,
+        req: smon_proto::LogRequest,
+    ) -> Result<smon_proto::LogChunk, Refusal> {
+        Err(Refusal::NotFound(format!("the log of {}", req.machine)))
+    }
     async fn control(self, _: context::Context, action: ControlAction) -> Result<String, Refusal> {
         match action {
             ControlAction::SetLiveTag { enabled } => Ok(format!("livetag enabled={enabled}")),

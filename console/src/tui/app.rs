@@ -3,8 +3,14 @@
 
 use regex::Regex;
 
-use super::model::{DataMsg, Model, Row};
-use crate::cli::{Cli, InTui};
+use super::{
+    log_pane::{LogMsg, LogPane},
+    model::{DataMsg, Model, Row},
+};
+use crate::{
+    cli::{Cli, Command, InTui},
+    log_follow::LogTarget,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tab {
@@ -65,6 +71,8 @@ pub enum Mode {
     Command(String),
     Confirm(Pending),
     Help,
+    /// The log pane is open ([`App::log`]).
+    Log,
 }
 
 #[derive(Clone, Debug)]
@@ -100,6 +108,14 @@ pub enum Action {
     PageSize(usize),
     Data(DataMsg),
     OpDone(Result<String, String>),
+    /// Open the log pane on the selection: the selected machine's peer log (Machines tab),
+    /// the selected application's log (Apps tab) on a machine where it is not running, or
+    /// else on the first machine that has it.
+    OpenLog,
+    /// In the log pane: the next / previous match of the search.
+    NextMatch,
+    PrevMatch,
+    Log(LogMsg),
 }
 
 impl From<DataMsg> for Action {
@@ -112,6 +128,10 @@ impl From<DataMsg> for Action {
 pub enum Effect {
     Quit,
     Run(Vec<String>),
+    /// Start reading this log for the pane of this generation (ending any other reader).
+    FollowLog(LogTarget, u64),
+    /// The pane closed: stop reading.
+    StopLog,
 }
 
 pub struct App {
@@ -138,6 +158,9 @@ pub struct App {
     /// NO_COLOR (<https://no-color.org>): draw without colours; highlights keep their
     /// reverse and bold.
     pub no_color: bool,
+    /// The open log pane, if any; `log_generation` numbers the panes opened.
+    pub log: Option<LogPane>,
+    pub(super) log_generation: u64,
 }
 
 impl App {
@@ -162,6 +185,8 @@ impl App {
             app_selected: 0,
             message: None,
             no_color: false,
+            log: None,
+            log_generation: 0,
         };
         app.refresh_visible();
         app
@@ -273,11 +298,21 @@ impl App {
                     Err(text) => format!("failed: {text}"),
                 });
             }
+            (_, Action::Log(msg)) => {
+                if let Some(pane) = self.log.as_mut().filter(|p| p.generation == msg.generation) {
+                    pane.apply(msg.event);
+                }
+            }
             (_, Action::PageSize(rows)) => {
                 self.page = rows.max(1);
                 self.clamp_scroll();
             }
-            (Mode::Help, _) => self.mode = Mode::Normal,
+            (Mode::Help, _) => {
+                self.mode = match self.log {
+                    Some(_) => Mode::Log,
+                    None => Mode::Normal,
+                }
+            }
             (Mode::Confirm(pending), Action::Yes | Action::Submit) => {
                 let args = pending.args.clone();
                 self.message = Some(format!("running: {}", args.join(" ")));
@@ -322,9 +357,10 @@ impl App {
             (Mode::Command(text), Action::Submit) => {
                 let text = text.clone();
                 self.mode = Mode::Normal;
-                self.command(&text);
+                return self.command(&text);
             }
             (Mode::Filter(_) | Mode::Command(_), _) => {}
+            (Mode::Log, action) => return self.in_log(action),
             (Mode::Normal, action) => return self.normal(action),
         }
         None
@@ -381,9 +417,10 @@ impl App {
                 }
             }
             Action::Help => self.mode = Mode::Help,
-            Action::Disable => self.command("disable"),
-            Action::Enable => self.command("enable"),
+            Action::Disable => return self.command("disable"),
+            Action::Enable => return self.command("enable"),
             Action::AppSet => self.mode = Mode::Command(self.app_set_prefill()),
+            Action::OpenLog => return self.open_log_on_selection(),
             _ => {}
         }
         None
@@ -391,21 +428,29 @@ impl App {
 
     /// A line typed after `:`: the words of a batch command, run after a confirmation that
     /// says what it will do ([`InTui`]).
-    fn command(&mut self, text: &str) {
+    fn command(&mut self, text: &str) -> Option<Effect> {
         // Split as a shell would: quotes and backslashes keep a path with spaces one word.
         let Some(args) = shlex::split(text) else {
             self.message = Some(
                 "unbalanced quote or trailing backslash: close the quote, or escape it as \\\" or \\'"
                     .into(),
             );
-            return;
+            return None;
         };
         if args.is_empty() {
-            return;
+            return None;
         }
         let words = std::iter::once("smon-console".to_string()).chain(args.iter().cloned());
         match Cli::try_parse_from_words(words) {
             Err(e) => self.message = Some(first_line(&e)),
+            // `:logs MACHINE [APP]` opens the log pane.
+            Ok(Cli {
+                command: Command::Logs(args),
+                ..
+            }) => match LogTarget::new(args.machine, args.app) {
+                Ok(target) => return self.open_log(target),
+                Err(e) => self.message = Some(e.to_string()),
+            },
             Ok(cli) => match cli.command.in_tui() {
                 InTui::Confirm(description) => self.propose(description, args),
                 InTui::ReadsOnly => {
@@ -416,6 +461,7 @@ impl App {
                 }
             },
         }
+        None
     }
 
     /// `app set` prefilled from the selection: the app of the Apps tab, the machine of the

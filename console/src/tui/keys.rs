@@ -35,7 +35,7 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         keys: "j k  ↑ ↓",
-        help: "move",
+        help: "move (in a log: scroll)",
         map: &[
             (Char('j'), A::Down),
             (Down, A::Down),
@@ -45,7 +45,7 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         keys: "g G  PgUp PgDn",
-        help: "top, bottom, page",
+        help: "top, bottom (in a log: follow the end), page",
         map: &[
             (Char('g'), A::Top),
             (Home, A::Top),
@@ -62,13 +62,23 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         keys: "/",
-        help: "filter machines (regex on name, state, version)",
+        help: "filter machines (regex: name, state, version); a log: search",
         map: &[(Char('/'), A::StartFilter)],
     },
     Binding {
         keys: "Esc",
-        help: "clear the filter, close prompts",
+        help: "clear the filter, close prompts, leave the log",
         map: &[(Esc, A::Cancel)],
+    },
+    Binding {
+        keys: "l",
+        help: "log of the selected machine or application, followed",
+        map: &[(Char('l'), A::OpenLog)],
+    },
+    Binding {
+        keys: "n  N",
+        help: "in a log: next / previous match of the search",
+        map: &[(Char('n'), A::NextMatch), (Char('N'), A::PrevMatch)],
     },
     Binding {
         keys: "f",
@@ -133,7 +143,14 @@ pub fn action_for(app: &App, key: KeyEvent) -> Option<Action> {
             Char(c) => Some(Action::Input(c)),
             _ => None,
         },
-        Mode::Normal => BINDINGS
+        Mode::Log if app.log.as_ref().is_some_and(|p| p.typing.is_some()) => match key.code {
+            KeyCode::Enter => Some(Action::Submit),
+            Esc => Some(Action::Cancel),
+            KeyCode::Backspace => Some(Action::Backspace),
+            Char(c) => Some(Action::Input(c)),
+            _ => None,
+        },
+        Mode::Normal | Mode::Log => BINDINGS
             .iter()
             .flat_map(|b| b.map)
             .find(|(code, _)| *code == key.code)

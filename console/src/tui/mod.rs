@@ -3,17 +3,21 @@
 
 pub mod app;
 pub mod keys;
+pub mod log_pane;
 pub mod model;
 pub mod poller;
 pub mod ui;
 pub mod views;
 
 #[cfg(test)]
+mod log_tests;
+#[cfg(test)]
 mod tests;
 
 use std::{
     io::IsTerminal,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -28,8 +32,12 @@ use ratatui::{Terminal, backend::CrosstermBackend};
 use smon_proto::ClusterKey;
 use tokio::sync::mpsc;
 
-use crate::cluster_dir::ClusterDir;
+use crate::{
+    cluster_dir::ClusterDir,
+    log_follow::{LogError, LogFollower, LogTarget, Reach},
+};
 use app::{Action, App, Effect};
+use log_pane::{LogEvent, LogMsg};
 use model::Model;
 
 pub enum Source {
@@ -90,13 +98,20 @@ fn enter_terminal() -> anyhow::Result<(TerminalGuard, Terminal<CrosstermBackend<
 
 pub async fn run(source: Source, readonly: bool) -> anyhow::Result<()> {
     require_terminal("the TUI")?;
-    let (candidates, key, model, dir) = match source {
+    let (candidates, key, model, dir, reach) = match source {
         Source::Dir(dir) => {
             let candidates = dir.peers_to_ask().into_iter().map(|(_, a)| a).collect();
             let model = Model::with_machines(dir.membership.machines());
-            (candidates, dir.key.clone(), model, Some(dir.path.clone()))
+            let (key, path) = (dir.key.clone(), Some(dir.path.clone()));
+            (candidates, key, model, path, Reach::Dir(Arc::from(dir)))
         }
-        Source::Peer { addr, key } => (vec![addr], key, Model::default(), None),
+        Source::Peer { addr, key } => {
+            let reach = Reach::Peer {
+                addr: addr.clone(),
+                key: key.clone(),
+            };
+            (vec![addr], key, Model::default(), None, reach)
+        }
     };
     let interval = Duration::from_millis(1_000);
     let (tx, mut rx) = mpsc::channel::<Action>(1024);
@@ -119,6 +134,7 @@ pub async fn run(source: Source, readonly: bool) -> anyhow::Result<()> {
     app.update(Action::PageSize(page(terminal.size()?.height)));
     let mut dirty = true;
     let mut clock = tokio::time::interval(Duration::from_secs(1));
+    let mut log_task: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         if dirty {
             terminal.draw(|f| ui::draw(f, &app))?;
@@ -150,12 +166,71 @@ pub async fn run(source: Source, readonly: bool) -> anyhow::Result<()> {
                     let _ = tx.send(Action::OpDone(result)).await;
                 });
             }
+            Some(Effect::FollowLog(target, generation)) => {
+                let reader = follow_log(reach.clone(), target, generation, tx.clone());
+                if let Some(old) = log_task.replace(tokio::spawn(reader)) {
+                    old.abort();
+                }
+            }
+            Some(Effect::StopLog) => {
+                if let Some(old) = log_task.take() {
+                    old.abort();
+                }
+            }
             None => {}
         }
+    }
+    if let Some(task) = log_task {
+        task.abort();
     }
     poll_task.abort();
     drop(terminal);
     Ok(())
+}
+
+/// Lines the log pane starts with.
+const LOG_PANE_TAIL: u32 = 1000;
+
+/// Feed the log pane of `generation`: the log's last lines, then what is appended, until the
+/// pane closes (the task is aborted) or the log cannot be read at all.
+async fn follow_log(reach: Reach, target: LogTarget, generation: u64, tx: mpsc::Sender<Action>) {
+    let mut follower = LogFollower::new(reach, target);
+    let mut started = false;
+    loop {
+        let read = if started {
+            follower.next().await
+        } else {
+            follower.tail(LOG_PANE_TAIL, None).await
+        };
+        let (event, last) = match read {
+            Ok(chunk) => {
+                started = true;
+                let event = LogEvent::Lines {
+                    via: follower.via().unwrap_or_default().to_owned(),
+                    text: String::from_utf8_lossy(&chunk.data).into_owned(),
+                    restarted: chunk.restarted,
+                };
+                (event, false)
+            }
+            Err(e) => {
+                let last = matches!(e, LogError::Refused(_));
+                let message = e.to_string();
+                (LogEvent::Problem { message, last }, last)
+            }
+        };
+        let lost = matches!(event, LogEvent::Problem { .. });
+        if tx
+            .send(Action::Log(LogMsg { generation, event }))
+            .await
+            .is_err()
+            || last
+        {
+            return;
+        }
+        if lost {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 }
 
 /// Run a batch command (`smon-console -C DIR ARGS`) and return its last line of output.

@@ -70,7 +70,7 @@ fn view_of(ids: &[MachineId], seq: u64, records: Vec<(MachineId, MachineRecord)>
 }
 
 /// A cluster of 24 machines, 20 of them known, seen at fixed times.
-fn sample_app() -> App {
+pub(super) fn sample_app() -> App {
     let ids = machines(24);
     let mut model = Model::with_machines(&ids);
     let v1 = Version::new(0, 1, 0);
@@ -105,7 +105,7 @@ fn sample_app() -> App {
     app
 }
 
-fn render(app: &App) -> String {
+pub(super) fn render(app: &App) -> String {
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
     terminal.draw(|f| ui::draw(f, app)).unwrap();
     terminal.backend().to_string()

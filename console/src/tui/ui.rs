@@ -19,6 +19,10 @@ use super::{
 /// Rows of the screen that are not the table (title, tabs, header, borders, status line).
 pub const CHROME_ROWS: u16 = 8;
 
+/// Rows of the screen that are not log text when the log pane is open (title, tabs,
+/// borders, status line).
+pub const LOG_CHROME_ROWS: u16 = 5;
+
 pub fn draw(frame: &mut Frame, app: &App) {
     let [top, body, bottom] = Layout::vertical([
         Constraint::Length(2),
@@ -28,6 +32,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     .areas(frame.area());
     header(frame, top, app);
     match app.tab {
+        _ if app.log.is_some() => views::log::draw(frame, body, app),
         Tab::Overview => views::overview::draw(frame, body, app),
         Tab::Machines => views::machines::draw(frame, body, app),
         Tab::Apps => views::apps::draw(frame, body, app),
@@ -131,6 +136,7 @@ fn status_line(frame: &mut Frame, area: Rect, app: &App) {
             Span::raw(text.clone()),
             Span::raw("█"),
         ]),
+        Mode::Log => views::log::status_line(app),
         _ => match &app.message {
             Some(message) => Line::from(Span::styled(
                 message.clone(),

@@ -223,6 +223,31 @@ mod examples {
             limit: 1000,
         }
     }
+    pub fn log_request() -> smon_proto::LogRequest {
+        smon_proto::LogRequest {
+            machine: machine(),
+            app: Some("hello".into()),
+            from: smon_proto::LogFrom::Tail {
+                lines: 100,
+                within_ms: Some(600_000),
+            },
+            relayed: false,
+        }
+    }
+    pub fn log_chunk() -> smon_proto::LogChunk {
+        smon_proto::LogChunk {
+            machine: machine(),
+            data: b"listening on 127.0.0.1:8080\n".to_vec(),
+            next: smon_proto::LogCursor {
+                file: 0x1234_5678,
+                offset: 28,
+            },
+            cut: false,
+            restarted: false,
+            more: false,
+            untimed: true,
+        }
+    }
     pub fn zone_records() -> ZoneRecords {
         ZoneRecords {
             answered_by: machine(),
@@ -366,6 +391,14 @@ pub fn peer_request_seeds() -> Vec<Vec<u8>> {
         R::ZoneRecords {
             req: zone_records_request(),
         },
+        R::ReadLog { req: log_request() },
+        R::ReadLog {
+            req: smon_proto::LogRequest {
+                from: smon_proto::LogFrom::After(log_chunk().next),
+                relayed: true,
+                ..log_request()
+            },
+        },
         R::Control {
             action: ControlAction::SetLiveTag { enabled: false },
         },
@@ -429,6 +462,10 @@ pub fn peer_reply_seeds() -> Vec<Vec<u8>> {
         R::ZoneRecords(Ok(zone_records())),
         R::ZoneRecords(Err(Refusal::NotFound(
             "zone 3 is not the leaf zone of m001".into(),
+        ))),
+        R::ReadLog(Ok(log_chunk())),
+        R::ReadLog(Err(Refusal::Unreachable(
+            "the peer of local:m2 (127.0.0.1:7946) does not answer".into(),
         ))),
         R::Control(Ok("livetag set to false (version 8)".into())),
         R::Control(Err(Refusal::Denied("package refused".into()))),

@@ -35,6 +35,8 @@ pub enum Msg {
         oneshot::Sender<Result<ZoneRecords, Refusal>>,
     ),
     Control(ControlAction, oneshot::Sender<Result<String, Refusal>>),
+    /// Where a machine's peer listens (None: not in the membership), for a relayed call.
+    PeerAddress(MachineId, oneshot::Sender<Option<String>>),
     Input(Input),
     ReleaseFetch(u64),
     /// A supervisor observed a change of its application.
@@ -237,6 +239,10 @@ impl Actor {
             }
             Msg::ZoneRecords(req, reply) => {
                 let _ = reply.send(self.core.zone_records(&req));
+            }
+            Msg::PeerAddress(machine, reply) => {
+                let member = self.core.membership().index_of(&machine).is_some();
+                let _ = reply.send(member.then(|| self.address_of(&machine)));
             }
             Msg::Control(action, reply) => {
                 let answer = self.control(action, out);

@@ -18,6 +18,7 @@ mod fetch;
 pub mod install;
 mod loader;
 mod metrics;
+mod logs;
 mod own_package;
 mod server;
 pub mod start;
@@ -79,6 +80,7 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         package: loaded.package.clone(),
         me,
         root: root.to_owned(),
+        key: loaded.identity.key.clone(),
     };
     serve(listener, loaded.identity.key.clone(), server);
     let (actor, initial) = Actor::new(root, loaded, store, (tx, rx), now);

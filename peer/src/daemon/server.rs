@@ -1,12 +1,12 @@
 //! The peer service as the network sees it: every call goes to the actor that owns the core;
 //! package chunks are read from disk here.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use smon_proto::{
-    AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, ControlAction, DesiredState,
-    LiveTag, MemberReply, PeerCall, PeerReply, PeerService, Ping, Pong, Refusal, ZoneRecords,
-    ZoneRecordsRequest, chunked, tarpc::context::Context,
+    AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterKey, ClusterView, ControlAction,
+    DesiredState, LiveTag, LogChunk, LogRequest, MemberReply, PeerCall, PeerReply, PeerService,
+    Ping, Pong, Refusal, ZoneRecords, ZoneRecordsRequest, chunked, tarpc::context::Context,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,6 +19,8 @@ pub struct PeerServer {
     pub me: smon_proto::MachineId,
     /// The machine's smon directory (application packages are served from it).
     pub root: std::path::PathBuf,
+    /// K_E, to relay a `read_log` to another machine's peer.
+    pub key: ClusterKey,
 }
 
 impl PeerServer {
@@ -31,6 +33,38 @@ impl PeerServer {
     async fn call(&self, call: PeerCall) -> Option<PeerReply> {
         self.ask(|reply| Msg::Call(call, reply)).await
     }
+}
+
+/// How long a relayed `read_log` may take to connect, and then to be answered.
+const RELAY_CONNECT: Duration = Duration::from_millis(1500);
+const RELAY_CALL: Duration = Duration::from_secs(5);
+
+/// Ask `machine`'s peer at `addr` for the log `req` names, once (it relays no further), and
+/// check that it is that machine's peer that answers.
+async fn relay_log(key: &ClusterKey, addr: &str, mut req: LogRequest) -> Result<LogChunk, Refusal> {
+    let machine = req.machine.clone();
+    req.relayed = true;
+    let unreachable = |e: &dyn std::fmt::Display| {
+        Refusal::Unreachable(format!(
+            "the peer of {machine} ({addr}) does not answer: {e}"
+        ))
+    };
+    let client = smon_proto::transport::peer_client(addr, key, RELAY_CONNECT)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let mut ctx = smon_proto::tarpc::context::current();
+    ctx.deadline = std::time::Instant::now() + RELAY_CALL;
+    let chunk = client
+        .read_log(ctx, req)
+        .await
+        .map_err(|e| unreachable(&e))??;
+    if chunk.machine != machine {
+        return Err(Refusal::Unreachable(format!(
+            "{machine}'s address {addr} is answered by the peer of {}",
+            chunk.machine
+        )));
+    }
+    Ok(chunk)
 }
 
 fn gone() -> Refusal {
@@ -168,5 +202,35 @@ impl PeerService for PeerServer {
         self.ask(|reply| Msg::Control(action, reply))
             .await
             .unwrap_or_else(|| Err(gone()))
+    }
+
+    /// This machine's log, or the named machine's through its peer (one hop).
+    async fn read_log(self, _: Context, req: LogRequest) -> Result<LogChunk, Refusal> {
+        if req.machine == self.me {
+            let (root, me) = (self.root.clone(), self.me.clone());
+            return tokio::task::spawn_blocking(move || {
+                super::logs::serve(&root, &me, &req, super::clock::now_ms())
+            })
+            .await
+            .map_err(|_| gone())?;
+        }
+        if req.relayed {
+            return Err(Refusal::Invalid(format!(
+                "this is the peer of {}, not of {}",
+                self.me, req.machine
+            )));
+        }
+        let machine = req.machine.clone();
+        let addr = self
+            .ask(|reply| Msg::PeerAddress(machine, reply))
+            .await
+            .ok_or_else(gone)?
+            .ok_or_else(|| {
+                Refusal::NotFound(format!(
+                    "{} is not in the membership {} holds",
+                    req.machine, self.me
+                ))
+            })?;
+        relay_log(&self.key, &addr, req).await
     }
 }

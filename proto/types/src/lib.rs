@@ -14,6 +14,7 @@ mod app_toml;
 mod bad_version;
 mod error;
 mod livetag;
+mod logs;
 mod machine;
 mod manifest;
 mod membership;
@@ -32,6 +33,7 @@ pub use app::{
 pub use bad_version::{BAD_SAMPLE, BadMark, BadReason, BadVersion, MAX_BAD_VERSIONS, note_bad};
 pub use error::{ProtoError, Result, chain_is_local_exhaustion, is_exhaustion};
 pub use livetag::LiveTag;
+pub use logs::{LOG_MAX_BYTES, LOG_MAX_LINES, LogChunk, LogCursor, LogFrom, LogRequest};
 pub use machine::MachineId;
 pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha256};
 pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, Membership};

@@ -89,6 +89,9 @@ pub enum Refusal {
     Denied(String),
     #[error("rate limited")]
     RateLimited,
+    /// A peer this one had to ask for the answer (a relay) did not answer.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
 }
 
 /// `exchange_member(ver)`: the remote's list when it is newer than `ver`.
