@@ -287,6 +287,14 @@ pub fn processes_mentioning(path: &Path) -> Vec<i32> {
     pids
 }
 
+/// Check `cond` all through `window`, polling as [`wait_until`] does: for what must *not*
+/// happen (a second copy, a file over its bound), which no event announces. Panics naming
+/// `what` at the first poll where it does not hold.
+pub fn holds_for(window: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let broke = wait_until(window, || !cond());
+    assert!(!broke, "no longer true within {window:?}: {what}");
+}
+
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
