@@ -234,14 +234,7 @@ async fn poll(dir: &ClusterDir, goal: &Goal) -> Result<Verdict, String> {
             let tags: Vec<_> = connect::livetags(dir)
                 .await
                 .into_iter()
-                .map(|(m, asked)| {
-                    let enabled = match asked {
-                        Asked::Answered(tag) => Asked::Answered(tag.enabled),
-                        Asked::NoAnswer(why) => Asked::NoAnswer(why),
-                        Asked::NotAsked(why) => Asked::NotAsked(why),
-                    };
-                    (m, enabled)
-                })
+                .map(|(m, asked)| (m, asked.map(|tag| tag.enabled)))
                 .collect();
             goal.judge_livetags(&tags)
                 .ok_or_else(|| format!("none of the {} machines' peers answers", tags.len()))

@@ -31,6 +31,15 @@ pub enum Asked<T> {
 }
 
 impl<T> Asked<T> {
+    /// The answer made into another, the failures kept as they are.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Asked<U> {
+        match self {
+            Asked::Answered(t) => Asked::Answered(f(t)),
+            Asked::NoAnswer(why) => Asked::NoAnswer(why),
+            Asked::NotAsked(why) => Asked::NotAsked(why),
+        }
+    }
+
     /// Sort a transport error: our own resource exhaustion is `NotAsked`, anything else says
     /// the peer did not answer.
     pub fn from_error(e: &ProtoError) -> Self {
