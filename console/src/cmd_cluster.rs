@@ -73,6 +73,11 @@ pub async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
     if let Some(listed) = zone_records::listed_machines(dir, &view, dir.via.is_some()).await {
         summary.fill_unknown(&listed);
     }
+    // A conflict row says whose peer answers at its address (issue 15 kind 5): asked there
+    // now, since the record says only that somebody else did.
+    summary
+        .find_answerers(|m| async move { connect::who_answers_at(dir, &m).await })
+        .await;
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

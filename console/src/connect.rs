@@ -37,6 +37,13 @@ async fn answering_machine(client: &PeerServiceClient) -> anyhow::Result<Machine
     Ok(view.answered_by)
 }
 
+/// Which machine's peer answers at `machine`'s address, if any does within the connect and
+/// call timeouts: `machine` itself, or another machine when two entries reach one peer.
+pub async fn who_answers_at(dir: &ClusterDir, machine: &MachineId) -> Option<MachineId> {
+    let client = client_at(&dir.peer_address(machine), &dir.key).await.ok()?;
+    answering_machine(&client).await.ok()
+}
+
 /// A client of `machine`'s own peer: connected at its address, and checked to be that
 /// machine's (another machine's peer there means two entries share an address and port:
 /// what it says would be taken for `machine`'s).

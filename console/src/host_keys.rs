@@ -82,11 +82,14 @@ impl KnownHosts {
                             anyhow::anyhow!("{}: bad port {port:?} in {pattern:?} (1-65535)", at())
                         })?,
                     ),
-                    None => (pattern, 22),
+                    None => (pattern, smon_proto::DEFAULT_SSH_PORT),
                 };
+                // As OpenSSH matches them: host names case-insensitively; and as machines
+                // are keyed, so that `Box.` pins `box` and `[0:0::1]` pins `[::1]`.
+                let host = smon_proto::canonical_host(host).unwrap_or_else(|_| host.to_owned());
                 known
                     .plain
-                    .entry((host.to_owned(), port))
+                    .entry((host, port))
                     .or_default()
                     .push((index + 1, key.clone()));
             }
@@ -152,7 +155,7 @@ pub async fn pin(
         let MachineId::Ssh { host, port, .. } = machine else {
             continue;
         };
-        let port = port.unwrap_or(22);
+        let port = port.unwrap_or(smon_proto::DEFAULT_SSH_PORT);
         let key = match known.pin(host, port)? {
             Some(key) => Some(key),
             None if policy.scan => {
@@ -224,6 +227,25 @@ mod tests {
             "wildcards pin nothing"
         );
         assert_eq!(known.pin("h3", 22).unwrap(), Some(c));
+
+        // Issue 15 kind 5: patterns match as OpenSSH matches them (host case-insensitive,
+        // `[host]:port` for other ports), and spellings of one host pin one machine.
+        let d = key();
+        let text = line("BOX2,[Box4.]:2222,[0:0:0:0:0:0:0:1]:2200", &d);
+        std::fs::write(&path, text).unwrap();
+        let known = KnownHosts::read(&path).unwrap();
+        let pinned = |entry: &str| {
+            let Ok(MachineId::Ssh { host, port, .. }) = entry.parse::<MachineId>() else {
+                panic!("{entry}");
+            };
+            known.pin(&host, port.unwrap()).unwrap()
+        };
+        for entry in ["alice@box2", "alice@Box2.:22", "u@box4:2222", "[::1]:2200"] {
+            assert_eq!(pinned(entry), Some(d.clone()), "{entry}");
+        }
+        for entry in ["box2:2222", "box4", "[::1]"] {
+            assert_eq!(pinned(entry), None, "{entry}");
+        }
 
         // The same key twice is fine; two different ones for one machine are not.
         std::fs::write(&path, line("h1", &a) + &line("h1", &a) + &line("h1", &b)).unwrap();

@@ -17,6 +17,10 @@ pub struct MachineRow {
     pub logins: u32,
     pub first_deployed_ms: Option<u64>,
     pub load: f64,
+    /// For a `conflict` row: the machine whose peer answered at this machine's address, as
+    /// the console found when it asked there (absent if nobody answered it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
 }
 
 /// One zone row the answering peer holds (issue 11): how many machines, how many run a
@@ -144,8 +148,22 @@ impl Summary {
                 logins: r.logins,
                 first_deployed_ms: r.first_deployed_ms,
                 load: f64::from(r.load) / 100.0,
+                answered_by: None,
             })
             .collect();
+    }
+
+    /// Fill in who answers at the address of each `conflict` row, by `who_answers(machine)`.
+    pub async fn find_answerers<F, Fut>(&mut self, who_answers: F)
+    where
+        F: Fn(MachineId) -> Fut,
+        Fut: std::future::Future<Output = Option<MachineId>>,
+    {
+        for row in self.records.iter_mut().filter(|r| r.state == "conflict") {
+            if let Ok(machine) = row.machine.parse::<MachineId>() {
+                row.answered_by = who_answers(machine).await.map(|m| m.to_string());
+            }
+        }
     }
 
     /// A row for each of `listed` (membership order) with no record: state `unknown`, nothing
@@ -168,6 +186,7 @@ impl Summary {
                 logins: 0,
                 first_deployed_ms: None,
                 load: 0.0,
+                answered_by: None,
             });
             self.records.push(row);
         }
@@ -193,7 +212,7 @@ impl Summary {
             t += &format!(
                 "CONFLICT: another machine's peer answers at the address of {}: two entries \
                  share an address and port (the same host under two names?); they are not \
-                 deployed until that is fixed (peer logs say which answered)\n",
+                 deployed until that is fixed (the rows and peer logs say which answered)\n",
                 self.conflicts.join(", ")
             );
         }
@@ -239,13 +258,17 @@ impl Summary {
         }
         for r in &self.records {
             t += &format!(
-                "{:<28} {:<12} {:<9} {:>8} {:>6}\n",
+                "{:<28} {:<12} {:<9} {:>8} {:>6}",
                 r.machine,
                 r.state,
                 r.version.as_deref().unwrap_or("-"),
                 r.overhead,
                 r.logins
             );
+            if let Some(who) = &r.answered_by {
+                t += &format!("  answered by {who}");
+            }
+            t += "\n";
         }
         t
     }
@@ -289,5 +312,48 @@ mod tests {
             ]
         );
         assert!(s.human().contains("local:m2"), "{}", s.human());
+    }
+
+    /// Issue 15 kind 5: a conflict row names whose peer answered at its address.
+    #[test]
+    fn a_conflict_row_says_who_answered() {
+        let (a, b): (MachineId, MachineId) = (
+            "alice@box2:2222".parse().unwrap(),
+            "alice@box2-alias:2222".parse().unwrap(),
+        );
+        let mut ra = MachineRecord::empty(0);
+        ra.state = PeerState::Running;
+        let mut rb = MachineRecord::empty(1);
+        rb.state = PeerState::Conflict;
+        let view = ClusterView {
+            membership_version: 1,
+            machines: 2,
+            records: vec![(a.clone(), ra), (b.clone(), rb)],
+            ..ClusterView::empty(a.clone())
+        };
+        let mut s = Summary::new(&view);
+        let asked = std::sync::Mutex::new(Vec::new());
+        futures::executor::block_on(s.find_answerers(|m| {
+            asked.lock().unwrap().push(m);
+            std::future::ready(Some(a.clone()))
+        }));
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [b.clone()],
+            "only conflict rows are asked"
+        );
+        assert_eq!(s.conflicts, [b.to_string()]);
+        let human = s.human();
+        let row = human
+            .lines()
+            .find(|l| l.starts_with(&b.to_string()))
+            .unwrap();
+        assert!(
+            row.contains("conflict") && row.ends_with("answered by alice@box2:2222"),
+            "{human}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["records"][1]["answered_by"], "alice@box2:2222");
+        assert!(json["records"][0].get("answered_by").is_none());
     }
 }

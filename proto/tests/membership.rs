@@ -120,9 +120,14 @@ fn a_small_list_round_trips_in_canonical_order() {
             "local:m1",
             "[fe80::1]:22",
             "local:m1",
+            "10.0.0.1:22",
         ]),
     );
-    assert_eq!(list.len(), 5, "duplicates are dropped");
+    assert_eq!(
+        list.len(),
+        5,
+        "duplicates are dropped, whatever their spelling"
+    );
     let names: Vec<String> = list.machines().iter().map(|m| m.to_string()).collect();
     let mut sorted = names.clone();
     sorted.sort();
@@ -233,7 +238,39 @@ fn malformed_lines_are_reported_with_source_and_line() {
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("dup.txt:4: "), "{err}");
-    assert!(err.contains("already listed on line 1"), "{err}");
+    assert!(err.contains("is the machine of dup.txt:1"), "{err}");
+}
+
+/// Issue 15 kind 5: every pair of spellings of one machine in the issue's file is refused,
+/// the error naming both lines; distinct accounts of one host are kept.
+#[test]
+fn two_spellings_of_one_machine_are_refused_naming_both_lines() {
+    for (first, second, canonical) in [
+        ("alice@box2:2222", "alice@BOX2:2222", "alice@box2:2222"),
+        ("alice@box2:2222", "alice@box2.:2222", "alice@box2:2222"),
+        ("[::1]:2222", "[0:0:0:0:0:0:0:1]:2222", "[::1]:2222"),
+        ("box3", "box3:22", "box3:22"),
+        ("10.0.0.1", "10.0.0.1.:22", "10.0.0.1:22"),
+    ] {
+        let text = format!("# list\n{first}\nlocal:x\n{second}  # again\n");
+        let err = Membership::parse("m.txt", &text, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("m.txt:4: "), "{err}");
+        assert!(
+            err.contains(&format!("is the machine of m.txt:2 ({first:?})")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("both are {canonical}")), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let ok = Membership::parse(
+        "m.txt",
+        "alice@box2:2222\nbob@box2:2222\nalice@box2:2223\nbox2:2222\n[::1]:2222\nbox3\n",
+        1,
+    )
+    .unwrap();
+    assert_eq!(ok.len(), 6);
 }
 
 #[test]
@@ -394,6 +431,10 @@ fn names_that_are_not_canonical_are_refused() {
         [entry(0, "h"), entry(1, " ")].concat(),
         [entry(0, " h"), entry(0, "h")].concat(),
         [entry(0, "[abc]"), entry(0, "abc")].concat(),
+        // Issue 15 kind 5: spellings of one machine that are not its canonical form.
+        [entry(0, "H:22"), entry(0, "h:22")].concat(),
+        [entry(0, "h"), entry(1, ":22")].concat(),
+        [entry(0, "[0:0::1]:22"), entry(0, "[::1]:22")].concat(),
     ] {
         let err = blob_err(&blob_of_raw(2, &raw));
         assert!(err.contains("membership blob:"), "{err}");
@@ -535,7 +576,7 @@ fn pinned_host_keys_round_trip_and_only_ssh_machines_have_them() {
         .with_host_keys(|m| match m.to_string().as_str() {
             "local:a" => Some(host_key(9)),
             "u@h1:2222" => Some(host_key(1)),
-            "u@h3" => Some(host_key(3)),
+            "u@h3:22" => Some(host_key(3)),
             _ => None,
         });
     let decoded = Membership::decode(&list.encode()).unwrap();
@@ -546,7 +587,7 @@ fn pinned_host_keys_round_trip_and_only_ssh_machines_have_them() {
     assert_eq!(get("h2"), None);
     assert_eq!(get("local:a"), None, "local machines are never pinned");
     let unpinned: Vec<String> = decoded.unpinned().map(|m| m.to_string()).collect();
-    assert_eq!(unpinned, ["h2"]);
+    assert_eq!(unpinned, ["h2:22"]);
     // Without pins the blob stays format 1, byte for byte as before.
     let plain = Membership::new(4, machines(&["h2", "local:a"]));
     assert_eq!(plain.encode()[4], 1);
@@ -556,7 +597,7 @@ fn pinned_host_keys_round_trip_and_only_ssh_machines_have_them() {
 #[test]
 fn bad_host_key_sections_are_refused_with_a_reason() {
     let key = host_key(1).to_bytes().unwrap();
-    let names = ["h1", "h2", "local:a"];
+    let names = ["h1:22", "h2:22", "local:a"];
     type Keys = Vec<(u8, Vec<u8>)>;
     let cases: [(&str, Keys); 5] = [
         ("not an SSH machine", vec![(2, key.clone())]),

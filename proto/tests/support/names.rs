@@ -382,7 +382,11 @@ pub fn uniform_machine_names(seed: u64, count: usize) -> Vec<String> {
     let mut names = Vec::with_capacity(count);
     while names.len() < count {
         let name = uniform_machine_name(&mut rng);
-        if seen.insert(name.clone()) {
+        // Two spellings of one machine (`h` and `h:22`, `H` and `h`) are one machine.
+        let canonical = name
+            .parse::<smon_proto::MachineId>()
+            .map_or_else(|_| name.clone(), |m| m.to_string());
+        if seen.insert(canonical) {
             names.push(name);
         }
     }

@@ -34,7 +34,7 @@ pub use bad_version::{BAD_SAMPLE, BadMark, BadReason, BadVersion, MAX_BAD_VERSIO
 pub use error::{ProtoError, Result, chain_is_local_exhaustion, is_exhaustion};
 pub use livetag::LiveTag;
 pub use logs::{LOG_MAX_BYTES, LOG_MAX_LINES, LogChunk, LogCursor, LogFrom, LogRequest};
-pub use machine::MachineId;
+pub use machine::{DEFAULT_SSH_PORT, MachineId, canonical_host};
 pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha256};
 pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, Membership};
 pub use messages::*;

@@ -2,6 +2,13 @@
 //!
 //! `[user@]host[:port]` is an SSH machine (the pssh host-file form; IPv6 in brackets),
 //! `local:NAME` is a machine that is a directory on this host.
+//!
+//! Every entry is parsed into one canonical form, so that two spellings of one account are
+//! one machine wherever machines are compared or keyed (lists, pins, records, pongs): the
+//! host in lower case (DNS names are case-insensitive, RFC 4343) without a trailing dot (the
+//! root label, RFC 1034 3.1), an IPv6 address compressed as RFC 5952 writes it, and the port
+//! explicit (22 when none is written, as `ssh` does). The user stays as written: an entry
+//! without one is logged into as the user of whichever process logs in.
 
 use std::{fmt, str::FromStr};
 
@@ -64,10 +71,27 @@ impl MachineId {
         let (host, port) = split_host_port(rest).map_err(|e| format!("{text:?}: {e}"))?;
         Ok(MachineId::Ssh {
             user,
-            host: host.to_owned(),
-            port,
+            host: canonical_host(host).map_err(|e| format!("{text:?}: {e}"))?,
+            port: Some(port.unwrap_or(DEFAULT_SSH_PORT)),
         })
     }
+}
+
+/// The port an SSH machine is reached on when its entry names none.
+pub const DEFAULT_SSH_PORT: u16 = 22;
+
+/// The canonical spelling of a host (see the module's doc): an IPv6 address compressed
+/// (`0:0:0:0:0:0:0:1` is `::1`), a name or IPv4 address in lower case without its trailing
+/// dot. Errors: a name that is only dots. Also what known_hosts patterns are matched by.
+pub fn canonical_host(host: &str) -> Result<String, String> {
+    if let Ok(v6) = host.parse::<std::net::Ipv6Addr>() {
+        return Ok(v6.to_string());
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() || name.starts_with('.') || name.contains("..") {
+        return Err(format!("bad host name {host:?} (empty label)"));
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 fn is_name_char(c: char) -> bool {
@@ -205,12 +229,12 @@ mod tests {
     fn parses_every_form_and_prints_it_back() {
         for text in [
             "local:m1",
-            "host.example.org",
-            "alice@host",
+            "host.example.org:22",
+            "alice@host:22",
             "alice@host:2222",
             "10.0.0.1:22",
             "bob@[::1]:2200",
-            "[fe80::1]",
+            "[fe80::1]:22",
         ] {
             let m: MachineId = text.parse().unwrap();
             assert_eq!(m.to_string(), text);
@@ -226,9 +250,86 @@ mod tests {
         );
     }
 
+    /// Issue 15 kind 5: the spellings of one account are one machine, printed one way.
+    #[test]
+    fn spellings_of_one_machine_are_one_canonical_machine() {
+        for (spellings, canonical) in [
+            (
+                &[
+                    "alice@box2:2222",
+                    "alice@BOX2:2222",
+                    "alice@box2.:2222",
+                    "alice@Box2.:2222",
+                ][..],
+                "alice@box2:2222",
+            ),
+            (
+                &["[::1]:2222", "[0:0:0:0:0:0:0:1]:2222", "[0::1]:2222"][..],
+                "[::1]:2222",
+            ),
+            (&["box3", "box3:22", "BOX3.", "box3.:22"][..], "box3:22"),
+            (&["10.0.0.1", "10.0.0.1:22"][..], "10.0.0.1:22"),
+            (
+                &[
+                    "[2001:DB8::1]",
+                    "[2001:0db8:0000:0000:0000:0000:0000:0001]:22",
+                ][..],
+                "[2001:db8::1]:22",
+            ),
+            (
+                &["u@[FE80:0:0:0:0:0:0:1]:2200", "u@[fe80::1]:2200"][..],
+                "u@[fe80::1]:2200",
+            ),
+            (&["Host.Example.ORG."][..], "host.example.org:22"),
+            (&["local:Mixed"][..], "local:Mixed"),
+        ] {
+            for text in spellings {
+                let m: MachineId = text.parse().unwrap();
+                assert_eq!(m.to_string(), canonical, "{text}");
+                // The canonical form parses to itself.
+                assert_eq!(canonical.parse::<MachineId>().unwrap(), m, "{text}");
+            }
+        }
+        // What stays apart: other users, other ports, other hosts, user or none.
+        let distinct = [
+            "alice@box2:2222",
+            "bob@box2:2222",
+            "alice@box2:2223",
+            "box2:2222",
+            "alice@box3:2222",
+            "[::1]:22",
+            "[::2]:22",
+            "127.0.0.1:22",
+            "127.0.0.2:22",
+        ];
+        let set: std::collections::HashSet<MachineId> =
+            distinct.iter().map(|t| t.parse().unwrap()).collect();
+        assert_eq!(set.len(), distinct.len());
+        // The user keeps its case: account names are case-sensitive.
+        assert_eq!(
+            "Alice@h".parse::<MachineId>().unwrap().to_string(),
+            "Alice@h:22"
+        );
+    }
+
+    #[test]
+    fn canonical_hosts() {
+        assert_eq!(canonical_host("Box.").unwrap(), "box");
+        assert_eq!(canonical_host("0:0::1").unwrap(), "::1");
+        assert_eq!(
+            canonical_host("::FFFF:10.0.0.1").unwrap(),
+            "::ffff:10.0.0.1"
+        );
+        for bad in [".", "..", "a..b", ".a"] {
+            assert!(canonical_host(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn compares_names_like_strings() {
-        let names = ["a", "ab", "b", "local:x", "u@h:1", "u@h:12", "[::1]"];
+        let names = [
+            "a:22", "ab:22", "b:22", "local:x", "u@h:1", "u@h:12", "[::1]:22",
+        ];
         for a in names {
             for b in names {
                 let m: MachineId = a.parse().unwrap();
@@ -253,6 +354,9 @@ mod tests {
             "ho st",
             "host/x",
             "[::1]x",
+            "box..example",
+            ".",
+            "a@.:22",
         ] {
             assert!(
                 MachineId::parse_entry(text).is_err(),

@@ -214,8 +214,11 @@ impl Membership {
                 reason,
             };
             let machine = MachineId::parse_entry(entry).map_err(err)?;
-            if let Some(first) = seen.insert(machine.clone(), line) {
-                return Err(err(format!("{machine} is already listed on line {first}")));
+            if let Some((first, first_entry)) = seen.insert(machine.clone(), (line, entry)) {
+                return Err(err(format!(
+                    "{entry:?} is the machine of {source_name}:{first} ({first_entry:?}): both \
+                     are {machine}; list each machine once"
+                )));
             }
             machines.push(machine);
         }
@@ -266,7 +269,7 @@ impl Membership {
         let before = self
             .machines
             .iter()
-            .filter(|m| m.ssh_host().is_some_and(|h| h.eq_ignore_ascii_case(host)))
+            .filter(|m| m.ssh_host() == Some(host))
             .filter(|m| m.cmp_name(&name) == std::cmp::Ordering::Less)
             .count();
         u16::try_from(before).unwrap_or(u16::MAX)
@@ -280,7 +283,7 @@ impl Membership {
             .map(|m| match m.ssh_host() {
                 None => 0,
                 Some(host) => {
-                    let n = seen.entry(host.to_ascii_lowercase()).or_insert(0);
+                    let n = seen.entry(host.to_owned()).or_insert(0);
                     let offset = *n;
                     *n = n.saturating_add(1);
                     offset
@@ -518,11 +521,11 @@ mod port_offset_tests {
         assert_eq!(
             offsets,
             vec![
-                ("a@h1".into(), 0),
-                ("a@h3".into(), 0),
-                ("b@h1".into(), 1),
-                ("c@h2".into(), 0),
-                ("d@H1:2222".into(), 2),
+                ("a@h1:22".into(), 0),
+                ("a@h3:22".into(), 0),
+                ("b@h1:22".into(), 1),
+                ("c@h2:22".into(), 0),
+                ("d@h1:2222".into(), 2),
                 ("local:x".into(), 0),
             ]
         );

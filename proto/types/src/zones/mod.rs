@@ -398,7 +398,11 @@ mod tests {
         let rack = t.find("rack2.beta.org").expect("a zone per rack");
         assert!(t.zone(rack).is_leaf());
         for &m in t.machines(rack) {
-            assert!(sorted[m as usize].to_string().ends_with(".rack2.beta.org"));
+            assert!(
+                sorted[m as usize]
+                    .to_string()
+                    .ends_with(".rack2.beta.org:22")
+            );
         }
         // Four racks per site are too few for a level of their own: they join the domain above.
         let root = t.zone(0);

@@ -10,7 +10,8 @@ pub(super) fn labels(machine: &MachineId) -> Vec<String> {
     let MachineId::Ssh { host, .. } = machine else {
         return vec!["#local".into(), full];
     };
-    let host = host.to_ascii_lowercase();
+    // Canonical already (`MachineId::parse_entry`): lower case, no trailing dot.
+    let host = host.clone();
     let mut labels: Vec<String> = if let Ok(v4) = host.parse::<Ipv4Addr>() {
         let o = v4.octets();
         let mut l = vec!["#ipv4".to_string()];
