@@ -5,5 +5,6 @@
 pub mod audit;
 pub mod key;
 pub mod limits;
+pub mod log;
 pub mod server;
 pub mod userauth;

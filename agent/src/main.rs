@@ -79,6 +79,13 @@ struct ServeArgs {
     /// `smon-console agent start` hands over the passphrase it asked for).
     #[arg(long, requires = "key")]
     passphrase_stdin: bool,
+    /// Write standard output and error to FILE, rotated at 8 MiB with 3 backups
+    /// (`smon-console agent start` gives DIR/agent.log).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// With --log: rotate at this many bytes instead (for tests).
+    #[arg(long, requires = "log", hide = true)]
+    log_max_bytes: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -90,7 +97,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(args)),
+        Command::Serve(args) => match &args.log {
+            None => tokio::runtime::Runtime::new()?.block_on(serve(args)),
+            Some(path) => serve_logged(path.clone(), args),
+        },
         Command::Audit {
             cluster,
             audit,
@@ -98,6 +108,30 @@ fn main() -> anyhow::Result<()> {
             refused,
         } => print_audit(&cluster, audit, limit, refused),
     }
+}
+
+/// `serve` with its output in the bounded log `path`; an error it ends with is written there
+/// too (and is the exit status), since nobody else reads its standard error.
+fn serve_logged(path: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+    let bound = smon_proto::LogBound {
+        max_bytes: args
+            .log_max_bytes
+            .unwrap_or(smon_proto::files::AGENT_LOG_BOUND.max_bytes),
+        ..smon_proto::files::AGENT_LOG_BOUND
+    };
+    let redirected = smon_agent::log::redirect(&path, bound)
+        .with_context(|| format!("--log {}", path.display()))?;
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(serve(args)));
+    if let Err(e) = &result {
+        eprintln!("Error: {e:#}");
+    }
+    redirected.finish();
+    if result.is_err() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// The key the agent signs with: a key file (its passphrase from stdin if asked), or a

@@ -259,8 +259,13 @@ async fn wait_listening(
     let deadline = Instant::now() + WAIT;
     loop {
         let text = std::fs::read(log_path).unwrap_or_default();
-        let new =
-            String::from_utf8_lossy(&text[(log_start as usize).min(text.len())..]).into_owned();
+        // Shorter than it was: the agent rotated it at its bound, and wrote the new file.
+        let start = if (text.len() as u64) < log_start {
+            0
+        } else {
+            log_start as usize
+        };
+        let new = String::from_utf8_lossy(&text[start..]).into_owned();
         if let Some(line) = new.lines().find(|l| l.starts_with("listening on")) {
             std::mem::forget(child);
             println!("agent {line} (pid {pid})");
@@ -324,7 +329,11 @@ async fn start(
         .arg("-C")
         .arg(&dir.path)
         .arg("--listen")
-        .arg(&listen);
+        .arg(&listen)
+        // The agent writes its log itself, bounded; what it prints before that (a bad
+        // argument) goes to the file as opened here.
+        .arg("--log")
+        .arg(&log_path);
     key_args(&mut command, &key, passphrase.is_some());
     command
         .args(&extra)

@@ -119,9 +119,11 @@ pub async fn set_membership(
     scan_host_keys: bool,
 ) -> anyhow::Result<()> {
     let text = smon_proto::read_text(file)?;
+    // The file is checked before the cluster is asked anything: a bad list is refused
+    // whether or not a peer answers.
+    let mut membership = Membership::parse(&file.display().to_string(), &text, 0)?;
     let view = connect::view(dir).await?;
-    let version = view.membership_version.max(dir.membership.version) + 1;
-    let membership = Membership::parse(&file.display().to_string(), &text, version)?;
+    membership.version = view.membership_version.max(dir.membership.version) + 1;
     if membership.is_empty() {
         bail!("{}: no machines listed", file.display());
     }

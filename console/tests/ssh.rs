@@ -1,5 +1,6 @@
 //! SSH machines end to end, against a real OpenSSH sshd on loopback: the test starts its own
-//! sshd (own config, host key, port and users; 127.0.0.2–9 as eight machines), the console
+//! sshd (own config, host key, port and users; 127.0.0.2–9 as eight machines, 127.0.0.1 for
+//! a machine listed under two names), the console
 //! starts the agent and deploys one machine, the peers deploy the rest over SSH with the agent
 //! solving every login, and restart peers killed with kill -9. Needs root (useradd) and
 //! /usr/sbin/sshd (`scripts/test.sh` installs openssh-server); skipped with a message otherwise.
@@ -118,17 +119,18 @@ impl SshLab {
         sh(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(&host_key));
-        // A port free on the eight addresses.
+        // A port free on the eight addresses, and on 127.0.0.1 (`localhost`: a second name
+        // of one address, for the machine identity test).
         let port = loop {
             let p = rand::random_range(20_000..60_000u16);
-            if (2..2 + MACHINES)
+            if (1..2 + MACHINES)
                 .all(|i| std::net::TcpListener::bind((format!("127.0.0.{i}"), p)).is_ok())
             {
                 break p;
             }
         };
         lab.port = port;
-        let listen: String = (2..2 + MACHINES)
+        let listen: String = (1..2 + MACHINES)
             .map(|i| format!("ListenAddress 127.0.0.{i}:{port}\n"))
             .collect();
         let config = format!(
@@ -687,5 +689,105 @@ fn ssh_trust_on_first_use_is_an_explicit_cluster_option() {
     for i in 0..MACHINES {
         assert!(lab.root(i).join("apps/sleeper").is_dir(), "machine {i}");
     }
+    console(&["-C", d, "agent", "stop"]);
+}
+
+/// Issue 15 kind 5: one account listed under two names that no canonical form can merge
+/// (`127.0.0.1` and `localhost`) reaches one peer. The pong names the machine that answered:
+/// the other entry is a conflict (logged, shown on its `status` row with who answered), never
+/// counted as deployed; a third machine is deployed as usual.
+#[test]
+fn ssh_two_names_of_one_account_are_a_conflict_not_a_deployment() {
+    let Some((_serial, lab)) = SshLab::serial("ed25519") else {
+        return;
+    };
+    let key = lab.key.to_str().unwrap().to_owned();
+    let (u0, u1, port) = (&lab.users[0], &lab.users[1], lab.port);
+    let by_address = format!("{u0}@127.0.0.1:{port}");
+    let by_name = format!("{u0}@localhost:{port}");
+    let other = format!("{u1}@127.0.0.3:{port}");
+    let machines = [by_address.clone(), by_name.clone(), other.clone()];
+    let dir = lab.init(
+        "twonames",
+        &machines,
+        &["--ssh-trust-on-first-use", "--key", &key],
+    );
+    lab.start_agent(&dir);
+    let d = dir.to_str().unwrap();
+    console(&["-C", d, "deploy"]);
+    wait_for(Duration::from_secs(120), "u0's and u1's peers", || {
+        lab.pid(0).is_some() && lab.pid(1).is_some()
+    });
+    // The status rows (every row fetched from the zones), until the conflict is seen.
+    let rows = |status: &serde_json::Value| -> Vec<(String, String, Option<String>)> {
+        status["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["machine"].as_str().unwrap_or("").to_owned(),
+                    r["state"].as_str().unwrap_or("").to_owned(),
+                    r["answered_by"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    let mut status = serde_json::Value::Null;
+    wait_for(Duration::from_secs(120), "a conflict row", || {
+        let out = Command::new(console_bin())
+            .args(["-C", d, "status", "--json"])
+            .output()
+            .unwrap();
+        status = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        rows(&status)
+            .iter()
+            .any(|(_, state, _)| state == "conflict")
+    });
+    // Whichever name was deployed first owns the account's peer; the other is the conflict,
+    // answered by it.
+    let rows = rows(&status);
+    let conflict: Vec<_> = rows.iter().filter(|(_, s, _)| s == "conflict").collect();
+    assert_eq!(conflict.len(), 1, "{rows:?}");
+    let (asked, _, answered) = conflict[0];
+    let owner = if *asked == by_name {
+        &by_address
+    } else {
+        &by_name
+    };
+    assert!(asked == &by_name || asked == &by_address, "{rows:?}");
+    assert_eq!(answered.as_deref(), Some(owner.as_str()), "{rows:?}");
+    assert!(
+        rows.iter().any(|(m, s, _)| m == &other && s == "running"),
+        "{rows:?}"
+    );
+    // Not counted as deployed: two peers for three entries.
+    assert_eq!(status["deployed"], 2, "{status}");
+    assert_eq!(status["conflicts"], serde_json::json!([asked]), "{status}");
+    let human = console(&["-C", d, "status"]);
+    let line = human
+        .lines()
+        .find(|l| l.starts_with(asked.as_str()))
+        .unwrap();
+    assert!(line.ends_with(&format!("answered by {owner}")), "{human}");
+    // Logged by the peer that pinged (any of them: every peer's log is read).
+    let logs: String = (0..2)
+        .filter_map(|i| std::fs::read_to_string(MachineFiles::new(&lab.root(i)).log()).ok())
+        .collect();
+    assert!(
+        logs.contains(&format!("CONFLICT: pinging {asked}"))
+            && logs.contains(&format!("reached the peer of {owner}")),
+        "{logs}"
+    );
+    // `wait --deployed all` does not count it: it times out.
+    let out = Command::new(console_bin())
+        .args(["-C", d, "wait", "--deployed", "all", "--timeout", "3s"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "wait --deployed all counted the conflict"
+    );
+    console(&["-C", d, "shutdown"]);
     console(&["-C", d, "agent", "stop"]);
 }

@@ -31,6 +31,7 @@ use crate::ProtoError;
 ///                       local machines get DIR/package as is)
 /// DIR/machines.d/NAME/  the directory of each local:NAME machine (a [`MachineFiles`] root)
 /// DIR/agent.pid, DIR/agent.log, DIR/agent-audit.db   the cluster's agent, when it runs
+///                          (agent.log rotated at [`AGENT_LOG_BOUND`] by the agent)
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct ClusterFiles<'a> {
@@ -118,7 +119,8 @@ impl<'a> ClusterFiles<'a> {
         self.dir.join("agent.pid")
     }
 
-    /// `agent.log`: the agent's output.
+    /// `agent.log`: the agent's output (agent.log.1 .. .3 its backups, see
+    /// [`AGENT_LOG_BOUND`]).
     pub fn agent_log(&self) -> PathBuf {
         self.dir.join("agent.log")
     }
@@ -246,6 +248,9 @@ impl<'a> MachineFiles<'a> {
         self.app(name).join("app.log")
     }
 }
+
+/// The bound of the agent's log (`DIR/agent.log`): the peer's.
+pub const AGENT_LOG_BOUND: crate::LogBound = PEER_LOG_BOUND;
 
 /// The bound of the peer's own log: 8 MiB per file, 3 backups (32 MiB in all).
 pub const PEER_LOG_BOUND: crate::LogBound = crate::LogBound {

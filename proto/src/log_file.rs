@@ -117,6 +117,31 @@ impl RotatingLog {
     }
 }
 
+/// Copy a pipe to the log until every writer closed it: how a process that owns the pipe
+/// of others' output bounds it (an application's, by the peer; the agent's own). A failed
+/// write (a full disk, the directory gone) drops that chunk and retries with the next: the
+/// writers must never block on their output.
+pub fn copy_to_log(mut reader: impl io::Read, log: &Path, bound: LogBound) {
+    let mut out = RotatingLog::open(log, bound).ok();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        if out.is_none() {
+            out = RotatingLog::open(log, bound).ok();
+        }
+        if let Some(o) = &mut out
+            && o.append(&buf[..n]).is_err()
+        {
+            out = None;
+        }
+    }
+}
+
 impl Write for RotatingLog {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.append(buf).map(|()| buf.len())

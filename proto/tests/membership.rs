@@ -481,9 +481,8 @@ fn machine() -> impl Strategy<Value = MachineId> {
         (user, "[0-9a-f]{1,4}(:[0-9a-f]{0,4}){2,7}", port)
             .prop_map(|(user, host, port)| { MachineId::Ssh { user, host, port } }),
     ]
-    .prop_filter("parses back to itself", |m| {
-        MachineId::parse_entry(&m.to_string()).as_ref() == Ok(m)
-    })
+    // Through its text, as a file gives it: in canonical form (issue 15 kind 5).
+    .prop_filter_map("parses", |m| MachineId::parse_entry(&m.to_string()).ok())
 }
 
 proptest! {

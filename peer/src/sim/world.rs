@@ -81,7 +81,8 @@ pub fn machine_name(i: usize) -> MachineId {
     MachineId::Ssh {
         user: Some("smon".into()),
         host: format!("node{i:05}.sim"),
-        port: None,
+        // Canonical (see `MachineId::parse_entry`): a list of these survives its blob.
+        port: Some(smon_proto::DEFAULT_SSH_PORT),
     }
 }
 

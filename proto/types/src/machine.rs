@@ -88,7 +88,7 @@ pub fn canonical_host(host: &str) -> Result<String, String> {
         return Ok(v6.to_string());
     }
     let name = host.strip_suffix('.').unwrap_or(host);
-    if name.is_empty() || name.starts_with('.') || name.contains("..") {
+    if name.is_empty() || host.starts_with('.') || host.contains("..") {
         return Err(format!("bad host name {host:?} (empty label)"));
     }
     Ok(name.to_ascii_lowercase())
@@ -320,7 +320,7 @@ mod tests {
             canonical_host("::FFFF:10.0.0.1").unwrap(),
             "::ffff:10.0.0.1"
         );
-        for bad in [".", "..", "a..b", ".a"] {
+        for bad in [".", "..", "a..b", ".a", "b.."] {
             assert!(canonical_host(bad).is_err(), "{bad}");
         }
     }

@@ -2,7 +2,7 @@
 //! application (its start, restart, stop or status command). It
 //!
 //! - owns the command's output: stdout and stderr are a pipe it reads and writes to the
-//!   application's log through a [`RotatingLog`], so the log has a bound and nobody renames
+//!   application's log through a [`smon_proto::RotatingLog`], so the log has a bound and nobody renames
 //!   a file another process still writes;
 //! - is a child subreaper (`PR_SET_CHILD_SUBREAPER`, Linux 3.4): whatever the command leaves
 //!   behind (a double fork, `setsid`, a daemon in a session of its own) becomes its child, not
@@ -18,13 +18,12 @@
 //! environment (`SMON_APP_DIR` included), so it is a member of the application like any other.
 
 use std::{
-    io::Read,
     os::unix::process::ExitStatusExt,
     path::Path,
     process::{Command, ExitStatus, Stdio},
 };
 
-use smon_proto::{LogBound, RotatingLog};
+use smon_proto::{LogBound, log_file::copy_to_log};
 
 /// The subcommand's name (`smon-peer app-run`).
 pub const SUBCOMMAND: &str = "app-run";
@@ -46,7 +45,7 @@ pub fn app_run(log: &Path, bound: LogBound, command: &str) -> std::io::Result<i3
     // when the last process of the application closes it.
     ignore_sigterm();
     let log = log.to_owned();
-    let copier = std::thread::spawn(move || copy(reader, &log, bound));
+    let copier = std::thread::spawn(move || copy_to_log(reader, &log, bound));
     let status = reap_all(child.id() as i32);
     let _ = copier.join();
     Ok(status.map_or(0, exit_code))
@@ -88,30 +87,6 @@ fn reap_all(first: i32) -> Option<ExitStatus> {
             if err.kind() != std::io::ErrorKind::Interrupted {
                 return first_status; // ECHILD: nobody is left
             }
-        }
-    }
-}
-
-/// Copy the pipe to the log until every writer closed it. A failed write (a full disk, the
-/// directory gone) drops that chunk and retries with the next: the application must never
-/// block on its output.
-fn copy(mut reader: std::io::PipeReader, log: &Path, bound: LogBound) {
-    let mut out = RotatingLog::open(log, bound).ok();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        if out.is_none() {
-            out = RotatingLog::open(log, bound).ok();
-        }
-        if let Some(o) = &mut out
-            && o.append(&buf[..n]).is_err()
-        {
-            out = None;
         }
     }
 }
