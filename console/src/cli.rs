@@ -230,6 +230,12 @@ pub struct InitArgs {
     /// Serve /metrics on the machine's own address, not loopback (needs --metrics-port).
     #[arg(long, requires = "metrics_port")]
     pub metrics_public: bool,
+    /// Take over machines that hold another cluster's install (a peer of an earlier
+    /// `init`, whose key this cluster's packages are not signed by): deployers stop that
+    /// peer and its applications, remove its state and install this cluster. Without it
+    /// such a machine is refused, and the error says what is there.
+    #[arg(long)]
+    pub take_over: bool,
 }
 
 /// `wait`'s exit codes, as `wait --help` shows them (the values are `cmd_wait::exit_code`'s).

@@ -36,6 +36,8 @@ pub struct InitOptions {
     pub agent_address: Option<String>,
     /// Peers serve `/metrics` there (None: they do not).
     pub metrics: Option<smon_proto::MetricsSetting>,
+    /// Machines holding another cluster's install are taken over (`--take-over`).
+    pub take_over: bool,
 }
 
 impl InitOptions {
@@ -49,6 +51,7 @@ impl InitOptions {
             pins: PinPolicy::default(),
             agent_address: None,
             metrics: None,
+            take_over: false,
         }
     }
 }
@@ -279,6 +282,7 @@ fn cluster_config(
         rejoin_within_ms: 20 * interval_ms,
         ssh_trust_on_first_use: options.pins.trust_on_first_use,
         metrics: options.metrics,
+        take_over: options.take_over,
     };
     if let Some((a, b)) = config.address_collision(membership.machines()) {
         bail!("local machines {a} and {b} would share a loopback address: rename one");

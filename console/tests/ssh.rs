@@ -791,3 +791,90 @@ fn ssh_two_names_of_one_account_are_a_conflict_not_a_deployment() {
     console(&["-C", d, "shutdown"]);
     console(&["-C", d, "agent", "stop"]);
 }
+
+/// Issue 15 kind 11: a new user's second cluster on the machines of a first one that was
+/// shut down. Without `--take-over` the first machine refuses the new package saying what is
+/// there and what to do; a cluster made with `init --take-over` replaces the old install on
+/// every machine (the console's deployment and the peers' alike).
+#[test]
+fn ssh_a_new_cluster_takes_over_the_machines_of_an_old_one_only_when_told() {
+    let Some((_serial, lab)) = SshLab::serial("ed25519") else {
+        return;
+    };
+    let two = &lab.machines()[..2];
+    let known = lab.base().join("known_hosts");
+    std::fs::write(&known, lab.known_hosts(0..2)).unwrap();
+    let known = known.to_str().unwrap();
+
+    // The first cluster, deployed and shut down.
+    let key = lab.key.to_str().unwrap().to_owned();
+    let first = lab.init("first", two, &["--known-hosts", known, "--key", &key]);
+    lab.start_agent(&first);
+    let f = first.to_str().unwrap();
+    console(&["-C", f, "deploy"]);
+    wait_for(Duration::from_secs(120), "2 machines deployed", || {
+        (0..2).all(|i| lab.pid(i).is_some())
+    });
+    console(&["-C", f, "shutdown"]);
+    wait_for(
+        Duration::from_secs(60),
+        "the first cluster's peers gone",
+        || (0..2).all(|i| lab.pid(i).is_none()),
+    );
+    console(&["-C", f, "agent", "stop"]);
+
+    // A new key (the new cluster's release key), allowed to log in as well.
+    let key2 = lab.base().join("id2");
+    sh(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "smon-test-2", "-f"])
+        .arg(&key2));
+    let mut authorized = std::fs::read_to_string(lab.base().join("authorized_keys")).unwrap();
+    authorized += &std::fs::read_to_string(key2.with_extension("pub")).unwrap();
+    std::fs::write(lab.base().join("authorized_keys"), authorized).unwrap();
+    let key2 = key2.to_str().unwrap();
+
+    // Without --take-over: refused, saying what is there and what to do.
+    let second = lab.init("second", two, &["--known-hosts", known, "--key", key2]);
+    let s = second.to_str().unwrap();
+    console(&["-C", s, "agent", "start"]);
+    let err = console_fails(&["-C", s, "deploy"]);
+    assert!(
+        err.contains("holds the smon install of another cluster")
+            && err.contains("release key SHA256:")
+            && err.contains("its peer is not running")
+            && err.contains("init --take-over"),
+        "{err}"
+    );
+    assert!((0..2).all(|i| lab.pid(i).is_none()));
+    console(&["-C", s, "agent", "stop"]);
+
+    // With --take-over: both machines run the new cluster's peers (the second deployed by
+    // the first's peer), which answer with the new cluster's key.
+    let third = lab.init(
+        "third",
+        two,
+        &["--known-hosts", known, "--key", key2, "--take-over"],
+    );
+    let t = third.to_str().unwrap();
+    console(&["-C", t, "agent", "start"]);
+    console(&["-C", t, "deploy"]);
+    wait_for(
+        Duration::from_secs(120),
+        "the new cluster on 2 machines",
+        || {
+            let out = Command::new(console_bin())
+                .args(["-C", t, "status", "--json"])
+                .output()
+                .unwrap();
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            status["deployed"] == 2
+        },
+    );
+    let log = std::fs::read_to_string(MachineFiles::new(&lab.root(1)).log()).unwrap_or_default();
+    assert!(
+        (0..2).all(|i| lab.pid(i).is_some()),
+        "machine 1's log:\n{log}"
+    );
+    console(&["-C", t, "shutdown"]);
+    console(&["-C", t, "agent", "stop"]);
+}

@@ -43,6 +43,11 @@ pub struct ClusterConfig {
     /// Prometheus) when set; off when absent (`init --metrics-port`).
     #[serde(default)]
     pub metrics: Option<MetricsSetting>,
+    /// A machine found holding another cluster's install (a peer of an earlier `init`) is
+    /// taken over: its peer and applications stopped, its state removed, this cluster
+    /// installed (`init --take-over`). Off: such a machine is refused, saying so.
+    #[serde(default)]
+    pub take_over: bool,
 }
 
 /// Where peers serve `/metrics` (see [`ClusterConfig::metrics_address`]).
@@ -207,6 +212,7 @@ mod tests {
             rejoin_within_ms: 20_000,
             ssh_trust_on_first_use: false,
             metrics: None,
+            take_over: false,
         }
     }
 

@@ -249,6 +249,7 @@ mod tests {
             rejoin_within_ms: 60_000,
             ssh_trust_on_first_use: false,
             metrics: None,
+            take_over: false,
         };
         let ssh = crate::SshContext {
             key: smon_proto::ClusterKey::from_bytes([7; 32]),

@@ -39,6 +39,11 @@ pub enum DaemonError {
         #[source]
         source: ProtoError,
     },
+    /// The machine holds another cluster's install (its peer, state and release key), which
+    /// this cluster's package does not verify with: what is there and what to do. Changes
+    /// nothing.
+    #[error("{0}")]
+    OtherCluster(String),
     /// A package that verifies but is not acceptable: over the size cap, or not the name or
     /// version asked for. Changes nothing, as [`DaemonError::Unverified`].
     #[error("{what}: {why}")]

@@ -14,6 +14,7 @@ use smon_login::layout::{self, io_err};
 use super::{
     DaemonError, start,
     store::{Store, json, keys},
+    take_over,
 };
 
 /// Package files bigger than this are refused unread.
@@ -63,17 +64,36 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
     };
     let mut store = Store::open(&root.join("state.db"))?;
     // The release key this machine already trusts wins over whatever a seed says.
-    let config = match store.get::<smon_proto::ClusterConfig>(keys::CONFIG)? {
-        Some(config) => config,
-        None => seed.config.clone(),
-    };
-    let trusted = ReleasePublicKey::from_openssh(&config.release_key)
-        .map_err(|e| DaemonError::decode("release key", e))?;
-    let (_, manifest) =
+    let installed = store.get::<smon_proto::ClusterConfig>(keys::CONFIG)?;
+    let config = installed.clone().unwrap_or_else(|| seed.config.clone());
+    let verify = |config: &smon_proto::ClusterConfig| {
+        let trusted = ReleasePublicKey::from_openssh(&config.release_key)
+            .map_err(|e| DaemonError::decode("release key", e))?;
         release::verify_package(&package, &trusted).map_err(|source| DaemonError::Unverified {
             what: package_path.display().to_string(),
             source,
-        })?;
+        })
+    };
+    let manifest = match verify(&config) {
+        Ok((_, manifest)) => manifest,
+        // Another cluster's install (issue 15 kind 11): said as such, or taken over.
+        Err(e) if installed.is_some() && config.release_key != seed.config.release_key => {
+            if !seed.config.take_over {
+                let me = store.get::<smon_proto::MachineId>(keys::ME)?;
+                return Err(DaemonError::OtherCluster(take_over::describe(
+                    root,
+                    &config,
+                    me.as_ref(),
+                )));
+            }
+            let (_, manifest) = verify(&seed.config).map_err(|_| e)?;
+            drop(store);
+            take_over::take_over(root).map_err(io_err(root))?;
+            store = Store::open(&root.join("state.db"))?;
+            manifest
+        }
+        Err(e) => return Err(e),
+    };
     let version = manifest.version;
 
     if let Some(pid) = layout::running_pid(root)

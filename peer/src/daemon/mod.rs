@@ -23,6 +23,7 @@ mod own_package;
 mod server;
 pub mod start;
 pub mod store;
+mod take_over;
 mod tasks;
 mod upgrade;
 

@@ -1,0 +1,110 @@
+//! A machine that holds another cluster's install (issue 15 kind 11): a peer of a cluster
+//! made by an earlier `init`, whose release key this cluster's packages are not signed by.
+//! The installer says what is there and what to do; under the new cluster's `take_over`
+//! setting (`smon-console init --take-over`) it stops that peer and its applications and
+//! clears its state, so that this cluster installs as on a new machine.
+
+use std::{
+    fs,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use smon_proto::{ClusterConfig, MachineFiles, MachineId, ReleasePublicKey};
+
+use super::apps::{install::app_base, process, runfile::RunFile};
+use smon_login::layout;
+
+/// How long a stopped process may take before it is killed.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// What the other cluster left on this machine, in one line for the deployer's error.
+pub fn describe(root: &Path, installed: &ClusterConfig, me: Option<&MachineId>) -> String {
+    let key = ReleasePublicKey::from_openssh(&installed.release_key).map_or_else(
+        |_| "an unreadable release key".to_owned(),
+        |k| format!("release key {}", k.fingerprint(Default::default())),
+    );
+    let peer = match layout::running_pid(root) {
+        Some(pid) => format!("its peer runs (pid {pid})"),
+        None => "its peer is not running".to_owned(),
+    };
+    let me = me.map_or_else(String::new, |m| format!(" as {m}"));
+    format!(
+        "{} holds the smon install of another cluster{me} ({key}; {peer}): this cluster's \
+         package is not signed by that cluster's key. To replace it, make this cluster with \
+         `smon-console init --take-over` (its deployers then stop that peer and its \
+         applications and install this cluster), or remove {} on that machine",
+        root.display(),
+        root.display()
+    )
+}
+
+/// Stop the other cluster's peer and applications, and remove its state, versions and
+/// applications (logs and counters stay). Errors: a file that cannot be removed.
+pub fn take_over(root: &Path) -> std::io::Result<()> {
+    if let Some(pid) = layout::running_pid(root) {
+        tracing::warn!("taking over: stopping the other cluster's peer (pid {pid})");
+        stop(pid, false);
+    }
+    let apps = root.join("apps");
+    if let Ok(entries) = fs::read_dir(&apps) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let run = RunFile::load(&app_base(root, &name).join("run.json"));
+            if let Some(proc) = run.proc {
+                tracing::warn!("taking over: stopping {name} (process group {})", proc.pgid);
+                stop(proc.pgid, true);
+            }
+        }
+    }
+    let files = MachineFiles::new(root);
+    for path in [
+        files.state_db(),
+        root.join("state.db-wal"),
+        root.join("state.db-shm"),
+        root.join("current"),
+        root.join("previous"),
+        files.pid(),
+        files.known_hosts(),
+    ] {
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    for dir in [root.join("versions"), apps] {
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM `pid` (a process group if `group`), SIGKILL after [`GRACE`].
+fn stop(pid: i32, group: bool) {
+    let alive = || {
+        if group {
+            process::group_alive(pid)
+        } else {
+            layout::is_peer_process(pid)
+        }
+    };
+    let signal = |s| {
+        if group {
+            process::signal_group(pid, s)
+        } else {
+            // SAFETY: kill(2) of the pid the other cluster's peer recorded, checked above to
+            // be a live smon-peer.
+            unsafe { libc::kill(pid, s) };
+        }
+    };
+    signal(libc::SIGTERM);
+    let deadline = Instant::now() + GRACE;
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive() {
+        signal(libc::SIGKILL);
+    }
+}
