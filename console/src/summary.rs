@@ -339,7 +339,7 @@ mod tests {
         }));
         assert_eq!(
             *asked.lock().unwrap(),
-            [b.clone()],
+            std::slice::from_ref(&b),
             "only conflict rows are asked"
         );
         assert_eq!(s.conflicts, [b.to_string()]);
