@@ -13,6 +13,7 @@ use smon_proto::{
     MachineId, Membership, PeerCall, PeerCounters, PeerReply, Refusal, ReleasePublicKey, Version,
     ZoneRecords, ZoneRecordsRequest,
     chunked::{Assembly, Kind},
+    door::Door,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -84,6 +85,8 @@ pub struct Actor {
     pub listen: String,
     /// This peer's own counters since it started (`counters.rs`).
     pub counters: PeerCounters,
+    /// The listener's door: its counts go into every view with the counters.
+    pub door: Arc<Door>,
 }
 
 pub enum Ending {
@@ -105,6 +108,7 @@ impl Actor {
         loaded: Loaded,
         store: Store,
         (tx, rx): (mpsc::Sender<Msg>, mpsc::Receiver<Msg>),
+        door: Arc<Door>,
         now: Millis,
     ) -> (Self, Vec<Output>) {
         let Loaded {
@@ -173,6 +177,7 @@ impl Actor {
             app_push: Assembly::new(Kind::App),
             listen,
             counters: PeerCounters::default(),
+            door,
         };
         (actor, initial)
     }
@@ -234,7 +239,10 @@ impl Actor {
             }
             Msg::View(since, reply) => {
                 let mut view = self.core.cluster_view(since);
-                view.peer = self.counters;
+                view.peer = PeerCounters {
+                    door: self.door.counts(),
+                    ..self.counters
+                };
                 let _ = reply.send(view);
             }
             Msg::ZoneRecords(req, reply) => {

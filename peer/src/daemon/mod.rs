@@ -82,17 +82,25 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         root: root.to_owned(),
         key: loaded.identity.key.clone(),
     };
-    serve(listener, loaded.identity.key.clone(), server);
-    let (actor, initial) = Actor::new(root, loaded, store, (tx, rx), now);
+    let limits = transport::ServeLimits::for_this_process();
+    let door = limits.door.clone();
+    serve(listener, loaded.identity.key.clone(), limits, server);
+    let (actor, initial) = Actor::new(root, loaded, store, (tx, rx), door, now);
     actor.run(initial).await
 }
 
-/// Serve `server` to every connection that brings the cluster key, in a task of its own.
-fn serve(listener: TcpListener, key: ClusterKey, server: PeerServer) {
+/// Serve `server` to every connection that `limits`' door lets in and that brings the
+/// cluster key, in a task of its own.
+fn serve(
+    listener: TcpListener,
+    key: ClusterKey,
+    limits: transport::ServeLimits,
+    server: PeerServer,
+) {
     tokio::spawn(transport::serve_connections(
         listener,
         key,
-        transport::ServeLimits::default(),
+        limits,
         move |t, _addr| {
             let server = server.clone();
             BaseChannel::with_defaults(t)

@@ -168,6 +168,39 @@ pub struct PeerCounters {
     pub deploy_attempts: u64,
     /// Of those, the ones that failed.
     pub deploy_failures: u64,
+    /// What the peer's listener let in and turned away (`smon_proto::door`).
+    pub door: DoorCounts,
+}
+
+/// What a server's door (`smon_proto::door`) did with the connections it accepted since the
+/// process started: let in to a handshake, or refused at once, by reason; and how the
+/// handshakes it let in ended. `open` is a gauge (connections now), the rest are counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoorCounts {
+    /// Connections let in to a handshake.
+    pub admitted: u64,
+    /// Refused: the server held its maximum of connections.
+    pub refused_full: u64,
+    /// Refused: the server had its maximum of handshakes in flight.
+    pub refused_handshakes: u64,
+    /// Refused: the source address held its maximum of connections or handshakes in flight.
+    pub refused_source: u64,
+    /// Refused: the source address opened connections faster than its rate (failed
+    /// handshakes count extra).
+    pub refused_rate: u64,
+    /// Handshakes that failed: a wrong cluster key, or bytes that are not a handshake.
+    pub handshake_failures: u64,
+    /// Handshakes closed for silence past the handshake timeout.
+    pub handshake_timeouts: u64,
+    /// Connections open now (handshaking or established).
+    pub open: u64,
+}
+
+impl DoorCounts {
+    /// Every connection refused at the door, whatever the reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_full + self.refused_handshakes + self.refused_source + self.refused_rate
+    }
 }
 
 impl ClusterView {
