@@ -73,6 +73,8 @@ pub struct FloodReport {
     pub connected: u64,
     /// Of those, failed to connect (refused, no port, out of ports).
     pub connect_errors: u64,
+    /// The first connect error, as the OS said it.
+    pub first_connect_error: Option<String>,
     /// Connections the server closed (EOF or reset) while the flooder held them.
     pub closed_by_server: u64,
     /// Wrong-key handshakes the server refused (the initiator saw an error or EOF).
@@ -89,6 +91,7 @@ struct Counts {
     closed_by_server: AtomicU64,
     handshakes_refused: AtomicU64,
     handshakes_accepted: AtomicU64,
+    first_connect_error: std::sync::OnceLock<String>,
 }
 
 impl Flood {
@@ -167,6 +170,7 @@ impl Flood {
             closed_by_server: c(&counts.closed_by_server),
             handshakes_refused: c(&counts.handshakes_refused),
             handshakes_accepted: c(&counts.handshakes_accepted),
+            first_connect_error: counts.first_connect_error.get().cloned(),
         })
     }
 
@@ -178,8 +182,9 @@ impl Flood {
             counts.attempts.fetch_add(1, Relaxed);
             let mut stream = match self.connect().await {
                 Ok(s) => s,
-                Err(_) => {
+                Err(e) => {
                     counts.connect_errors.fetch_add(1, Relaxed);
+                    let _ = counts.first_connect_error.set(e.to_string());
                     // Out of ports or refused: do not spin.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
