@@ -32,6 +32,7 @@ MODES = (sys.argv[4] if len(sys.argv) > 4 else "quiet,hold,churn,wrong-key").spl
 CONSOLE = os.path.abspath("target/release/smon-console")
 LAB = os.path.abspath("target/release/smon-lab")
 CONNECTIONS = 1000
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def console(cluster, *args, check=True):
@@ -47,6 +48,22 @@ def peer_address(cluster, name):
     config = json.load(open(f"{cluster}/cluster.json"))
     h = hashlib.sha256(struct.pack("<Q", config["local_salt"]) + name.encode()).digest()
     return f"127.{1 + h[0] % 254}.{h[1]}.{1 + h[2] % 254}:{config['port']}"
+
+
+def cpu_s(pid):
+    """CPU seconds (user + system) a process used so far; None once it is gone."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    except (OSError, ValueError):
+        return None
+
+
+def peer_pid(cluster, name):
+    try:
+        return int(open(f"{cluster}/machines.d/{name}/peer.pid").read())
+    except (OSError, ValueError):
+        return None
 
 
 def loadavg():
@@ -77,8 +94,10 @@ def one_run(mode):
         console(cluster, "disable")
         console(cluster, "wait", "--disabled", "--timeout", "600s")
         result["disable_s"] = time.monotonic() - t
+        result["m001_cpu_s"] = cpu_s(peer_pid(cluster, "m001"))
     finally:
         if flood:
+            result["flooder_cpu_s"] = cpu_s(flood.pid)
             flood.send_signal(signal.SIGTERM)
             out, err = flood.communicate(timeout=60)
             result["flood"] = json.loads(out) if out.strip() else {"error": err.strip()}
@@ -103,7 +122,8 @@ def main():
                      f"{fl.get('handshakes_accepted', 0)} accepted") if fl else ""
             print(f"run {r + 1} {mode:9}: deploy {res['deploy_s']:5.1f} s = {res['deploy_s'] / INTERVAL:4.1f} rounds, "
                   f"disable {res['disable_s']:5.1f} s = {res['disable_s'] / INTERVAL:4.1f} rounds "
-                  f"(load {res['load_before']} -> {res['load_after']}){extra}", flush=True)
+                  f"(load {res['load_before']} -> {res['load_after']}); CPU: m001 {res['m001_cpu_s'] or 0:.2f} s"
+                  + (f", flooder {res.get('flooder_cpu_s') or 0:.2f} s" if fl else "") + extra, flush=True)
     quiet = [x for x in results if x["mode"] == "quiet"]
     if not quiet:
         return

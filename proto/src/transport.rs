@@ -183,6 +183,36 @@ impl ServeLimits {
 /// go (peers), or call every few seconds (consoles): minutes of silence is a stuck client.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The listen backlog of a server's socket (the kernel caps it at `net.core.somaxconn`): a
+/// flood fills the accept queue between two wake-ups of the accept loop, and a full queue
+/// drops the next SYN, legitimate or not, which its client resends only after a second.
+/// tokio's `TcpListener::bind` asks for 1,024.
+pub const LISTEN_BACKLOG: u32 = 4_096;
+
+/// Listen on `addr` (`host:port`, the first address it resolves to) with [`LISTEN_BACKLOG`].
+pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As std's bind does: a restarted server binds while old connections linger.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr}: no address"),
+        )
+    }))
+}
+
 /// Accept connections forever; each that [`ServeLimits::door`] lets in gets its own task, so
 /// a bad or silent client (wrong key, garbage, a stalled handshake) affects only itself, and
 /// one that opens too many is turned away before any handshake work. `on_transport` serves one connection,

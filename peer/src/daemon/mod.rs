@@ -58,7 +58,7 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         .identity
         .config
         .peer_address(&me, &loaded.identity.membership);
-    let listener = TcpListener::bind(&addr)
+    let listener = transport::listen(&addr)
         .await
         .map_err(|source| DaemonError::Listen {
             addr: addr.clone(),
