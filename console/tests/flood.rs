@@ -92,6 +92,15 @@ fn peer_under_flood(mode: Mode, seen: impl Fn(&DoorCounts) -> bool) {
         after.open <= 1,
         "connections left open after the flood: {after:?}"
     );
+    // Thousands refused, a handful of lines: the door logs a sum at most once per 10 s.
+    let log = std::fs::read_to_string(c.machine("m001", |f| f.log())).unwrap_or_default();
+    let lines = log.lines().filter(|l| l.contains("door: refused")).count();
+    assert!(
+        (1..=2 + (report.seconds as usize) / 10).contains(&lines),
+        "{lines} door lines for {} refusals over {:.0} s",
+        after.refused(),
+        report.seconds
+    );
     c.ok(&["shutdown", "--timeout", "60s"]);
 }
 
