@@ -307,7 +307,7 @@ fn share_of_running(w: &World, pred: impl Fn(&crate::core::Core) -> bool) -> f64
 pub fn disable(params: SimParams) -> Report {
     let (mut w, t0) = deployed_world(params, 0);
     let peers = w.running().count() as u32;
-    w.input(0, Input::SetLiveTag { enabled: false });
+    w.set_livetag(0, false);
     let watch = Watch::new(
         "disable",
         |w| share_of_running(w, |c| !c.livetag().enabled),
@@ -346,8 +346,8 @@ pub fn partition(params: SimParams, apart: u64) -> Report {
     }
     upgrade_one(&mut w, 0, NEXT_VERSION);
     let last = n - 1;
-    w.input(last, Input::SetLiveTag { enabled: false });
-    w.input(last, Input::SetLiveTag { enabled: true });
+    w.set_livetag(last, false);
+    w.set_livetag(last, true);
     let grown: Vec<_> = (0..=n).map(super::world::machine_name).collect();
     w.set_membership(last, Arc::new(Membership::new(2, grown)));
     let heal_at = t0 + apart * w.params.interval_ms;
@@ -407,6 +407,7 @@ fn hello_decl() -> AppDecl {
         version: Version::new(1, 0, 0),
         desired: DesiredState::Online,
         desired_rev: 0,
+        desired_sig: Vec::new(),
     }
 }
 
