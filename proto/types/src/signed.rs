@@ -42,10 +42,13 @@ impl ControlKind {
     }
 }
 
+/// How every control state's signed bytes start.
+pub const CONTROL_PREFIX: &[u8] = b"smon-control/1\0";
+
 /// The bytes the release key signs: `smon-control/1 NUL kind NUL version (u64 BE) content`.
 pub fn control_signing_bytes(kind: ControlKind, version: u64, content: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(32 + content.len());
-    bytes.extend_from_slice(b"smon-control/1\0");
+    bytes.extend_from_slice(CONTROL_PREFIX);
     bytes.extend_from_slice(kind.as_str().as_bytes());
     bytes.push(0);
     bytes.extend_from_slice(&version.to_be_bytes());
