@@ -14,7 +14,8 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
 use smon_proto::{
-    AppState, ClusterView, ControlAction, DesiredState, MachineAppDesired, MachineId, app_package, chunked,
+    AppState, ClusterView, ControlAction, DesiredState, MachineAppDesired, MachineId, app_package,
+    chunked,
 };
 
 use crate::{cluster_dir::ClusterDir, connect};

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use smon_proto::{
-    CONTROL_NAMESPACE, DesiredState, LiveTag, MEMBERSHIP_NAMESPACE, MachineAppDesired,
-    Membership, OperatorKey, PackageManifest, SignedLiveTag, app_desired_signing_bytes, release,
-    tarpc, transport,
+    CONTROL_NAMESPACE, DesiredState, LiveTag, MEMBERSHIP_NAMESPACE, MachineAppDesired, Membership,
+    OperatorKey, PackageManifest, SignedLiveTag, app_desired_signing_bytes, release, tarpc,
+    transport,
 };
 
 use crate::cluster_dir::{ClusterDir, write_atomic};

@@ -3,7 +3,7 @@
 use std::{process::Command, sync::Arc};
 
 use smon_peer::{
-    core::{Input, Strategy},
+    core::Strategy,
     sim::{self, FIRST_VERSION, Options, Scenario, SimParams, deployed_world, machine_name},
 };
 use smon_proto::{Membership, PeerState};
@@ -45,7 +45,7 @@ fn a_peer_out_of_descriptors_blames_nobody() {
     };
     w.machines[3].exhausted = true;
     run_rounds(&mut w, 20, "enabled, one peer out of descriptors");
-    w.input(0, Input::SetLiveTag { enabled: false });
+    w.set_livetag(0, false);
     run_rounds(&mut w, 20, "disabled, one peer out of descriptors");
     w.machines[3].exhausted = false;
     run_rounds(&mut w, 10, "after");

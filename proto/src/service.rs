@@ -7,8 +7,8 @@
 
 use crate::{
     AppOffer, AppReply, AppStatus, ChallengeRequest, Chunk, ChunkRequest, ClusterView,
-    ControlAction, LogChunk, LogRequest, MachineAppDesired, MemberReply, PackageManifest,
-    PeerCall, PeerReply, Ping, Pong, Refusal, SignedLiveTag, ZoneRecords, ZoneRecordsRequest,
+    ControlAction, LogChunk, LogRequest, MachineAppDesired, MemberReply, PackageManifest, PeerCall,
+    PeerReply, Ping, Pong, Refusal, SignedLiveTag, ZoneRecords, ZoneRecordsRequest,
 };
 
 #[tarpc::service]

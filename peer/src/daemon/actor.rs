@@ -299,7 +299,10 @@ impl Actor {
             }
             Msg::SetAppStatus(desired, reply) => {
                 match self.core.check_machine_app_desired(&desired, out) {
-                    Ok(()) => self.apps.set_override(&desired.name, desired.desired, desired.rev, reply),
+                    Ok(()) => {
+                        self.apps
+                            .set_override(&desired.name, desired.desired, desired.rev, reply)
+                    }
                     Err(refused) => {
                         let _ = reply.send(Err(Refusal::Denied(refused.to_string())));
                     }

@@ -74,10 +74,17 @@ impl Actor {
             .map_err(|refused| Refusal::Denied(refused.to_string()))
     }
 
-    fn set_livetag(&mut self, tag: SignedLiveTag, out: &mut Vec<Output>) -> Result<String, Refusal> {
+    fn set_livetag(
+        &mut self,
+        tag: SignedLiveTag,
+        out: &mut Vec<Output>,
+    ) -> Result<String, Refusal> {
         self.operator(Input::SetLiveTag(tag), out)?;
         let tag = self.core.livetag();
-        Ok(format!("livetag set to {} (version {})", tag.enabled, tag.version))
+        Ok(format!(
+            "livetag set to {} (version {})",
+            tag.enabled, tag.version
+        ))
     }
 
     fn set_membership(&mut self, blob: &[u8], out: &mut Vec<Output>) -> Result<String, Refusal> {

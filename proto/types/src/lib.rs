@@ -41,8 +41,8 @@ pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, M
 pub use messages::*;
 pub use record::{MachineRecord, PeerState};
 pub use signed::{
-    CONTROL_NAMESPACE, CONTROL_PREFIX, ControlKind, MAX_CONTROL_SIGNATURE, MachineAppDesired, SignedBytes,
-    SignedLiveTag, app_desired_signing_bytes, control_signing_bytes,
+    CONTROL_NAMESPACE, CONTROL_PREFIX, ControlKind, MAX_CONTROL_SIGNATURE, MachineAppDesired,
+    SignedBytes, SignedLiveTag, app_desired_signing_bytes, control_signing_bytes,
 };
 pub use version::Version;
 pub use zones::{Zone, ZoneIdx, ZoneTree};

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use smon_proto::{
-    AppDecl, AppOffer, AppReply, DesiredState, Gossip, LiveTag, MemberReply, Membership,
-    PeerCall, PeerReply, PeerState, Ping, Pong, SignedLiveTag,
+    AppDecl, AppOffer, AppReply, DesiredState, Gossip, LiveTag, MemberReply, Membership, PeerCall,
+    PeerReply, PeerState, Ping, Pong, SignedLiveTag,
 };
 
 use super::{FIRST_VERSION, M, World};
@@ -76,12 +76,12 @@ impl World {
                 version: FORGED_VERSION,
                 blob: Some(self.forged_membership(forger).encode()),
             }),
-            PeerCall::ExchangeApp(offer) => PeerReply::App(AppReply::Newer(
-                self.forged_app(&offer.app.name),
-            )),
-            PeerCall::RetrievePeer(_) => PeerReply::Chunk(Err(smon_proto::Refusal::NotFound(
-                "forger".into(),
-            ))),
+            PeerCall::ExchangeApp(offer) => {
+                PeerReply::App(AppReply::Newer(self.forged_app(&offer.app.name)))
+            }
+            PeerCall::RetrievePeer(_) => {
+                PeerReply::Chunk(Err(smon_proto::Refusal::NotFound("forger".into())))
+            }
         }
     }
 
