@@ -125,7 +125,8 @@ fn a_pong_that_crosses_a_membership_change_is_checked_against_the_machine_asked(
     // (comparing with whatever the old index names now made one, seen in the simulator).
     let (mut core, mut rng, id, asked) = pinging();
     let mut out = Vec::new();
-    let grown = Membership::new(2, ["a", "a0", "b", "b0", "c"].map(machine).to_vec());
+    let mut grown = Membership::new(2, ["a", "a0", "b", "b0", "c"].map(machine).to_vec());
+    grown.set_signature(smon_core::FlagSignatures::SIGNED.to_vec());
     core.handle(
         500,
         Input::SetMembership(Arc::new(grown)),
