@@ -76,17 +76,19 @@ impl Core {
 
     /// `app` as another peer gave it, with its desired state replaced by ours when that
     /// cannot be taken: a newer one not signed by the release key (refused, reported), or a
-    /// revision 0 (the package's default) for an application held here already. The package
-    /// version is the fetch's to verify.
+    /// revision 0 (the package's default) for an application held here already. `None` when
+    /// this peer does not hold the application and the desired state offered is refused: the
+    /// whole offer is then (another peer will offer it signed). The package version is the
+    /// fetch's to verify.
     pub(crate) fn vetted_app(
         &mut self,
         from: Sender,
         mut app: AppDecl,
         out: &mut Vec<Output>,
-    ) -> AppDecl {
+    ) -> Option<AppDecl> {
         let mine = self.state.apps.iter().find(|a| a.name == app.name);
         if mine.is_some_and(|m| app.desired_order() <= m.desired_order()) {
-            return app; // ours wins any merge
+            return Some(app); // ours wins any merge
         }
         let taken = match app.desired_rev {
             0 => mine.is_none(),
@@ -100,25 +102,19 @@ impl Core {
             },
         };
         if !taken {
-            match self.state.apps.iter().find(|a| a.name == app.name) {
-                Some(m) => {
-                    app.desired = m.desired;
-                    app.desired_rev = m.desired_rev;
-                    app.desired_sig = m.desired_sig.clone();
-                }
-                None => {
-                    // The package's default state then (the daemon sets it from app.toml).
-                    app.desired_rev = 0;
-                    app.desired_sig.clear();
-                }
-            }
+            let mine = self.state.apps.iter().find(|a| a.name == app.name)?;
+            app.desired = mine.desired;
+            app.desired_rev = mine.desired_rev;
+            app.desired_sig = mine.desired_sig.clone();
         }
-        app
+        Some(app)
     }
 
     pub(crate) fn on_app_offer(&mut self, offer: AppOffer, out: &mut Vec<Output>) -> AppReply {
         let AppOffer { from, app } = offer;
-        let app = self.vetted_app(Sender::Peer(from.clone()), app, out);
+        let Some(app) = self.vetted_app(Sender::Peer(from.clone()), app, out) else {
+            return AppReply::Have;
+        };
         self.adopt_app_desired(&app, out);
         let newer_package = match self.state.apps.iter().find(|a| a.name == app.name) {
             None => true,

@@ -592,7 +592,9 @@ impl Core {
             (Pending::AppOffer(target), Ok(PeerReply::App(AppReply::Newer(app)))) => {
                 // The desired state is taken at once (if signed); a newer package is fetched
                 // from there.
-                let app = self.vetted_app(Sender::Peer(asked), app, out);
+                let Some(app) = self.vetted_app(Sender::Peer(asked), app, out) else {
+                    return;
+                };
                 self.adopt_app_desired(&app, out);
                 let newer_package = self
                     .state
