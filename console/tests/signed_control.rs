@@ -26,10 +26,12 @@ fn with_other_keys(dir: &Path, to: &Path) {
         .unwrap();
     assert!(status.success());
     let files = smon_proto::ClusterFiles::new(to);
-    let other = smon_proto::generate_release_key();
+    let other = smon_proto::release::generate_release_key();
     std::fs::remove_file(files.release_key()).unwrap();
     std::fs::remove_file(files.operator_key()).unwrap();
-    let text = other.to_openssh(smon_proto::LineEnding::LF).unwrap();
+    let text = other
+        .to_openssh(smon_proto::release::LineEnding::LF)
+        .unwrap();
     std::fs::write(files.release_key(), text.as_bytes()).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(files.release_key(), std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -210,10 +212,15 @@ fn a_k_e_only_client_and_a_directory_with_other_keys_change_nothing() {
         "the refusals in the peers' logs",
         || {
             let logs = peer_logs(&c);
-            logs.contains(
-                "refused livetag version 1099511627776 from local:m002 (connection from 127.0.0.1",
-            ) && logs.contains("refused membership version 1099511627776 from the console")
-                && logs.contains("refused application desired state version")
+            let found = logs.contains("refused livetag version 1099511627776 from local:m002")
+                && logs.contains("(connection from 127.0.0.1")
+                && logs.contains("refused membership version 1099511627776 from the console")
+                && logs.contains("refused application desired state version");
+            if !found {
+                let refused: Vec<_> = logs.lines().filter(|l| l.contains("refused")).collect();
+                eprintln!("{} bytes of logs; {refused:?}", logs.len());
+            }
+            found
         },
     );
 
