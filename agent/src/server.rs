@@ -307,6 +307,32 @@ impl Agent {
         self.decide(entry, outcome).await
     }
 
+    /// Sign control state's bytes (a livetag, an application's desired state; see
+    /// [`smon_proto::control_signing_bytes`]), for the holder of the operator key only; the
+    /// bytes must be control state's, nothing else (so no other namespace's data is signed).
+    pub async fn sign_control(
+        &self,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+        proof: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        let entry = Entry {
+            conn: from.to_string(),
+            call: "sign_control",
+            target: clip(&String::from_utf8_lossy(&bytes).replace('\0', " ")),
+            ..Entry::default()
+        };
+        let outcome = async {
+            self.operator_asks(from, |operator| operator.verify_control(&bytes, &proof))?;
+            if !bytes.starts_with(smon_proto::CONTROL_PREFIX) {
+                return Err(Refusal::Invalid("not control state's signed bytes".into()));
+            }
+            self.sshsig(smon_proto::CONTROL_NAMESPACE, &bytes).await
+        }
+        .await;
+        self.decide(entry, outcome).await
+    }
+
     /// The checks before a release-key signature: the rate limit, that this agent's key is
     /// the release key, and the operator's proof.
     fn operator_asks(
@@ -382,6 +408,15 @@ impl AgentService for Conn {
         proof: Vec<u8>,
     ) -> Result<Vec<u8>, Refusal> {
         self.agent.sign_membership(self.addr, blob, proof).await
+    }
+
+    async fn sign_control(
+        self,
+        _: Ctx,
+        bytes: Vec<u8>,
+        proof: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        self.agent.sign_control(self.addr, bytes, proof).await
     }
 
     async fn public_key(self, _: Ctx) -> String {

@@ -103,9 +103,31 @@ pub async fn package(
 }
 
 pub async fn set_livetag(dir: &ClusterDir, enabled: bool) -> anyhow::Result<()> {
-    let answer = connect::control(dir, ControlAction::SetLiveTag { enabled }).await?;
+    let answer = send_livetag(dir, enabled).await?;
     println!("{answer}");
     Ok(())
+}
+
+/// Set the livetag through any peer: one version above the newest that peer has heard of
+/// (its own, its zone's records, the root's sample), signed with the cluster's release key.
+/// The peer refuses it unless the signature verifies: that refusal is the error.
+pub async fn send_livetag(dir: &ClusterDir, enabled: bool) -> anyhow::Result<String> {
+    let (machine, client) = connect::any_peer(dir).await?;
+    let view = client
+        .cluster_view(connect::ctx(Duration::from_secs(10)), 0)
+        .await
+        .map_err(|e| anyhow::anyhow!("{machine}: {e}"))?;
+    let heard = (view.records.iter().map(|(_, r)| r.livetag.version))
+        .chain(view.root.livetags.iter().map(|(t, _)| t.version))
+        .chain([view.livetag.version])
+        .max()
+        .unwrap_or(0);
+    let tag = smon_proto::LiveTag {
+        enabled,
+        version: heard.saturating_add(1),
+    };
+    let tag = crate::signing::signed_livetag(dir, tag).await?;
+    connect::control_one(&machine, &client, ControlAction::SetLiveTag { tag }).await
 }
 
 pub async fn set_membership(
@@ -139,9 +161,8 @@ pub async fn set_membership(
         );
         return Ok(());
     }
-    if membership.has_pins() {
-        crate::signing::sign_membership(dir, &mut membership).await?;
-    }
+    // Signed as a whole: peers refuse a list the release key did not sign.
+    crate::signing::sign_membership(dir, &mut membership).await?;
     ClusterDir::make_local_dirs(&dir.config, &membership)?;
     let answer = connect::control(
         dir,
@@ -212,7 +233,9 @@ pub async fn shutdown(
             );
         }
         if answering.iter().any(|(_, t)| t.enabled) {
-            let _ = connect::control(dir, ControlAction::SetLiveTag { enabled: false }).await;
+            if let Err(e) = send_livetag(dir, false).await {
+                eprintln!("disabling: {}", crate::error_line::one_line(&e));
+            }
             tokio::time::sleep(poll).await;
             continue;
         }

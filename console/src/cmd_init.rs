@@ -191,10 +191,10 @@ fn build(
     let config = cluster_config(final_dir, membership, options, public)?;
     config.save(staging)?;
     write_atomic(&files.machines(), text.as_bytes(), 0o644)?;
-    // Pins are believed only under the release key's signature: signed now with the
-    // directory's key; with the agent's, when `deploy` first needs them.
+    // A list (and its pins) is believed only under the release key's signature: signed now
+    // with the directory's key; with the agent's, when `deploy` first needs it.
     let mut membership = membership.clone();
-    if let (ReleaseSigner::Own(key), true) = (signer, membership.has_pins()) {
+    if let ReleaseSigner::Own(key) = signer {
         let signature = release::sign_bytes(
             smon_proto::MEMBERSHIP_NAMESPACE,
             &membership.signing_bytes(),

@@ -3,7 +3,7 @@
 use std::{process::Command, sync::Arc};
 
 use smon_peer::{
-    core::{Input, Strategy},
+    core::Strategy,
     sim::{self, FIRST_VERSION, Options, Scenario, SimParams, deployed_world, machine_name},
 };
 use smon_proto::{Membership, PeerState};
@@ -45,7 +45,7 @@ fn a_peer_out_of_descriptors_blames_nobody() {
     };
     w.machines[3].exhausted = true;
     run_rounds(&mut w, 20, "enabled, one peer out of descriptors");
-    w.input(0, Input::SetLiveTag { enabled: false });
+    w.set_livetag(0, false);
     run_rounds(&mut w, 20, "disabled, one peer out of descriptors");
     w.machines[3].exhausted = false;
     run_rounds(&mut w, 10, "after");
@@ -216,4 +216,44 @@ fn bad_arguments_are_refused_with_a_clear_message() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--loss") && err.contains("[0, 1)"), "{err}");
+}
+
+/// Issue 14's goal row: control actions a K_E-only process can make spread: 0 (livetag,
+/// membership, application state), through the same core path that takes signed state (a
+/// signed disable afterwards reaches every peer). Deterministic: the same seed, the same run.
+#[test]
+fn a_k_e_only_forger_spreads_nothing_and_a_signed_disable_still_spreads() {
+    let run = |seed| {
+        let mut p = params(150, seed);
+        p.loss = 0.01;
+        let mut report = sim::run(Scenario::Forged, p, &Options::default());
+        report.wall_ms = 0;
+        report
+    };
+    for seed in [3, 8] {
+        let report = run(seed);
+        let forged = report.forged.clone().expect("the forged outcome");
+        assert_eq!(
+            (
+                forged.disabled,
+                forged.membership_changed,
+                forged.app_offline
+            ),
+            (0, 0, 0),
+            "seed {seed}: {forged:?}"
+        );
+        assert!(forged.refused > 0, "seed {seed}: nothing was even refused");
+        assert_eq!(forged.peers, 149);
+        assert!(
+            forged.signed_disable_rounds.is_some_and(|r| r <= 20),
+            "seed {seed}: {forged:?}"
+        );
+        assert!(report.converged);
+        let again = serde_json::to_string(&run(seed)).unwrap();
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            again,
+            "seed {seed}"
+        );
+    }
 }

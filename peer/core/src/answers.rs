@@ -23,7 +23,7 @@ impl Core {
                 let list = (ping.membership_version, ping.gossip.membership_digest);
                 let same_list = list == self.view.membership().order();
                 if !self.exited {
-                    self.absorb_livetag(ping.livetag, out);
+                    let _ = self.absorb_livetag(Sender::Peer(ping.from.clone()), ping.livetag, out);
                     self.absorb_gossip(ping.gossip, out);
                     self.consider_version(&ping.from, ping.version, rng, out);
                     self.consider_membership(&ping.from, list, out);
@@ -33,7 +33,7 @@ impl Core {
                     from: self.me.clone(),
                     version: self.state.version,
                     state: self.own_state(),
-                    livetag: self.state.livetag,
+                    livetag: self.signed_livetag(),
                     membership_version: self.view.membership().version,
                     gossip: self.outgoing_gossip(
                         partner,
@@ -43,8 +43,9 @@ impl Core {
                 })
             }
             PeerCall::ExchangeLivetag(tag) => {
-                self.absorb_livetag(tag, out);
-                PeerReply::Livetag(self.state.livetag)
+                // The call names no sender: the daemon adds the caller's address to the log.
+                let _ = self.absorb_livetag(Sender::Unnamed, tag, out);
+                PeerReply::Livetag(self.signed_livetag())
             }
             PeerCall::ExchangeMember(version) => {
                 // At an equal version too: the caller saw a list of this version that

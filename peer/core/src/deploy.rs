@@ -23,7 +23,7 @@ impl Core {
             self.livetag_push_left -= 1;
             for _ in 0..self.cfg.livetag_fanout {
                 if let Some(target) = self.random_other(rng) {
-                    let tag = self.state.livetag;
+                    let tag = self.signed_livetag();
                     self.call(
                         target,
                         PeerCall::ExchangeLivetag(tag),

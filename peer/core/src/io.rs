@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use smon_proto_types::{
-    AppDecl, AppStatus, BadVersion, MachineId, Membership, PeerCall, PeerReply, Version,
+    AppDecl, AppStatus, BadVersion, MachineId, Membership, PeerCall, PeerReply, SignedLiveTag,
+    Version,
 };
 
 /// Milliseconds: since the Unix epoch in the daemon, virtual in the simulator.
@@ -93,20 +94,19 @@ pub enum Input {
     /// The local supervisor's view of the applications changed.
     AppStates(Vec<AppStatus>),
     LocalFacts(LocalFacts),
-    /// Operator actions (from the console, through the daemon).
-    SetLiveTag {
-        enabled: bool,
-    },
+    /// Operator actions (from the console, through the daemon), each signed by the release
+    /// key ([`crate::Core::handle_operator`] says whether it was refused).
+    SetLiveTag(SignedLiveTag),
+    /// A membership list signed as a whole.
     SetMembership(Arc<Membership>),
     /// A newer release is available at `from` (the console mimics a peer).
     OfferRelease {
         version: Version,
         from: MachineId,
     },
-    SetAppDesired {
-        name: String,
-        desired: smon_proto_types::DesiredState,
-    },
+    /// An application's cluster-wide desired state: `name`, `desired`, `desired_rev` and
+    /// `desired_sig` are the operator's (the package version is ignored).
+    SetAppDesired(AppDecl),
     /// An application package installed locally by the operator.
     AppInstalledLocally(AppDecl),
     /// A version was found unable to run or rejoin on this machine: never fetch it again,
@@ -158,6 +158,9 @@ pub enum Output {
     Persist(crate::PersistentState),
     /// Stop this peer process.
     Exit(ExitReason),
+    /// Control state was refused for its signature (or, from the console, for being stale):
+    /// not adopted, not spread. The daemon logs it as one line, the simulator counts it.
+    Refused(crate::Refused),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

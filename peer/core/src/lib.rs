@@ -12,6 +12,7 @@ mod control_state;
 mod deploy;
 mod fetch_slots;
 mod io;
+mod signatures;
 mod table;
 mod target;
 mod view;
@@ -23,13 +24,14 @@ use rustc_hash::FxHashMap;
 use smon_proto_types::{
     AppDecl, AppOffer, AppReply, AppStatus, BadVersion, Chunk, ChunkRequest, ClusterView, Gossip,
     LiveTag, MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState,
-    Ping, Pong, Refusal, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords, ZoneRecordsRequest,
-    note_bad,
+    Ping, Pong, Refusal, SignedLiveTag, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords,
+    ZoneRecordsRequest, note_bad,
 };
 
 pub use config::{CoreConfig, Strategy};
 pub use fetch_slots::FetchSlots;
 pub use io::*;
+pub use signatures::{FlagSignatures, Refused, RefusedKind, Sender, SignatureCheck};
 pub use target::Targeting;
 pub use view::{View, supersedes};
 
@@ -38,6 +40,11 @@ pub use view::{View, supersedes};
 pub struct PersistentState {
     pub version: Version,
     pub livetag: LiveTag,
+    /// The release key's signature of `livetag` (see [`SignedLiveTag`]), so that a restarted
+    /// peer still serves its tag signed. Empty in a database from before signed control
+    /// state: that tag is kept here (this peer adopted it), but no other peer takes it.
+    #[serde(default)]
+    pub livetag_signature: Vec<u8>,
     /// The last revs of this machine's own record, so a restarted peer never reuses one.
     pub record_rev: u64,
     #[serde(default)]
@@ -57,6 +64,7 @@ impl PersistentState {
         Self {
             version,
             livetag: LiveTag::default(),
+            livetag_signature: Vec::new(),
             record_rev: 0,
             record_news_rev: 0,
             bad_versions: Vec::new(),
@@ -74,6 +82,9 @@ pub struct Boot {
     pub membership: Arc<Membership>,
     pub facts: LocalFacts,
     pub hint: Option<SpreadHint>,
+    /// How control state's signatures are checked: the release key (daemon), a flag
+    /// (simulator, [`FlagSignatures`]).
+    pub signatures: Arc<dyn SignatureCheck>,
 }
 
 /// The deployment work of this round (one at a time, as in the paper's loop).
@@ -103,6 +114,7 @@ struct Fetch {
 
 pub struct Core {
     cfg: CoreConfig,
+    signatures: Arc<dyn SignatureCheck>,
     me: MachineId,
     me_index: Option<u32>,
     state: PersistentState,
@@ -157,6 +169,7 @@ impl Core {
         let own = MachineRecord::empty(me_index.unwrap_or(u32::MAX));
         Self {
             cfg,
+            signatures: boot.signatures,
             me: boot.me,
             me_index,
             own,
@@ -226,6 +239,14 @@ impl Core {
 
     pub fn livetag(&self) -> LiveTag {
         self.state.livetag
+    }
+
+    /// The livetag with its signature, as this peer sends it.
+    pub fn signed_livetag(&self) -> SignedLiveTag {
+        SignedLiveTag {
+            tag: self.state.livetag,
+            signature: self.state.livetag_signature.clone(),
+        }
     }
 
     pub fn membership(&self) -> &Arc<Membership> {
@@ -415,6 +436,27 @@ impl Core {
         self.view.flush(now, tick);
     }
 
+    /// [`Core::handle`] for an operator's input (`SetLiveTag`, `SetMembership`,
+    /// `SetAppDesired`): `Err` when the core refused it (not signed by the release key, or
+    /// not newer than what this peer holds); nothing changed then.
+    pub fn handle_operator(
+        &mut self,
+        now: Millis,
+        input: Input,
+        rng: &mut impl Rng,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Refused> {
+        let mark = out.len();
+        self.handle(now, input, rng, out);
+        match out[mark..].iter().find_map(|o| match o {
+            Output::Refused(r) if r.from == Sender::Operator => Some(r.clone()),
+            _ => None,
+        }) {
+            Some(refused) => Err(refused),
+            None => Ok(()),
+        }
+    }
+
     fn handle_input(
         &mut self,
         now: Millis,
@@ -444,14 +486,14 @@ impl Core {
                 self.facts = facts;
                 self.refresh_own(out);
             }
-            Input::SetLiveTag { enabled } => self.set_livetag(enabled, out),
-            Input::SetMembership(membership) => self.apply_membership(membership, out),
+            Input::SetLiveTag(tag) => self.set_livetag(tag, out),
+            Input::SetMembership(membership) => {
+                let _ = self.apply_membership(Sender::Operator, membership, out);
+            }
             Input::OfferRelease { version, from } => {
                 self.consider_version(&from, version, rng, out)
             }
-            Input::SetAppDesired { name, desired } => {
-                self.set_app_desired(&name, desired, now, out)
-            }
+            Input::SetAppDesired(app) => self.set_app_desired(app, out),
             Input::AppInstalledLocally(app) => self.adopt_app(app, out),
             Input::MarkBad(mark) => self.mark_bad(mark, out),
         }
@@ -484,7 +526,7 @@ impl Core {
         Ping {
             from: self.me.clone(),
             version: self.state.version,
-            livetag: self.state.livetag,
+            livetag: self.signed_livetag(),
             membership_version: self.view.membership().version,
             gossip: Gossip {
                 digest: self.view.digest(Some(target)),
@@ -534,7 +576,9 @@ impl Core {
                 self.check_answerer(asked, &pong, out);
                 self.on_pong(pong, rng, out);
             }
-            (Pending::LivetagPush, Ok(PeerReply::Livetag(tag))) => self.absorb_livetag(tag, out),
+            (Pending::LivetagPush, Ok(PeerReply::Livetag(tag))) => {
+                let _ = self.absorb_livetag(Sender::Peer(asked), tag, out);
+            }
             (Pending::MemberPull, result) => {
                 self.member_pull_in_flight = false;
                 if let Ok(PeerReply::Member(MemberReply {
@@ -542,11 +586,15 @@ impl Core {
                 })) = result
                     && let Ok(membership) = Membership::decode(&blob)
                 {
-                    self.apply_membership(Arc::new(membership), out);
+                    let _ = self.apply_membership(Sender::Peer(asked), Arc::new(membership), out);
                 }
             }
             (Pending::AppOffer(target), Ok(PeerReply::App(AppReply::Newer(app)))) => {
-                // The desired state is taken at once; a newer package is fetched from there.
+                // The desired state is taken at once (if signed); a newer package is fetched
+                // from there.
+                let Some(app) = self.vetted_app(Sender::Peer(asked), app, out) else {
+                    return;
+                };
                 self.adopt_app_desired(&app, out);
                 let newer_package = self
                     .state
@@ -592,7 +640,7 @@ impl Core {
     /// peer that answered (`pong.from`), not of the machine pinged.
     fn on_pong(&mut self, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
         let list = (pong.membership_version, pong.gossip.membership_digest);
-        self.absorb_livetag(pong.livetag, out);
+        let _ = self.absorb_livetag(Sender::Peer(pong.from.clone()), pong.livetag, out);
         self.absorb_gossip(pong.gossip, out);
         self.consider_version(&pong.from, pong.version, rng, out);
         self.consider_membership(&pong.from, list, out);

@@ -47,6 +47,17 @@ enum Command {
     /// All deployed, then an application is installed on one peer: rounds until every peer
     /// has fetched it.
     AppInstall(Common),
+    /// All deployed and running an application, and the last machine holds only the cluster
+    /// key: it sends forged control state (disable, a membership without the others, the
+    /// application offline) to every peer for R rounds. Counts what spread (goal: nothing),
+    /// then a signed disable: rounds until every peer is disabled.
+    Forged {
+        #[command(flatten)]
+        common: Common,
+        /// Rounds the forger runs.
+        #[arg(long, default_value_t = 10)]
+        rounds: u64,
+    },
     /// All deployed and running an application; then its state changes on one machine:
     /// rounds until every other peer's view shows it.
     AppState {
@@ -169,6 +180,10 @@ fn main() -> anyhow::Result<()> {
             (Scenario::Churn, common)
         }
         Command::AppInstall(c) => (Scenario::AppInstall, c),
+        Command::Forged { common, rounds } => {
+            options.forged_rounds = *rounds;
+            (Scenario::Forged, common)
+        }
         Command::AppState {
             common,
             no_load_churn,

@@ -42,7 +42,7 @@ pub fn on_call(c: &mut PeerCounters, call_bytes: u64, answer: &PeerReply) {
 
 #[cfg(test)]
 mod tests {
-    use smon_proto::{LiveTag, MachineId, PeerCall};
+    use smon_proto::{MachineId, PeerCall};
 
     use super::*;
     use crate::core::CallFailure;
@@ -74,7 +74,7 @@ mod tests {
                 ok: true,
             },
         );
-        let call = PeerCall::ExchangeLivetag(LiveTag::default());
+        let call = PeerCall::ExchangeLivetag(Default::default());
         on_output(
             &mut c,
             &Output::Call {
@@ -83,7 +83,7 @@ mod tests {
                 call: call.clone(),
             },
         );
-        let reply = PeerReply::Livetag(LiveTag::default());
+        let reply = PeerReply::Livetag(Default::default());
         on_input(
             &mut c,
             &Input::Reply {

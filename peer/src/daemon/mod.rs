@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod own_package;
 mod server;
+mod signatures;
 pub mod start;
 pub mod store;
 mod tasks;
@@ -81,6 +82,7 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         me,
         root: root.to_owned(),
         key: loaded.identity.key.clone(),
+        caller: None,
     };
     let limits = transport::ServeLimits::for_this_process();
     let door = limits.door.clone();
@@ -101,8 +103,11 @@ fn serve(
         listener,
         key,
         limits,
-        move |t, _addr| {
-            let server = server.clone();
+        move |t, addr| {
+            let server = PeerServer {
+                caller: Some(addr),
+                ..server.clone()
+            };
             BaseChannel::with_defaults(t)
                 .execute(server.serve())
                 .for_each(transport::spawn_request)

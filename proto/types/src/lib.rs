@@ -21,6 +21,7 @@ mod membership;
 mod messages;
 mod record;
 pub mod release;
+mod signed;
 mod sparse_counts;
 pub mod text;
 mod version;
@@ -39,6 +40,10 @@ pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha
 pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, Membership};
 pub use messages::*;
 pub use record::{MachineRecord, PeerState};
+pub use signed::{
+    CONTROL_NAMESPACE, CONTROL_PREFIX, ControlKind, MAX_CONTROL_SIGNATURE, MachineAppDesired,
+    SignedBytes, SignedLiveTag, app_desired_signing_bytes, control_signing_bytes,
+};
 pub use version::Version;
 pub use zones::{Zone, ZoneIdx, ZoneTree};
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Aggregate, AppDecl, DesiredState, LiveTag, MachineId, MachineRecord, PackageManifest,
-    PeerState, Version, ZoneIdx, ZoneRow,
+    PeerState, SignedLiveTag, Version, ZoneIdx, ZoneRow,
 };
 
 /// Records and zone rows piggybacked on a ping or pong, valid for one membership version
@@ -36,7 +36,8 @@ pub struct Gossip {
 pub struct Ping {
     pub from: MachineId,
     pub version: Version,
-    pub livetag: LiveTag,
+    /// The sender's livetag with its signature: taken only if newer and signed.
+    pub livetag: SignedLiveTag,
     pub membership_version: u64,
     pub gossip: Gossip,
 }
@@ -49,7 +50,7 @@ pub struct Pong {
     pub from: MachineId,
     pub version: Version,
     pub state: PeerState,
-    pub livetag: LiveTag,
+    pub livetag: SignedLiveTag,
     pub membership_version: u64,
     pub gossip: Gossip,
 }
@@ -270,12 +271,11 @@ pub struct ZoneRecords {
 /// Operator actions sent by the console to any peer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlAction {
-    SetLiveTag {
-        enabled: bool,
-    },
-    SetMembership {
-        blob: Vec<u8>,
-    },
+    /// The livetag the operator signed ([`SignedLiveTag`]); refused unless newer than the
+    /// peer's and signed by the cluster's release key.
+    SetLiveTag { tag: SignedLiveTag },
+    /// A membership blob; refused unless newer and signed by the release key as a whole.
+    SetMembership { blob: Vec<u8> },
     /// A piece of a release package pushed by the console; the peer assembles the pieces,
     /// verifies the whole and upgrades itself (the others then follow it).
     PushRelease {
@@ -290,17 +290,18 @@ pub enum ControlAction {
         total: u64,
         data: Vec<u8>,
     },
-    /// Set an application's cluster-wide desired state (it spreads to every peer).
+    /// Set an application's cluster-wide desired state (it spreads to every peer), at
+    /// revision `rev`, signed by the release key ([`crate::app_desired_signing_bytes`]).
     SetAppDesired {
         name: String,
         desired: DesiredState,
+        rev: u64,
+        signature: Vec<u8>,
     },
     /// Stop this peer (after livetag is off, or it will be restarted by others). With
     /// `stop_apps`, its applications first (as supervisord stops its programs); without, they
     /// keep running unsupervised, and a peer started later adopts them.
-    Shutdown {
-        stop_apps: bool,
-    },
+    Shutdown { stop_apps: bool },
 }
 
 /// An SSH user-auth request that a peer forwards to the agent.
@@ -318,7 +319,7 @@ pub struct ChallengeRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerCall {
     Ping(Ping),
-    ExchangeLivetag(LiveTag),
+    ExchangeLivetag(SignedLiveTag),
     ExchangeMember(u64),
     ExchangeApp(AppOffer),
     RetrievePeer(ChunkRequest),
@@ -327,7 +328,7 @@ pub enum PeerCall {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerReply {
     Pong(Pong),
-    Livetag(LiveTag),
+    Livetag(SignedLiveTag),
     Member(MemberReply),
     App(AppReply),
     Chunk(Result<Chunk, Refusal>),

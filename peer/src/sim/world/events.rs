@@ -163,7 +163,9 @@ impl World {
     /// A call arrives: the callee's core answers at once, and the reply travels back (or is
     /// lost, and the caller times out).
     fn on_deliver(&mut self, to: M, from: M, from_inc: u64, id: CallId, call: PeerCall) {
-        let reply = if self.machines[to].peer.is_some() {
+        let reply = if self.machines[to].forger {
+            Some(self.forged_reply(&call))
+        } else if self.machines[to].peer.is_some() {
             self.call_core(to, call)
         } else {
             None

@@ -48,6 +48,7 @@ impl World {
                 self.machines[m].disk_membership = Some(membership)
             }
             Output::Persist(state) => self.machines[m].disk = Some(state),
+            Output::Refused(_) => self.refused += 1,
             Output::Exit(_) => {
                 self.stop_peer(m);
                 return ControlFlow::Break(());
