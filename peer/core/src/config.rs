@@ -45,6 +45,12 @@ pub struct CoreConfig {
     pub probe_share: f64,
     /// Do not try to deploy the same machine again within this many rounds.
     pub retry_after_rounds: u64,
+    /// A machine whose peer process exists but leaves this many pings in a row unanswered
+    /// (each followed by a login that found the process) is recorded unresponsive.
+    pub unresponsive_after_pings: u32,
+    /// An unresponsive peer is killed and restarted once its silence has lasted this long
+    /// (from the first unanswered ping of the run).
+    pub unresponsive_grace_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -62,6 +68,8 @@ impl Default for CoreConfig {
             disabled_exit_after_ms: None,
             probe_share: 0.5,
             retry_after_rounds: 3,
+            unresponsive_after_pings: 3,
+            unresponsive_grace_ms: 60_000,
         }
     }
 }

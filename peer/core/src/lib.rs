@@ -12,6 +12,7 @@ mod control_state;
 mod deploy;
 mod fetch_slots;
 mod io;
+mod liveness;
 mod table;
 mod target;
 mod view;
@@ -83,6 +84,8 @@ enum Work {
     LoggingIn(u32),
     Deploying(u32),
     Restarting(u32),
+    /// Killing a peer process that exists but does not answer (see `liveness.rs`).
+    Killing(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -115,6 +118,9 @@ pub struct Core {
     /// The current login went out without a ping because the view said no peer runs there.
     login_unpinged: bool,
     work: Option<Work>,
+    /// Machines whose peer process exists but did not answer this peer's pings (by index
+    /// in the current membership; cleared when it changes).
+    suspects: FxHashMap<u32, liveness::Suspect>,
     /// Calls in flight: what each is for, and the machine it was addressed to (by name: an
     /// index may name another machine once the membership changes).
     pending: FxHashMap<CallId, (Pending, MachineId)>,
@@ -167,6 +173,7 @@ impl Core {
             fresh,
             login_unpinged: false,
             work: None,
+            suspects: FxHashMap::default(),
             pending: FxHashMap::default(),
             next_call: 1,
             fetch: None,
@@ -433,6 +440,7 @@ impl Core {
             Input::DeployDone { machine, .. } | Input::RestartDone { machine, .. } => {
                 self.on_work_done(&machine, now, rng, out)
             }
+            Input::KillDone { machine, ok } => self.on_kill_done(machine, ok, out),
             Input::FetchDone { version, ok } => self.on_fetch_done(version, ok, out),
             Input::AppFetched { app, ok } => {
                 if ok {
@@ -510,6 +518,7 @@ impl Core {
         match (pending, result) {
             (Pending::Ping(target), Ok(PeerReply::Pong(pong))) => {
                 self.finish_work(target);
+                self.clear_suspect(target);
                 self.check_answerer(asked, &pong, out);
                 self.on_pong(pong, rng, out);
             }

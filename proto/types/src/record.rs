@@ -23,11 +23,17 @@ pub enum PeerState {
     /// run a peer, and a deployer cannot tell (two entries name one address and port, or
     /// peers disagree on ports). Reported, not deployed over.
     Conflict,
+    /// The machine's peer process exists (a login finds it by its pid file) but has not
+    /// answered pings for several rounds in a row (stopped, hung, or cut off from the network
+    /// of peers): not counted as running, and killed and restarted after a grace period
+    /// (issue 15, kind 1; SWIM's "suspected", with a login to tell a silent process from a
+    /// missing one).
+    Unresponsive,
 }
 
 impl PeerState {
     /// Every state, in the order of the counts of an [`crate::Aggregate`].
-    pub const ALL: [PeerState; 7] = [
+    pub const ALL: [PeerState; 8] = [
         PeerState::Running,
         PeerState::Disabled,
         PeerState::Removed,
@@ -35,6 +41,7 @@ impl PeerState {
         PeerState::Unreachable,
         PeerState::Stopped,
         PeerState::Conflict,
+        PeerState::Unresponsive,
     ];
 
     /// This state's place in [`PeerState::ALL`].
@@ -52,6 +59,7 @@ impl PeerState {
             PeerState::Unreachable => "unreachable",
             PeerState::Stopped => "stopped",
             PeerState::Conflict => "conflict",
+            PeerState::Unresponsive => "unresponsive",
         }
     }
 

@@ -48,7 +48,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Row(#[serde(with = "super")] [u32; 7]);
+    struct Row(#[serde(with = "super")] [u32; 8]);
 
     /// As the wire does (`crate::wire_size`'s options: varint).
     fn wire() -> impl Options {
@@ -57,14 +57,18 @@ mod tests {
 
     #[test]
     fn counts_round_trip_and_zeros_cost_nothing() {
-        for counts in [[0; 7], [64, 0, 0, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6, 70_000]] {
+        for counts in [
+            [0; 8],
+            [64, 0, 0, 0, 0, 0, 0, 0],
+            [1, 2, 3, 4, 5, 6, 7, 70_000],
+        ] {
             let row = Row(counts);
             let bytes = wire().serialize(&row).unwrap();
             assert_eq!(wire().deserialize::<Row>(&bytes).unwrap(), row);
         }
         assert_eq!(
             wire()
-                .serialize(&Row([64, 0, 0, 0, 0, 0, 0]))
+                .serialize(&Row([64, 0, 0, 0, 0, 0, 0, 0]))
                 .unwrap()
                 .len(),
             3
