@@ -94,6 +94,7 @@ fn app(state: AppState) -> Vec<AppStatus> {
         desired: DesiredState::Online,
         state,
         restarts: 0,
+        reason: None,
     }]
 }
 

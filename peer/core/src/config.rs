@@ -51,6 +51,9 @@ pub struct CoreConfig {
     /// An unresponsive peer is killed and restarted once its silence has lasted this long
     /// (from the first unanswered ping of the run).
     pub unresponsive_grace_ms: u64,
+    /// A peer re-issues its own record at least every this many rounds, news or not, so that
+    /// a record nobody refreshes grows old in every view ([`crate::View::age_ms`]).
+    pub heartbeat_rounds: u64,
 }
 
 impl Default for CoreConfig {
@@ -70,6 +73,7 @@ impl Default for CoreConfig {
             retry_after_rounds: 3,
             unresponsive_after_pings: 3,
             unresponsive_grace_ms: 60_000,
+            heartbeat_rounds: 4,
         }
     }
 }

@@ -11,6 +11,7 @@ impl Core {
             now + self.cfg.interval_ms
         };
         out.push(Output::SetTimer(next));
+        self.heartbeat(now, out);
 
         let silent_for = now.saturating_sub(self.last_heard);
         if self.me_index.is_none() {
@@ -151,10 +152,11 @@ impl Core {
         let probe = match outcome {
             // Our own failure: neither an attempt on the machine nor news of it.
             LoginOutcome::NotTried => return None,
-            LoginOutcome::Failed => {
+            LoginOutcome::Failed(why) => {
                 self.clear_suspect(index);
                 self.targeting.note_attempt(index, now);
-                self.observe(index, PeerState::Unreachable);
+                let why = format!("pinged without answer; login failed: {why}");
+                self.observe_because(index, PeerState::Unreachable, why);
                 return Some(index);
             }
             LoginOutcome::Probed(probe) => probe,

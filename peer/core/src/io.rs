@@ -25,10 +25,11 @@ pub enum CallFailure {
 }
 
 /// What logging in to a machine found there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoginOutcome {
-    /// Could not log in (network, authentication, agent down).
-    Failed,
+    /// Could not log in (network, authentication, agent down), or the probe's script failed
+    /// there (a login shell that does not run it): why, in a few words.
+    Failed(smon_proto_types::Reason),
     /// Not tried: this peer could not start the login (its own descriptors or memory ran
     /// out). Says nothing about the machine (issue 15, kind 4).
     NotTried,

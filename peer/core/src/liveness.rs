@@ -59,7 +59,10 @@ impl Core {
                 silent_for_ms,
             });
         }
-        self.observe(index, PeerState::Unresponsive);
+        let pid_text = pid.map_or_else(String::new, |p| format!(" (pid {p})"));
+        // Stable text: a reason that changed every round would be news every round.
+        let why = format!("peer process{pid_text} runs but does not answer pings");
+        self.observe_because(index, PeerState::Unresponsive, why);
         match pid {
             Some(pid) if silent_for_ms >= self.cfg.unresponsive_grace_ms => {
                 self.work = Some(Work::Killing(index));

@@ -76,7 +76,7 @@ impl Actor {
                 }
                 Err(e) => {
                     tracing::info!("login to {machine} failed: {e}");
-                    LoginOutcome::Failed
+                    LoginOutcome::Failed(smon_proto::Reason::new(&e.to_string()))
                 }
             };
             Msg::Input(Input::LoginDone { machine, outcome })

@@ -497,6 +497,7 @@ pub fn app_state(params: SimParams, load_churn: bool, settle_rounds: u64) -> Rep
         desired: DesiredState::Online,
         state,
         restarts: 0,
+        reason: None,
     };
     // Every peer runs it; then machine 0's stops.
     let peers: Vec<M> = w.running().map(|(m, _)| m).collect();

@@ -308,6 +308,7 @@ mod tests {
                     desired: DesiredState::Online,
                     state,
                     restarts: 0,
+                    reason: None,
                 })
                 .into_iter()
                 .collect(),

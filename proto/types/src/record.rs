@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AppStatus, BadVersion, LiveTag, Version};
+use crate::{AppStatus, BadVersion, LiveTag, Reason, Version};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PeerState {
@@ -101,6 +101,10 @@ pub struct MachineRecord {
     /// Versions this machine's peer found unable to run and rolled back from, sorted by
     /// version, at most [`crate::MAX_BAD_VERSIONS`] (see [`crate::note_bad`]).
     pub bad_versions: Vec<BadVersion>,
+    /// Why the machine is in its state, when that needs saying: written with the state by
+    /// the peer that observed it (a login that failed and how, a peer process that does
+    /// not answer); none from the owner of a running peer. Bounded, checked on decode.
+    pub reason: Option<Reason>,
 }
 
 impl MachineRecord {
@@ -119,6 +123,7 @@ impl MachineRecord {
             news_rev: 0,
             changed_ms: 0,
             bad_versions: Vec::new(),
+            reason: None,
         }
     }
 
@@ -155,5 +160,6 @@ impl MachineRecord {
             || self.apps != old.apps
             || self.first_deployed_ms != old.first_deployed_ms
             || self.bad_versions != old.bad_versions
+            || self.reason != old.reason
     }
 }

@@ -222,7 +222,7 @@ impl World {
                 install_in_progress: t.install_lock || t.deploy_claim_until > self.now,
             })
         } else {
-            LoginOutcome::Failed
+            LoginOutcome::Failed(smon_proto::Reason::new("unreachable (simulated)"))
         };
         let machine = self.machines[target].id.clone();
         self.input(m, Input::LoginDone { machine, outcome });
@@ -344,6 +344,7 @@ impl World {
                     DesiredState::Online | DesiredState::Ignore => AppState::Running,
                 },
                 restarts: 0,
+                reason: None,
             })
             .collect();
         self.input(m, Input::AppStates(states));
