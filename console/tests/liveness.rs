@@ -34,13 +34,17 @@ fn signal(sig: &str, pid: i32) {
     assert!(ok || !is_alive(pid), "kill {sig} {pid} failed");
 }
 
-/// Live `smon-peer` processes of the machine whose smon directory is `root`.
+/// Live peers (`smon-peer run`) of the machine whose smon directory is `root`; not the
+/// short-lived `smon-peer start` of a restart, which exits once a peer runs.
 fn peer_processes(root: &Path) -> Vec<i32> {
     harness::processes_mentioning(root)
         .into_iter()
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("smon-peer"))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"smon-peer"))
+                    && args.get(1) == Some(&&b"run"[..])
+            })
         })
         .collect()
 }
@@ -119,7 +123,11 @@ fn a_stopped_peer_is_unresponsive_not_counted_then_killed_and_restarted_once() {
     holds_for(
         Duration::from_secs(5),
         "exactly one peer process on the machine",
-        || peer_processes(&root).len() == 1,
+        || {
+            let peers = peer_processes(&root);
+            assert!(peers.len() <= 1, "peers: {}", harness::describe(&peers));
+            peers.len() == 1
+        },
     );
     c.ok(&["wait", "--deployed", "all", "--timeout", "60s"]);
     wait_for(
