@@ -20,14 +20,23 @@ pub(crate) struct Suspect {
     pub since: Millis,
     /// Unanswered pings in a row (each followed by a probe that found the process).
     pub silent_pings: u32,
+    /// The last of them: a run of silence not followed up within a few rounds is over.
+    pub last: Millis,
 }
 
 impl Core {
-    /// The machine to ping this round instead of the usual target: a suspect, oldest first,
-    /// so that the observer that found it follows it up each round.
+    /// The machine to ping this round instead of the usual target: a suspect that the view
+    /// holds as running (or already unresponsive), oldest first, so that the observer that
+    /// found it follows it up each round. A machine whose peer just started (its record is
+    /// not up yet) is not followed: deployment goes on, and a later pong clears it.
     pub(crate) fn suspect_to_follow(&self) -> Option<u32> {
         self.suspects
             .iter()
+            .filter(|(index, _)| {
+                self.view
+                    .get(**index)
+                    .is_some_and(|r| r.state.is_up() || r.state == PeerState::Unresponsive)
+            })
             .min_by_key(|(index, s)| (s.since, **index))
             .map(|(index, _)| *index)
     }
@@ -42,11 +51,17 @@ impl Core {
         now: Millis,
         out: &mut Vec<Output>,
     ) -> Option<u32> {
-        let suspect = self.suspects.entry(index).or_insert(Suspect {
+        let fresh = Suspect {
             since: now,
             silent_pings: 0,
-        });
+            last: now,
+        };
+        let suspect = self.suspects.entry(index).or_insert(fresh);
+        if now.saturating_sub(suspect.last) > 3 * self.cfg.interval_ms.max(1) {
+            *suspect = fresh; // an old run of silence, not followed up: start anew
+        }
         suspect.silent_pings += 1;
+        suspect.last = now;
         let suspect = *suspect;
         if suspect.silent_pings < self.cfg.unresponsive_after_pings {
             return Some(index);
