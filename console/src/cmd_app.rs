@@ -156,6 +156,8 @@ pub struct AppRow {
     pub restarts: u32,
     /// The machine's peer, as the view knows it (a stopped peer's app states are its last).
     pub peer: String,
+    /// Why the application is in its state, when its peer says (it cannot be tracked).
+    pub reason: Option<String>,
 }
 
 /// One application over the cluster.
@@ -204,6 +206,7 @@ impl AppsStatus {
                     state: app.state,
                     restarts: app.restarts,
                     peer: record.state.as_str().into(),
+                    reason: app.reason.as_ref().map(ToString::to_string),
                 });
             }
         }
@@ -276,6 +279,9 @@ impl AppsStatus {
                 r.restarts,
                 r.peer
             );
+            if let Some(why) = &r.reason {
+                t += &format!("{:<28} why: {why}\n", "");
+            }
         }
         t
     }

@@ -178,9 +178,15 @@ pub async fn set_membership(
 
 /// Disable self-management, then stop every peer; none is left behind.
 ///
+/// Polls a machine must go unanswered, once no answering peer is enabled, before `shutdown`
+/// logs in to look for a silent peer process there.
+const SILENT_POLLS: u32 = 2;
+
 /// Rounds of: make sure every answering peer is disabled (an enabled one would restart the
 /// stopped), then tell every answering peer to stop; until no peer answers and no local
-/// machine has a live peer process. What to tell the operator.
+/// machine has a live peer process. A machine that leaves [`SILENT_POLLS`] polls unanswered
+/// is looked at over a login, and a peer process found there, which runs but does not
+/// answer, is killed (issue 15, kind 1). What to tell the operator, naming every kill.
 pub async fn shutdown(
     dir: &ClusterDir,
     timeout: Duration,
@@ -191,6 +197,7 @@ pub async fn shutdown(
     // Every local peer process seen: stopped means exited, not only its pid file gone (a
     // peer removes it before it has stopped its applications and exited).
     let mut seen = std::collections::BTreeMap::new();
+    let mut silent = SilentWatch::default();
     loop {
         let tags = connect::livetags(dir).await;
         let answering: Vec<_> = tags
@@ -211,10 +218,11 @@ pub async fn shutdown(
             } else {
                 "(their applications keep running, unsupervised)"
             };
-            return Ok(format!(
-                "all peers of {} stopped {apps}",
-                dir.path.display()
-            ));
+            let mut report = format!("all peers of {} stopped {apps}", dir.path.display());
+            for line in &silent.said {
+                report += &format!("\n{line}");
+            }
+            return Ok(report);
         }
         if Instant::now() > deadline {
             for (machine, pid) in &local_left {
@@ -239,6 +247,9 @@ pub async fn shutdown(
             tokio::time::sleep(poll).await;
             continue;
         }
+        // Nobody answering restarts peers now: a silent one is looked at and killed.
+        silent.note(&tags);
+        silent.kill_due(dir).await;
         tell_each_to_stop(
             dir,
             answering.into_iter().map(|(m, _)| m).collect(),
@@ -246,6 +257,67 @@ pub async fn shutdown(
         )
         .await;
         tokio::time::sleep(poll).await;
+    }
+}
+
+/// The machines `shutdown` heard nothing from, poll after poll, and what it did about them.
+#[derive(Default)]
+struct SilentWatch {
+    /// Unanswered polls in a row, per machine.
+    polls: std::collections::BTreeMap<MachineId, u32>,
+    /// Machines already looked at over a login (once each).
+    looked: std::collections::BTreeSet<MachineId>,
+    /// What was found and done, one line per machine with a silent peer.
+    said: Vec<String>,
+}
+
+impl SilentWatch {
+    fn note(&mut self, tags: &[(MachineId, Asked<smon_proto::LiveTag>)]) {
+        for (machine, asked) in tags {
+            match asked {
+                Asked::NoAnswer(_) => *self.polls.entry(machine.clone()).or_default() += 1,
+                _ => {
+                    self.polls.remove(machine);
+                }
+            }
+        }
+    }
+
+    /// Log in to each machine silent for [`SILENT_POLLS`] polls and not looked at yet, a
+    /// bounded number at a time, and kill the peer process found there.
+    async fn kill_due(&mut self, dir: &ClusterDir) {
+        let due: Vec<MachineId> = self
+            .polls
+            .iter()
+            .filter(|(m, n)| **n >= SILENT_POLLS && !self.looked.contains(*m))
+            .map(|(m, _)| m.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.looked.extend(due.iter().cloned());
+        let login = match crate::cmd_agent::login(dir, &dir.membership) {
+            Ok(login) => login,
+            Err(e) => {
+                let why = crate::error_line::one_line(&e);
+                self.said
+                    .push(format!("cannot log in to look at silent machines: {why}"));
+                return;
+            }
+        };
+        let login = &login;
+        let found = fan_out::ask_all(due, |machine| async move {
+            Asked::Answered(crate::silent_peers::kill_silent(login, &machine).await)
+        })
+        .await;
+        for (machine, asked) in found {
+            if let Asked::Answered(silent) = asked
+                && let Some(line) = silent.line(&machine)
+            {
+                eprintln!("{line}");
+                self.said.push(line);
+            }
+        }
     }
 }
 

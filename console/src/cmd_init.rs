@@ -36,6 +36,9 @@ pub struct InitOptions {
     pub agent_address: Option<String>,
     /// Peers serve `/metrics` there (None: they do not).
     pub metrics: Option<smon_proto::MetricsSetting>,
+    /// A peer process that exists but does not answer pings is killed and restarted after
+    /// this much silence (None: 12 rounds).
+    pub unresponsive_grace: Option<Duration>,
 }
 
 impl InitOptions {
@@ -49,6 +52,7 @@ impl InitOptions {
             pins: PinPolicy::default(),
             agent_address: None,
             metrics: None,
+            unresponsive_grace: None,
         }
     }
 }
@@ -141,6 +145,15 @@ fn check_inputs(
     }
     if let Some(addr) = &options.agent_address {
         crate::cmd_agent::check_address(addr).context("--agent")?;
+    }
+    if let Some(grace) = options.unresponsive_grace
+        && grace < options.interval
+    {
+        bail!(
+            "--unresponsive-grace {}: at least one round (--interval {})",
+            humantime::format_duration(grace),
+            humantime::format_duration(options.interval)
+        );
     }
     if options.interval < Duration::from_millis(200) {
         bail!(
@@ -279,6 +292,7 @@ fn cluster_config(
         rejoin_within_ms: 20 * interval_ms,
         ssh_trust_on_first_use: options.pins.trust_on_first_use,
         metrics: options.metrics,
+        unresponsive_grace_ms: options.unresponsive_grace.map(|d| d.as_millis() as u64),
     };
     if let Some((a, b)) = config.address_collision(membership.machines()) {
         bail!("local machines {a} and {b} would share a loopback address: rename one");

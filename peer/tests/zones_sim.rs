@@ -18,7 +18,7 @@ use smon_proto::{
 /// The additive parts of an aggregate: what must be exact once the cluster is quiet.
 type Counts = (
     u32,
-    [u32; 7],
+    [u32; 8],
     Vec<(Version, u32)>,
     Vec<(u64, bool, u32)>,
     Vec<(u32, u32)>,
@@ -94,6 +94,7 @@ fn app(state: AppState) -> Vec<AppStatus> {
         desired: DesiredState::Online,
         state,
         restarts: 0,
+        reason: None,
     }]
 }
 

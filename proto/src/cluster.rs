@@ -43,6 +43,11 @@ pub struct ClusterConfig {
     /// Prometheus) when set; off when absent (`init --metrics-port`).
     #[serde(default)]
     pub metrics: Option<MetricsSetting>,
+    /// A peer whose process exists but does not answer pings is killed and restarted after
+    /// this much silence (`init --unresponsive-grace`); absent: 12 rounds
+    /// ([`ClusterConfig::unresponsive_grace_ms`]).
+    #[serde(default)]
+    pub unresponsive_grace_ms: Option<u64>,
 }
 
 /// Where peers serve `/metrics` (see [`ClusterConfig::metrics_address`]).
@@ -57,6 +62,12 @@ pub struct MetricsSetting {
 }
 
 impl ClusterConfig {
+    /// How long a peer process may exist without answering pings before it is killed and
+    /// restarted (issue 15, kind 1): the setting, or 12 rounds.
+    pub fn unresponsive_grace_ms(&self) -> u64 {
+        self.unresponsive_grace_ms.unwrap_or(12 * self.interval_ms)
+    }
+
     /// Read the settings of the cluster directory `dir` (`DIR/cluster.json`). Errors: the
     /// file cannot be read ([`ProtoError::File`]) or is not a config
     /// ([`ProtoError::ClusterConfig`]); both name the file.
@@ -207,6 +218,7 @@ mod tests {
             rejoin_within_ms: 20_000,
             ssh_trust_on_first_use: false,
             metrics: None,
+            unresponsive_grace_ms: None,
         }
     }
 

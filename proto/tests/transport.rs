@@ -176,6 +176,7 @@ impl PeerService for TestPeer {
         let name = name.unwrap_or_else(|| "all".into());
         vec![AppStatus {
             restarts: name.len() as u32,
+            reason: None,
             name,
             version: Version::new(1, 2, 3),
             desired: DesiredState::Online,

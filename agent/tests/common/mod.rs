@@ -35,6 +35,7 @@ pub fn cluster_dir(dir: &Path, machines: &[&str]) {
         rejoin_within_ms: 60000,
         ssh_trust_on_first_use: false,
         metrics: None,
+        unresponsive_grace_ms: None,
     };
     config.save(dir).unwrap();
     ClusterKey::create(&files.cluster_key()).unwrap();

@@ -161,6 +161,7 @@ mod examples {
             desired: DesiredState::Online,
             state: AppState::Running,
             restarts: 2,
+            reason: None,
         }
     }
     pub fn decl() -> AppDecl {
@@ -184,6 +185,7 @@ mod examples {
             apps: vec![status()],
             load: 37,
             bad_versions: vec![bad()],
+            reason: None,
             ..MachineRecord::empty(1)
         }
     }
@@ -271,6 +273,7 @@ mod examples {
             total: 2,
             now_ms: 1_767_225_601_000,
             records: vec![(machine(), record())],
+            record_ages_ms: vec![4_000],
         }
     }
     pub fn ping() -> Ping {
@@ -334,6 +337,7 @@ mod examples {
             }],
             bad_versions: vec![(machine(), bad())],
             peer: Default::default(),
+            record_ages_ms: vec![4_000],
         }
     }
 }

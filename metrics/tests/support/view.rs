@@ -37,6 +37,7 @@ pub fn sim_sized_view(machines: u32, apps: u32) -> ClusterView {
                 desired: DesiredState::Online,
                 state: AppState::ALL[((i + a) % 6) as usize],
                 restarts: 0,
+                reason: None,
             })
             .collect();
         root.add_record(&r, 1);

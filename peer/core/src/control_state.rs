@@ -117,6 +117,7 @@ impl Core {
         self.own.machine = self.me_index.unwrap_or(u32::MAX);
         self.targeting = Targeting::new(self.me_index, None, &self.view);
         self.work = None;
+        self.suspects.clear();
         out.push(Output::MembershipChanged(membership));
         self.own.state = PeerState::Stopped; // force a republish under the new index
         self.refresh_own(out);

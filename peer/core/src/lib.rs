@@ -13,6 +13,7 @@ mod deploy;
 mod fetch_slots;
 mod io;
 mod signatures;
+mod liveness;
 mod table;
 mod target;
 mod view;
@@ -94,6 +95,8 @@ enum Work {
     LoggingIn(u32),
     Deploying(u32),
     Restarting(u32),
+    /// Killing a peer process that exists but does not answer (see `liveness.rs`).
+    Killing(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -127,6 +130,9 @@ pub struct Core {
     /// The current login went out without a ping because the view said no peer runs there.
     login_unpinged: bool,
     work: Option<Work>,
+    /// Machines whose peer process exists but did not answer this peer's pings (by index
+    /// in the current membership; cleared when it changes).
+    suspects: FxHashMap<u32, liveness::Suspect>,
     /// Calls in flight: what each is for, and the machine it was addressed to (by name: an
     /// index may name another machine once the membership changes).
     pending: FxHashMap<CallId, (Pending, MachineId)>,
@@ -139,6 +145,9 @@ pub struct Core {
     last_heard: Millis,
     app_turn: usize,
     exited: bool,
+    /// When this peer last issued its own record (a new rev): re-issued every
+    /// [`CoreConfig::heartbeat_rounds`] so that viewers can tell a record nobody refreshes.
+    own_issued_at: Millis,
     /// The time of the input being handled.
     now: Millis,
 }
@@ -180,6 +189,7 @@ impl Core {
             fresh,
             login_unpinged: false,
             work: None,
+            suspects: FxHashMap::default(),
             pending: FxHashMap::default(),
             next_call: 1,
             fetch: None,
@@ -190,6 +200,7 @@ impl Core {
             last_heard: now,
             app_turn: 0,
             exited: false,
+            own_issued_at: now,
             now,
         }
     }
@@ -197,6 +208,7 @@ impl Core {
     /// Call once after `new`: publishes the peer's own record and asks for the first tick.
     pub fn start(&mut self, now: Millis, rng: &mut impl Rng, out: &mut Vec<Output>) {
         self.now = now;
+        self.view.set_clock(now);
         self.own.rev = self.state.record_rev;
         self.own.news_rev = self.state.record_news_rev;
         self.refresh_own(out);
@@ -341,6 +353,7 @@ impl Core {
             load: self.facts.load,
             changed_ms: self.own.changed_ms,
             bad_versions: self.state.bad_marks.clone(),
+            reason: None,
         };
         if fresh == self.own && self.view.get(me) == Some(&self.own) {
             return;
@@ -350,9 +363,26 @@ impl Core {
             fresh.changed_ms = self.now;
         }
         fresh.rev = fresh.rev.max(self.state.record_rev) + 1;
+        self.own_issued_at = self.now;
         self.state.record_rev = fresh.rev;
         self.state.record_news_rev = fresh.news_rev;
         self.own = fresh;
+        self.view.store(Arc::new(self.own.clone()));
+        self.persist(out);
+    }
+
+    /// Re-issue the own record (a new rev, no news) when the last one is a heartbeat old.
+    fn heartbeat(&mut self, now: Millis, out: &mut Vec<Output>) {
+        let every = self
+            .cfg
+            .heartbeat_rounds
+            .saturating_mul(self.cfg.interval_ms);
+        if self.me_index.is_none() || now.saturating_sub(self.own_issued_at) < every {
+            return;
+        }
+        self.own.rev = self.own.rev.max(self.state.record_rev) + 1;
+        self.state.record_rev = self.own.rev;
+        self.own_issued_at = now;
         self.view.store(Arc::new(self.own.clone()));
         self.persist(out);
     }
@@ -420,7 +450,13 @@ impl Core {
     /// Write a third-party observation about `machine` (one rev above what we know), if it
     /// is a machine of our leaf zone: the others are their zones' to observe.
     fn observe(&mut self, machine: u32, state: PeerState) {
-        self.view.observe(machine, state, self.now);
+        self.view.observe(machine, state, None, self.now);
+    }
+
+    /// [`Core::observe`], saying why (shown in that machine's row of every view).
+    fn observe_because(&mut self, machine: u32, state: PeerState, reason: String) {
+        let reason = Some(smon_proto_types::Reason::new(&reason));
+        self.view.observe(machine, state, reason, self.now);
     }
 
     // ---- inputs ----------------------------------------------------------------------------
@@ -430,6 +466,7 @@ impl Core {
             return;
         }
         self.now = now;
+        self.view.set_clock(now);
         let tick = matches!(input, Input::Tick);
         self.handle_input(now, input, rng, out);
         // News moves up the zones at once; figures, and the age of our own rows, each round.
@@ -475,6 +512,7 @@ impl Core {
             Input::DeployDone { machine, .. } | Input::RestartDone { machine, .. } => {
                 self.on_work_done(&machine, now, rng, out)
             }
+            Input::KillDone { machine, ok } => self.on_kill_done(machine, ok, out),
             Input::FetchDone { version, ok } => self.on_fetch_done(version, ok, out),
             Input::AppFetched { app, ok } => {
                 if ok {
@@ -552,6 +590,7 @@ impl Core {
         match (pending, result) {
             (Pending::Ping(target), Ok(PeerReply::Pong(pong))) => {
                 self.finish_work(target);
+                self.clear_suspect(target);
                 self.check_answerer(asked, &pong, out);
                 self.on_pong(pong, rng, out);
             }
@@ -628,7 +667,8 @@ impl Core {
             return;
         }
         if let Some(index) = self.view.membership().index_of(&asked) {
-            self.observe(index, PeerState::Conflict);
+            let why = format!("its address is answered by the peer of {}", pong.from);
+            self.observe_because(index, PeerState::Conflict, why);
         }
         out.push(Output::Conflict {
             asked,

@@ -306,10 +306,11 @@ impl Harness {
                     LoginOutcome::Probed(Probe {
                         installed: installed.then_some(Version::new(1, 0, 0)),
                         running,
+                        pid: running.then_some(7),
                         install_in_progress: locked,
                     })
                 } else {
-                    LoginOutcome::Failed
+                    LoginOutcome::Failed(smon_proto_types::Reason::new("refused"))
                 };
                 self.core.handle(
                     self.now,

@@ -71,6 +71,10 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         settle: u64,
     },
+    /// All deployed, then one peer freezes (its process stays, it answers nothing, as after
+    /// `kill -STOP`): rounds until it was shown unresponsive, killed and restarted, and every
+    /// view counts it as running again.
+    Freeze(Common),
 }
 
 #[derive(Args)]
@@ -193,6 +197,7 @@ fn main() -> anyhow::Result<()> {
             options.settle_rounds = *settle;
             (Scenario::AppState, common)
         }
+        Command::Freeze(c) => (Scenario::Freeze, c),
     };
     let mut report = sim::run(scenario, common.params()?, &options);
     if common.no_wall_clock {

@@ -361,6 +361,23 @@ impl Actor {
                 Output::Login(machine) => self.spawn_login(machine),
                 Output::Deploy { machine, hint } => self.spawn_deploy(machine, hint),
                 Output::Restart(machine) => self.spawn_restart(machine),
+                Output::Unresponsive {
+                    machine,
+                    silent_pings,
+                    silent_for_ms,
+                } => tracing::warn!(
+                    "UNRESPONSIVE: the peer of {machine} runs but left {silent_pings} pings in a \
+                     row unanswered over {}: killed and restarted after {} of silence",
+                    humantime::format_duration(Duration::from_millis(silent_for_ms)),
+                    humantime::format_duration(Duration::from_millis(
+                        self.config.unresponsive_grace_ms()
+                    )),
+                ),
+                Output::Kill {
+                    machine,
+                    pid,
+                    silent_for_ms,
+                } => self.spawn_kill(machine, pid, silent_for_ms),
                 Output::FetchRelease {
                     from,
                     version,
@@ -417,6 +434,7 @@ fn core_config(config: &ClusterConfig) -> CoreConfig {
         interval_ms: config.interval_ms,
         removed_exit_after_ms: config.removed_exit_after_ms,
         disabled_exit_after_ms: config.disabled_exit_after_ms,
+        unresponsive_grace_ms: config.unresponsive_grace_ms(),
         ..CoreConfig::default()
     }
 }

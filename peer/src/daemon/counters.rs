@@ -25,7 +25,7 @@ pub fn on_input(c: &mut PeerCounters, input: &Input) {
             result: Ok(reply), ..
         } => c.gossip_received_bytes += wire_size(reply),
         Input::LoginDone {
-            outcome: LoginOutcome::Failed,
+            outcome: LoginOutcome::Failed(_),
             ..
         } => c.login_failures += 1,
         Input::DeployDone { ok: false, .. } => c.deploy_failures += 1,
@@ -57,7 +57,7 @@ mod tests {
             &mut c,
             &Input::LoginDone {
                 machine: m.clone(),
-                outcome: LoginOutcome::Failed,
+                outcome: LoginOutcome::Failed(smon_proto::Reason::new("refused")),
             },
         );
         on_output(

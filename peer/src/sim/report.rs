@@ -26,6 +26,9 @@ pub struct Report {
     pub p90_rounds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rounds_after_heal: Option<u64>,
+    /// Freeze: rounds until some peer's view first showed the frozen machine unresponsive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unresponsive_rounds: Option<u64>,
     /// Deploy: seconds from the first peer's start to the last one's (exact, where
     /// `seconds_to_all` counts whole rounds).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,6 +137,9 @@ impl Report {
                 f.refused,
                 rounds(f.signed_disable_rounds)
             );
+        }
+        if let Some(r) = self.unresponsive_rounds {
+            text += &format!("  rounds until shown unresponsive: {r}\n");
         }
         if let (Some(s), Some(log2)) = (self.first_to_last_start_s, self.ceil_log2_machines) {
             let times = self

@@ -36,6 +36,9 @@ pub enum Scenario {
     /// A process holding only K_E sends forged control state to every peer for a number of
     /// rounds: none of it may spread (issue 14); a signed disable still does.
     Forged,
+    /// One peer freezes (`kill -STOP`: its process stays, it answers nothing): rounds until
+    /// it was killed and restarted and every view counts it as running again.
+    Freeze,
 }
 
 #[derive(Clone, Debug)]
@@ -77,6 +80,7 @@ pub fn run(scenario: Scenario, params: SimParams, options: &Options) -> Report {
         Scenario::AppInstall => app_install(params),
         Scenario::AppState => app_state(params, options.load_churn, options.settle_rounds),
         Scenario::Forged => forged(params, options.forged_rounds),
+        Scenario::Freeze => freeze(params),
     };
     report.wall_ms = wall.elapsed().as_millis() as u64;
     report
@@ -221,6 +225,7 @@ fn base_report(w: &World, scenario: &'static str, curve: Vec<f64>, done: Option<
         p50_rounds: first_round_at(&curve, 0.5),
         p90_rounds: first_round_at(&curve, 0.9),
         rounds_after_heal: None,
+        unresponsive_rounds: None,
         first_to_last_start_s: None,
         install_times_to_all: None,
         ceil_log2_machines: None,
@@ -409,6 +414,44 @@ pub fn churn(params: SimParams, crash_share: f64) -> Report {
     run_watched(&mut w, t0, watch)
 }
 
+/// One peer is frozen (issue 15, kind 1). The goal: its process was replaced (killed, then
+/// restarted by the usual path: the same package, no new copy) and every view counts all
+/// machines running. `unresponsive_rounds`: rounds until some peer's view first showed it
+/// unresponsive; `restarted_round`: the round its new process started.
+pub fn freeze(params: SimParams) -> Report {
+    let (mut w, t0) = deployed_world(params, 0);
+    let targets = reachable(&w);
+    let victim = targets[w.rng().random_range(0..targets.len())];
+    let frozen_inc = w.freeze(victim);
+    let index = w
+        .membership
+        .index_of(&w.machines[victim].id)
+        .expect("a listed machine");
+    let interval = w.params.interval_ms;
+    let unresponsive_at = std::cell::Cell::new(None);
+    let round_of = move |w: &World| (w.now.saturating_sub(t0)).div_ceil(interval);
+    let watch = Watch::new(
+        "freeze",
+        move |w| {
+            let m = &w.machines[victim];
+            let replaced = m.peer.is_some() && !m.frozen && m.inc > frozen_inc;
+            f64::from(u8::from(replaced))
+        },
+        |c| c.view().root().agg.up() as usize == targets.len(),
+    )
+    .before_round(|w| {
+        let shown = w
+            .running()
+            .any(|(_, c)| c.view().get(index).map(|r| r.state) == Some(PeerState::Unresponsive));
+        if shown && unresponsive_at.get().is_none() {
+            unresponsive_at.set(Some(round_of(w)));
+        }
+    });
+    let mut report = run_watched(&mut w, t0, watch);
+    report.unresponsive_rounds = unresponsive_at.get();
+    report
+}
+
 fn hello_decl() -> AppDecl {
     AppDecl {
         name: "hello".into(),
@@ -463,6 +506,7 @@ pub fn app_state(params: SimParams, load_churn: bool, settle_rounds: u64) -> Rep
         desired: DesiredState::Online,
         state,
         restarts: 0,
+        reason: None,
     };
     // Every peer runs it; then machine 0's stops.
     let peers: Vec<M> = w.running().map(|(m, _)| m).collect();

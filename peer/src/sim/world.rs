@@ -57,6 +57,9 @@ pub struct Machine {
     /// A process holding only K_E on this machine instead of a peer: it answers every call
     /// with forged control state ([`World::inject_forged`] also calls peers with it).
     pub forger: bool,
+    /// The peer process is there but does nothing (`kill -STOP`): it answers no call, its
+    /// timers and replies are lost, a login still finds it. Ends when the process is killed.
+    pub frozen: bool,
 }
 
 /// Per-machine times the scenarios read.
@@ -124,6 +127,7 @@ impl World {
                 side: 0,
                 exhausted: false,
                 forger: false,
+                frozen: false,
             });
         }
         let membership = Arc::new(Membership::new(
@@ -244,6 +248,7 @@ impl World {
 
     pub fn stop_peer(&mut self, m: M) {
         let machine = &mut self.machines[m];
+        machine.frozen = false;
         if machine.peer.take().is_some() {
             machine.inc += 1;
             self.peer_time = self.peer_time.wrapping_add(self.now as u128);
@@ -270,11 +275,20 @@ impl World {
         self.out = out;
     }
 
+    /// The peers that run and respond (a frozen one's view cannot be asked).
     pub fn running(&self) -> impl Iterator<Item = (M, &Core)> {
         self.machines
             .iter()
             .enumerate()
+            .filter(|(_, m)| !m.frozen)
             .filter_map(|(i, m)| m.peer.as_ref().map(|p| (i, p)))
+    }
+
+    /// Freeze the peer of `m` (as `kill -STOP`); returns its process's incarnation, which
+    /// the probe reports as its pid.
+    pub fn freeze(&mut self, m: M) -> u64 {
+        self.machines[m].frozen = true;
+        self.machines[m].inc
     }
 
     /// Peer-rounds so far (sum over peers of their running time, in rounds).
@@ -309,8 +323,10 @@ impl World {
         self.now = until;
     }
 
+    /// Whether the process `inc` of `m` still runs and does anything (not frozen).
     fn alive(&self, m: M, inc: u64) -> bool {
-        self.machines[m].inc == inc && self.machines[m].peer.is_some()
+        let machine = &self.machines[m];
+        machine.inc == inc && machine.peer.is_some() && !machine.frozen
     }
 
     /// Replace the membership list the operator hands to one peer (signed: the simulator's

@@ -264,6 +264,9 @@ pub struct AppStatus {
     pub state: AppState,
     /// Restarts after the application stopped by itself.
     pub restarts: u32,
+    /// Why the application is in its state, when that needs saying (it cannot be tracked:
+    /// processes of it would not stop). Bounded, checked on decode.
+    pub reason: Option<crate::Reason>,
 }
 
 /// The report protocol: when an application names a `report` address, its peer opens a TCP

@@ -19,6 +19,7 @@ mod machine;
 mod manifest;
 mod membership;
 mod messages;
+mod reason;
 mod record;
 pub mod release;
 mod signed;
@@ -39,6 +40,7 @@ pub use machine::MachineId;
 pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha256};
 pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, Membership};
 pub use messages::*;
+pub use reason::{MAX_REASON_BYTES, Reason};
 pub use record::{MachineRecord, PeerState};
 pub use signed::{
     CONTROL_NAMESPACE, CONTROL_PREFIX, ControlKind, MAX_CONTROL_SIGNATURE, MachineAppDesired,

@@ -150,6 +150,11 @@ pub struct ClusterView {
     /// counts nothing), zeros where no daemon answers (the simulator).
     #[serde(default)]
     pub peer: PeerCounters,
+    /// Per record of `records`, in order: how long ago (ms, the answering peer's clock) it
+    /// took a newer version of it. Owners re-issue their records every few rounds, so a
+    /// large age is a record nobody refreshed (its peer is gone or cut off).
+    #[serde(default)]
+    pub record_ages_ms: Vec<u64>,
 }
 
 /// A peer's own counters since its process started (they restart from zero with it, as
@@ -220,6 +225,7 @@ impl ClusterView {
             zones: Vec::new(),
             peer: PeerCounters::default(),
             bad_versions: Vec::new(),
+            record_ages_ms: Vec::new(),
         }
     }
 }
@@ -266,6 +272,9 @@ pub struct ZoneRecords {
     pub now_ms: u64,
     /// The zone's machines from `offset` on that the peer has a record of.
     pub records: Vec<(MachineId, MachineRecord)>,
+    /// Per record, as [`ClusterView::record_ages_ms`].
+    #[serde(default)]
+    pub record_ages_ms: Vec<u64>,
 }
 
 /// Operator actions sent by the console to any peer.

@@ -153,6 +153,7 @@ impl Apps {
             desired: app.desired,
             state: AppState::Installing,
             restarts: 0,
+            reason: None,
         });
         (true, installing)
     }
