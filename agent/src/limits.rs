@@ -2,37 +2,7 @@
 
 use std::{collections::HashMap, sync::Mutex, time::Instant};
 
-#[derive(Clone, Copy, Debug)]
-pub struct Rate {
-    pub per_second: f64,
-    pub burst: f64,
-}
-
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(rate: Rate, now: Instant) -> Self {
-        Bucket {
-            tokens: rate.burst,
-            at: now,
-        }
-    }
-
-    fn take(&mut self, rate: Rate, now: Instant) -> bool {
-        let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + dt * rate.per_second).min(rate.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
+pub use smon_proto::token_bucket::{Bucket, Rate};
 
 /// At most this many peers are tracked; beyond, full buckets are forgotten first.
 const MAX_TRACKED: usize = 100_000;
@@ -61,10 +31,7 @@ impl Limiter {
             let mut peers = self.peers.lock().expect("limiter");
             if peers.len() >= MAX_TRACKED && !peers.contains_key(peer) {
                 let rate = self.per_peer;
-                peers.retain(|_, b| {
-                    let dt = now.saturating_duration_since(b.at).as_secs_f64();
-                    b.tokens + dt * rate.per_second < rate.burst
-                });
+                peers.retain(|_, b| !b.is_full_at(rate, now));
                 if peers.len() >= MAX_TRACKED {
                     return Err("too many peers");
                 }

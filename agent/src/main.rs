@@ -183,7 +183,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "root".into()),
     };
     let agent = Agent::new(source, settings)?;
-    let listener = tokio::net::TcpListener::bind(&listen)
+    let listener = smon_proto::transport::listen(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;

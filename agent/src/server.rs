@@ -14,6 +14,7 @@ use russh::keys::ssh_key::{HashAlg, LineEnding, SshSig, encoding::Encode};
 use smon_proto::{
     AgentService, ChallengeRequest, ClusterConfig, ClusterFiles, ClusterKey, MEMBERSHIP_NAMESPACE,
     MachineId, Membership, OperatorKey, PackageManifest, Refusal, ReleasePublicKey,
+    door::{Door, DoorCounts, DoorLimits},
     release::SIGNATURE_NAMESPACE,
     tarpc::{
         context::Context as Ctx,
@@ -65,6 +66,8 @@ struct Inner {
     release_signing: Result<OperatorKey, String>,
     limiter: Limiter,
     audit: Audit,
+    /// Which connections get a handshake (caps, per-source limits); its counts.
+    door: Arc<Door>,
 }
 
 /// The agent; cheap to clone.
@@ -104,11 +107,17 @@ impl Agent {
             membership: Mutex::new((mtime, Arc::new(membership))),
             settings,
             audit,
+            door: Door::new(DoorLimits::for_this_process()),
         })))
     }
 
     pub fn public_openssh(&self) -> &str {
         &self.0.public_openssh
+    }
+
+    /// What the listener's door let in and refused so far.
+    pub fn door_counts(&self) -> DoorCounts {
+        self.0.door.counts()
     }
 
     /// The membership list, re-read when the file changed.
@@ -124,9 +133,15 @@ impl Agent {
         cached.1.clone()
     }
 
-    /// Serve on `listener` forever. Each connection runs in its own task; a handshake that
-    /// fails (wrong K_E, garbage, silence) is audited as a refusal.
+    /// Serve on `listener` forever. Each connection the door lets in runs in its own task; a
+    /// handshake that fails (wrong K_E, garbage, silence) is audited as a refusal (the door's
+    /// rate, which failures drain, bounds how many rows a flood writes); connections the door
+    /// refuses are counted and logged, not audited.
     pub async fn serve(self, listener: TcpListener, key: ClusterKey) {
+        let limits = transport::ServeLimits {
+            door: self.0.door.clone(),
+            ..transport::ServeLimits::default()
+        };
         let agent = self.clone();
         let on_transport = move |t, addr| {
             let conn = Conn {
@@ -150,14 +165,7 @@ impl Agent {
                 agent.0.audit.record(entry).await;
             }
         };
-        transport::serve_connections_with(
-            listener,
-            key,
-            transport::ServeLimits::default(),
-            on_transport,
-            on_refused,
-        )
-        .await
+        transport::serve_connections_with(listener, key, limits, on_transport, on_refused).await
     }
 
     /// Audit `outcome` (committed before the answer), then pass it on.
@@ -299,6 +307,32 @@ impl Agent {
         self.decide(entry, outcome).await
     }
 
+    /// Sign control state's bytes (a livetag, an application's desired state; see
+    /// [`smon_proto::control_signing_bytes`]), for the holder of the operator key only; the
+    /// bytes must be control state's, nothing else (so no other namespace's data is signed).
+    pub async fn sign_control(
+        &self,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+        proof: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        let entry = Entry {
+            conn: from.to_string(),
+            call: "sign_control",
+            target: clip(&String::from_utf8_lossy(&bytes).replace('\0', " ")),
+            ..Entry::default()
+        };
+        let outcome = async {
+            self.operator_asks(from, |operator| operator.verify_control(&bytes, &proof))?;
+            if !bytes.starts_with(smon_proto::CONTROL_PREFIX) {
+                return Err(Refusal::Invalid("not control state's signed bytes".into()));
+            }
+            self.sshsig(smon_proto::CONTROL_NAMESPACE, &bytes).await
+        }
+        .await;
+        self.decide(entry, outcome).await
+    }
+
     /// The checks before a release-key signature: the rate limit, that this agent's key is
     /// the release key, and the operator's proof.
     fn operator_asks(
@@ -374,6 +408,15 @@ impl AgentService for Conn {
         proof: Vec<u8>,
     ) -> Result<Vec<u8>, Refusal> {
         self.agent.sign_membership(self.addr, blob, proof).await
+    }
+
+    async fn sign_control(
+        self,
+        _: Ctx,
+        bytes: Vec<u8>,
+        proof: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        self.agent.sign_control(self.addr, bytes, proof).await
     }
 
     async fn public_key(self, _: Ctx) -> String {

@@ -200,6 +200,11 @@ pub struct InitArgs {
     /// anyone (default: 12 rounds).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub removed_exit_after: Option<Duration>,
+    /// A peer whose process is there but does not answer pings (stopped, hung) is shown as
+    /// unresponsive after a few rounds, then killed and restarted after this much silence
+    /// (default: 12 rounds).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub unresponsive_grace: Option<Duration>,
     /// The key the cluster's agent will hold (SSH logins); it is the release key too, so
     /// packages are signed by the agent. Without it, the directory gets a release key of
     /// its own (enough for local machines).

@@ -293,6 +293,14 @@ async fn start(
     extra: Vec<String>,
 ) -> anyhow::Result<()> {
     if let Some(pid) = running_pid(&dir.path) {
+        // Its process is there; whether it works is whether it answers (issue 15, kind 1).
+        let status = AgentStatus::probe(dir).await;
+        if !status.answers && status.address.is_some() {
+            bail!(
+                "the agent (pid {pid}) runs but does not answer: {}; `agent stop` ends it",
+                status.error.as_deref().unwrap_or("no answer")
+            );
+        }
         println!("the agent already runs (pid {pid})");
         return Ok(());
     }
@@ -365,8 +373,10 @@ fn stop(dir: &ClusterDir) -> anyhow::Result<()> {
         return Ok(());
     };
     // SAFETY: a plain kill(2) of the pid recorded for this cluster's agent.
+    // SIGCONT too: a stopped agent exists but acts on nothing, the SIGTERM included.
     unsafe {
         libc::kill(pid, libc::SIGTERM);
+        libc::kill(pid, libc::SIGCONT);
     }
     let deadline = Instant::now() + WAIT;
     while running_pid(&dir.path).is_some() {

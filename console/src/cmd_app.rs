@@ -14,7 +14,8 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
 use smon_proto::{
-    AppState, ClusterView, ControlAction, DesiredState, MachineId, app_package, chunked,
+    AppState, ClusterView, ControlAction, DesiredState, MachineAppDesired, MachineId, app_package,
+    chunked,
 };
 
 use crate::{cluster_dir::ClusterDir, connect};
@@ -103,15 +104,20 @@ async fn set(
     desired: DesiredState,
     machine: Option<MachineId>,
 ) -> anyhow::Result<()> {
+    // A revision above any made before: this console's clock (as the peers' own settings
+    // were), signed with the cluster's release key; a peer refuses it otherwise.
+    let rev = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64);
     let Some(machine) = machine else {
-        let answer = connect::control(
-            dir,
-            ControlAction::SetAppDesired {
-                name: name.to_owned(),
-                desired,
-            },
-        )
-        .await?;
+        let signature = crate::signing::sign_app_desired(dir, name, desired, rev).await?;
+        let action = ControlAction::SetAppDesired {
+            name: name.to_owned(),
+            desired,
+            rev,
+            signature,
+        };
+        let answer = connect::control(dir, action).await?;
         println!("{answer}");
         return Ok(());
     };
@@ -121,13 +127,17 @@ async fn set(
             dir.path.display()
         );
     }
+    let unsigned = MachineAppDesired {
+        machine: machine.clone(),
+        name: name.to_owned(),
+        desired,
+        rev,
+        signature: Vec::new(),
+    };
+    let signed = crate::signing::sign_machine_app_desired(dir, unsigned).await?;
     let client = connect::peer_of(dir, &machine).await?;
     client
-        .set_app_status(
-            connect::ctx(Duration::from_secs(10)),
-            name.to_owned(),
-            desired,
-        )
+        .set_app_status(connect::ctx(Duration::from_secs(10)), signed)
         .await
         .map_err(|e| anyhow::anyhow!("{machine}: {e}"))?
         .map_err(|refusal| anyhow::anyhow!("{machine} refused: {refusal}"))?;
@@ -146,6 +156,8 @@ pub struct AppRow {
     pub restarts: u32,
     /// The machine's peer, as the view knows it (a stopped peer's app states are its last).
     pub peer: String,
+    /// Why the application is in its state, when its peer says (it cannot be tracked).
+    pub reason: Option<String>,
 }
 
 /// One application over the cluster.
@@ -194,6 +206,7 @@ impl AppsStatus {
                     state: app.state,
                     restarts: app.restarts,
                     peer: record.state.as_str().into(),
+                    reason: app.reason.as_ref().map(ToString::to_string),
                 });
             }
         }
@@ -266,6 +279,9 @@ impl AppsStatus {
                 r.restarts,
                 r.peer
             );
+            if let Some(why) = &r.reason {
+                t += &format!("{:<28} why: {why}\n", "");
+            }
         }
         t
     }

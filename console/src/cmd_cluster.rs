@@ -108,9 +108,31 @@ pub async fn package(
 }
 
 pub async fn set_livetag(dir: &ClusterDir, enabled: bool) -> anyhow::Result<()> {
-    let answer = connect::control(dir, ControlAction::SetLiveTag { enabled }).await?;
+    let answer = send_livetag(dir, enabled).await?;
     println!("{answer}");
     Ok(())
+}
+
+/// Set the livetag through any peer: one version above the newest that peer has heard of
+/// (its own, its zone's records, the root's sample), signed with the cluster's release key.
+/// The peer refuses it unless the signature verifies: that refusal is the error.
+pub async fn send_livetag(dir: &ClusterDir, enabled: bool) -> anyhow::Result<String> {
+    let (machine, client) = connect::any_peer(dir).await?;
+    let view = client
+        .cluster_view(connect::ctx(Duration::from_secs(10)), 0)
+        .await
+        .map_err(|e| anyhow::anyhow!("{machine}: {e}"))?;
+    let heard = (view.records.iter().map(|(_, r)| r.livetag.version))
+        .chain(view.root.livetags.iter().map(|(t, _)| t.version))
+        .chain([view.livetag.version])
+        .max()
+        .unwrap_or(0);
+    let tag = smon_proto::LiveTag {
+        enabled,
+        version: heard.saturating_add(1),
+    };
+    let tag = crate::signing::signed_livetag(dir, tag).await?;
+    connect::control_one(&machine, &client, ControlAction::SetLiveTag { tag }).await
 }
 
 pub async fn set_membership(
@@ -146,9 +168,8 @@ pub async fn set_membership(
         );
         return Ok(());
     }
-    if membership.has_pins() {
-        crate::signing::sign_membership(dir, &mut membership).await?;
-    }
+    // Signed as a whole: peers refuse a list the release key did not sign.
+    crate::signing::sign_membership(dir, &mut membership).await?;
     ClusterDir::make_local_dirs(&dir.config, &membership)?;
     let answer = connect::control(
         dir,
@@ -164,9 +185,15 @@ pub async fn set_membership(
 
 /// Disable self-management, then stop every peer; none is left behind.
 ///
+/// Polls a machine must go unanswered, once no answering peer is enabled, before `shutdown`
+/// logs in to look for a silent peer process there.
+const SILENT_POLLS: u32 = 2;
+
 /// Rounds of: make sure every answering peer is disabled (an enabled one would restart the
 /// stopped), then tell every answering peer to stop; until no peer answers and no local
-/// machine has a live peer process. What to tell the operator.
+/// machine has a live peer process. A machine that leaves [`SILENT_POLLS`] polls unanswered
+/// is looked at over a login, and a peer process found there, which runs but does not
+/// answer, is killed (issue 15, kind 1). What to tell the operator, naming every kill.
 pub async fn shutdown(
     dir: &ClusterDir,
     timeout: Duration,
@@ -177,6 +204,7 @@ pub async fn shutdown(
     // Every local peer process seen: stopped means exited, not only its pid file gone (a
     // peer removes it before it has stopped its applications and exited).
     let mut seen = std::collections::BTreeMap::new();
+    let mut silent = SilentWatch::default();
     loop {
         let tags = connect::livetags(dir).await;
         let answering: Vec<_> = tags
@@ -197,10 +225,11 @@ pub async fn shutdown(
             } else {
                 "(their applications keep running, unsupervised)"
             };
-            return Ok(format!(
-                "all peers of {} stopped {apps}",
-                dir.path.display()
-            ));
+            let mut report = format!("all peers of {} stopped {apps}", dir.path.display());
+            for line in &silent.said {
+                report += &format!("\n{line}");
+            }
+            return Ok(report);
         }
         if Instant::now() > deadline {
             for (machine, pid) in &local_left {
@@ -219,10 +248,15 @@ pub async fn shutdown(
             );
         }
         if answering.iter().any(|(_, t)| t.enabled) {
-            let _ = connect::control(dir, ControlAction::SetLiveTag { enabled: false }).await;
+            if let Err(e) = send_livetag(dir, false).await {
+                eprintln!("disabling: {}", crate::error_line::one_line(&e));
+            }
             tokio::time::sleep(poll).await;
             continue;
         }
+        // Nobody answering restarts peers now: a silent one is looked at and killed.
+        silent.note(&tags);
+        silent.kill_due(dir).await;
         tell_each_to_stop(
             dir,
             answering.into_iter().map(|(m, _)| m).collect(),
@@ -230,6 +264,67 @@ pub async fn shutdown(
         )
         .await;
         tokio::time::sleep(poll).await;
+    }
+}
+
+/// The machines `shutdown` heard nothing from, poll after poll, and what it did about them.
+#[derive(Default)]
+struct SilentWatch {
+    /// Unanswered polls in a row, per machine.
+    polls: std::collections::BTreeMap<MachineId, u32>,
+    /// Machines already looked at over a login (once each).
+    looked: std::collections::BTreeSet<MachineId>,
+    /// What was found and done, one line per machine with a silent peer.
+    said: Vec<String>,
+}
+
+impl SilentWatch {
+    fn note(&mut self, tags: &[(MachineId, Asked<smon_proto::LiveTag>)]) {
+        for (machine, asked) in tags {
+            match asked {
+                Asked::NoAnswer(_) => *self.polls.entry(machine.clone()).or_default() += 1,
+                _ => {
+                    self.polls.remove(machine);
+                }
+            }
+        }
+    }
+
+    /// Log in to each machine silent for [`SILENT_POLLS`] polls and not looked at yet, a
+    /// bounded number at a time, and kill the peer process found there.
+    async fn kill_due(&mut self, dir: &ClusterDir) {
+        let due: Vec<MachineId> = self
+            .polls
+            .iter()
+            .filter(|(m, n)| **n >= SILENT_POLLS && !self.looked.contains(*m))
+            .map(|(m, _)| m.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.looked.extend(due.iter().cloned());
+        let login = match crate::cmd_agent::login(dir, &dir.membership) {
+            Ok(login) => login,
+            Err(e) => {
+                let why = crate::error_line::one_line(&e);
+                self.said
+                    .push(format!("cannot log in to look at silent machines: {why}"));
+                return;
+            }
+        };
+        let login = &login;
+        let found = fan_out::ask_all(due, |machine| async move {
+            Asked::Answered(crate::silent_peers::kill_silent(login, &machine).await)
+        })
+        .await;
+        for (machine, asked) in found {
+            if let Asked::Answered(silent) = asked
+                && let Some(line) = silent.line(&machine)
+            {
+                eprintln!("{line}");
+                self.said.push(line);
+            }
+        }
     }
 }
 

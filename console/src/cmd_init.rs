@@ -38,6 +38,9 @@ pub struct InitOptions {
     pub metrics: Option<smon_proto::MetricsSetting>,
     /// Machines holding another cluster's install are taken over (`--take-over`).
     pub take_over: bool,
+    /// A peer process that exists but does not answer pings is killed and restarted after
+    /// this much silence (None: 12 rounds).
+    pub unresponsive_grace: Option<Duration>,
 }
 
 impl InitOptions {
@@ -52,6 +55,7 @@ impl InitOptions {
             agent_address: None,
             metrics: None,
             take_over: false,
+            unresponsive_grace: None,
         }
     }
 }
@@ -145,6 +149,15 @@ fn check_inputs(
     if let Some(addr) = &options.agent_address {
         crate::cmd_agent::check_address(addr).context("--agent")?;
     }
+    if let Some(grace) = options.unresponsive_grace
+        && grace < options.interval
+    {
+        bail!(
+            "--unresponsive-grace {}: at least one round (--interval {})",
+            humantime::format_duration(grace),
+            humantime::format_duration(options.interval)
+        );
+    }
     if options.interval < Duration::from_millis(200) {
         bail!(
             "--interval {}: at least 200ms",
@@ -194,10 +207,10 @@ fn build(
     let config = cluster_config(final_dir, membership, options, public)?;
     config.save(staging)?;
     write_atomic(&files.machines(), text.as_bytes(), 0o644)?;
-    // Pins are believed only under the release key's signature: signed now with the
-    // directory's key; with the agent's, when `deploy` first needs them.
+    // A list (and its pins) is believed only under the release key's signature: signed now
+    // with the directory's key; with the agent's, when `deploy` first needs it.
     let mut membership = membership.clone();
-    if let (ReleaseSigner::Own(key), true) = (signer, membership.has_pins()) {
+    if let ReleaseSigner::Own(key) = signer {
         let signature = release::sign_bytes(
             smon_proto::MEMBERSHIP_NAMESPACE,
             &membership.signing_bytes(),
@@ -283,6 +296,7 @@ fn cluster_config(
         ssh_trust_on_first_use: options.pins.trust_on_first_use,
         metrics: options.metrics,
         take_over: options.take_over,
+        unresponsive_grace_ms: options.unresponsive_grace.map(|d| d.as_millis() as u64),
     };
     if let Some((a, b)) = config.address_collision(membership.machines()) {
         bail!("local machines {a} and {b} would share a loopback address: rename one");

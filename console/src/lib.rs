@@ -22,6 +22,7 @@ pub mod host_keys;
 pub mod log_follow;
 pub mod run;
 pub mod signing;
+pub mod silent_peers;
 pub mod summary;
 pub mod tui;
 pub mod view_events;

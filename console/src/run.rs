@@ -121,6 +121,7 @@ async fn init(args: InitArgs) -> anyhow::Result<String> {
             public: args.metrics_public,
         }),
         take_over: args.take_over,
+        unresponsive_grace: args.unresponsive_grace,
     };
     let peer_binary = args.peer_binary.unwrap_or_else(default_peer_binary);
     cmd_init::init(&args.dir, &args.machines, &options, &peer_binary).await

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use smon_proto::{
-    MEMBERSHIP_NAMESPACE, Membership, OperatorKey, PackageManifest, release, tarpc, transport,
+    CONTROL_NAMESPACE, DesiredState, LiveTag, MEMBERSHIP_NAMESPACE, MachineAppDesired, Membership,
+    OperatorKey, PackageManifest, SignedLiveTag, app_desired_signing_bytes, release, tarpc,
+    transport,
 };
 
 use crate::cluster_dir::{ClusterDir, write_atomic};
@@ -63,7 +65,52 @@ async fn sign_by_agent(
         .map_err(|refusal| anyhow::anyhow!("the agent at {addr} refused to sign: {refusal}"))
 }
 
-/// Sign `membership` (its pinned host keys) for this cluster; checked against its release key.
+/// Sign control state's `bytes` ([`smon_proto::control_signing_bytes`]) with this cluster's
+/// release key: the directory's, or the agent's for the holder of the operator key. Not
+/// checked here: the peers are the judges (a directory whose keys are not the cluster's has
+/// its actions refused by every peer, and the refusal is what the operator sees).
+pub async fn sign_control(dir: &ClusterDir, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    if dir.signs_releases() {
+        return Ok(release::sign_bytes(
+            CONTROL_NAMESPACE,
+            bytes,
+            &dir.release_key()?,
+        )?);
+    }
+    let (client, operator, addr) = agent(dir).await?;
+    client
+        .sign_control(deadline(), bytes.to_vec(), operator.prove_control(bytes))
+        .await
+        .with_context(|| format!("the agent at {addr}"))?
+        .map_err(|refusal| anyhow::anyhow!("the agent at {addr} refused to sign: {refusal}"))
+}
+
+/// The livetag `tag`, signed for this cluster.
+pub async fn signed_livetag(dir: &ClusterDir, tag: LiveTag) -> anyhow::Result<SignedLiveTag> {
+    let signature = sign_control(dir, &SignedLiveTag::signing_bytes(&tag)).await?;
+    Ok(SignedLiveTag { tag, signature })
+}
+
+/// The signature of application `name`'s cluster-wide desired state at revision `rev`.
+pub async fn sign_app_desired(
+    dir: &ClusterDir,
+    name: &str,
+    desired: DesiredState,
+    rev: u64,
+) -> anyhow::Result<Vec<u8>> {
+    sign_control(dir, &app_desired_signing_bytes(name, desired, rev)).await
+}
+
+/// `desired` (its signature empty) signed for this cluster.
+pub async fn sign_machine_app_desired(
+    dir: &ClusterDir,
+    mut desired: MachineAppDesired,
+) -> anyhow::Result<MachineAppDesired> {
+    desired.signature = sign_control(dir, &desired.signing_bytes()).await?;
+    Ok(desired)
+}
+
+/// Sign `membership` as a whole (machines, pinned host keys, version) for this cluster.
 pub async fn sign_membership(dir: &ClusterDir, membership: &mut Membership) -> anyhow::Result<()> {
     let blob = membership.signing_bytes();
     let signature = if dir.signs_releases() {
@@ -77,19 +124,18 @@ pub async fn sign_membership(dir: &ClusterDir, membership: &mut Membership) -> a
             .map_err(|refusal| anyhow::anyhow!("the agent at {addr} refused to sign: {refusal}"))?
     };
     membership.set_signature(signature);
-    membership
-        .verify_signature(&dir.trusted_release_key()?)
-        .map_err(|e| anyhow::anyhow!("the membership's new signature {e}"))
+    // Not checked here, as for control state: the peers are the judges, and their refusal is
+    // what the operator of a directory with the wrong keys sees.
+    Ok(())
 }
 
-/// The cluster's membership, its pins signed: `init` leaves them unsigned when the agent is
-/// the signer, and they are signed the first time they are needed.
+/// The cluster's membership, signed: `init` leaves it unsigned when the agent is the
+/// signer, and it is signed the first time it is needed.
 pub async fn signed_membership(dir: &ClusterDir) -> anyhow::Result<Membership> {
     let mut membership = dir.membership.clone();
-    if membership.has_pins()
-        && membership
-            .verify_signature(&dir.trusted_release_key()?)
-            .is_err()
+    if membership
+        .verify_signature(&dir.trusted_release_key()?)
+        .is_err()
     {
         sign_membership(dir, &mut membership).await?;
         write_atomic(&dir.files().membership_blob(), &membership.encode(), 0o644)?;

@@ -21,6 +21,13 @@ pub struct MachineRow {
     /// the console found when it asked there (absent if nobody answered it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
+    /// Why the machine is in its state, when its record says (a failed login and how, a
+    /// peer that does not answer), else why an application of it is (`APP: WHY`).
+    pub reason: Option<String>,
+    /// How long ago the answering peer last took a newer version of this record (its own
+    /// clock; owners re-issue theirs every few rounds): a large age is a record nobody
+    /// refreshed. Known for the answering peer's own zone only.
+    pub age_ms: Option<u64>,
 }
 
 /// One zone row the answering peer holds (issue 11): how many machines, how many run a
@@ -48,6 +55,9 @@ pub struct Summary {
     pub running: usize,
     pub disabled: usize,
     pub unreachable: usize,
+    /// Machines whose peer process is there but has not answered pings for several rounds
+    /// (stopped, hung): not counted as deployed; killed and restarted after a grace period.
+    pub unresponsive: usize,
     /// Machines whose address answered as another machine (see `PeerState::Conflict`).
     pub conflicts: Vec<String>,
     pub versions: BTreeMap<String, usize>,
@@ -72,6 +82,9 @@ pub struct Summary {
     /// What the view said of them (the rows are made again with each set of records).
     #[serde(skip)]
     bad_in_view: BadInView,
+    /// The answering peer's ages of the records it holds, by machine.
+    #[serde(skip)]
+    ages: std::collections::HashMap<MachineId, u64>,
 }
 
 impl Summary {
@@ -102,6 +115,7 @@ impl Summary {
             running: count(PeerState::Running),
             disabled: count(PeerState::Disabled),
             unreachable: count(PeerState::Unreachable),
+            unresponsive: count(PeerState::Unresponsive),
             conflicts: Vec::new(),
             versions: root
                 .versions
@@ -123,6 +137,9 @@ impl Summary {
             unanswered_zones: Vec::new(),
             bad_versions: Vec::new(),
             bad_in_view: BadInView::of(view),
+            ages: (view.records.iter().map(|(m, _)| m.clone()))
+                .zip(view.record_ages_ms.iter().copied())
+                .collect(),
         };
         s.set_records(&view.records);
         s
@@ -149,6 +166,8 @@ impl Summary {
                 first_deployed_ms: r.first_deployed_ms,
                 load: f64::from(r.load) / 100.0,
                 answered_by: None,
+                reason: reason_of(r),
+                age_ms: self.ages.get(machine).copied(),
             })
             .collect();
     }
@@ -187,6 +206,8 @@ impl Summary {
                 first_deployed_ms: None,
                 load: 0.0,
                 answered_by: None,
+                reason: Some("no peer has a record of it".into()),
+                age_ms: None,
             });
             self.records.push(row);
         }
@@ -200,12 +221,17 @@ impl Summary {
             self.machines, self.membership_version, self.answered_by
         );
         t += &format!(
-            "deployed {}/{}: running {}, disabled {}; unreachable {} (counts {:.1} s old)\n",
+            "deployed {}/{}: running {}, disabled {}; unreachable {}{} (counts {:.1} s old)\n",
             self.deployed,
             self.machines,
             self.running,
             self.disabled,
             self.unreachable,
+            if self.unresponsive > 0 {
+                format!(", unresponsive {}", self.unresponsive)
+            } else {
+                String::new()
+            },
             self.age_ms as f64 / 1000.0
         );
         if !self.conflicts.is_empty() {
@@ -258,12 +284,15 @@ impl Summary {
         }
         for r in &self.records {
             t += &format!(
-                "{:<28} {:<12} {:<9} {:>8} {:>6}",
+                "{:<28} {:<12} {:<9} {:>8} {:>6}{}",
                 r.machine,
                 r.state,
                 r.version.as_deref().unwrap_or("-"),
                 r.overhead,
-                r.logins
+                r.logins,
+                r.reason
+                    .as_ref()
+                    .map_or_else(String::new, |why| format!("  {why}"))
             );
             if let Some(who) = &r.answered_by {
                 t += &format!("  answered by {who}");
@@ -272,6 +301,20 @@ impl Summary {
         }
         t
     }
+}
+
+/// Why a machine is in its state: its record's reason, else its applications' (`APP: WHY`,
+/// joined with `; `).
+pub fn reason_of(r: &MachineRecord) -> Option<String> {
+    if let Some(why) = &r.reason {
+        return Some(why.to_string());
+    }
+    let apps: Vec<String> = r
+        .apps
+        .iter()
+        .filter_map(|a| a.reason.as_ref().map(|why| format!("{}: {why}", a.name)))
+        .collect();
+    (!apps.is_empty()).then(|| apps.join("; "))
 }
 
 #[cfg(test)]
@@ -355,5 +398,50 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["records"][1]["answered_by"], "alice@box2:2222");
         assert!(json["records"][0].get("answered_by").is_none());
+    }
+
+    /// Kinds 7 and 2: why a machine cannot be managed, or an application cannot be tracked,
+    /// shows in its row (`reason` in JSON, after the row in text); a running machine has none.
+    #[test]
+    fn a_row_says_why() {
+        let m = |i: u32| MachineId::local(format!("m{i}"));
+        let mut shell = MachineRecord::empty(0);
+        shell.reason = Some(smon_proto::Reason::new(
+            "pinged without answer; login failed: Unmatched '''.",
+        ));
+        let mut app = MachineRecord::empty(1);
+        app.state = PeerState::Running;
+        app.apps.push(smon_proto::AppStatus {
+            name: "daemon".into(),
+            version: smon_proto::Version::new(1, 0, 0),
+            desired: smon_proto::DesiredState::Online,
+            state: smon_proto::AppState::Failed,
+            restarts: 0,
+            reason: Some(smon_proto::Reason::new(
+                "processes {42} could not be stopped",
+            )),
+        });
+        let mut fine = MachineRecord::empty(2);
+        fine.state = PeerState::Running;
+        let view = ClusterView {
+            membership_version: 1,
+            machines: 3,
+            records: vec![(m(0), shell), (m(1), app), (m(2), fine)],
+            ..ClusterView::empty(m(0))
+        };
+        let s = Summary::new(&view);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json["records"][0]["reason"],
+            "pinged without answer; login failed: Unmatched '''."
+        );
+        assert_eq!(
+            json["records"][1]["reason"],
+            "daemon: processes {42} could not be stopped"
+        );
+        assert!(json["records"][2]["reason"].is_null());
+        let text = s.human();
+        assert!(text.contains("Unmatched '''."), "{text}");
+        assert!(text.contains("daemon: processes {42}"), "{text}");
     }
 }

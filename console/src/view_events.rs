@@ -39,6 +39,13 @@ pub enum Change {
         from: Option<&'static str>,
         version: Option<String>,
     },
+    /// The machine's peer process is there but has left pings unanswered for several rounds
+    /// (stopped, hung): no longer counted as running; killed and restarted after a grace
+    /// period. `recovered` follows when it answers again.
+    Unresponsive {
+        from: Option<&'static str>,
+        version: Option<String>,
+    },
     /// The peer runs another version (a rollback too: `from` and `to` say which way).
     Upgraded {
         from: Option<String>,
@@ -84,6 +91,7 @@ impl Change {
             Change::Deployed { .. } => "deployed",
             Change::Recovered { .. } => "recovered",
             Change::Unreachable { .. } => "unreachable",
+            Change::Unresponsive { .. } => "unresponsive",
             Change::Upgraded { .. } => "upgraded",
             Change::State { .. } => "state",
             Change::AppState { .. } => "app_state",
@@ -102,7 +110,9 @@ impl Change {
             Change::Deployed { state, version } | Change::Recovered { state, version } => {
                 format!("{state} {}", or_dash(version))
             }
-            Change::Unreachable { from, .. } => format!("was {}", from.unwrap_or("unknown")),
+            Change::Unreachable { from, .. } | Change::Unresponsive { from, .. } => {
+                format!("was {}", from.unwrap_or("unknown"))
+            }
             Change::Upgraded { from, to } => format!("{} -> {}", or_dash(from), or_dash(to)),
             Change::State { from, to, .. } => format!("{} -> {to}", from.unwrap_or("unknown")),
             Change::AppState {
@@ -145,6 +155,9 @@ impl ViewEvent {
             (Change::Unreachable { version, .. }, Some(m)) => {
                 format!("{m}: unreachable{}", with_space(version))
             }
+            (Change::Unresponsive { version, .. }, Some(m)) => {
+                format!("{m}: unresponsive{}", with_space(version))
+            }
             (Change::Upgraded { to, .. }, Some(m)) => format!("{m}: running{}", with_space(to)),
             (Change::State { to, version, .. }, Some(m)) => {
                 format!("{m}: {to}{}", with_space(version))
@@ -173,13 +186,19 @@ pub fn machine_changes(before: Option<&MachineRecord>, after: &MachineRecord) ->
     if (old_state, old_version) != (Some(after.state), after.peer_version) {
         let was_up = old_state.is_some_and(PeerState::is_up);
         out.push(match (old_state, after.state) {
-            (Some(PeerState::Unreachable), s) if s.is_up() => Change::Recovered { state, version },
+            (Some(PeerState::Unreachable | PeerState::Unresponsive), s) if s.is_up() => {
+                Change::Recovered { state, version }
+            }
             (_, s) if s.is_up() && !was_up => Change::Deployed { state, version },
             (_, s) if s.is_up() && old_version != after.peer_version => Change::Upgraded {
                 from: old_version.map(|v| v.to_string()),
                 to: version,
             },
             (_, PeerState::Unreachable) => Change::Unreachable {
+                from: old_state.map(PeerState::as_str),
+                version,
+            },
+            (_, PeerState::Unresponsive) => Change::Unresponsive {
                 from: old_state.map(PeerState::as_str),
                 version,
             },
@@ -251,6 +270,7 @@ mod tests {
                     desired: DesiredState::Online,
                     state: *state,
                     restarts: 0,
+                    reason: None,
                 })
                 .collect(),
             ..MachineRecord::empty(0)
@@ -290,6 +310,18 @@ mod tests {
             ["state"]
         );
         assert_eq!(kinds(Some(&up), &up), Vec::<&str>::new());
+        // Issue 15, kind 1: a peer that runs but does not answer, and its return.
+        let silent = record(Unresponsive, Some("0.1.0"), &[]);
+        assert_eq!(kinds(Some(&up), &silent), ["unresponsive"]);
+        assert_eq!(kinds(Some(&silent), &up), ["recovered"]);
+        let text = ViewEvent {
+            at: 0.0,
+            source_ms: None,
+            machine: Some(smon_proto::MachineId::local("m1")),
+            change: machine_changes(Some(&up), &silent).remove(0),
+        }
+        .text();
+        assert_eq!(text, "local:m1: unresponsive 0.1.0");
     }
 
     #[test]

@@ -512,6 +512,7 @@ fn crash_loops_fail_bad_packages_are_refused_and_machines_can_differ() {
     a_restarted_peer_adopts_the_group_and_kills_a_stray(&c);
     a_crash_loop_ends_failed(&c);
     a_failing_status_command_restarts_it(&c);
+    a_stopped_app_is_continued_to_stop_by_its_handler(&c);
     a_removed_machine_stops_its_apps(&c);
     shutdown_stops_the_apps_too(&c, "sleeper", 4);
 }
@@ -734,6 +735,43 @@ fn a_failing_status_command_restarts_it(c: &Cluster) {
     assert_ne!(sick, cured);
     assert!(!harness::is_alive(sick));
     c.ok(&["app", "set", "health", "offline"]);
+}
+
+/// Issue 15, kind 1, in the supervisor: a stopped application (`kill -STOP`: its processes
+/// exist but act on nothing) set offline gets a SIGCONT with its SIGTERM, so it exits through
+/// its own handler within its grace instead of being killed after it.
+fn a_stopped_app_is_continued_to_stop_by_its_handler(c: &Cluster) {
+    let dir = c.tmp.path().join("frozen");
+    write_app(
+        &dir,
+        concat!(
+            "name = \"frozen\"\nversion = \"1.0.0\"\n",
+            "start = \"trap 'echo bye > bye; exit 0' TERM; while :; do sleep 0.1; done\"\n",
+        ),
+    );
+    c.ok(&["app", "install", dir.to_str().unwrap()]);
+    wait_status(c, LONG, "frozen running on 5", |s| {
+        all_in(s, "frozen", "1.0.0", "running", 5)
+    });
+    // The application's own processes (`app_procs` leaves out the peer's runner).
+    harness::wait_for(LONG, "frozen's processes on m002", || {
+        !app_procs(c, "m002", "frozen").is_empty()
+    });
+    for (pid, _) in app_procs(c, "m002", "frozen") {
+        let _ = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status();
+    }
+    c.ok(&["app", "set", "frozen", "offline"]);
+    wait_status(c, LONG, "frozen stopped on 5", |s| {
+        all_in(s, "frozen", "1.0.0", "stopped", 5)
+    });
+    let bye = c.root("m002").join("apps/frozen/1.0.0/bye");
+    assert!(
+        bye.exists(),
+        "the stopped app was killed, not stopped by its handler"
+    );
+    assert!(app_procs(c, "m002", "frozen").is_empty());
 }
 
 /// A machine removed from the membership: its peer exits and stops its applications.

@@ -29,6 +29,24 @@ pub fn peer_bin() -> PathBuf {
 
 /// Is `tool` installed? If not, say in one line what to install; the caller skips its test
 /// (scripts/test.sh, the README's test command, installs every tool the tests need).
+/// The release key of the cluster directory `dir` (`DIR/release.key`, made by `init`).
+pub fn release_key(dir: &Path) -> smon_proto::ReleasePrivateKey {
+    let path = smon_proto::ClusterFiles::new(dir).release_key();
+    let text = std::fs::read_to_string(&path).unwrap();
+    smon_proto::ReleasePrivateKey::from_openssh(text).unwrap()
+}
+
+/// `tag` signed with `key`, as the console signs the livetag.
+pub fn signed_livetag(
+    key: &smon_proto::ReleasePrivateKey,
+    tag: smon_proto::LiveTag,
+) -> smon_proto::SignedLiveTag {
+    let bytes = smon_proto::SignedLiveTag::signing_bytes(&tag);
+    let signature =
+        smon_proto::release::sign_bytes(smon_proto::CONTROL_NAMESPACE, &bytes, key).unwrap();
+    smon_proto::SignedLiveTag { tag, signature }
+}
+
 pub fn have(tool: &str, package: &str) -> bool {
     let found = std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path)

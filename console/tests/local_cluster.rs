@@ -325,6 +325,7 @@ fn kill_9_in_the_middle_of_state_writes_loses_nothing_committed() {
     let c = Cluster::new(1, "1s");
     c.ok(&["deploy"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let release_key = harness::release_key(&c.dir);
     let acked = runtime.block_on(async {
         let client = c.client(&c.names[0]).await;
         let pid = c.pid(&c.names[0]).unwrap();
@@ -334,8 +335,13 @@ fn kill_9_in_the_middle_of_state_writes_loses_nothing_committed() {
                 // Kill while writes keep coming: the next calls fail, nothing else.
                 harness::kill(pid);
             }
-            let action = smon_proto::ControlAction::SetLiveTag {
+            // Each a version above the last, signed as the console signs it.
+            let tag = smon_proto::LiveTag {
                 enabled: i % 2 == 0,
+                version: i + 1,
+            };
+            let action = smon_proto::ControlAction::SetLiveTag {
+                tag: harness::signed_livetag(&release_key, tag),
             };
             match client
                 .control(smon_proto::tarpc::context::current(), action)

@@ -19,7 +19,10 @@
 //! - the answering peer, labelled `machine`: `smon_peer_view_age_seconds`,
 //!   `smon_peer_gossip_sent_bytes_total`, `smon_peer_gossip_received_bytes_total`,
 //!   `smon_peer_login_attempts_total`, `smon_peer_login_failures_total`,
-//!   `smon_peer_deploy_attempts_total`, `smon_peer_deploy_failures_total`;
+//!   `smon_peer_deploy_attempts_total`, `smon_peer_deploy_failures_total`, and its listener's
+//!   door (`smon_proto::door`): `smon_peer_door_refused_total{reason}` (full, handshakes,
+//!   source, rate), `smon_peer_door_admitted_total`, `smon_peer_door_handshake_failures_total`,
+//!   `smon_peer_door_handshake_timeouts_total`, `smon_peer_door_open_connections`;
 //! - the console's exporter only: `smon_exporter_connected`, `smon_exporter_disconnects_total`.
 
 mod http;

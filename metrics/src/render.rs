@@ -240,7 +240,57 @@ impl Snapshot {
             let mut m = enc.encode_descriptor(name, help, unit, MetricType::Counter)?;
             ConstCounter::new(value).encode(m.encode_family(&label)?)?;
         }
-        Ok(())
+        self.encode_door(enc)
+    }
+
+    /// What the answering peer's listener let in and refused (`smon_proto::door`).
+    fn encode_door(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let machine = self.machine.to_string();
+        let d = &self.peer.door;
+        let refused = [
+            ("full", d.refused_full),
+            ("handshakes", d.refused_handshakes),
+            ("source", d.refused_source),
+            ("rate", d.refused_rate),
+        ];
+        let help = "Connections the peer's listener refused before any handshake, by reason \
+                    (full: its connection cap; handshakes: its cap on handshakes in flight; \
+                    source: a source address's caps; rate: a source address's rate)";
+        let mut m =
+            enc.encode_descriptor("smon_peer_door_refused", help, None, MetricType::Counter)?;
+        for (reason, value) in refused {
+            let labels = [("machine", machine.clone()), ("reason", reason.to_owned())];
+            ConstCounter::new(value).encode(m.encode_family(&labels)?)?;
+        }
+        let label = [("machine", machine)];
+        let counters = [
+            (
+                "smon_peer_door_admitted",
+                "Connections the peer's listener let in to a handshake",
+                d.admitted,
+            ),
+            (
+                "smon_peer_door_handshake_failures",
+                "Handshakes that failed (wrong cluster key, not a handshake)",
+                d.handshake_failures,
+            ),
+            (
+                "smon_peer_door_handshake_timeouts",
+                "Handshakes closed for silence past the handshake timeout",
+                d.handshake_timeouts,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(m.encode_family(&label)?)?;
+        }
+        let open = i64::try_from(d.open).unwrap_or(i64::MAX);
+        gauge_family(
+            enc,
+            "smon_peer_door_open_connections",
+            "Connections the peer's listener holds open now (handshaking or established)",
+            [(label, open)],
+        )
     }
 }
 

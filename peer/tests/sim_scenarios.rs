@@ -3,7 +3,7 @@
 use std::{process::Command, sync::Arc};
 
 use smon_peer::{
-    core::{Input, Strategy},
+    core::Strategy,
     sim::{self, FIRST_VERSION, Options, Scenario, SimParams, deployed_world, machine_name},
 };
 use smon_proto::{Membership, PeerState};
@@ -45,7 +45,7 @@ fn a_peer_out_of_descriptors_blames_nobody() {
     };
     w.machines[3].exhausted = true;
     run_rounds(&mut w, 20, "enabled, one peer out of descriptors");
-    w.input(0, Input::SetLiveTag { enabled: false });
+    w.set_livetag(0, false);
     run_rounds(&mut w, 20, "disabled, one peer out of descriptors");
     w.machines[3].exhausted = false;
     run_rounds(&mut w, 10, "after");
@@ -216,4 +216,134 @@ fn bad_arguments_are_refused_with_a_clear_message() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--loss") && err.contains("[0, 1)"), "{err}");
+}
+
+/// Issue 14's goal row: control actions a K_E-only process can make spread: 0 (livetag,
+/// membership, application state), through the same core path that takes signed state (a
+/// signed disable afterwards reaches every peer). Deterministic: the same seed, the same run.
+#[test]
+fn a_k_e_only_forger_spreads_nothing_and_a_signed_disable_still_spreads() {
+    let run = |seed| {
+        let mut p = params(150, seed);
+        p.loss = 0.01;
+        let mut report = sim::run(Scenario::Forged, p, &Options::default());
+        report.wall_ms = 0;
+        report
+    };
+    for seed in [3, 8] {
+        let report = run(seed);
+        let forged = report.forged.clone().expect("the forged outcome");
+        assert_eq!(
+            (
+                forged.disabled,
+                forged.membership_changed,
+                forged.app_offline
+            ),
+            (0, 0, 0),
+            "seed {seed}: {forged:?}"
+        );
+        assert!(forged.refused > 0, "seed {seed}: nothing was even refused");
+        assert_eq!(forged.peers, 149);
+        assert!(
+            forged.signed_disable_rounds.is_some_and(|r| r <= 20),
+            "seed {seed}: {forged:?}"
+        );
+        assert!(report.converged);
+        let again = serde_json::to_string(&run(seed)).unwrap();
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            again,
+            "seed {seed}"
+        );
+    }
+}
+
+/// Issue 15, kind 1: a peer whose process stays but answers nothing (`kill -STOP`) is shown
+/// unresponsive within a few rounds, no view counts it as running meanwhile, and after the
+/// grace period it is killed and restarted by the restart path (no new copy of the package,
+/// one process); deterministic by seed.
+#[test]
+fn a_frozen_peer_is_shown_unresponsive_then_killed_and_restarted() {
+    let n = 12;
+    let (mut w, t0) = deployed_world(params(n, 5), 0);
+    let round = w.params.interval_ms;
+    let victim = 4;
+    let index = w.membership.index_of(&machine_name(victim)).unwrap();
+    let copies = w.machines[victim].copies;
+    let frozen_inc = w.freeze(victim);
+    let state_in_views = |w: &sim::World| -> Vec<Option<PeerState>> {
+        w.running()
+            .map(|(_, c)| c.view().get(index).map(|r| r.state))
+            .collect()
+    };
+    let mut now = t0;
+    let mut shown_at = None;
+    for r in 1..=40u64 {
+        now += round;
+        w.run_until(now);
+        let replaced = w.machines[victim].inc > frozen_inc && w.machines[victim].peer.is_some();
+        if replaced {
+            assert!(
+                shown_at.is_some(),
+                "restarted before it was shown unresponsive"
+            );
+            break;
+        }
+        let states = state_in_views(&w);
+        if shown_at.is_none() && states.contains(&Some(PeerState::Unresponsive)) {
+            shown_at = Some(r);
+        }
+        if shown_at.is_some() {
+            for (_, c) in w.running() {
+                if c.view().get(index).map(|r| r.state) == Some(PeerState::Unresponsive) {
+                    assert!(
+                        (c.view().root().agg.up() as usize) < n,
+                        "a view shows it unresponsive yet counts it as up"
+                    );
+                }
+            }
+        }
+    }
+    let shown_at = shown_at.expect("never shown unresponsive");
+    assert!(
+        shown_at <= 6,
+        "shown unresponsive only after {shown_at} rounds"
+    );
+    let grace = w.params.core_config().unresponsive_grace_ms;
+    assert!(w.now - t0 >= grace, "killed before the grace period");
+    assert!(
+        w.machines[victim].inc > frozen_inc && !w.machines[victim].frozen,
+        "the frozen peer was not replaced within 40 rounds"
+    );
+    assert_eq!(
+        w.machines[victim].copies, copies,
+        "restarted, not deployed anew"
+    );
+    // The new peer runs, answers, and every view counts every machine as running again.
+    for _ in 0..10 {
+        now += round;
+        w.run_until(now);
+    }
+    assert_eq!(w.running().count(), n);
+    for (m, c) in w.running() {
+        assert_eq!(c.view().root().agg.up() as usize, n, "view of {m}");
+        assert_eq!(
+            c.view().get(index).map(|r| r.state),
+            Some(PeerState::Running)
+        );
+    }
+    // Deterministic by seed.
+    let one = sim::run(Scenario::Freeze, params(n, 9), &Options::default());
+    let two = sim::run(Scenario::Freeze, params(n, 9), &Options::default());
+    assert!(one.converged, "{}", one.human());
+    assert!(one.unresponsive_rounds.is_some());
+    assert_eq!(
+        (
+            one.curve.clone(),
+            one.unresponsive_rounds,
+            one.messages,
+            one.events
+        ),
+        (two.curve, two.unresponsive_rounds, two.messages, two.events)
+    );
 }

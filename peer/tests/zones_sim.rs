@@ -18,7 +18,7 @@ use smon_proto::{
 /// The additive parts of an aggregate: what must be exact once the cluster is quiet.
 type Counts = (
     u32,
-    [u32; 7],
+    [u32; 8],
     Vec<(Version, u32)>,
     Vec<(u64, bool, u32)>,
     Vec<(u32, u32)>,
@@ -94,6 +94,7 @@ fn app(state: AppState) -> Vec<AppStatus> {
         desired: DesiredState::Online,
         state,
         restarts: 0,
+        reason: None,
     }]
 }
 
@@ -349,10 +350,12 @@ fn two_lists_of_one_version_converge_and_never_mix_records() {
         // Side 0 drops the last machine, side 1 the second: indexes shift differently.
         let a: Vec<_> = (0..n - 1).map(machine_name).collect();
         let b: Vec<_> = (0..n).filter(|&i| i != 1).map(machine_name).collect();
-        let (a, b) = (
-            Arc::new(Membership::new(2, a)),
-            Arc::new(Membership::new(2, b)),
-        );
+        let signed = |list: Vec<_>| {
+            let mut list = Membership::new(2, list);
+            list.set_signature(smon_peer::core::FlagSignatures::SIGNED.to_vec());
+            Arc::new(list)
+        };
+        let (a, b) = (signed(a), signed(b));
         assert_ne!(a.digest(), b.digest());
         w.input(0, Input::SetMembership(a.clone()));
         w.input(n - 1, Input::SetMembership(b.clone()));

@@ -58,7 +58,11 @@ impl PeerService for BenchPeer {
             data: self.payload[..len].to_vec(),
         })
     }
-    async fn exchange_livetag(self, _: context::Context, tag: LiveTag) -> LiveTag {
+    async fn exchange_livetag(
+        self,
+        _: context::Context,
+        tag: smon_proto::SignedLiveTag,
+    ) -> smon_proto::SignedLiveTag {
         tag
     }
     async fn exchange_member(self, _: context::Context, version: u64) -> MemberReply {
@@ -84,8 +88,7 @@ impl PeerService for BenchPeer {
     async fn set_app_status(
         self,
         _: context::Context,
-        _: String,
-        _: DesiredState,
+        _: smon_proto::MachineAppDesired,
     ) -> Result<(), Refusal> {
         Ok(())
     }
@@ -147,6 +150,15 @@ impl AgentService for BenchAgent {
 
     async fn public_key(self, _: context::Context) -> String {
         String::new()
+    }
+
+    async fn sign_control(
+        self,
+        _: context::Context,
+        bytes: Vec<u8>,
+        _proof: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        Ok(bytes)
     }
 }
 
@@ -234,7 +246,7 @@ fn small_ping() -> Ping {
     Ping {
         from: MachineId::local("bench"),
         version: Version::new(1, 0, 0),
-        livetag: LiveTag::default(),
+        livetag: Default::default(),
         membership_version: 1,
         gossip: Gossip::default(),
     }

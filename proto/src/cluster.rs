@@ -48,6 +48,11 @@ pub struct ClusterConfig {
     /// installed (`init --take-over`). Off: such a machine is refused, saying so.
     #[serde(default)]
     pub take_over: bool,
+    /// A peer whose process exists but does not answer pings is killed and restarted after
+    /// this much silence (`init --unresponsive-grace`); absent: 12 rounds
+    /// ([`ClusterConfig::unresponsive_grace_ms`]).
+    #[serde(default)]
+    pub unresponsive_grace_ms: Option<u64>,
 }
 
 /// Where peers serve `/metrics` (see [`ClusterConfig::metrics_address`]).
@@ -62,6 +67,12 @@ pub struct MetricsSetting {
 }
 
 impl ClusterConfig {
+    /// How long a peer process may exist without answering pings before it is killed and
+    /// restarted (issue 15, kind 1): the setting, or 12 rounds.
+    pub fn unresponsive_grace_ms(&self) -> u64 {
+        self.unresponsive_grace_ms.unwrap_or(12 * self.interval_ms)
+    }
+
     /// Read the settings of the cluster directory `dir` (`DIR/cluster.json`). Errors: the
     /// file cannot be read ([`ProtoError::File`]) or is not a config
     /// ([`ProtoError::ClusterConfig`]); both name the file.
@@ -213,6 +224,7 @@ mod tests {
             ssh_trust_on_first_use: false,
             metrics: None,
             take_over: false,
+            unresponsive_grace_ms: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod app_package;
 pub mod chunked;
 mod cluster;
 mod cluster_key;
+pub mod door;
 mod envelope;
 pub mod files;
 mod idle;
@@ -20,6 +21,7 @@ pub mod noise;
 mod operator_key;
 pub mod release;
 mod service;
+pub mod token_bucket;
 pub mod transport;
 
 pub use cluster::{ClusterConfig, InstallSeed, MetricsSetting};

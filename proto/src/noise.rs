@@ -166,6 +166,12 @@ impl NoiseCodec {
         Self::with_max_message(session, MAX_MESSAGE)
     }
 
+    /// The session back (its nonces where this codec left them), e.g. for a fuzz target that
+    /// runs one handshake for many inputs.
+    pub fn into_session(self) -> TransportState {
+        self.session
+    }
+
     pub fn with_max_message(session: TransportState, max_message: usize) -> Self {
         Self {
             session,

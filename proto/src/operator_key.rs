@@ -76,6 +76,19 @@ impl OperatorKey {
             .verify_slice(proof)
             .is_ok()
     }
+
+    /// The proof that the holder of this key asks for control state's signed `bytes` (a
+    /// livetag, an application's desired state) to be signed.
+    pub fn prove_control(&self, bytes: &[u8]) -> Vec<u8> {
+        self.mac(b"sign_control", bytes)
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    }
+
+    pub fn verify_control(&self, bytes: &[u8], proof: &[u8]) -> bool {
+        self.mac(b"sign_control", bytes).verify_slice(proof).is_ok()
+    }
 }
 
 #[cfg(test)]

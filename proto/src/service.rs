@@ -7,20 +7,22 @@
 
 use crate::{
     AppOffer, AppReply, AppStatus, ChallengeRequest, Chunk, ChunkRequest, ClusterView,
-    ControlAction, DesiredState, LiveTag, LogChunk, LogRequest, MemberReply, PackageManifest,
-    PeerCall, PeerReply, Ping, Pong, Refusal, ZoneRecords, ZoneRecordsRequest,
+    ControlAction, LogChunk, LogRequest, MachineAppDesired, MemberReply, PackageManifest, PeerCall,
+    PeerReply, Ping, Pong, Refusal, SignedLiveTag, ZoneRecords, ZoneRecordsRequest,
 };
 
 #[tarpc::service]
 pub trait PeerService {
     async fn ping(ping: Ping) -> Pong;
     async fn retrieve_peer(req: ChunkRequest) -> Result<Chunk, Refusal>;
-    async fn exchange_livetag(tag: LiveTag) -> LiveTag;
+    async fn exchange_livetag(tag: SignedLiveTag) -> SignedLiveTag;
     async fn exchange_member(version: u64) -> MemberReply;
     async fn retrieve_member() -> Vec<u8>;
     async fn exchange_app(offer: AppOffer) -> AppReply;
     async fn retrieve_app(name: String, req: ChunkRequest) -> Result<Chunk, Refusal>;
-    async fn set_app_status(name: String, desired: DesiredState) -> Result<(), Refusal>;
+    /// An application's desired state on the answering peer's machine only, signed by the
+    /// release key ([`MachineAppDesired`]): refused unless it names this machine and verifies.
+    async fn set_app_status(desired: MachineAppDesired) -> Result<(), Refusal>;
     async fn get_app_status(name: Option<String>) -> Vec<AppStatus>;
     async fn cluster_view(since: u64) -> ClusterView;
     async fn control(action: ControlAction) -> Result<String, Refusal>;
@@ -56,6 +58,11 @@ pub trait AgentService {
     async fn sign_membership(blob: Vec<u8>, proof: Vec<u8>) -> Result<Vec<u8>, Refusal>;
     /// The agent's public key, OpenSSH text form.
     async fn public_key() -> String;
+    // New calls go last: a call's place is its number on the wire.
+    /// The agent's sshsig (PEM, namespace [`crate::CONTROL_NAMESPACE`]) of control state's
+    /// signed bytes ([`crate::control_signing_bytes`]: a livetag, an application's desired
+    /// state); `proof` is [`crate::OperatorKey::prove_control`] of the bytes.
+    async fn sign_control(bytes: Vec<u8>, proof: Vec<u8>) -> Result<Vec<u8>, Refusal>;
 }
 
 /// Performs a [`PeerCall`] over a real tarpc client: the daemon's side of the core's

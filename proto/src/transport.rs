@@ -1,7 +1,7 @@
 //! Connect and accept helpers that turn a TCP stream into a Noise-encrypted tarpc transport,
 //! and the serving loop that keeps accepting whatever a single connection does.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use futures::{TryStreamExt, stream::MapOk};
 use tarpc::{ClientMessage, Response, client, tokio_serde::formats::Bincode};
@@ -14,6 +14,7 @@ pub use crate::envelope::{
 pub use crate::idle::IdleTimeout;
 use crate::{
     AgentServiceClient, ClusterKey, PeerServiceClient, ProtoError,
+    door::{Door, DoorLimits, Handshake},
     noise::{self, NoiseCodec},
 };
 
@@ -145,18 +146,35 @@ pub type ServerTransport<Req, Resp> = IdleTimeout<
     >,
 >;
 
-/// How long a server waits for a connection's handshake, and then for its next message.
-#[derive(Clone, Copy, Debug)]
+/// How long a server waits for a connection's handshake, and then for its next message; and
+/// its [`Door`], which decides which accepted connections get a handshake at all and counts
+/// what it refused.
+#[derive(Clone)]
 pub struct ServeLimits {
     pub handshake: Duration,
     pub idle: Duration,
+    pub door: Arc<Door>,
 }
 
 impl Default for ServeLimits {
+    /// The default timeouts, and a door with the default limits (not fitted to this process's
+    /// descriptors: servers use [`ServeLimits::for_this_process`]).
     fn default() -> Self {
         Self {
             handshake: noise::HANDSHAKE_TIMEOUT,
             idle: IDLE_TIMEOUT,
+            door: Door::new(DoorLimits::default()),
+        }
+    }
+}
+
+impl ServeLimits {
+    /// The defaults, with a door fitted to this process's descriptor limit
+    /// ([`DoorLimits::for_this_process`]).
+    pub fn for_this_process() -> Self {
+        Self {
+            door: Door::new(DoorLimits::for_this_process()),
+            ..Self::default()
         }
     }
 }
@@ -165,8 +183,39 @@ impl Default for ServeLimits {
 /// go (peers), or call every few seconds (consoles): minutes of silence is a stuck client.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Accept connections forever; each gets its own task, so a bad or silent client (wrong key,
-/// garbage, a stalled handshake) affects only itself. `on_transport` serves one connection,
+/// The listen backlog of a server's socket (the kernel caps it at `net.core.somaxconn`): a
+/// flood fills the accept queue between two wake-ups of the accept loop, and a full queue
+/// drops the next SYN, legitimate or not, which its client resends only after a second.
+/// tokio's `TcpListener::bind` asks for 1,024.
+pub const LISTEN_BACKLOG: u32 = 4_096;
+
+/// Listen on `addr` (`host:port`, the first address it resolves to) with [`LISTEN_BACKLOG`].
+pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As std's bind does: a restarted server binds while old connections linger.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr}: no address"),
+        )
+    }))
+}
+
+/// Accept connections forever; each that [`ServeLimits::door`] lets in gets its own task, so
+/// a bad or silent client (wrong key, garbage, a stalled handshake) affects only itself, and
+/// one that opens too many is turned away before any handshake work. `on_transport` serves one connection,
 /// typically `BaseChannel::with_defaults(t).execute(server.serve()).for_each(spawn_request)`.
 /// A refused handshake is logged (debug); [`serve_connections_with`] hands it to a hook.
 pub async fn serve_connections<Req, Resp, F, Fut>(
@@ -213,18 +262,31 @@ pub async fn serve_connections_with<Req, Resp, F, Fut, R, RFut>(
                 continue;
             }
         };
-        let key = key.clone();
+        let Ok(ticket) = limits.door.admit(addr.ip()) else {
+            // Refused (counted and logged by the door): closed with a reset, so that neither
+            // side keeps the connection in TIME_WAIT.
+            let _ = stream.set_zero_linger();
+            continue;
+        };
+        let (key, handshake, idle) = (key.clone(), limits.handshake, limits.idle);
         let (on_transport, on_refused) = (on_transport.clone(), on_refused.clone());
         tokio::spawn(async move {
-            match accept::<WireClientMessage<Req>, Response<Resp>>(stream, &key, limits.handshake)
-                .await
-            {
+            let mut ticket = ticket;
+            match accept::<WireClientMessage<Req>, Response<Resp>>(stream, &key, handshake).await {
                 Ok(transport) => {
+                    ticket.handshake(Handshake::Done);
                     let transport = transport.map_ok(ClientMessage::from as fn(_) -> _);
-                    on_transport(IdleTimeout::new(transport, limits.idle), addr).await
+                    on_transport(IdleTimeout::new(transport, idle), addr).await
                 }
-                Err(e) => on_refused(addr, e).await,
+                Err(e) => {
+                    ticket.handshake(match e {
+                        ProtoError::HandshakeTimeout { .. } => Handshake::TimedOut,
+                        _ => Handshake::Failed,
+                    });
+                    on_refused(addr, e).await
+                }
             }
+            drop(ticket);
         });
     }
 }

@@ -105,7 +105,7 @@ impl PeerService for TestPeer {
                 ping.version.patch + 1,
             ),
             state: PeerState::Running,
-            livetag: ping.livetag.flipped_to(!ping.livetag.enabled),
+            livetag: flipped(&ping.livetag),
             membership_version: ping.membership_version + 1,
             gossip: ping.gossip,
         }
@@ -115,8 +115,8 @@ impl PeerService for TestPeer {
         chunk("smon-peer", req)
     }
 
-    async fn exchange_livetag(self, _: context::Context, tag: LiveTag) -> LiveTag {
-        tag.flipped_to(!tag.enabled)
+    async fn exchange_livetag(self, _: context::Context, tag: SignedLiveTag) -> SignedLiveTag {
+        flipped(&tag)
     }
 
     async fn exchange_member(self, _: context::Context, version: u64) -> MemberReply {
@@ -161,11 +161,13 @@ impl PeerService for TestPeer {
     async fn set_app_status(
         self,
         _: context::Context,
-        name: String,
-        desired: DesiredState,
+        desired: MachineAppDesired,
     ) -> Result<(), Refusal> {
-        match desired {
-            DesiredState::Ignore => Err(Refusal::Denied(format!("{name} may not be ignored"))),
+        match desired.desired {
+            DesiredState::Ignore => Err(Refusal::Denied(format!(
+                "{} may not be ignored",
+                desired.name
+            ))),
             _ => Ok(()),
         }
     }
@@ -174,6 +176,7 @@ impl PeerService for TestPeer {
         let name = name.unwrap_or_else(|| "all".into());
         vec![AppStatus {
             restarts: name.len() as u32,
+            reason: None,
             name,
             version: Version::new(1, 2, 3),
             desired: DesiredState::Online,
@@ -216,7 +219,7 @@ impl PeerService for TestPeer {
     }
     async fn control(self, _: context::Context, action: ControlAction) -> Result<String, Refusal> {
         match action {
-            ControlAction::SetLiveTag { enabled } => Ok(format!("livetag enabled={enabled}")),
+            ControlAction::SetLiveTag { tag } => Ok(format!("livetag enabled={}", tag.tag.enabled)),
             ControlAction::SetMembership { blob } => Membership::decode(&blob)
                 .map(|m| format!("{} machines at version {}", m.len(), m.version))
                 .map_err(|e| Refusal::Invalid(e.to_string())),
@@ -232,7 +235,9 @@ impl PeerService for TestPeer {
             ControlAction::PushApp { total, data, .. } => {
                 Ok(format!("{} of {total} application bytes", data.len()))
             }
-            ControlAction::SetAppDesired { name, desired } => Ok(format!("{name} set {desired}")),
+            ControlAction::SetAppDesired {
+                name, desired, rev, ..
+            } => Ok(format!("{name} set {desired} at {rev}")),
             ControlAction::Shutdown { .. } => Err(Refusal::Busy("shutting down already".into())),
         }
     }
@@ -278,6 +283,18 @@ impl AgentService for TestAgent {
         _proof: Vec<u8>,
     ) -> Result<Vec<u8>, Refusal> {
         Ok(blob)
+    }
+
+    async fn sign_control(
+        self,
+        _: context::Context,
+        bytes: Vec<u8>,
+        proof: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        if proof.is_empty() {
+            return Err(Refusal::Denied("no operator proof".into()));
+        }
+        Ok(bytes)
     }
 
     async fn public_key(self, _: context::Context) -> String {
@@ -348,14 +365,34 @@ fn ctx() -> context::Context {
     ctx
 }
 
+/// A livetag with a stand-in signature (the test servers only carry it).
+fn signed_tag(enabled: bool, version: u64) -> SignedLiveTag {
+    SignedLiveTag {
+        tag: LiveTag { enabled, version },
+        signature: format!("sig {enabled} {version}").into_bytes(),
+    }
+}
+
+/// The test server's answer to a livetag: the other state, one version up, signed.
+fn flipped(tag: &SignedLiveTag) -> SignedLiveTag {
+    signed_tag(!tag.tag.enabled, tag.tag.version + 1)
+}
+
+fn machine_desired(desired: DesiredState) -> MachineAppDesired {
+    MachineAppDesired {
+        machine: MachineId::local("web-1"),
+        name: "web".into(),
+        desired,
+        rev: 7,
+        signature: b"sig".to_vec(),
+    }
+}
+
 fn ping_from(name: &str) -> Ping {
     Ping {
         from: MachineId::local(name),
         version: Version::new(1, 2, 3),
-        livetag: LiveTag {
-            enabled: true,
-            version: 4,
-        },
+        livetag: signed_tag(true, 4),
         membership_version: 5,
         gossip: Gossip {
             membership_version: 5,
@@ -443,10 +480,7 @@ async fn ping_round_trips() {
                 from: "answerer@host-1".parse().unwrap(),
                 version: Version::new(1, 2, 4),
                 state: PeerState::Running,
-                livetag: LiveTag {
-                    enabled: false,
-                    version: 5
-                },
+                livetag: signed_tag(false, 5),
                 membership_version: 6,
                 gossip: ping.gossip.clone(),
             }
@@ -479,16 +513,10 @@ async fn retrieve_peer_round_trips() {
 async fn exchange_livetag_round_trips() {
     let client = test_peer().await;
     within("exchange_livetag", async {
-        let tag = LiveTag {
-            enabled: true,
-            version: 9,
-        };
+        let tag = signed_tag(true, 9);
         assert_eq!(
             client.exchange_livetag(ctx(), tag).await.unwrap(),
-            LiveTag {
-                enabled: false,
-                version: 10
-            }
+            signed_tag(false, 10)
         );
     })
     .await;
@@ -532,6 +560,7 @@ async fn exchange_app_round_trips() {
             version: Version::new(0, 3, 0),
             desired: DesiredState::Online,
             desired_rev: 0,
+            desired_sig: Vec::new(),
         };
         let offer = |from: &str, desired_rev: u64| AppOffer {
             from: MachineId::local(from),
@@ -595,14 +624,14 @@ async fn set_app_status_round_trips() {
     within("set_app_status", async {
         assert_eq!(
             client
-                .set_app_status(ctx(), "web".into(), DesiredState::Offline)
+                .set_app_status(ctx(), machine_desired(DesiredState::Offline))
                 .await
                 .unwrap(),
             Ok(())
         );
         assert_eq!(
             client
-                .set_app_status(ctx(), "web".into(), DesiredState::Ignore)
+                .set_app_status(ctx(), machine_desired(DesiredState::Ignore))
                 .await
                 .unwrap(),
             Err(Refusal::Denied("web may not be ignored".into()))
@@ -648,7 +677,12 @@ async fn control_round_trips() {
     within("control", async {
         assert_eq!(
             client
-                .control(ctx(), ControlAction::SetLiveTag { enabled: false })
+                .control(
+                    ctx(),
+                    ControlAction::SetLiveTag {
+                        tag: signed_tag(false, 3),
+                    },
+                )
                 .await
                 .unwrap(),
             Ok("livetag enabled=false".into())
@@ -706,16 +740,14 @@ async fn the_core_calls_map_onto_the_client() {
     let addr = peer_server(&key, noise::HANDSHAKE_TIMEOUT).await;
     within("PeerCall::invoke", async {
         let client = transport::peer_client(addr, &key, CONNECT).await.unwrap();
-        let tag = LiveTag {
-            enabled: false,
-            version: 1,
-        };
+        let tag = signed_tag(false, 1);
         let req = chunk_req(Version::new(1, 0, 0), 5, 3);
         let app = AppDecl {
             name: "a".into(),
             version: Version::new(1, 0, 0),
             desired: DesiredState::Offline,
             desired_rev: 1,
+            desired_sig: b"sig".to_vec(),
         };
         let calls = [
             PeerCall::Ping(ping_from("core")),
@@ -732,13 +764,7 @@ async fn the_core_calls_map_onto_the_client() {
             replies.push(call.invoke(&client, ctx()).await.unwrap());
         }
         assert!(matches!(&replies[0], PeerReply::Pong(p) if p.membership_version == 6));
-        assert_eq!(
-            replies[1],
-            PeerReply::Livetag(LiveTag {
-                enabled: true,
-                version: 2
-            })
-        );
+        assert_eq!(replies[1], PeerReply::Livetag(signed_tag(true, 2)));
         assert!(matches!(&replies[2], PeerReply::Member(m) if m.version == 7 && m.blob.is_some()));
         assert_eq!(replies[3], PeerReply::App(AppReply::Have));
         assert_eq!(replies[4], PeerReply::Chunk(chunk("smon-peer", req)));

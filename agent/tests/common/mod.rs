@@ -36,6 +36,7 @@ pub fn cluster_dir(dir: &Path, machines: &[&str]) {
         ssh_trust_on_first_use: false,
         metrics: None,
         take_over: false,
+        unresponsive_grace_ms: None,
     };
     config.save(dir).unwrap();
     ClusterKey::create(&files.cluster_key()).unwrap();

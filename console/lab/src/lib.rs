@@ -14,10 +14,14 @@
 //! ```
 //!
 //! Needs root, iproute2 and openssh-server. See `layout` for every name it makes.
+//!
+//! Beside the lab, [`flood`]: a connection flood against one server over loopback (no root),
+//! for the tests and the benchmark of the servers' limits at the door.
 
 mod cgroup;
 mod down;
 mod error;
+pub mod flood;
 mod guard;
 mod lab;
 pub mod layout;

@@ -27,6 +27,25 @@ struct Dir {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Flood one server over loopback (no lab needed): hold N connections, open and drop them
+    /// in a loop, or send wrong-key handshakes at full speed; print the flooder's counts as
+    /// one JSON object when done.
+    Flood {
+        /// The server's address (loopback only).
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long, value_enum)]
+        mode: smon_lab::flood::Mode,
+        /// Connections held at once (hold) or concurrent loops (churn, wrong-key).
+        #[arg(long, default_value_t = 1_000)]
+        connections: usize,
+        /// The source address (loopback only).
+        #[arg(long, default_value_t = smon_lab::flood::DEFAULT_SOURCE)]
+        from: std::net::Ipv4Addr,
+        /// Stop after this long (or at SIGTERM/SIGINT).
+        #[arg(long = "for", default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+    },
     /// Make N machines; print one JSON object (machines, machines_file, known_hosts, key, …).
     Up {
         n: usize,
@@ -123,6 +142,18 @@ fn main() {
 
 fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
+        Cmd::Flood {
+            to,
+            mode,
+            connections,
+            from,
+            duration,
+        } => {
+            let mut flood = smon_lab::flood::Flood::new(mode, to, connections)?;
+            (flood.source, flood.duration) = (from, duration);
+            let report = tokio::runtime::Runtime::new()?.block_on(flood_until_signal(flood))?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
         Cmd::Up {
             n,
             dir,
@@ -183,6 +214,25 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Run `flood` until its duration ends or a SIGTERM/SIGINT arrives; its report either way.
+async fn flood_until_signal(
+    flood: smon_lab::flood::Flood,
+) -> anyhow::Result<smon_lab::flood::FloodReport> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = (
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    );
+    let (stop, report) = flood.start();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = stop.closed() => {}
+    }
+    let _ = stop.send(true);
+    report.await?
 }
 
 fn open(dir: &Dir) -> anyhow::Result<Lab> {

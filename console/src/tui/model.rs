@@ -86,6 +86,9 @@ pub struct Model {
     pub running: usize,
     pub disabled: usize,
     pub unreachable: usize,
+    /// Machines whose peer process is there but does not answer (see
+    /// `PeerState::Unresponsive`).
+    pub unresponsive: usize,
     /// Machines whose address answers as another machine.
     pub conflicts: usize,
     pub versions: BTreeMap<String, usize>,
@@ -256,6 +259,7 @@ impl Model {
         self.running = 0;
         self.disabled = 0;
         self.unreachable = 0;
+        self.unresponsive = 0;
         self.conflicts = 0;
         self.livetag_agreeing = 0;
         self.versions.clear();
@@ -268,6 +272,7 @@ impl Model {
                 PeerState::Running => self.running += 1,
                 PeerState::Disabled => self.disabled += 1,
                 PeerState::Unreachable => self.unreachable += 1,
+                PeerState::Unresponsive => self.unresponsive += 1,
                 PeerState::Conflict => self.conflicts += 1,
                 _ => {}
             }

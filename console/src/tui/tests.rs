@@ -36,6 +36,7 @@ fn record(i: u32, state: PeerState, version: Version, overhead: u32) -> MachineR
                     AppState::Backoff
                 },
                 restarts: i % 4,
+                reason: None,
             }]
         } else {
             Vec::new()
@@ -44,6 +45,7 @@ fn record(i: u32, state: PeerState, version: Version, overhead: u32) -> MachineR
         news_rev: 3,
         changed_ms: 0,
         bad_versions: Vec::new(),
+        reason: None,
     }
 }
 
@@ -142,6 +144,38 @@ fn the_overview_shows_a_version_marked_bad() {
         "{screen}"
     );
     insta::assert_snapshot!("overview_bad_version", screen);
+}
+
+/// Issue 15, kinds 1, 2 and 7: an unresponsive machine is counted and named on the overview,
+/// and the selected machine's pane says why it is in its state (and why an app is).
+#[test]
+fn the_tui_shows_unresponsive_machines_and_why() {
+    let mut app = sample_app();
+    let ids = machines(24);
+    let mut r = record(0, PeerState::Unresponsive, Version::new(0, 1, 0), 1);
+    r.news_rev = 9;
+    r.reason = Some(smon_proto::Reason::new(
+        "peer process (pid 4242) runs but does not answer pings",
+    ));
+    r.apps[0].reason = Some(smon_proto::Reason::new(
+        "processes {7} could not be stopped",
+    ));
+    let mut view = view_of(&ids, 5, vec![(ids[0].clone(), r.clone())]);
+    view.root.add_record(&r, 1);
+    app.update(Action::Data(DataMsg::View {
+        at: 10.0,
+        full: false,
+        view: Box::new(view),
+    }));
+    let screen = render(&app);
+    assert!(screen.contains("UNRESPONSIVE: 1 peer(s)"), "{screen}");
+    assert!(screen.contains("local:m001: unresponsive"), "{screen}");
+    app.update(Action::GoTab(1));
+    app.update(Action::Top);
+    let screen = render(&app);
+    assert!(screen.contains("unresponsive"), "{screen}");
+    assert!(screen.contains("why      peer process (pid"), "{screen}");
+    assert!(screen.contains("why: processes {7}"), "{screen}");
 }
 
 #[test]

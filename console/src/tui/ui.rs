@@ -268,7 +268,9 @@ pub fn state_style(state: &str) -> Style {
         "running" => Style::new().fg(Color::Green),
         "disabled" => Style::new().fg(Color::Blue),
         "deploying" => Style::new().fg(Color::Yellow),
-        "unreachable" | "stopped" | "failed" | "conflict" => Style::new().fg(Color::Red),
+        "unreachable" | "unresponsive" | "stopped" | "failed" | "conflict" => {
+            Style::new().fg(Color::Red)
+        }
         "backoff" => Style::new().fg(Color::Yellow),
         "removed" => Style::new().fg(Color::DarkGray),
         _ => Style::new().fg(Color::Gray),

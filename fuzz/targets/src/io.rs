@@ -63,13 +63,29 @@ pub async fn decode_stream<D>(decoder: D, stream: Trickle<'_>) -> (Vec<BytesMut>
 where
     D: Decoder<Item = BytesMut, Error = io::Error>,
 {
+    let (items, error, _) = decode_stream_keeping(decoder, stream).await;
+    (items, error)
+}
+
+/// [`decode_stream`], giving the decoder back (a target that reuses its state across inputs).
+pub async fn decode_stream_keeping<D>(
+    decoder: D,
+    stream: Trickle<'_>,
+) -> (Vec<BytesMut>, Option<io::Error>, D)
+where
+    D: Decoder<Item = BytesMut, Error = io::Error>,
+{
     let mut framed = FramedRead::new(stream, decoder);
     let mut items = Vec::new();
+    let mut error = None;
     while let Some(item) = framed.next().await {
         match item {
             Ok(item) => items.push(item),
-            Err(e) => return (items, Some(e)),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
         }
     }
-    (items, None)
+    (items, error, framed.into_parts().codec)
 }

@@ -139,6 +139,21 @@ mod examples {
             version: 7,
         }
     }
+    pub fn signed_tag() -> smon_proto::SignedLiveTag {
+        smon_proto::SignedLiveTag {
+            tag: tag(),
+            signature: b"-----BEGIN SSH SIGNATURE-----\n".to_vec(),
+        }
+    }
+    pub fn machine_desired() -> smon_proto::MachineAppDesired {
+        smon_proto::MachineAppDesired {
+            machine: machine(),
+            name: "hello".into(),
+            desired: smon_proto::DesiredState::Ignore,
+            rev: 1_767_225_601_000,
+            signature: b"-----BEGIN SSH SIGNATURE-----\n".to_vec(),
+        }
+    }
     pub fn status() -> AppStatus {
         AppStatus {
             name: "hello".into(),
@@ -146,6 +161,7 @@ mod examples {
             desired: DesiredState::Online,
             state: AppState::Running,
             restarts: 2,
+            reason: None,
         }
     }
     pub fn decl() -> AppDecl {
@@ -154,6 +170,7 @@ mod examples {
             version: version(),
             desired: DesiredState::Offline,
             desired_rev: 3,
+            desired_sig: b"-----BEGIN SSH SIGNATURE-----\n".to_vec(),
         }
     }
     pub fn record() -> MachineRecord {
@@ -168,6 +185,7 @@ mod examples {
             apps: vec![status()],
             load: 37,
             bad_versions: vec![bad()],
+            reason: None,
             ..MachineRecord::empty(1)
         }
     }
@@ -255,13 +273,14 @@ mod examples {
             total: 2,
             now_ms: 1_767_225_601_000,
             records: vec![(machine(), record())],
+            record_ages_ms: vec![4_000],
         }
     }
     pub fn ping() -> Ping {
         Ping {
             from: machine(),
             version: version(),
-            livetag: tag(),
+            livetag: signed_tag(),
             membership_version: 2,
             gossip: gossip(),
         }
@@ -271,7 +290,7 @@ mod examples {
             from: machine(),
             version: version(),
             state: PeerState::Disabled,
-            livetag: tag(),
+            livetag: signed_tag(),
             membership_version: 2,
             gossip: gossip(),
         }
@@ -318,6 +337,7 @@ mod examples {
             }],
             bad_versions: vec![(machine(), bad())],
             peer: Default::default(),
+            record_ages_ms: vec![4_000],
         }
     }
 }
@@ -367,7 +387,7 @@ pub fn peer_request_seeds() -> Vec<Vec<u8>> {
         R::RetrievePeer {
             req: chunk_request(),
         },
-        R::ExchangeLivetag { tag: tag() },
+        R::ExchangeLivetag { tag: signed_tag() },
         R::ExchangeMember { version: 3 },
         R::RetrieveMember {},
         R::ExchangeApp {
@@ -381,8 +401,7 @@ pub fn peer_request_seeds() -> Vec<Vec<u8>> {
             req: chunk_request(),
         },
         R::SetAppStatus {
-            name: "hello".into(),
-            desired: DesiredState::Ignore,
+            desired: machine_desired(),
         },
         R::GetAppStatus {
             name: Some("hello".into()),
@@ -400,7 +419,7 @@ pub fn peer_request_seeds() -> Vec<Vec<u8>> {
             },
         },
         R::Control {
-            action: ControlAction::SetLiveTag { enabled: false },
+            action: ControlAction::SetLiveTag { tag: signed_tag() },
         },
         R::Control {
             action: ControlAction::SetMembership { blob: membership },
@@ -423,6 +442,8 @@ pub fn peer_request_seeds() -> Vec<Vec<u8>> {
             action: ControlAction::SetAppDesired {
                 name: "hello".into(),
                 desired: DesiredState::Offline,
+                rev: 3,
+                signature: b"-----BEGIN SSH SIGNATURE-----\n".to_vec(),
             },
         },
         R::Control {
@@ -447,7 +468,7 @@ pub fn peer_reply_seeds() -> Vec<Vec<u8>> {
         R::Ping(pong()),
         R::RetrievePeer(Ok(chunk())),
         R::RetrievePeer(Err(Refusal::Busy("3 fetches".into()))),
-        R::ExchangeLivetag(tag()),
+        R::ExchangeLivetag(signed_tag()),
         R::ExchangeMember(MemberReply {
             version: 3,
             blob: Some(crate::membership::seeds().pop().expect("a blob")),
@@ -500,6 +521,10 @@ pub fn agent_request_seeds() -> Vec<Vec<u8>> {
             proof: vec![0x22; 32],
         },
         R::PublicKey {},
+        R::SignControl {
+            bytes: smon_proto::SignedLiveTag::signing_bytes(&tag()),
+            proof: vec![0x33; 32],
+        },
     ];
     let mut seeds: Vec<Vec<u8>> = messages
         .into_iter()
@@ -521,6 +546,7 @@ pub fn agent_reply_seeds() -> Vec<Vec<u8>> {
         R::SignPackage(Ok(manifest())),
         R::SignMembership(Ok(b"-----BEGIN SSH SIGNATURE-----\n".to_vec())),
         R::PublicKey(crate::keys::release_public().to_openssh().expect("openssh")),
+        R::SignControl(Ok(b"-----BEGIN SSH SIGNATURE-----\n".to_vec())),
     ];
     let mut seeds: Vec<Vec<u8>> = messages
         .into_iter()

@@ -37,6 +37,7 @@ pub fn sim_sized_view(machines: u32, apps: u32) -> ClusterView {
                 desired: DesiredState::Online,
                 state: AppState::ALL[((i + a) % 6) as usize],
                 restarts: 0,
+                reason: None,
             })
             .collect();
         root.add_record(&r, 1);
@@ -55,6 +56,15 @@ pub fn sim_sized_view(machines: u32, apps: u32) -> ClusterView {
             login_failures: 3,
             deploy_attempts: 12,
             deploy_failures: 1,
+            door: smon_proto_types::DoorCounts {
+                admitted: 500,
+                refused_source: 7_000,
+                refused_rate: 2_000,
+                handshake_failures: 30,
+                handshake_timeouts: 32,
+                open: 4,
+                ..Default::default()
+            },
         },
         ..ClusterView::empty(MachineId::local("m0007"))
     }

@@ -17,13 +17,14 @@ impl Core {
     ) -> PeerReply {
         self.last_heard = now;
         self.now = now;
+        self.view.set_clock(now);
         match call {
             PeerCall::Ping(mut ping) => {
                 let theirs = std::mem::take(&mut ping.gossip.digest);
                 let list = (ping.membership_version, ping.gossip.membership_digest);
                 let same_list = list == self.view.membership().order();
                 if !self.exited {
-                    self.absorb_livetag(ping.livetag, out);
+                    let _ = self.absorb_livetag(Sender::Peer(ping.from.clone()), ping.livetag, out);
                     self.absorb_gossip(ping.gossip, out);
                     self.consider_version(&ping.from, ping.version, rng, out);
                     self.consider_membership(&ping.from, list, out);
@@ -33,7 +34,7 @@ impl Core {
                     from: self.me.clone(),
                     version: self.state.version,
                     state: self.own_state(),
-                    livetag: self.state.livetag,
+                    livetag: self.signed_livetag(),
                     membership_version: self.view.membership().version,
                     gossip: self.outgoing_gossip(
                         partner,
@@ -43,8 +44,9 @@ impl Core {
                 })
             }
             PeerCall::ExchangeLivetag(tag) => {
-                self.absorb_livetag(tag, out);
-                PeerReply::Livetag(self.state.livetag)
+                // The call names no sender: the daemon adds the caller's address to the log.
+                let _ = self.absorb_livetag(Sender::Unnamed, tag, out);
+                PeerReply::Livetag(self.signed_livetag())
             }
             PeerCall::ExchangeMember(version) => {
                 // At an equal version too: the caller saw a list of this version that
@@ -106,12 +108,13 @@ impl Core {
     pub fn cluster_view(&self, since: u64) -> ClusterView {
         let membership = self.view.membership();
         let tree = self.view.tree();
-        let records = self
+        let records: Vec<_> = self
             .view
             .records()
             .filter(|(_, seq)| *seq > since)
             .filter_map(|(r, _)| membership.get(r.machine).map(|m| (m.clone(), r.clone())))
             .collect();
+        let record_ages_ms = self.ages_of(&records);
         let names = |sample: &[u32]| -> Vec<MachineId> {
             sample
                 .iter()
@@ -163,6 +166,7 @@ impl Core {
             as_of_ms: root.order.as_of_ms,
             zones,
             peer: Default::default(),
+            record_ages_ms,
             bad_versions: (root.agg.bad_sample.iter())
                 .filter_map(|m| Some((membership.get(m.machine)?.clone(), m.bad)))
                 .collect(),
@@ -188,7 +192,7 @@ impl Core {
             )));
         };
         let limit = req.limit.min(ZONE_RECORDS_PAGE) as usize;
-        let records = tree
+        let records: Vec<_> = tree
             .machines(req.zone)
             .iter()
             .skip(req.offset as usize)
@@ -200,7 +204,16 @@ impl Core {
             zone: req.zone,
             total: zone.len() as u32,
             now_ms: self.now,
+            record_ages_ms: self.ages_of(&records),
             records,
         })
+    }
+
+    /// The ages of `records` in this peer's view ([`View::age_ms`]), in order.
+    fn ages_of(&self, records: &[(MachineId, MachineRecord)]) -> Vec<u64> {
+        records
+            .iter()
+            .map(|(_, r)| self.view.age_ms(r.machine).unwrap_or(0))
+            .collect()
     }
 }

@@ -2,6 +2,7 @@
 //! offered, and the states this machine's supervisor reports.
 
 use super::*;
+use crate::signatures::{RefusedKind, Sender};
 
 impl Core {
     pub(crate) fn offer_app(&mut self, rng: &mut impl Rng, out: &mut Vec<Output>) {
@@ -73,8 +74,47 @@ impl Core {
         }
     }
 
+    /// `app` as another peer gave it, with its desired state replaced by ours when that
+    /// cannot be taken: a newer one not signed by the release key (refused, reported), or a
+    /// revision 0 (the package's default) for an application held here already. `None` when
+    /// this peer does not hold the application and the desired state offered is refused: the
+    /// whole offer is then (another peer will offer it signed). The package version is the
+    /// fetch's to verify.
+    pub(crate) fn vetted_app(
+        &mut self,
+        from: Sender,
+        mut app: AppDecl,
+        out: &mut Vec<Output>,
+    ) -> Option<AppDecl> {
+        let mine = self.state.apps.iter().find(|a| a.name == app.name);
+        if mine.is_some_and(|m| app.desired_order() <= m.desired_order()) {
+            return Some(app); // ours wins any merge
+        }
+        let taken = match app.desired_rev {
+            0 => mine.is_none(),
+            _ => match self.app_desired_signed(&app) {
+                Ok(()) => true,
+                Err(why) => {
+                    let rev = app.desired_rev;
+                    self.refuse(RefusedKind::AppDesired, from, rev, why, out);
+                    false
+                }
+            },
+        };
+        if !taken {
+            let mine = self.state.apps.iter().find(|a| a.name == app.name)?;
+            app.desired = mine.desired;
+            app.desired_rev = mine.desired_rev;
+            app.desired_sig = mine.desired_sig.clone();
+        }
+        Some(app)
+    }
+
     pub(crate) fn on_app_offer(&mut self, offer: AppOffer, out: &mut Vec<Output>) -> AppReply {
         let AppOffer { from, app } = offer;
+        let Some(app) = self.vetted_app(Sender::Peer(from.clone()), app, out) else {
+            return AppReply::Have;
+        };
         self.adopt_app_desired(&app, out);
         let newer_package = match self.state.apps.iter().find(|a| a.name == app.name) {
             None => true,

@@ -45,6 +45,15 @@ pub struct CoreConfig {
     pub probe_share: f64,
     /// Do not try to deploy the same machine again within this many rounds.
     pub retry_after_rounds: u64,
+    /// A machine whose peer process exists but leaves this many pings in a row unanswered
+    /// (each followed by a login that found the process) is recorded unresponsive.
+    pub unresponsive_after_pings: u32,
+    /// An unresponsive peer is killed and restarted once its silence has lasted this long
+    /// (from the first unanswered ping of the run).
+    pub unresponsive_grace_ms: u64,
+    /// A peer re-issues its own record at least every this many rounds, news or not, so that
+    /// a record nobody refreshes grows old in every view ([`crate::View::age_ms`]).
+    pub heartbeat_rounds: u64,
 }
 
 impl Default for CoreConfig {
@@ -62,6 +71,9 @@ impl Default for CoreConfig {
             disabled_exit_after_ms: None,
             probe_share: 0.5,
             retry_after_rounds: 3,
+            unresponsive_after_pings: 3,
+            unresponsive_grace_ms: 60_000,
+            heartbeat_rounds: 4,
         }
     }
 }

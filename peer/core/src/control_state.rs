@@ -3,13 +3,30 @@
 //! upgrades to.
 
 use super::*;
+use crate::signatures::{Refused, RefusedKind, Sender};
 
 impl Core {
-    pub(crate) fn absorb_livetag(&mut self, tag: LiveTag, out: &mut Vec<Output>) {
-        if self.state.livetag.merge(&tag) {
-            self.start_livetag_push();
-            self.refresh_own(out);
+    /// A livetag from `from`: taken if it is newer than ours and signed by the release key;
+    /// a newer one that is not signed is refused (reported, not taken, not spread). Returns
+    /// whether it was taken (`Ok(false)`: not newer).
+    pub(crate) fn absorb_livetag(
+        &mut self,
+        from: Sender,
+        tag: SignedLiveTag,
+        out: &mut Vec<Output>,
+    ) -> Result<bool, Refused> {
+        if !self.state.livetag.is_superseded_by(&tag.tag) {
+            return Ok(false);
         }
+        if let Err(why) = self.livetag_signed(&tag) {
+            return Err(self.refuse(RefusedKind::Livetag, from, tag.tag.version, why, out));
+        }
+        self.state.livetag = tag.tag;
+        self.state.livetag_signature = tag.signature;
+        self.start_livetag_push();
+        self.refresh_own(out);
+        self.persist(out);
+        Ok(true)
     }
 
     pub(crate) fn start_livetag_push(&mut self) {
@@ -72,9 +89,27 @@ impl Core {
         );
     }
 
-    pub(crate) fn apply_membership(&mut self, membership: Arc<Membership>, out: &mut Vec<Output>) {
+    /// A list from `from`: taken if it orders above ours and is signed as a whole by the
+    /// release key; otherwise refused (reported, not taken, not spread).
+    pub(crate) fn apply_membership(
+        &mut self,
+        from: Sender,
+        membership: Arc<Membership>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Refused> {
         if membership.order() <= self.view.membership().order() {
-            return;
+            if from != Sender::Operator {
+                return Ok(()); // a peer's stale list: nothing to say
+            }
+            let why = format!(
+                "version {} is not newer than this peer's {}",
+                membership.version,
+                self.view.membership().version
+            );
+            return Err(self.refuse(RefusedKind::Membership, from, membership.version, why, out));
+        }
+        if let Err(why) = self.membership_signed(&membership) {
+            return Err(self.refuse(RefusedKind::Membership, from, membership.version, why, out));
         }
         self.membership_blob = None;
         self.me_index = membership.index_of(&self.me);
@@ -82,9 +117,11 @@ impl Core {
         self.own.machine = self.me_index.unwrap_or(u32::MAX);
         self.targeting = Targeting::new(self.me_index, None, &self.view);
         self.work = None;
+        self.suspects.clear();
         out.push(Output::MembershipChanged(membership));
         self.own.state = PeerState::Stopped; // force a republish under the new index
         self.refresh_own(out);
+        Ok(())
     }
 
     /// A release fetch ended: upgrade to it if it is still newer and not known bad.
@@ -117,36 +154,44 @@ impl Core {
         self.persist(out);
     }
 
-    /// The operator's livetag: above every version this peer has heard of, so the operator's
-    /// word wins even when this peer's own tag is stale.
-    pub(crate) fn set_livetag(&mut self, enabled: bool, out: &mut Vec<Output>) {
-        let newest = match self.view.newest_livetag() {
-            Some(t) if self.state.livetag.is_superseded_by(&t) => t,
-            _ => self.state.livetag,
-        };
-        self.state.livetag = newest.flipped_to(enabled);
-        self.start_livetag_push();
-        self.refresh_own(out);
+    /// The operator's livetag, signed by the console at a version above what it saw; refused
+    /// if unsigned, forged, or not newer than this peer's.
+    pub(crate) fn set_livetag(&mut self, tag: SignedLiveTag, out: &mut Vec<Output>) {
+        let version = tag.tag.version;
+        if let Ok(false) = self.absorb_livetag(Sender::Operator, tag, out) {
+            let why = format!(
+                "version {version} is not newer than this peer's {}",
+                self.state.livetag.version
+            );
+            self.refuse(RefusedKind::Livetag, Sender::Operator, version, why, out);
+        }
     }
 
-    /// The operator's cluster-wide desired state of an application.
-    pub(crate) fn set_app_desired(
-        &mut self,
-        name: &str,
-        desired: smon_proto_types::DesiredState,
-        now: Millis,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(i) = self.state.apps.iter().position(|a| a.name == name) else {
+    /// The operator's cluster-wide desired state of an application (`app`'s name, desired
+    /// state, revision and signature): refused if unsigned, forged or not newer.
+    pub(crate) fn set_app_desired(&mut self, app: AppDecl, out: &mut Vec<Output>) {
+        let kind = RefusedKind::AppDesired;
+        let Some(i) = self.state.apps.iter().position(|a| a.name == app.name) else {
+            let why = format!("application {} is not installed here", app.name);
+            self.refuse(kind, Sender::Operator, app.desired_rev, why, out);
             return;
         };
-        let app = &mut self.state.apps[i];
-        app.desired = desired;
-        // Above what this peer knows, and a clock reading: a later setting made through
-        // another (possibly less informed) peer still wins.
-        app.desired_rev = (app.desired_rev + 1).max(now);
-        out.push(Output::AppDesired(app.clone()));
-        self.offer_next(i);
-        self.persist(out);
+        if app.desired_order() <= self.state.apps[i].desired_order() {
+            let why = format!(
+                "revision {} is not newer than this peer's {}",
+                app.desired_rev, self.state.apps[i].desired_rev
+            );
+            self.refuse(kind, Sender::Operator, app.desired_rev, why, out);
+            return;
+        }
+        let signed = match app.desired_rev {
+            0 => Err("revision 0 is the package's own".to_owned()),
+            _ => self.app_desired_signed(&app),
+        };
+        if let Err(why) = signed {
+            self.refuse(kind, Sender::Operator, app.desired_rev, why, out);
+            return;
+        }
+        self.adopt_app_desired(&app, out);
     }
 }

@@ -11,6 +11,7 @@ impl Core {
             now + self.cfg.interval_ms
         };
         out.push(Output::SetTimer(next));
+        self.heartbeat(now, out);
 
         let silent_for = now.saturating_sub(self.last_heard);
         if self.me_index.is_none() {
@@ -23,7 +24,7 @@ impl Core {
             self.livetag_push_left -= 1;
             for _ in 0..self.cfg.livetag_fanout {
                 if let Some(target) = self.random_other(rng) {
-                    let tag = self.state.livetag;
+                    let tag = self.signed_livetag();
                     self.call(
                         target,
                         PeerCall::ExchangeLivetag(tag),
@@ -60,7 +61,9 @@ impl Core {
             return; // one deployment at a time
         }
         let Some(me) = self.me_index else { return };
-        if let Some(target) = self.targeting.next(me, &mut self.view, &self.cfg, now, rng) {
+        if let Some(suspect) = self.suspect_to_follow() {
+            self.ping(suspect, rng, out);
+        } else if let Some(target) = self.targeting.next(me, &mut self.view, &self.cfg, now, rng) {
             self.approach(target, rng, out);
         }
     }
@@ -149,9 +152,11 @@ impl Core {
         let probe = match outcome {
             // Our own failure: neither an attempt on the machine nor news of it.
             LoginOutcome::NotTried => return None,
-            LoginOutcome::Failed => {
+            LoginOutcome::Failed(why) => {
+                self.clear_suspect(index);
                 self.targeting.note_attempt(index, now);
-                self.observe(index, PeerState::Unreachable);
+                let why = format!("pinged without answer; login failed: {why}");
+                self.observe_because(index, PeerState::Unreachable, why);
                 return Some(index);
             }
             LoginOutcome::Probed(probe) => probe,
@@ -164,8 +169,10 @@ impl Core {
                 self.ping(index, rng, out);
                 return None;
             }
-            return Some(index);
+            // The ping went unanswered, yet the process is there: it does not answer.
+            return self.on_silent_process(index, probe.pid, machine, now, out);
         }
+        self.clear_suspect(index); // no process: not silent, absent
         if probe.install_in_progress && self.cfg.strategy == Strategy::Informed {
             return Some(index); // somebody else is installing right now: no second copy
         }

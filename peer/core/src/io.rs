@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use smon_proto_types::{
-    AppDecl, AppStatus, BadVersion, MachineId, Membership, PeerCall, PeerReply, Version,
+    AppDecl, AppStatus, BadVersion, MachineId, Membership, PeerCall, PeerReply, SignedLiveTag,
+    Version,
 };
 
 /// Milliseconds: since the Unix epoch in the daemon, virtual in the simulator.
@@ -25,10 +26,11 @@ pub enum CallFailure {
 }
 
 /// What logging in to a machine found there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoginOutcome {
-    /// Could not log in (network, authentication, agent down).
-    Failed,
+    /// Could not log in (network, authentication, agent down), or the probe's script failed
+    /// there (a login shell that does not run it): why, in a few words.
+    Failed(smon_proto_types::Reason),
     /// Not tried: this peer could not start the login (its own descriptors or memory ran
     /// out). Says nothing about the machine (issue 15, kind 4).
     NotTried,
@@ -39,6 +41,9 @@ pub enum LoginOutcome {
 pub struct Probe {
     pub installed: Option<Version>,
     pub running: bool,
+    /// The running peer's process id, as the probe found it (its pid file, checked in
+    /// `/proc`): what [`Output::Kill`] names, so that only that process is killed.
+    pub pid: Option<u32>,
     /// Another installer holds the install lock right now.
     pub install_in_progress: bool,
 }
@@ -80,6 +85,11 @@ pub enum Input {
         machine: MachineId,
         ok: bool,
     },
+    /// The kill asked for by [`Output::Kill`] ended: `ok` when the process is gone.
+    KillDone {
+        machine: MachineId,
+        ok: bool,
+    },
     /// A package fetched from another peer was verified and stored (or not).
     FetchDone {
         version: Version,
@@ -93,20 +103,19 @@ pub enum Input {
     /// The local supervisor's view of the applications changed.
     AppStates(Vec<AppStatus>),
     LocalFacts(LocalFacts),
-    /// Operator actions (from the console, through the daemon).
-    SetLiveTag {
-        enabled: bool,
-    },
+    /// Operator actions (from the console, through the daemon), each signed by the release
+    /// key ([`crate::Core::handle_operator`] says whether it was refused).
+    SetLiveTag(SignedLiveTag),
+    /// A membership list signed as a whole.
     SetMembership(Arc<Membership>),
     /// A newer release is available at `from` (the console mimics a peer).
     OfferRelease {
         version: Version,
         from: MachineId,
     },
-    SetAppDesired {
-        name: String,
-        desired: smon_proto_types::DesiredState,
-    },
+    /// An application's cluster-wide desired state: `name`, `desired`, `desired_rev` and
+    /// `desired_sig` are the operator's (the package version is ignored).
+    SetAppDesired(AppDecl),
     /// An application package installed locally by the operator.
     AppInstalledLocally(AppDecl),
     /// A version was found unable to run or rejoin on this machine: never fetch it again,
@@ -132,6 +141,22 @@ pub enum Output {
     },
     /// Start the installed-but-stopped peer.
     Restart(MachineId),
+    /// `machine`'s peer process exists but has not answered `silent_pings` pings in a row
+    /// over `silent_for_ms`: it is now recorded [`smon_proto_types::PeerState::Unresponsive`].
+    /// Log it (a kill follows after the grace period).
+    Unresponsive {
+        machine: MachineId,
+        silent_pings: u32,
+        silent_for_ms: u64,
+    },
+    /// Log in to `machine` and kill (SIGKILL) its peer process `pid`, if the pid file still
+    /// names that process and it is a peer; answer with [`Input::KillDone`]. The process has
+    /// not answered for `silent_for_ms`.
+    Kill {
+        machine: MachineId,
+        pid: u32,
+        silent_for_ms: u64,
+    },
     /// Fetch the release `version` from the peer on `from`, in chunks.
     FetchRelease {
         from: MachineId,
@@ -158,6 +183,9 @@ pub enum Output {
     Persist(crate::PersistentState),
     /// Stop this peer process.
     Exit(ExitReason),
+    /// Control state was refused for its signature (or, from the console, for being stale):
+    /// not adopted, not spread. The daemon logs it as one line, the simulator counts it.
+    Refused(crate::Refused),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,8 @@ mod control_state;
 mod deploy;
 mod fetch_slots;
 mod io;
+mod signatures;
+mod liveness;
 mod table;
 mod target;
 mod view;
@@ -23,13 +25,14 @@ use rustc_hash::FxHashMap;
 use smon_proto_types::{
     AppDecl, AppOffer, AppReply, AppStatus, BadVersion, Chunk, ChunkRequest, ClusterView, Gossip,
     LiveTag, MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState,
-    Ping, Pong, Refusal, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords, ZoneRecordsRequest,
-    note_bad,
+    Ping, Pong, Refusal, SignedLiveTag, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords,
+    ZoneRecordsRequest, note_bad,
 };
 
 pub use config::{CoreConfig, Strategy};
 pub use fetch_slots::FetchSlots;
 pub use io::*;
+pub use signatures::{FlagSignatures, Refused, RefusedKind, Sender, SignatureCheck};
 pub use target::Targeting;
 pub use view::{View, supersedes};
 
@@ -38,6 +41,11 @@ pub use view::{View, supersedes};
 pub struct PersistentState {
     pub version: Version,
     pub livetag: LiveTag,
+    /// The release key's signature of `livetag` (see [`SignedLiveTag`]), so that a restarted
+    /// peer still serves its tag signed. Empty in a database from before signed control
+    /// state: that tag is kept here (this peer adopted it), but no other peer takes it.
+    #[serde(default)]
+    pub livetag_signature: Vec<u8>,
     /// The last revs of this machine's own record, so a restarted peer never reuses one.
     pub record_rev: u64,
     #[serde(default)]
@@ -57,6 +65,7 @@ impl PersistentState {
         Self {
             version,
             livetag: LiveTag::default(),
+            livetag_signature: Vec::new(),
             record_rev: 0,
             record_news_rev: 0,
             bad_versions: Vec::new(),
@@ -74,6 +83,9 @@ pub struct Boot {
     pub membership: Arc<Membership>,
     pub facts: LocalFacts,
     pub hint: Option<SpreadHint>,
+    /// How control state's signatures are checked: the release key (daemon), a flag
+    /// (simulator, [`FlagSignatures`]).
+    pub signatures: Arc<dyn SignatureCheck>,
 }
 
 /// The deployment work of this round (one at a time, as in the paper's loop).
@@ -83,6 +95,8 @@ enum Work {
     LoggingIn(u32),
     Deploying(u32),
     Restarting(u32),
+    /// Killing a peer process that exists but does not answer (see `liveness.rs`).
+    Killing(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +117,7 @@ struct Fetch {
 
 pub struct Core {
     cfg: CoreConfig,
+    signatures: Arc<dyn SignatureCheck>,
     me: MachineId,
     me_index: Option<u32>,
     state: PersistentState,
@@ -115,6 +130,9 @@ pub struct Core {
     /// The current login went out without a ping because the view said no peer runs there.
     login_unpinged: bool,
     work: Option<Work>,
+    /// Machines whose peer process exists but did not answer this peer's pings (by index
+    /// in the current membership; cleared when it changes).
+    suspects: FxHashMap<u32, liveness::Suspect>,
     /// Calls in flight: what each is for, and the machine it was addressed to (by name: an
     /// index may name another machine once the membership changes).
     pending: FxHashMap<CallId, (Pending, MachineId)>,
@@ -127,6 +145,9 @@ pub struct Core {
     last_heard: Millis,
     app_turn: usize,
     exited: bool,
+    /// When this peer last issued its own record (a new rev): re-issued every
+    /// [`CoreConfig::heartbeat_rounds`] so that viewers can tell a record nobody refreshes.
+    own_issued_at: Millis,
     /// The time of the input being handled.
     now: Millis,
 }
@@ -157,6 +178,7 @@ impl Core {
         let own = MachineRecord::empty(me_index.unwrap_or(u32::MAX));
         Self {
             cfg,
+            signatures: boot.signatures,
             me: boot.me,
             me_index,
             own,
@@ -167,6 +189,7 @@ impl Core {
             fresh,
             login_unpinged: false,
             work: None,
+            suspects: FxHashMap::default(),
             pending: FxHashMap::default(),
             next_call: 1,
             fetch: None,
@@ -177,6 +200,7 @@ impl Core {
             last_heard: now,
             app_turn: 0,
             exited: false,
+            own_issued_at: now,
             now,
         }
     }
@@ -184,6 +208,7 @@ impl Core {
     /// Call once after `new`: publishes the peer's own record and asks for the first tick.
     pub fn start(&mut self, now: Millis, rng: &mut impl Rng, out: &mut Vec<Output>) {
         self.now = now;
+        self.view.set_clock(now);
         self.own.rev = self.state.record_rev;
         self.own.news_rev = self.state.record_news_rev;
         self.refresh_own(out);
@@ -226,6 +251,14 @@ impl Core {
 
     pub fn livetag(&self) -> LiveTag {
         self.state.livetag
+    }
+
+    /// The livetag with its signature, as this peer sends it.
+    pub fn signed_livetag(&self) -> SignedLiveTag {
+        SignedLiveTag {
+            tag: self.state.livetag,
+            signature: self.state.livetag_signature.clone(),
+        }
     }
 
     pub fn membership(&self) -> &Arc<Membership> {
@@ -320,6 +353,7 @@ impl Core {
             load: self.facts.load,
             changed_ms: self.own.changed_ms,
             bad_versions: self.state.bad_marks.clone(),
+            reason: None,
         };
         if fresh == self.own && self.view.get(me) == Some(&self.own) {
             return;
@@ -329,9 +363,26 @@ impl Core {
             fresh.changed_ms = self.now;
         }
         fresh.rev = fresh.rev.max(self.state.record_rev) + 1;
+        self.own_issued_at = self.now;
         self.state.record_rev = fresh.rev;
         self.state.record_news_rev = fresh.news_rev;
         self.own = fresh;
+        self.view.store(Arc::new(self.own.clone()));
+        self.persist(out);
+    }
+
+    /// Re-issue the own record (a new rev, no news) when the last one is a heartbeat old.
+    fn heartbeat(&mut self, now: Millis, out: &mut Vec<Output>) {
+        let every = self
+            .cfg
+            .heartbeat_rounds
+            .saturating_mul(self.cfg.interval_ms);
+        if self.me_index.is_none() || now.saturating_sub(self.own_issued_at) < every {
+            return;
+        }
+        self.own.rev = self.own.rev.max(self.state.record_rev) + 1;
+        self.state.record_rev = self.own.rev;
+        self.own_issued_at = now;
         self.view.store(Arc::new(self.own.clone()));
         self.persist(out);
     }
@@ -399,7 +450,13 @@ impl Core {
     /// Write a third-party observation about `machine` (one rev above what we know), if it
     /// is a machine of our leaf zone: the others are their zones' to observe.
     fn observe(&mut self, machine: u32, state: PeerState) {
-        self.view.observe(machine, state, self.now);
+        self.view.observe(machine, state, None, self.now);
+    }
+
+    /// [`Core::observe`], saying why (shown in that machine's row of every view).
+    fn observe_because(&mut self, machine: u32, state: PeerState, reason: String) {
+        let reason = Some(smon_proto_types::Reason::new(&reason));
+        self.view.observe(machine, state, reason, self.now);
     }
 
     // ---- inputs ----------------------------------------------------------------------------
@@ -409,10 +466,32 @@ impl Core {
             return;
         }
         self.now = now;
+        self.view.set_clock(now);
         let tick = matches!(input, Input::Tick);
         self.handle_input(now, input, rng, out);
         // News moves up the zones at once; figures, and the age of our own rows, each round.
         self.view.flush(now, tick);
+    }
+
+    /// [`Core::handle`] for an operator's input (`SetLiveTag`, `SetMembership`,
+    /// `SetAppDesired`): `Err` when the core refused it (not signed by the release key, or
+    /// not newer than what this peer holds); nothing changed then.
+    pub fn handle_operator(
+        &mut self,
+        now: Millis,
+        input: Input,
+        rng: &mut impl Rng,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Refused> {
+        let mark = out.len();
+        self.handle(now, input, rng, out);
+        match out[mark..].iter().find_map(|o| match o {
+            Output::Refused(r) if r.from == Sender::Operator => Some(r.clone()),
+            _ => None,
+        }) {
+            Some(refused) => Err(refused),
+            None => Ok(()),
+        }
     }
 
     fn handle_input(
@@ -433,6 +512,7 @@ impl Core {
             Input::DeployDone { machine, .. } | Input::RestartDone { machine, .. } => {
                 self.on_work_done(&machine, now, rng, out)
             }
+            Input::KillDone { machine, ok } => self.on_kill_done(machine, ok, out),
             Input::FetchDone { version, ok } => self.on_fetch_done(version, ok, out),
             Input::AppFetched { app, ok } => {
                 if ok {
@@ -444,14 +524,14 @@ impl Core {
                 self.facts = facts;
                 self.refresh_own(out);
             }
-            Input::SetLiveTag { enabled } => self.set_livetag(enabled, out),
-            Input::SetMembership(membership) => self.apply_membership(membership, out),
+            Input::SetLiveTag(tag) => self.set_livetag(tag, out),
+            Input::SetMembership(membership) => {
+                let _ = self.apply_membership(Sender::Operator, membership, out);
+            }
             Input::OfferRelease { version, from } => {
                 self.consider_version(&from, version, rng, out)
             }
-            Input::SetAppDesired { name, desired } => {
-                self.set_app_desired(&name, desired, now, out)
-            }
+            Input::SetAppDesired(app) => self.set_app_desired(app, out),
             Input::AppInstalledLocally(app) => self.adopt_app(app, out),
             Input::MarkBad(mark) => self.mark_bad(mark, out),
         }
@@ -484,7 +564,7 @@ impl Core {
         Ping {
             from: self.me.clone(),
             version: self.state.version,
-            livetag: self.state.livetag,
+            livetag: self.signed_livetag(),
             membership_version: self.view.membership().version,
             gossip: Gossip {
                 digest: self.view.digest(Some(target)),
@@ -510,6 +590,7 @@ impl Core {
         match (pending, result) {
             (Pending::Ping(target), Ok(PeerReply::Pong(pong))) => {
                 self.finish_work(target);
+                self.clear_suspect(target);
                 self.check_answerer(asked, &pong, out);
                 self.on_pong(pong, rng, out);
             }
@@ -534,7 +615,9 @@ impl Core {
                 self.check_answerer(asked, &pong, out);
                 self.on_pong(pong, rng, out);
             }
-            (Pending::LivetagPush, Ok(PeerReply::Livetag(tag))) => self.absorb_livetag(tag, out),
+            (Pending::LivetagPush, Ok(PeerReply::Livetag(tag))) => {
+                let _ = self.absorb_livetag(Sender::Peer(asked), tag, out);
+            }
             (Pending::MemberPull, result) => {
                 self.member_pull_in_flight = false;
                 if let Ok(PeerReply::Member(MemberReply {
@@ -542,11 +625,15 @@ impl Core {
                 })) = result
                     && let Ok(membership) = Membership::decode(&blob)
                 {
-                    self.apply_membership(Arc::new(membership), out);
+                    let _ = self.apply_membership(Sender::Peer(asked), Arc::new(membership), out);
                 }
             }
             (Pending::AppOffer(target), Ok(PeerReply::App(AppReply::Newer(app)))) => {
-                // The desired state is taken at once; a newer package is fetched from there.
+                // The desired state is taken at once (if signed); a newer package is fetched
+                // from there.
+                let Some(app) = self.vetted_app(Sender::Peer(asked), app, out) else {
+                    return;
+                };
                 self.adopt_app_desired(&app, out);
                 let newer_package = self
                     .state
@@ -580,7 +667,8 @@ impl Core {
             return;
         }
         if let Some(index) = self.view.membership().index_of(&asked) {
-            self.observe(index, PeerState::Conflict);
+            let why = format!("its address is answered by the peer of {}", pong.from);
+            self.observe_because(index, PeerState::Conflict, why);
         }
         out.push(Output::Conflict {
             asked,
@@ -592,7 +680,7 @@ impl Core {
     /// peer that answered (`pong.from`), not of the machine pinged.
     fn on_pong(&mut self, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
         let list = (pong.membership_version, pong.gossip.membership_digest);
-        self.absorb_livetag(pong.livetag, out);
+        let _ = self.absorb_livetag(Sender::Peer(pong.from.clone()), pong.livetag, out);
         self.absorb_gossip(pong.gossip, out);
         self.consider_version(&pong.from, pong.version, rng, out);
         self.consider_membership(&pong.from, list, out);

@@ -421,6 +421,7 @@ mod tests {
                 desired: DesiredState::Online,
                 state: app,
                 restarts: 0,
+                reason: None,
             }],
             ..MachineRecord::empty(machine)
         })

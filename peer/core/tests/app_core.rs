@@ -54,6 +54,7 @@ fn decl(app: u8, version: u32, rev: u64, d: u8) -> AppDecl {
         version: Version::new(version, 0, 0),
         desired: desired(d),
         desired_rev: rev,
+        desired_sig: smon_core::FlagSignatures::SIGNED.to_vec(),
     }
 }
 
@@ -91,6 +92,7 @@ proptest! {
             membership,
             facts: LocalFacts::default(),
             hint: None,
+            signatures: std::sync::Arc::new(smon_core::FlagSignatures),
         };
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut core = Core::new(CoreConfig { interval_ms: 1_000, ..CoreConfig::default() }, boot, 0);
@@ -121,7 +123,12 @@ proptest! {
                     core.handle(now, Input::AppFetched { app: decl(app, version, rev, 0), ok }, &mut rng, &mut out);
                 }
                 Op::Operator { app, desired: d } => {
-                    core.handle(now, Input::SetAppDesired { name: format!("app{}", app % 3), desired: desired(d) }, &mut rng, &mut out);
+                    // As the console does: a revision above the peer's, signed.
+                    let name = format!("app{}", app % 3);
+                    if let Some(mine) = core.apps().iter().find(|a| a.name == name) {
+                        let set = AppDecl { desired: desired(d), desired_rev: (mine.desired_rev + 1).max(now), desired_sig: smon_core::FlagSignatures::SIGNED.to_vec(), ..mine.clone() };
+                        core.handle(now, Input::SetAppDesired(set), &mut rng, &mut out);
+                    }
                 }
                 Op::Tick => core.handle(now + 1_000, Input::Tick, &mut rng, &mut out),
                 Op::AnswerNewer { version, rev } => {

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_core::{
-    Boot, CallFailure, Core, CoreConfig, Input, LocalFacts, LoginOutcome, Output, PersistentState,
-    Probe, Strategy as TargetStrategy,
+    Boot, CallFailure, Core, CoreConfig, FlagSignatures, Input, LocalFacts, LoginOutcome, Output,
+    PersistentState, Probe, Strategy as TargetStrategy,
 };
 use smon_proto_types::{
     AppReply, Gossip, LiveTag, MachineId, MachineRecord, MemberReply, Membership, PeerCall,
-    PeerReply, PeerState, Ping, Pong, Version,
+    PeerReply, PeerState, Ping, Pong, SignedLiveTag, Version,
 };
 
 const MACHINES: usize = 12;
@@ -26,7 +26,17 @@ fn membership(version: u64, mask: u16) -> Membership {
         .filter(|&i| i == 0 || mask & (1 << i) != 0)
         .map(machine)
         .collect();
-    Membership::new(version, machines)
+    let mut list = Membership::new(version, machines);
+    list.set_signature(FlagSignatures::SIGNED.to_vec());
+    list
+}
+
+/// `tag` as the operator signed it (the simulator's signatures are a flag).
+fn signed(tag: LiveTag) -> SignedLiveTag {
+    SignedLiveTag {
+        tag,
+        signature: FlagSignatures::SIGNED.to_vec(),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -140,6 +150,7 @@ impl Harness {
             membership: Arc::new(membership(1, u16::MAX)),
             facts: LocalFacts::default(),
             hint: None,
+            signatures: std::sync::Arc::new(smon_core::FlagSignatures),
         };
         let mut h = Self {
             core: Core::new(cfg, boot, 0),
@@ -227,7 +238,7 @@ impl Harness {
                 let ping = Ping {
                     from: machine(from),
                     version: Version::new(version, 0, 0),
-                    livetag: tag(t),
+                    livetag: signed(tag(t)),
                     membership_version: members,
                     gossip: Gossip::default(),
                 };
@@ -239,11 +250,11 @@ impl Harness {
             Op::IncomingLivetag(e, v) => {
                 let reply = self.core.on_call(
                     self.now,
-                    PeerCall::ExchangeLivetag(tag((e, v))),
+                    PeerCall::ExchangeLivetag(signed(tag((e, v)))),
                     &mut self.rng,
                     &mut out,
                 );
-                assert_eq!(reply, PeerReply::Livetag(self.core.livetag()));
+                assert_eq!(reply, PeerReply::Livetag(self.core.signed_livetag()));
             }
             Op::Answer {
                 ok,
@@ -264,11 +275,11 @@ impl Harness {
                             from: to,
                             version: Version::new(version, 0, 0),
                             state: PeerState::Running,
-                            livetag: tag(t),
+                            livetag: signed(tag(t)),
                             membership_version: members,
                             gossip: Gossip::default(),
                         }),
-                        PeerCall::ExchangeLivetag(_) => PeerReply::Livetag(tag(t)),
+                        PeerCall::ExchangeLivetag(_) => PeerReply::Livetag(signed(tag(t))),
                         PeerCall::ExchangeMember(_) => PeerReply::Member(MemberReply {
                             version: members,
                             blob: Some(membership(members, mask).encode()),
@@ -295,10 +306,11 @@ impl Harness {
                     LoginOutcome::Probed(Probe {
                         installed: installed.then_some(Version::new(1, 0, 0)),
                         running,
+                        pid: running.then_some(7),
                         install_in_progress: locked,
                     })
                 } else {
-                    LoginOutcome::Failed
+                    LoginOutcome::Failed(smon_proto_types::Reason::new("refused"))
                 };
                 self.core.handle(
                     self.now,
@@ -334,9 +346,12 @@ impl Harness {
                 );
             }
             Op::Operator { enabled } => {
+                // As the console does: one version above the newest this peer has heard of.
+                let heard = self.core.view().newest_livetag().map_or(0, |t| t.version);
+                let version = self.core.livetag().version.max(heard) + 1;
                 self.core.handle(
                     self.now,
-                    Input::SetLiveTag { enabled },
+                    Input::SetLiveTag(signed(LiveTag { enabled, version })),
                     &mut self.rng,
                     &mut out,
                 );
@@ -356,6 +371,7 @@ impl Harness {
                         .cloned()
                         .collect();
                     list = Membership::new(version, rest);
+                    list.set_signature(FlagSignatures::SIGNED.to_vec());
                 }
                 self.core.handle(
                     self.now,
@@ -372,7 +388,7 @@ impl Harness {
                 let ping = Ping {
                     from: machine(1),
                     version: self.core.version(),
-                    livetag: self.core.livetag(),
+                    livetag: self.core.signed_livetag(),
                     membership_version: self.core.membership().version,
                     gossip: Gossip {
                         membership_version: self.core.membership().version,
@@ -470,6 +486,7 @@ fn a_disabled_peer_stops_pinging_but_answers_and_spreads_the_flag() {
             membership: Arc::new(membership(1, u16::MAX)),
             facts: LocalFacts::default(),
             hint: None,
+            signatures: std::sync::Arc::new(smon_core::FlagSignatures),
         },
         0,
     );
@@ -487,7 +504,7 @@ fn a_disabled_peer_stops_pinging_but_answers_and_spreads_the_flag() {
                     call: PeerCall::ExchangeLivetag(tag),
                     ..
                 } => {
-                    assert!(!tag.enabled);
+                    assert!(!tag.tag.enabled);
                     pushes += 1;
                 }
                 Output::Call { call, .. } => panic!("a disabled peer called {call:?}"),
@@ -502,13 +519,16 @@ fn a_disabled_peer_stops_pinging_but_answers_and_spreads_the_flag() {
     );
     let reply = h.core.on_call(
         30_000,
-        PeerCall::ExchangeLivetag(LiveTag::default()),
+        PeerCall::ExchangeLivetag(SignedLiveTag::default()),
         &mut h.rng,
         &mut out,
     );
     assert!(matches!(
         reply,
-        PeerReply::Livetag(LiveTag { enabled: false, .. })
+        PeerReply::Livetag(SignedLiveTag {
+            tag: LiveTag { enabled: false, .. },
+            ..
+        })
     ));
 }
 

@@ -53,6 +53,7 @@ impl Peer {
                 origin: 0,
                 membership_version: 1,
             }),
+            signatures: Arc::new(smon_core::FlagSignatures),
         };
         let mut peer = Self {
             core: Core::new(cfg, boot, NOW),
@@ -172,7 +173,7 @@ fn no_ping_where_the_view_says_no_peer_runs() {
     let ping = Ping {
         from: machine(5),
         version: Version::new(1, 0, 0),
-        livetag: root.core.livetag(),
+        livetag: root.core.signed_livetag(),
         membership_version: 1,
         gossip: Gossip {
             membership_version: 1,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_core::{Boot, Core, CoreConfig, Input, LocalFacts, Output, PersistentState};
 use smon_proto_types::{
-    Gossip, LiveTag, MachineId, Membership, PeerCall, PeerReply, PeerState, Pong, Version,
+    Gossip, MachineId, Membership, PeerCall, PeerReply, PeerState, Pong, Version,
 };
 
 fn machine(name: &str) -> MachineId {
@@ -26,6 +26,7 @@ fn pinging() -> (Core, Xoshiro256PlusPlus, u64, MachineId) {
         membership: Arc::new(membership),
         facts: LocalFacts::default(),
         hint: None,
+        signatures: std::sync::Arc::new(smon_core::FlagSignatures),
     };
     let cfg = CoreConfig {
         interval_ms: 1_000,
@@ -57,7 +58,7 @@ fn pong(from: MachineId, version: Version) -> PeerReply {
         from,
         version,
         state: PeerState::Running,
-        livetag: LiveTag::default(),
+        livetag: Default::default(),
         membership_version: 1,
         gossip: Gossip::default(),
     })
@@ -124,7 +125,8 @@ fn a_pong_that_crosses_a_membership_change_is_checked_against_the_machine_asked(
     // (comparing with whatever the old index names now made one, seen in the simulator).
     let (mut core, mut rng, id, asked) = pinging();
     let mut out = Vec::new();
-    let grown = Membership::new(2, ["a", "a0", "b", "b0", "c"].map(machine).to_vec());
+    let mut grown = Membership::new(2, ["a", "a0", "b", "b0", "c"].map(machine).to_vec());
+    grown.set_signature(smon_core::FlagSignatures::SIGNED.to_vec());
     core.handle(
         500,
         Input::SetMembership(Arc::new(grown)),

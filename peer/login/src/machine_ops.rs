@@ -39,7 +39,7 @@ v=none
 if [ -x "$R/current/smon-peer" ]; then v=$(readlink "$R/current"); v=${{v##*/}}; fi
 echo "installed=$v"
 r=0
-if [ -f "$R/peer.pid" ]; then p=$(cat "$R/peer.pid"); if kill -0 "$p" 2>/dev/null && grep -q smon-peer "/proc/$p/cmdline" 2>/dev/null; then r=1; fi; fi
+if [ -f "$R/peer.pid" ]; then p=$(cat "$R/peer.pid"); if kill -0 "$p" 2>/dev/null && grep -q smon-peer "/proc/$p/cmdline" 2>/dev/null; then r=1; echo "pid=$p"; fi; fi
 echo "running=$r"
 {live}
 echo "installing=$live"
@@ -75,6 +75,7 @@ fn parse_probe(out: &str) -> Result<Probe, Error> {
                 seen += 1;
                 probe.install_in_progress = value == "1";
             }
+            "pid" => probe.pid = value.parse().ok(),
             _ => {}
         }
     }
@@ -221,14 +222,35 @@ exit 1
     session.exec(&script, STEP_TIMEOUT).await
 }
 
+/// Kill (SIGKILL) the peer process `pid` of `machine`, found as [`probe`] finds it: only
+/// while the pid file still names `pid` and `/proc` shows a peer there, so that a peer
+/// restarted since (another pid) is never touched. Waits up to 5 s for it to be gone.
+/// Returns what it did, in words; errors when the process is still there.
+pub async fn kill_peer(login: &Login, machine: &MachineId, pid: u32) -> Result<String, Error> {
+    let mut session = login.open(machine).await?;
+    let script = format!(
+        r#"R={root}; p={pid}
+alive() {{ grep -q smon-peer "/proc/$p/cmdline" 2>/dev/null; }}
+if [ "$(cat "$R/peer.pid" 2>/dev/null)" != "$p" ] || ! alive; then echo "no peer process $p any more"; exit 0; fi
+kill -KILL "$p" || exit 1
+i=0; while alive && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+if alive; then echo "peer process $p still there after SIGKILL" >&2; exit 1; fi
+echo "killed peer process $p"
+"#,
+        root = session.root(),
+    );
+    session.exec(&script, STEP_TIMEOUT).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_probe_output() {
-        let p = parse_probe("installed=1.2.0\nrunning=1\ninstalling=0\n").unwrap();
+        let p = parse_probe("installed=1.2.0\npid=4242\nrunning=1\ninstalling=0\n").unwrap();
         assert_eq!(p.installed, Some(Version::new(1, 2, 0)));
+        assert_eq!(p.pid, Some(4242));
         assert!(p.running && !p.install_in_progress);
         let p = parse_probe("installed=none\nrunning=0\ninstalling=1\n").unwrap();
         assert!(p.installed.is_none() && p.install_in_progress);
@@ -250,6 +272,7 @@ mod tests {
             ssh_trust_on_first_use: false,
             metrics: None,
             take_over: false,
+            unresponsive_grace_ms: None,
         };
         let ssh = crate::SshContext {
             key: smon_proto::ClusterKey::from_bytes([7; 32]),

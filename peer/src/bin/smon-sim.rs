@@ -47,6 +47,17 @@ enum Command {
     /// All deployed, then an application is installed on one peer: rounds until every peer
     /// has fetched it.
     AppInstall(Common),
+    /// All deployed and running an application, and the last machine holds only the cluster
+    /// key: it sends forged control state (disable, a membership without the others, the
+    /// application offline) to every peer for R rounds. Counts what spread (goal: nothing),
+    /// then a signed disable: rounds until every peer is disabled.
+    Forged {
+        #[command(flatten)]
+        common: Common,
+        /// Rounds the forger runs.
+        #[arg(long, default_value_t = 10)]
+        rounds: u64,
+    },
     /// All deployed and running an application; then its state changes on one machine:
     /// rounds until every other peer's view shows it.
     AppState {
@@ -60,6 +71,10 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         settle: u64,
     },
+    /// All deployed, then one peer freezes (its process stays, it answers nothing, as after
+    /// `kill -STOP`): rounds until it was shown unresponsive, killed and restarted, and every
+    /// view counts it as running again.
+    Freeze(Common),
 }
 
 #[derive(Args)]
@@ -169,6 +184,10 @@ fn main() -> anyhow::Result<()> {
             (Scenario::Churn, common)
         }
         Command::AppInstall(c) => (Scenario::AppInstall, c),
+        Command::Forged { common, rounds } => {
+            options.forged_rounds = *rounds;
+            (Scenario::Forged, common)
+        }
         Command::AppState {
             common,
             no_load_churn,
@@ -178,6 +197,7 @@ fn main() -> anyhow::Result<()> {
             options.settle_rounds = *settle;
             (Scenario::AppState, common)
         }
+        Command::Freeze(c) => (Scenario::Freeze, c),
     };
     let mut report = sim::run(scenario, common.params()?, &options);
     if common.no_wall_clock {

@@ -9,10 +9,11 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_login::{Login, SshContext, host_keys::KNOWN_HOSTS, layout};
 use smon_proto::{
-    AppDecl, AppStatus, ClusterConfig, ClusterKey, ClusterView, ControlAction, DesiredState,
+    AppDecl, AppStatus, ClusterConfig, ClusterKey, ClusterView, ControlAction, MachineAppDesired,
     MachineId, Membership, PeerCall, PeerCounters, PeerReply, Refusal, ReleasePublicKey, Version,
     ZoneRecords, ZoneRecordsRequest,
     chunked::{Assembly, Kind},
+    door::Door,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,7 +29,12 @@ use super::{
 use crate::core::{Boot, Core, CoreConfig, ExitReason, Input, LocalFacts, Millis, Output};
 
 pub enum Msg {
-    Call(PeerCall, oneshot::Sender<PeerReply>),
+    /// A call from another peer (or a client speaking as one), and the connection's address.
+    Call(
+        PeerCall,
+        Option<std::net::SocketAddr>,
+        oneshot::Sender<PeerReply>,
+    ),
     View(u64, oneshot::Sender<ClusterView>),
     ZoneRecords(
         ZoneRecordsRequest,
@@ -46,8 +52,8 @@ pub enum Msg {
         app: AppDecl,
         ok: bool,
     },
-    /// `set_app_status`: a desired state for this machine only.
-    SetAppStatus(String, DesiredState, oneshot::Sender<Result<(), Refusal>>),
+    /// `set_app_status`: a desired state for this machine only, signed.
+    SetAppStatus(MachineAppDesired, oneshot::Sender<Result<(), Refusal>>),
     GetAppStatus(Option<String>, oneshot::Sender<Vec<AppStatus>>),
     /// Switch to an installed version and re-execute into it.
     Upgrade(Version),
@@ -78,12 +84,17 @@ pub struct Actor {
     /// A release package being pushed by the console.
     pub push: Assembly,
     pub apps: Apps,
+    /// The address of the connection whose call is being handled (named when the core
+    /// refuses control state it sent); cleared once its outputs are carried out.
+    pub caller: Option<std::net::SocketAddr>,
     /// An application package being pushed by the console.
     pub app_push: Assembly,
     /// The address this peer listens on (its port depends on the membership).
     pub listen: String,
     /// This peer's own counters since it started (`counters.rs`).
     pub counters: PeerCounters,
+    /// The listener's door: its counts go into every view with the counters.
+    pub door: Arc<Door>,
 }
 
 pub enum Ending {
@@ -105,6 +116,7 @@ impl Actor {
         loaded: Loaded,
         store: Store,
         (tx, rx): (mpsc::Sender<Msg>, mpsc::Receiver<Msg>),
+        door: Arc<Door>,
         now: Millis,
     ) -> (Self, Vec<Output>) {
         let Loaded {
@@ -138,6 +150,7 @@ impl Actor {
             membership,
             facts: facts.clone(),
             hint,
+            signatures: Arc::new(super::signatures::ReleaseKeySignatures(id.trusted.clone())),
         };
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(rand::random());
         let mut core = Core::new(core_config(&id.config), boot, now);
@@ -171,8 +184,10 @@ impl Actor {
             push: Assembly::new(Kind::Release),
             apps,
             app_push: Assembly::new(Kind::App),
+            caller: None,
             listen,
             counters: PeerCounters::default(),
+            door,
         };
         (actor, initial)
     }
@@ -222,7 +237,8 @@ impl Actor {
     fn on_msg(&mut self, msg: Msg, out: &mut Vec<Output>) -> Option<Ending> {
         let now = now_ms();
         match msg {
-            Msg::Call(call, reply) => {
+            Msg::Call(call, caller, reply) => {
+                self.caller = caller;
                 let from_peer = matches!(call, PeerCall::Ping(_));
                 let call_bytes = smon_proto::wire_size(&call);
                 let answer = self.core.on_call(now, call, &mut self.rng, out);
@@ -234,7 +250,10 @@ impl Actor {
             }
             Msg::View(since, reply) => {
                 let mut view = self.core.cluster_view(since);
-                view.peer = self.counters;
+                view.peer = PeerCounters {
+                    door: self.door.counts(),
+                    ..self.counters
+                };
                 let _ = reply.send(view);
             }
             Msg::ZoneRecords(req, reply) => {
@@ -271,7 +290,14 @@ impl Actor {
                         .handle(now, Input::AppStates(all), &mut self.rng, out);
                 }
             }
-            Msg::AppFetched { app, ok } => {
+            Msg::AppFetched { mut app, ok } => {
+                // Revision 0 is the package's own default state, whatever an offer said.
+                if ok
+                    && app.desired_rev == 0
+                    && let Ok(spec) = apps::install::load_spec(&self.root, &app.name, app.version)
+                {
+                    app.desired = spec.default_state;
+                }
                 if let Some(all) = self.apps.end_fetch(&app.name, app.version, ok) {
                     self.core
                         .handle(now, Input::AppStates(all), &mut self.rng, out);
@@ -279,8 +305,16 @@ impl Actor {
                 self.core
                     .handle(now, Input::AppFetched { app, ok }, &mut self.rng, out);
             }
-            Msg::SetAppStatus(name, desired, reply) => {
-                self.apps.set_override(&name, desired, now, reply);
+            Msg::SetAppStatus(desired, reply) => {
+                match self.core.check_machine_app_desired(&desired, out) {
+                    Ok(()) => {
+                        self.apps
+                            .set_override(&desired.name, desired.desired, desired.rev, reply)
+                    }
+                    Err(refused) => {
+                        let _ = reply.send(Err(Refusal::Denied(refused.to_string())));
+                    }
+                }
             }
             Msg::GetAppStatus(name, reply) => {
                 let _ = reply.send(self.apps.statuses(name.as_deref()));
@@ -327,6 +361,23 @@ impl Actor {
                 Output::Login(machine) => self.spawn_login(machine),
                 Output::Deploy { machine, hint } => self.spawn_deploy(machine, hint),
                 Output::Restart(machine) => self.spawn_restart(machine),
+                Output::Unresponsive {
+                    machine,
+                    silent_pings,
+                    silent_for_ms,
+                } => tracing::warn!(
+                    "UNRESPONSIVE: the peer of {machine} runs but left {silent_pings} pings in a \
+                     row unanswered over {}: killed and restarted after {} of silence",
+                    humantime::format_duration(Duration::from_millis(silent_for_ms)),
+                    humantime::format_duration(Duration::from_millis(
+                        self.config.unresponsive_grace_ms()
+                    )),
+                ),
+                Output::Kill {
+                    machine,
+                    pid,
+                    silent_for_ms,
+                } => self.spawn_kill(machine, pid, silent_for_ms),
                 Output::FetchRelease {
                     from,
                     version,
@@ -347,8 +398,13 @@ impl Actor {
                 ),
                 Output::Persist(state) => self.store.put(keys::STATE, &state)?,
                 Output::Exit(reason) => return Ok(Some(Ending::Exit(reason))),
+                Output::Refused(refused) => match self.caller {
+                    Some(addr) => tracing::warn!("{refused} (connection from {addr})"),
+                    None => tracing::warn!("{refused}"),
+                },
             }
         }
+        self.caller = None;
         Ok(None)
     }
 
@@ -378,6 +434,7 @@ fn core_config(config: &ClusterConfig) -> CoreConfig {
         interval_ms: config.interval_ms,
         removed_exit_after_ms: config.removed_exit_after_ms,
         disabled_exit_after_ms: config.disabled_exit_after_ms,
+        unresponsive_grace_ms: config.unresponsive_grace_ms(),
         ..CoreConfig::default()
     }
 }

@@ -4,8 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use smon_proto::{
-    AppDecl, ControlAction, DesiredState, Membership, Refusal, app_package, chunked::Assembled,
-    release,
+    AppDecl, ControlAction, DesiredState, Membership, Refusal, SignedLiveTag, app_package,
+    chunked::Assembled, release,
 };
 
 use super::{
@@ -28,7 +28,7 @@ impl Actor {
         out: &mut Vec<Output>,
     ) -> Result<String, Refusal> {
         match action {
-            ControlAction::SetLiveTag { enabled } => Ok(self.set_livetag(enabled, out)),
+            ControlAction::SetLiveTag { tag } => self.set_livetag(tag, out),
             ControlAction::SetMembership { blob } => self.set_membership(&blob, out),
             ControlAction::PushRelease {
                 offset,
@@ -40,9 +40,12 @@ impl Actor {
                 total,
                 data,
             } => self.receive_app_push(offset, total, &data, out),
-            ControlAction::SetAppDesired { name, desired } => {
-                self.set_app_desired(name, desired, out)
-            }
+            ControlAction::SetAppDesired {
+                name,
+                desired,
+                rev,
+                signature,
+            } => self.set_app_desired(name, desired, rev, signature, out),
             ControlAction::Shutdown { stop_apps } => {
                 self.send_after_answer(Msg::Shutdown { stop_apps });
                 Ok(if stop_apps {
@@ -63,11 +66,25 @@ impl Actor {
         });
     }
 
-    fn set_livetag(&mut self, enabled: bool, out: &mut Vec<Output>) -> String {
-        let input = Input::SetLiveTag { enabled };
-        self.core.handle(now_ms(), input, &mut self.rng, out);
+    /// Hand an operator's input to the core: refused (nothing changed) unless signed by the
+    /// release key and newer than what this peer holds.
+    fn operator(&mut self, input: Input, out: &mut Vec<Output>) -> Result<(), Refusal> {
+        self.core
+            .handle_operator(now_ms(), input, &mut self.rng, out)
+            .map_err(|refused| Refusal::Denied(refused.to_string()))
+    }
+
+    fn set_livetag(
+        &mut self,
+        tag: SignedLiveTag,
+        out: &mut Vec<Output>,
+    ) -> Result<String, Refusal> {
+        self.operator(Input::SetLiveTag(tag), out)?;
         let tag = self.core.livetag();
-        format!("livetag set to {} (version {})", tag.enabled, tag.version)
+        Ok(format!(
+            "livetag set to {} (version {})",
+            tag.enabled, tag.version
+        ))
     }
 
     fn set_membership(&mut self, blob: &[u8], out: &mut Vec<Output>) -> Result<String, Refusal> {
@@ -91,8 +108,7 @@ impl Actor {
             )));
         }
         let version = list.version;
-        let input = Input::SetMembership(Arc::new(list));
-        self.core.handle(now_ms(), input, &mut self.rng, out);
+        self.operator(Input::SetMembership(Arc::new(list)), out)?;
         Ok(format!("membership version {version} set"))
     }
 
@@ -100,19 +116,23 @@ impl Actor {
         &mut self,
         name: String,
         desired: DesiredState,
+        rev: u64,
+        signature: Vec<u8>,
         out: &mut Vec<Output>,
     ) -> Result<String, Refusal> {
-        if !self.core.apps().iter().any(|a| a.name == name) {
+        let Some(mine) = self.core.apps().iter().find(|a| a.name == name) else {
             return Err(Refusal::NotFound(format!(
                 "application {name} is not installed (known here: {})",
                 self.known_apps()
             )));
-        }
-        let input = Input::SetAppDesired {
-            name: name.clone(),
-            desired,
         };
-        self.core.handle(now_ms(), input, &mut self.rng, out);
+        let app = AppDecl {
+            desired,
+            desired_rev: rev,
+            desired_sig: signature,
+            ..mine.clone()
+        };
+        self.operator(Input::SetAppDesired(app), out)?;
         Ok(format!(
             "{name} set {desired} on every machine (through {})",
             self.me
@@ -198,6 +218,7 @@ impl Actor {
             version,
             desired: app.spec.default_state,
             desired_rev: 0,
+            desired_sig: Vec::new(),
         };
         let input = Input::AppInstalledLocally(decl);
         self.core.handle(now_ms(), input, &mut self.rng, out);

@@ -25,7 +25,7 @@ pub fn on_input(c: &mut PeerCounters, input: &Input) {
             result: Ok(reply), ..
         } => c.gossip_received_bytes += wire_size(reply),
         Input::LoginDone {
-            outcome: LoginOutcome::Failed,
+            outcome: LoginOutcome::Failed(_),
             ..
         } => c.login_failures += 1,
         Input::DeployDone { ok: false, .. } => c.deploy_failures += 1,
@@ -42,7 +42,7 @@ pub fn on_call(c: &mut PeerCounters, call_bytes: u64, answer: &PeerReply) {
 
 #[cfg(test)]
 mod tests {
-    use smon_proto::{LiveTag, MachineId, PeerCall};
+    use smon_proto::{MachineId, PeerCall};
 
     use super::*;
     use crate::core::CallFailure;
@@ -57,7 +57,7 @@ mod tests {
             &mut c,
             &Input::LoginDone {
                 machine: m.clone(),
-                outcome: LoginOutcome::Failed,
+                outcome: LoginOutcome::Failed(smon_proto::Reason::new("refused")),
             },
         );
         on_output(
@@ -74,7 +74,7 @@ mod tests {
                 ok: true,
             },
         );
-        let call = PeerCall::ExchangeLivetag(LiveTag::default());
+        let call = PeerCall::ExchangeLivetag(Default::default());
         on_output(
             &mut c,
             &Output::Call {
@@ -83,7 +83,7 @@ mod tests {
                 call: call.clone(),
             },
         );
-        let reply = PeerReply::Livetag(LiveTag::default());
+        let reply = PeerReply::Livetag(Default::default());
         on_input(
             &mut c,
             &Input::Reply {

@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod own_package;
 mod server;
+mod signatures;
 pub mod start;
 pub mod store;
 mod take_over;
@@ -59,7 +60,7 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         .identity
         .config
         .peer_address(&me, &loaded.identity.membership);
-    let listener = TcpListener::bind(&addr)
+    let listener = transport::listen(&addr)
         .await
         .map_err(|source| DaemonError::Listen {
             addr: addr.clone(),
@@ -82,20 +83,32 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
         me,
         root: root.to_owned(),
         key: loaded.identity.key.clone(),
+        caller: None,
     };
-    serve(listener, loaded.identity.key.clone(), server);
-    let (actor, initial) = Actor::new(root, loaded, store, (tx, rx), now);
+    let limits = transport::ServeLimits::for_this_process();
+    let door = limits.door.clone();
+    serve(listener, loaded.identity.key.clone(), limits, server);
+    let (actor, initial) = Actor::new(root, loaded, store, (tx, rx), door, now);
     actor.run(initial).await
 }
 
-/// Serve `server` to every connection that brings the cluster key, in a task of its own.
-fn serve(listener: TcpListener, key: ClusterKey, server: PeerServer) {
+/// Serve `server` to every connection that `limits`' door lets in and that brings the
+/// cluster key, in a task of its own.
+fn serve(
+    listener: TcpListener,
+    key: ClusterKey,
+    limits: transport::ServeLimits,
+    server: PeerServer,
+) {
     tokio::spawn(transport::serve_connections(
         listener,
         key,
-        transport::ServeLimits::default(),
-        move |t, _addr| {
-            let server = server.clone();
+        limits,
+        move |t, addr| {
+            let server = PeerServer {
+                caller: Some(addr),
+                ..server.clone()
+            };
             BaseChannel::with_defaults(t)
                 .execute(server.serve())
                 .for_each(transport::spawn_request)

@@ -5,8 +5,9 @@ use std::{sync::Arc, time::Duration};
 
 use smon_proto::{
     AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterKey, ClusterView, ControlAction,
-    DesiredState, LiveTag, LogChunk, LogRequest, MemberReply, PeerCall, PeerReply, PeerService,
-    Ping, Pong, Refusal, ZoneRecords, ZoneRecordsRequest, chunked, tarpc::context::Context,
+    LogChunk, LogRequest, MachineAppDesired, MemberReply, PeerCall, PeerReply, PeerService, Ping,
+    Pong, Refusal, SignedLiveTag, ZoneRecords, ZoneRecordsRequest, chunked,
+    tarpc::context::Context,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,6 +22,9 @@ pub struct PeerServer {
     pub root: std::path::PathBuf,
     /// K_E, to relay a `read_log` to another machine's peer.
     pub key: ClusterKey,
+    /// The connection's remote address (set per connection): named in the log line of
+    /// refused control state.
+    pub caller: Option<std::net::SocketAddr>,
 }
 
 impl PeerServer {
@@ -31,7 +35,8 @@ impl PeerServer {
     }
 
     async fn call(&self, call: PeerCall) -> Option<PeerReply> {
-        self.ask(|reply| Msg::Call(call, reply)).await
+        let caller = self.caller;
+        self.ask(|reply| Msg::Call(call, caller, reply)).await
     }
 }
 
@@ -79,7 +84,7 @@ impl PeerService for PeerServer {
                 from: self.me.clone(),
                 version: self.package.manifest.version,
                 state: smon_proto::PeerState::Stopped,
-                livetag: LiveTag::default(),
+                livetag: SignedLiveTag::default(),
                 membership_version: 0,
                 gossip: Default::default(),
             },
@@ -110,10 +115,10 @@ impl PeerService for PeerServer {
         })
     }
 
-    async fn exchange_livetag(self, _: Context, tag: LiveTag) -> LiveTag {
+    async fn exchange_livetag(self, _: Context, tag: SignedLiveTag) -> SignedLiveTag {
         match self.call(PeerCall::ExchangeLivetag(tag)).await {
             Some(PeerReply::Livetag(t)) => t,
-            _ => tag,
+            _ => SignedLiveTag::default(),
         }
     }
 
@@ -164,13 +169,8 @@ impl PeerService for PeerServer {
         })
     }
 
-    async fn set_app_status(
-        self,
-        _: Context,
-        name: String,
-        desired: DesiredState,
-    ) -> Result<(), Refusal> {
-        self.ask(|reply| Msg::SetAppStatus(name, desired, reply))
+    async fn set_app_status(self, _: Context, desired: MachineAppDesired) -> Result<(), Refusal> {
+        self.ask(|reply| Msg::SetAppStatus(desired, reply))
             .await
             .unwrap_or_else(|| Err(gone()))
     }

@@ -76,7 +76,7 @@ impl Actor {
                 }
                 Err(e) => {
                     tracing::info!("login to {machine} failed: {e}");
-                    LoginOutcome::Failed
+                    LoginOutcome::Failed(smon_proto::Reason::new(&e.to_string()))
                 }
             };
             Msg::Input(Input::LoginDone { machine, outcome })
@@ -116,6 +116,24 @@ impl Actor {
             }
             let ok = result.is_ok();
             Msg::Input(Input::RestartDone { machine, ok })
+        });
+    }
+
+    /// Kill the unresponsive peer process `pid` of `machine` (found by a probe), over a login.
+    pub(super) fn spawn_kill(&self, machine: MachineId, pid: u32, silent_for_ms: u64) {
+        let login = self.login.clone();
+        self.spawn_then(async move {
+            let result = machine_ops::kill_peer(&login, &machine, pid).await;
+            let silent = humantime::format_duration(Duration::from_millis(silent_for_ms));
+            match &result {
+                Ok(what) => tracing::warn!(
+                    "the peer of {machine} did not answer for {silent}: {}; restarting it",
+                    what.trim()
+                ),
+                Err(e) => tracing::warn!("killing the unresponsive peer of {machine} failed: {e}"),
+            }
+            let ok = result.is_ok();
+            Msg::Input(Input::KillDone { machine, ok })
         });
     }
 

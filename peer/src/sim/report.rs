@@ -26,6 +26,9 @@ pub struct Report {
     pub p90_rounds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rounds_after_heal: Option<u64>,
+    /// Freeze: rounds until some peer's view first showed the frozen machine unresponsive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unresponsive_rounds: Option<u64>,
     /// Deploy: seconds from the first peer's start to the last one's (exact, where
     /// `seconds_to_all` counts whole rounds).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,9 +61,31 @@ pub struct Report {
     pub messages: u64,
     pub events: u64,
     pub wall_ms: u64,
+    /// Forged: what a process holding only K_E made spread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forged: Option<ForgedOutcome>,
     /// Fraction of the goal reached after each round (round 0 first).
     #[serde(skip)]
     pub curve: Vec<f64>,
+}
+
+/// The `forged` scenario's count (issue 14's goal: 0 of each spread).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ForgedOutcome {
+    /// Rounds the forger ran.
+    pub rounds: u64,
+    /// Peers running while it did.
+    pub peers: usize,
+    /// Peers that took its disabled livetag, its membership (left, or hold another list),
+    /// its `offline` for the application, at any round's end.
+    pub disabled: usize,
+    pub membership_changed: usize,
+    pub app_offline: usize,
+    /// Refusals the cores reported (one per forged value received).
+    pub refused: u64,
+    /// Rounds for a signed disable, made after the forger's run through one peer, to reach
+    /// every peer (the same path takes what is signed); None: never within `max_rounds`.
+    pub signed_disable_rounds: Option<u64>,
 }
 
 impl Report {
@@ -99,6 +124,22 @@ impl Report {
         );
         if let Some(r) = self.rounds_after_heal {
             text += &format!("  rounds after heal: {r}\n");
+        }
+        if let Some(f) = &self.forged {
+            text += &format!(
+                "  forged for {} rounds on {} peers: {} disabled, {} membership changed, {} app \
+                 offline ({} refusals); a signed disable then took {} rounds\n",
+                f.rounds,
+                f.peers,
+                f.disabled,
+                f.membership_changed,
+                f.app_offline,
+                f.refused,
+                rounds(f.signed_disable_rounds)
+            );
+        }
+        if let Some(r) = self.unresponsive_rounds {
+            text += &format!("  rounds until shown unresponsive: {r}\n");
         }
         if let (Some(s), Some(log2)) = (self.first_to_last_start_s, self.ceil_log2_machines) {
             let times = self

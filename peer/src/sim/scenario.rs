@@ -33,6 +33,12 @@ pub enum Scenario {
     /// An application's state changes on one peer: rounds until every other peer's view
     /// shows it (what `app status` asked of any peer answers).
     AppState,
+    /// A process holding only K_E sends forged control state to every peer for a number of
+    /// rounds: none of it may spread (issue 14); a signed disable still does.
+    Forged,
+    /// One peer freezes (`kill -STOP`: its process stays, it answers nothing): rounds until
+    /// it was killed and restarted and every view counts it as running again.
+    Freeze,
 }
 
 #[derive(Clone, Debug)]
@@ -41,6 +47,8 @@ pub struct Options {
     pub partition_rounds: u64,
     /// Churn: share of peers crashed at once.
     pub crash_share: f64,
+    /// Forged: rounds the K_E-only forger runs.
+    pub forged_rounds: u64,
     /// App-state: every peer's own record also changes every round (a new load average),
     /// as on real machines, so the change competes with that many other rumors.
     pub load_churn: bool,
@@ -56,6 +64,7 @@ impl Default for Options {
             crash_share: 0.3,
             load_churn: true,
             settle_rounds: 60,
+            forged_rounds: 10,
         }
     }
 }
@@ -70,6 +79,8 @@ pub fn run(scenario: Scenario, params: SimParams, options: &Options) -> Report {
         Scenario::Churn => churn(params, options.crash_share),
         Scenario::AppInstall => app_install(params),
         Scenario::AppState => app_state(params, options.load_churn, options.settle_rounds),
+        Scenario::Forged => forged(params, options.forged_rounds),
+        Scenario::Freeze => freeze(params),
     };
     report.wall_ms = wall.elapsed().as_millis() as u64;
     report
@@ -214,6 +225,7 @@ fn base_report(w: &World, scenario: &'static str, curve: Vec<f64>, done: Option<
         p50_rounds: first_round_at(&curve, 0.5),
         p90_rounds: first_round_at(&curve, 0.9),
         rounds_after_heal: None,
+        unresponsive_rounds: None,
         first_to_last_start_s: None,
         install_times_to_all: None,
         ceil_log2_machines: None,
@@ -231,6 +243,7 @@ fn base_report(w: &World, scenario: &'static str, curve: Vec<f64>, done: Option<
         messages: w.messages,
         events: w.events,
         wall_ms: 0,
+        forged: None,
         curve,
     }
 }
@@ -307,7 +320,7 @@ fn share_of_running(w: &World, pred: impl Fn(&crate::core::Core) -> bool) -> f64
 pub fn disable(params: SimParams) -> Report {
     let (mut w, t0) = deployed_world(params, 0);
     let peers = w.running().count() as u32;
-    w.input(0, Input::SetLiveTag { enabled: false });
+    w.set_livetag(0, false);
     let watch = Watch::new(
         "disable",
         |w| share_of_running(w, |c| !c.livetag().enabled),
@@ -346,8 +359,8 @@ pub fn partition(params: SimParams, apart: u64) -> Report {
     }
     upgrade_one(&mut w, 0, NEXT_VERSION);
     let last = n - 1;
-    w.input(last, Input::SetLiveTag { enabled: false });
-    w.input(last, Input::SetLiveTag { enabled: true });
+    w.set_livetag(last, false);
+    w.set_livetag(last, true);
     let grown: Vec<_> = (0..=n).map(super::world::machine_name).collect();
     w.set_membership(last, Arc::new(Membership::new(2, grown)));
     let heal_at = t0 + apart * w.params.interval_ms;
@@ -401,12 +414,51 @@ pub fn churn(params: SimParams, crash_share: f64) -> Report {
     run_watched(&mut w, t0, watch)
 }
 
+/// One peer is frozen (issue 15, kind 1). The goal: its process was replaced (killed, then
+/// restarted by the usual path: the same package, no new copy) and every view counts all
+/// machines running. `unresponsive_rounds`: rounds until some peer's view first showed it
+/// unresponsive; `restarted_round`: the round its new process started.
+pub fn freeze(params: SimParams) -> Report {
+    let (mut w, t0) = deployed_world(params, 0);
+    let targets = reachable(&w);
+    let victim = targets[w.rng().random_range(0..targets.len())];
+    let frozen_inc = w.freeze(victim);
+    let index = w
+        .membership
+        .index_of(&w.machines[victim].id)
+        .expect("a listed machine");
+    let interval = w.params.interval_ms;
+    let unresponsive_at = std::cell::Cell::new(None);
+    let round_of = move |w: &World| (w.now.saturating_sub(t0)).div_ceil(interval);
+    let watch = Watch::new(
+        "freeze",
+        move |w| {
+            let m = &w.machines[victim];
+            let replaced = m.peer.is_some() && !m.frozen && m.inc > frozen_inc;
+            f64::from(u8::from(replaced))
+        },
+        |c| c.view().root().agg.up() as usize == targets.len(),
+    )
+    .before_round(|w| {
+        let shown = w
+            .running()
+            .any(|(_, c)| c.view().get(index).map(|r| r.state) == Some(PeerState::Unresponsive));
+        if shown && unresponsive_at.get().is_none() {
+            unresponsive_at.set(Some(round_of(w)));
+        }
+    });
+    let mut report = run_watched(&mut w, t0, watch);
+    report.unresponsive_rounds = unresponsive_at.get();
+    report
+}
+
 fn hello_decl() -> AppDecl {
     AppDecl {
         name: "hello".into(),
         version: Version::new(1, 0, 0),
         desired: DesiredState::Online,
         desired_rev: 0,
+        desired_sig: Vec::new(),
     }
 }
 
@@ -454,6 +506,7 @@ pub fn app_state(params: SimParams, load_churn: bool, settle_rounds: u64) -> Rep
         desired: DesiredState::Online,
         state,
         restarts: 0,
+        reason: None,
     };
     // Every peer runs it; then machine 0's stops.
     let peers: Vec<M> = w.running().map(|(m, _)| m).collect();
@@ -495,4 +548,84 @@ pub fn app_state(params: SimParams, load_churn: bool, settle_rounds: u64) -> Rep
         }
     });
     run_watched(&mut w, settle, watch)
+}
+
+/// Does the peer hold any of the forger's state: a disabled livetag, another membership list
+/// (or none of its own), the application offline?
+fn holds_forged(core: &Core, list_version: u64) -> [bool; 3] {
+    let offline = (core.apps().iter()).any(|a| a.desired == DesiredState::Offline);
+    [
+        !core.livetag().enabled,
+        core.is_removed() || core.membership().version != list_version,
+        offline,
+    ]
+}
+
+/// The last machine holds only K_E (no peer): for `rounds` rounds it answers every call with
+/// forged control state and sends it to every peer itself, by gossip and as operator actions
+/// (see `world/forger.rs`). Counts the peers that took any of it at any round's end (the
+/// goal: 0), then has the operator disable the cluster, signed, through one peer: the same
+/// code path that refused the forgeries must still spread that.
+pub fn forged(params: SimParams, rounds: u64) -> Report {
+    let mut w = World::new(params, 0);
+    let forger = w.params.machines - 1;
+    w.machines[forger].forger = true;
+    for m in reachable(&w).into_iter().filter(|&m| m != forger) {
+        w.install(m, FIRST_VERSION);
+        w.start_peer(m, None);
+    }
+    let interval = w.params.interval_ms;
+    let t0 = WARM_UP_ROUNDS * interval;
+    w.run_until(t0);
+    let peers: Vec<M> = w.running().map(|(m, _)| m).collect();
+    for &m in &peers {
+        w.input(m, Input::AppInstalledLocally(hello_decl()));
+    }
+    let list_version = w.membership.version;
+    let offset = check_offset(&w);
+    let mut took = [
+        std::collections::BTreeSet::new(),
+        Default::default(),
+        Default::default(),
+    ];
+    let mut curve = vec![0.0];
+    for round in 1..=rounds {
+        w.inject_forged(&["hello"]);
+        w.run_until(t0 + round * interval + offset);
+        for (m, core) in w.running() {
+            for (kind, held) in holds_forged(core, list_version).into_iter().enumerate() {
+                if held {
+                    took[kind].insert(m);
+                }
+            }
+        }
+        let any = took
+            .iter()
+            .flatten()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        curve.push(any as f64 / peers.len().max(1) as f64);
+    }
+    let mut outcome = super::report::ForgedOutcome {
+        rounds,
+        peers: peers.len(),
+        disabled: took[0].len(),
+        membership_changed: took[1].len(),
+        app_offline: took[2].len(),
+        refused: w.refused,
+        signed_disable_rounds: None,
+    };
+    let t1 = t0 + rounds * interval;
+    w.set_livetag(peers[0], false);
+    for round in 1..=w.params.max_rounds {
+        w.run_until(t1 + round * interval + offset);
+        if w.running().all(|(_, c)| !c.livetag().enabled) {
+            outcome.signed_disable_rounds = Some(round);
+            break;
+        }
+    }
+    let converged = outcome.disabled + outcome.membership_changed + outcome.app_offline == 0;
+    let mut report = base_report(&w, "forged", curve, converged.then_some(rounds));
+    report.forged = Some(outcome);
+    report
 }

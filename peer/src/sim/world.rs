@@ -11,9 +11,12 @@ use rand::{Rng, RngExt, SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_proto::{LiveTag, MachineId, Membership, Version};
 
 use super::params::SimParams;
-use crate::core::{Boot, Core, Input, LocalFacts, Millis, Output, PersistentState, SpreadHint};
+use crate::core::{
+    Boot, Core, FlagSignatures, Input, LocalFacts, Millis, Output, PersistentState, SpreadHint,
+};
 
 mod events;
+mod forger;
 mod outputs;
 
 use events::{Event, Scheduled};
@@ -51,6 +54,12 @@ pub struct Machine {
     /// This machine's peer has run out of descriptors: its own calls are never sent and its
     /// logins never tried (it still answers others; the kernel's backlog is not modelled).
     pub exhausted: bool,
+    /// A process holding only K_E on this machine instead of a peer: it answers every call
+    /// with forged control state ([`World::inject_forged`] also calls peers with it).
+    pub forger: bool,
+    /// The peer process is there but does nothing (`kill -STOP`): it answers no call, its
+    /// timers and replies are lost, a login still finds it. Ends when the process is killed.
+    pub frozen: bool,
 }
 
 /// Per-machine times the scenarios read.
@@ -74,6 +83,8 @@ pub struct World {
     /// Sum over peers of the time they ran, for traffic per peer per round.
     peer_time: u128,
     pub track: Track,
+    /// Control state the cores refused for its signature ([`Output::Refused`]).
+    pub refused: u64,
     out: Vec<Output>,
 }
 
@@ -116,6 +127,8 @@ impl World {
                 unreachable,
                 side: 0,
                 exhausted: false,
+                forger: false,
+                frozen: false,
             });
         }
         let membership = Arc::new(Membership::new(
@@ -141,6 +154,7 @@ impl World {
             messages: 0,
             events: 0,
             peer_time: 0,
+            refused: 0,
             out: Vec::new(),
         }
     }
@@ -221,6 +235,7 @@ impl World {
                 first_deployed_ms: Some(first),
             },
             hint,
+            signatures: Arc::new(FlagSignatures),
         };
         machine.inc += 1;
         let mut core = Core::new(self.params.core_config(), boot, self.now);
@@ -234,6 +249,7 @@ impl World {
 
     pub fn stop_peer(&mut self, m: M) {
         let machine = &mut self.machines[m];
+        machine.frozen = false;
         if machine.peer.take().is_some() {
             machine.inc += 1;
             self.peer_time = self.peer_time.wrapping_add(self.now as u128);
@@ -260,11 +276,20 @@ impl World {
         self.out = out;
     }
 
+    /// The peers that run and respond (a frozen one's view cannot be asked).
     pub fn running(&self) -> impl Iterator<Item = (M, &Core)> {
         self.machines
             .iter()
             .enumerate()
+            .filter(|(_, m)| !m.frozen)
             .filter_map(|(i, m)| m.peer.as_ref().map(|p| (i, p)))
+    }
+
+    /// Freeze the peer of `m` (as `kill -STOP`); returns its process's incarnation, which
+    /// the probe reports as its pid.
+    pub fn freeze(&mut self, m: M) -> u64 {
+        self.machines[m].frozen = true;
+        self.machines[m].inc
     }
 
     /// Peer-rounds so far (sum over peers of their running time, in rounds).
@@ -299,14 +324,53 @@ impl World {
         self.now = until;
     }
 
+    /// Whether the process `inc` of `m` still runs and does anything (not frozen).
     fn alive(&self, m: M, inc: u64) -> bool {
-        self.machines[m].inc == inc && self.machines[m].peer.is_some()
+        let machine = &self.machines[m];
+        machine.inc == inc && machine.peer.is_some() && !machine.frozen
     }
 
-    /// Replace the membership list the operator hands to one peer.
+    /// Replace the membership list the operator hands to one peer (signed: the simulator's
+    /// signatures are a flag).
     pub fn set_membership(&mut self, m: M, membership: Arc<Membership>) {
-        self.membership = membership.clone();
-        self.input(m, Input::SetMembership(membership));
+        let mut signed = (*membership).clone();
+        signed.set_signature(FlagSignatures::SIGNED.to_vec());
+        let signed = Arc::new(signed);
+        self.membership = signed.clone();
+        self.input(m, Input::SetMembership(signed));
+    }
+
+    /// The operator sets the livetag through the peer of `m`, as the console does: one
+    /// version above the newest that peer has heard of, signed.
+    pub fn set_livetag(&mut self, m: M, enabled: bool) {
+        let Some(core) = self.machines[m].peer.as_ref() else {
+            return;
+        };
+        let known = core.livetag().version;
+        let heard = core.view().newest_livetag().map_or(0, |t| t.version);
+        let tag = smon_proto::SignedLiveTag {
+            tag: LiveTag {
+                enabled,
+                version: known.max(heard) + 1,
+            },
+            signature: FlagSignatures::SIGNED.to_vec(),
+        };
+        self.input(m, Input::SetLiveTag(tag));
+    }
+
+    /// The operator sets an application's cluster-wide desired state through the peer of
+    /// `m`, at a revision above that peer's, signed.
+    pub fn set_app_desired(&mut self, m: M, name: &str, desired: smon_proto::DesiredState) {
+        let Some(core) = self.machines[m].peer.as_ref() else {
+            return;
+        };
+        let Some(mut app) = core.apps().iter().find(|a| a.name == name).cloned() else {
+            return;
+        };
+        app.desired = desired;
+        app.desired_rev = (app.desired_rev + 1).max(self.now);
+        app.desired_sig = FlagSignatures::SIGNED.to_vec();
+        self.input(m, Input::SetAppDesired(app));
     }
 
     pub fn livetag_of(&self, m: M) -> Option<LiveTag> {

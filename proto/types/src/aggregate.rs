@@ -35,7 +35,7 @@ pub struct Aggregate {
     /// Machines by peer state, in [`PeerState::ALL`] order. Machines nobody in the zone has
     /// heard of yet are in none of them.
     #[serde(with = "crate::sparse_counts")]
-    pub states: [u32; 7],
+    pub states: [u32; 8],
     pub versions: Vec<(Version, u32)>,
     /// Sorted by (version, enabled).
     pub livetags: Vec<(LiveTag, u32)>,
@@ -308,6 +308,7 @@ mod tests {
                     desired: DesiredState::Online,
                     state,
                     restarts: 0,
+                    reason: None,
                 })
                 .into_iter()
                 .collect(),

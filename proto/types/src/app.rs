@@ -205,9 +205,20 @@ pub struct AppDecl {
     /// The cluster-wide desired state, with its own version so the newest setting wins.
     pub desired: DesiredState,
     pub desired_rev: u64,
+    /// The release key's signature of the desired state ([`crate::app_desired_signing_bytes`]
+    /// of the name, `desired` and `desired_rev`); empty for revision 0, the package's own
+    /// `default_state` (signed with the package). A peer refuses a newer desired state whose
+    /// signature does not verify.
+    #[serde(default)]
+    pub desired_sig: Vec<u8>,
 }
 
 impl AppDecl {
+    /// What [`AppDecl::desired_sig`] signs.
+    pub fn desired_signing_bytes(&self) -> Vec<u8> {
+        crate::app_desired_signing_bytes(&self.name, self.desired, self.desired_rev)
+    }
+
     /// True when `other` is newer (package version first, then desired state).
     pub fn is_superseded_by(&self, other: &AppDecl) -> bool {
         (other.version, other.desired_order()) > (self.version, self.desired_order())
@@ -236,6 +247,7 @@ impl AppDecl {
         if other.desired_order() > self.desired_order() {
             self.desired = other.desired;
             self.desired_rev = other.desired_rev;
+            self.desired_sig = other.desired_sig.clone();
             changed = true;
         }
         changed
@@ -252,6 +264,9 @@ pub struct AppStatus {
     pub state: AppState,
     /// Restarts after the application stopped by itself.
     pub restarts: u32,
+    /// Why the application is in its state, when that needs saying (it cannot be tracked:
+    /// processes of it would not stop). Bounded, checked on decode.
+    pub reason: Option<crate::Reason>,
 }
 
 /// The report protocol: when an application names a `report` address, its peer opens a TCP
@@ -298,6 +313,7 @@ mod tests {
             version: Version::new(1, 0, 0),
             desired,
             desired_rev,
+            desired_sig: Vec::new(),
         };
         // Two operators at once, merged in either order: both sides end offline.
         let (on, off) = (

@@ -19,8 +19,10 @@ mod machine;
 mod manifest;
 mod membership;
 mod messages;
+mod reason;
 mod record;
 pub mod release;
+mod signed;
 mod sparse_counts;
 pub mod text;
 mod version;
@@ -38,7 +40,12 @@ pub use machine::{DEFAULT_SSH_PORT, MachineId, canonical_host};
 pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha256};
 pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, Membership};
 pub use messages::*;
+pub use reason::{MAX_REASON_BYTES, Reason};
 pub use record::{MachineRecord, PeerState};
+pub use signed::{
+    CONTROL_NAMESPACE, CONTROL_PREFIX, ControlKind, MAX_CONTROL_SIGNATURE, MachineAppDesired,
+    SignedBytes, SignedLiveTag, app_desired_signing_bytes, control_signing_bytes,
+};
 pub use version::Version;
 pub use zones::{Zone, ZoneIdx, ZoneTree};
 

@@ -138,6 +138,11 @@ impl Membership {
         self.signature = signature;
     }
 
+    /// The release key's signature of [`Membership::signing_bytes`] (empty: unsigned).
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
     /// Whether this list is signed by `trusted`: only then are its pins to be believed.
     pub fn verify_signature(&self, trusted: &PublicKey) -> Result<(), String> {
         if self.signature.is_empty() {

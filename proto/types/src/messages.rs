@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Aggregate, AppDecl, DesiredState, LiveTag, MachineId, MachineRecord, PackageManifest,
-    PeerState, Version, ZoneIdx, ZoneRow,
+    PeerState, SignedLiveTag, Version, ZoneIdx, ZoneRow,
 };
 
 /// Records and zone rows piggybacked on a ping or pong, valid for one membership version
@@ -36,7 +36,8 @@ pub struct Gossip {
 pub struct Ping {
     pub from: MachineId,
     pub version: Version,
-    pub livetag: LiveTag,
+    /// The sender's livetag with its signature: taken only if newer and signed.
+    pub livetag: SignedLiveTag,
     pub membership_version: u64,
     pub gossip: Gossip,
 }
@@ -49,7 +50,7 @@ pub struct Pong {
     pub from: MachineId,
     pub version: Version,
     pub state: PeerState,
-    pub livetag: LiveTag,
+    pub livetag: SignedLiveTag,
     pub membership_version: u64,
     pub gossip: Gossip,
 }
@@ -149,6 +150,11 @@ pub struct ClusterView {
     /// counts nothing), zeros where no daemon answers (the simulator).
     #[serde(default)]
     pub peer: PeerCounters,
+    /// Per record of `records`, in order: how long ago (ms, the answering peer's clock) it
+    /// took a newer version of it. Owners re-issue their records every few rounds, so a
+    /// large age is a record nobody refreshed (its peer is gone or cut off).
+    #[serde(default)]
+    pub record_ages_ms: Vec<u64>,
 }
 
 /// A peer's own counters since its process started (they restart from zero with it, as
@@ -168,6 +174,39 @@ pub struct PeerCounters {
     pub deploy_attempts: u64,
     /// Of those, the ones that failed.
     pub deploy_failures: u64,
+    /// What the peer's listener let in and turned away (`smon_proto::door`).
+    pub door: DoorCounts,
+}
+
+/// What a server's door (`smon_proto::door`) did with the connections it accepted since the
+/// process started: let in to a handshake, or refused at once, by reason; and how the
+/// handshakes it let in ended. `open` is a gauge (connections now), the rest are counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoorCounts {
+    /// Connections let in to a handshake.
+    pub admitted: u64,
+    /// Refused: the server held its maximum of connections.
+    pub refused_full: u64,
+    /// Refused: the server had its maximum of handshakes in flight.
+    pub refused_handshakes: u64,
+    /// Refused: the source address held its maximum of connections or handshakes in flight.
+    pub refused_source: u64,
+    /// Refused: the source address opened connections faster than its rate (failed
+    /// handshakes count extra).
+    pub refused_rate: u64,
+    /// Handshakes that failed: a wrong cluster key, or bytes that are not a handshake.
+    pub handshake_failures: u64,
+    /// Handshakes closed for silence past the handshake timeout.
+    pub handshake_timeouts: u64,
+    /// Connections open now (handshaking or established).
+    pub open: u64,
+}
+
+impl DoorCounts {
+    /// Every connection refused at the door, whatever the reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_full + self.refused_handshakes + self.refused_source + self.refused_rate
+    }
 }
 
 impl ClusterView {
@@ -186,6 +225,7 @@ impl ClusterView {
             zones: Vec::new(),
             peer: PeerCounters::default(),
             bad_versions: Vec::new(),
+            record_ages_ms: Vec::new(),
         }
     }
 }
@@ -232,17 +272,19 @@ pub struct ZoneRecords {
     pub now_ms: u64,
     /// The zone's machines from `offset` on that the peer has a record of.
     pub records: Vec<(MachineId, MachineRecord)>,
+    /// Per record, as [`ClusterView::record_ages_ms`].
+    #[serde(default)]
+    pub record_ages_ms: Vec<u64>,
 }
 
 /// Operator actions sent by the console to any peer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlAction {
-    SetLiveTag {
-        enabled: bool,
-    },
-    SetMembership {
-        blob: Vec<u8>,
-    },
+    /// The livetag the operator signed ([`SignedLiveTag`]); refused unless newer than the
+    /// peer's and signed by the cluster's release key.
+    SetLiveTag { tag: SignedLiveTag },
+    /// A membership blob; refused unless newer and signed by the release key as a whole.
+    SetMembership { blob: Vec<u8> },
     /// A piece of a release package pushed by the console; the peer assembles the pieces,
     /// verifies the whole and upgrades itself (the others then follow it).
     PushRelease {
@@ -257,17 +299,18 @@ pub enum ControlAction {
         total: u64,
         data: Vec<u8>,
     },
-    /// Set an application's cluster-wide desired state (it spreads to every peer).
+    /// Set an application's cluster-wide desired state (it spreads to every peer), at
+    /// revision `rev`, signed by the release key ([`crate::app_desired_signing_bytes`]).
     SetAppDesired {
         name: String,
         desired: DesiredState,
+        rev: u64,
+        signature: Vec<u8>,
     },
     /// Stop this peer (after livetag is off, or it will be restarted by others). With
     /// `stop_apps`, its applications first (as supervisord stops its programs); without, they
     /// keep running unsupervised, and a peer started later adopts them.
-    Shutdown {
-        stop_apps: bool,
-    },
+    Shutdown { stop_apps: bool },
 }
 
 /// An SSH user-auth request that a peer forwards to the agent.
@@ -285,7 +328,7 @@ pub struct ChallengeRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerCall {
     Ping(Ping),
-    ExchangeLivetag(LiveTag),
+    ExchangeLivetag(SignedLiveTag),
     ExchangeMember(u64),
     ExchangeApp(AppOffer),
     RetrievePeer(ChunkRequest),
@@ -294,7 +337,7 @@ pub enum PeerCall {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerReply {
     Pong(Pong),
-    Livetag(LiveTag),
+    Livetag(SignedLiveTag),
     Member(MemberReply),
     App(AppReply),
     Chunk(Result<Chunk, Refusal>),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AppStatus, BadVersion, LiveTag, Version};
+use crate::{AppStatus, BadVersion, LiveTag, Reason, Version};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PeerState {
@@ -23,11 +23,17 @@ pub enum PeerState {
     /// run a peer, and a deployer cannot tell (two entries name one address and port, or
     /// peers disagree on ports). Reported, not deployed over.
     Conflict,
+    /// The machine's peer process exists (a login finds it by its pid file) but has not
+    /// answered pings for several rounds in a row (stopped, hung, or cut off from the network
+    /// of peers): not counted as running, and killed and restarted after a grace period
+    /// (issue 15, kind 1; SWIM's "suspected", with a login to tell a silent process from a
+    /// missing one).
+    Unresponsive,
 }
 
 impl PeerState {
     /// Every state, in the order of the counts of an [`crate::Aggregate`].
-    pub const ALL: [PeerState; 7] = [
+    pub const ALL: [PeerState; 8] = [
         PeerState::Running,
         PeerState::Disabled,
         PeerState::Removed,
@@ -35,6 +41,7 @@ impl PeerState {
         PeerState::Unreachable,
         PeerState::Stopped,
         PeerState::Conflict,
+        PeerState::Unresponsive,
     ];
 
     /// This state's place in [`PeerState::ALL`].
@@ -52,6 +59,7 @@ impl PeerState {
             PeerState::Unreachable => "unreachable",
             PeerState::Stopped => "stopped",
             PeerState::Conflict => "conflict",
+            PeerState::Unresponsive => "unresponsive",
         }
     }
 
@@ -93,6 +101,10 @@ pub struct MachineRecord {
     /// Versions this machine's peer found unable to run and rolled back from, sorted by
     /// version, at most [`crate::MAX_BAD_VERSIONS`] (see [`crate::note_bad`]).
     pub bad_versions: Vec<BadVersion>,
+    /// Why the machine is in its state, when that needs saying: written with the state by
+    /// the peer that observed it (a login that failed and how, a peer process that does
+    /// not answer); none from the owner of a running peer. Bounded, checked on decode.
+    pub reason: Option<Reason>,
 }
 
 impl MachineRecord {
@@ -111,6 +123,7 @@ impl MachineRecord {
             news_rev: 0,
             changed_ms: 0,
             bad_versions: Vec::new(),
+            reason: None,
         }
     }
 
@@ -147,5 +160,6 @@ impl MachineRecord {
             || self.apps != old.apps
             || self.first_deployed_ms != old.first_deployed_ms
             || self.bad_versions != old.bad_versions
+            || self.reason != old.reason
     }
 }

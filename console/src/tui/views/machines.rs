@@ -5,8 +5,8 @@ use ratatui::{
     Frame,
     layout::{Constraint, Layout, Rect},
     style::{Color, Modifier, Style},
-    text::Line,
-    widgets::{Block, Borders, Cell, Paragraph, Row as TableRow, Table},
+    text::{Line, Span},
+    widgets::{Block, Borders, Cell, Paragraph, Row as TableRow, Table, Wrap},
 };
 
 use crate::tui::{
@@ -77,7 +77,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Some(row) => details(row),
     };
     frame.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" selected ")),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" selected ")),
         detail,
     );
 }
@@ -131,6 +133,12 @@ fn details(row: &Row) -> Vec<Line<'static>> {
             f64::from(r.load) / 100.0
         )));
         lines.push(Line::from(format!("rev      {}", r.rev)));
+        if let Some(why) = &r.reason {
+            lines.push(Line::from(Span::styled(
+                format!("why      {why}"),
+                Style::new().fg(Color::Red),
+            )));
+        }
         if r.apps.is_empty() {
             lines.push(Line::from("apps     -"));
         }
@@ -139,6 +147,12 @@ fn details(row: &Row) -> Vec<Line<'static>> {
                 "app {} {} {:?} ({} restarts)",
                 a.name, a.version, a.state, a.restarts
             )));
+            if let Some(why) = &a.reason {
+                lines.push(Line::from(Span::styled(
+                    format!("  why: {why}"),
+                    Style::new().fg(Color::Red),
+                )));
+            }
         }
     }
     lines

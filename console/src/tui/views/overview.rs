@@ -58,6 +58,16 @@ fn draw_facts(frame: &mut Frame, facts: Rect, m: &Model) {
         )),
         Line::from(format!("membership v{}", m.membership_version)),
     ];
+    if m.unresponsive > 0 {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "UNRESPONSIVE: {} peer(s) run but do not answer; killed and restarted after \
+                 the grace period",
+                m.unresponsive
+            ),
+            Style::new().fg(Color::Red),
+        )));
+    }
     if m.conflicts > 0 {
         lines.push(Line::from(Span::styled(
             format!(

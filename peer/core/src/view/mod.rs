@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use rand::{Rng, RngExt};
 use smon_proto_types::{
-    Aggregate, BAD_SAMPLE, BadMark, MAX_BAD_VERSIONS, MachineRecord, Membership, PeerState,
+    Aggregate, BAD_SAMPLE, BadMark, MAX_BAD_VERSIONS, MachineRecord, Membership, PeerState, Reason,
     RowOrder, ZoneIdx, ZoneRow, ZoneTree,
     aggregate::{MISSING_SAMPLE, UP_SAMPLE},
 };
@@ -136,6 +136,12 @@ pub struct View {
     /// ours does not: the next partner comes from there.
     behind: Option<usize>,
     seq: u64,
+    /// Per place of the leaf table: when (this peer's clock, [`View::set_clock`]) a newer
+    /// version of its record was last taken. Owners re-issue their records every few rounds
+    /// (a heartbeat), so a record nobody refreshed grows old here, whatever the clocks of
+    /// other machines say (Astrolabe's and SWIM's ageing by the viewer's own clock).
+    heard_ms: Vec<u64>,
+    clock: u64,
 }
 
 /// True when `new` should replace `old` (see [`MachineRecord::order`]).
@@ -196,6 +202,8 @@ impl View {
             weights: Vec::new(),
             behind: None,
             seq: 0,
+            heard_ms: Vec::new(),
+            clock: 0,
         };
         view.weights = view.level_weights();
         view
@@ -339,7 +347,25 @@ impl View {
         level.sum.add_record(&record, 1);
         level.marks[slot as usize] = Mark::of_record(&record);
         level.note(&stored);
+        let slot = slot as usize;
+        if self.heard_ms.len() <= slot {
+            self.heard_ms.resize(slot + 1, 0);
+        }
+        self.heard_ms[slot] = self.clock;
         true
+    }
+
+    /// The time of the input being handled (this peer's clock, ms), for the records' ages.
+    pub fn set_clock(&mut self, now: u64) {
+        self.clock = now;
+    }
+
+    /// How long ago (this peer's clock) a newer version of `machine`'s record was last
+    /// taken, if it is of this peer's leaf zone and known.
+    pub fn age_ms(&self, machine: u32) -> Option<u64> {
+        self.get(machine)?;
+        let slot = self.leaf_slot(machine)? as usize;
+        Some(self.clock.saturating_sub(*self.heard_ms.get(slot)?))
     }
 
     /// Store a row of a sibling zone of one of this peer's zones, if it is newer.
@@ -516,8 +542,9 @@ impl View {
     }
 
     /// Write an observation about a machine of this peer's leaf zone (one rev above what is
-    /// known); observations of other zones' machines are for their own peers to make.
-    pub fn observe(&mut self, machine: u32, state: PeerState, now: u64) {
+    /// known), with why when that needs saying; observations of other zones' machines are
+    /// for their own peers to make.
+    pub fn observe(&mut self, machine: u32, state: PeerState, reason: Option<Reason>, now: u64) {
         if self.leaf_slot(machine).is_none() {
             return;
         }
@@ -525,12 +552,13 @@ impl View {
             .get(machine)
             .cloned()
             .unwrap_or_else(|| MachineRecord::empty(machine));
-        if record.state == state {
+        if record.state == state && record.reason == reason {
             return;
         }
         record.rev += 1;
         record.news_rev += 1;
         record.state = state;
+        record.reason = reason;
         record.changed_ms = now;
         self.store(Arc::new(record));
     }

@@ -68,15 +68,16 @@ impl Apps {
         }
     }
 
-    /// `set_app_status`: a desired state for this machine only. It wins over the cluster's
-    /// setting until a newer cluster-wide setting arrives. `reply` gets the answer once the
+    /// `set_app_status`: a desired state for this machine only, at the operator's signed
+    /// revision `rev` (checked by the core). It wins over the cluster's setting until a newer
+    /// cluster-wide setting arrives; one not newer than the cluster's is refused. `reply` gets the answer once the
     /// supervisor has stored it in run.json (an acknowledgement survives a kill -9), without
     /// holding up the caller meanwhile.
     pub fn set_override(
         &mut self,
         name: &str,
         desired: DesiredState,
-        now: u64,
+        rev: u64,
         reply: oneshot::Sender<Result<(), Refusal>>,
     ) {
         let Some((decl, tx)) = self.tasks.get(name) else {
@@ -86,7 +87,13 @@ impl Apps {
             ))));
             return;
         };
-        let rev = now.max(decl.desired_rev + 1);
+        if rev <= decl.desired_rev {
+            let _ = reply.send(Err(Refusal::Invalid(format!(
+                "revision {rev} is not newer than the cluster-wide setting's {}",
+                decl.desired_rev
+            ))));
+            return;
+        }
         if let Err(mpsc::error::SendError(AppCmd::Override(_, reply))) =
             tx.send(AppCmd::Override(Override { desired, rev }, reply))
         {
@@ -146,6 +153,7 @@ impl Apps {
             desired: app.desired,
             state: AppState::Installing,
             restarts: 0,
+            reason: None,
         });
         (true, installing)
     }
@@ -176,6 +184,7 @@ mod tests {
             version: Version::new(version, 0, 0),
             desired: DesiredState::Online,
             desired_rev: 1,
+            desired_sig: Vec::new(),
         }
     }
 

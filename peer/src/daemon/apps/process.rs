@@ -287,14 +287,18 @@ fn left(leader: Option<i32>, base: &Path) -> BTreeSet<i32> {
     left
 }
 
-/// Stop every process of the application (see [`app_pids`]): SIGTERM to each, then SIGKILL
-/// to what is left after `grace`, again until none is left or 5 s passed. Returns the
+/// Stop every process of the application (see [`app_pids`]): SIGTERM to each (and SIGCONT,
+/// so that a stopped one acts on it), then SIGKILL to what is left after `grace`, again until none is left or 5 s passed. Returns the
 /// processes that could not be ended (none: the application is gone).
 pub async fn terminate_app(leader: Option<i32>, base: &Path, grace: Duration) -> BTreeSet<i32> {
     if left(leader, base).is_empty() {
         return BTreeSet::new();
     }
     signal_app(leader, base, libc::SIGTERM);
+    // A stopped process (`kill -STOP`) exists but acts on nothing until continued: continue
+    // it, so that it gets the SIGTERM and exits within its grace (as systemd does), rather
+    // than being killed outright after it (issue 15, kind 1).
+    signal_app(leader, base, libc::SIGCONT);
     let deadline = Instant::now() + grace;
     loop {
         if left(leader, base).is_empty() {

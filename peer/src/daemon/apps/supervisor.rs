@@ -20,7 +20,7 @@ use std::{
 };
 
 use smon_proto::{
-    AppDecl, AppReport, AppSpec, AppState, AppStatus, DesiredState, MachineId, Refusal,
+    AppDecl, AppReport, AppSpec, AppState, AppStatus, DesiredState, MachineId, Reason, Refusal,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -564,6 +564,7 @@ impl Supervisor {
             desired: self.desired().0,
             state: self.state,
             restarts: self.run.restarts,
+            reason: self.untracked.as_deref().map(Reason::new),
         };
         let pid = self.run.proc.map(|p| p.pgid);
         if self.published.as_ref() == Some(&(status.clone(), pid)) {

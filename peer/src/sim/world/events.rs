@@ -52,6 +52,13 @@ pub(super) enum Event {
         inc: u64,
         target: M,
     },
+    /// A login that kills the peer process `pid` (its incarnation) of `target` ended.
+    KillDone {
+        killer: M,
+        inc: u64,
+        target: M,
+        pid: u32,
+    },
     FetchDone {
         m: M,
         inc: u64,
@@ -143,6 +150,12 @@ impl World {
                 inc,
                 target,
             } => self.on_restart_done(deployer, inc, target),
+            Event::KillDone {
+                killer,
+                inc,
+                target,
+                pid,
+            } => self.on_kill_done(killer, inc, target, pid),
             Event::FetchDone {
                 m,
                 inc,
@@ -163,7 +176,9 @@ impl World {
     /// A call arrives: the callee's core answers at once, and the reply travels back (or is
     /// lost, and the caller times out).
     fn on_deliver(&mut self, to: M, from: M, from_inc: u64, id: CallId, call: PeerCall) {
-        let reply = if self.machines[to].peer.is_some() {
+        let reply = if self.machines[to].forger {
+            Some(self.forged_reply(&call))
+        } else if self.machines[to].peer.is_some() && !self.machines[to].frozen {
             self.call_core(to, call)
         } else {
             None
@@ -205,10 +220,11 @@ impl World {
             LoginOutcome::Probed(Probe {
                 installed: t.installed,
                 running: t.peer.is_some(),
+                pid: t.peer.as_ref().map(|_| t.inc as u32),
                 install_in_progress: t.install_lock || t.deploy_claim_until > self.now,
             })
         } else {
-            LoginOutcome::Failed
+            LoginOutcome::Failed(smon_proto::Reason::new("unreachable (simulated)"))
         };
         let machine = self.machines[target].id.clone();
         self.input(m, Input::LoginDone { machine, outcome });
@@ -276,6 +292,20 @@ impl World {
         }
     }
 
+    /// A kill ended: the process `pid` is gone if it was still the machine's peer (a
+    /// restarted one has another incarnation and is left alone).
+    fn on_kill_done(&mut self, killer: M, inc: u64, target: M, pid: u32) {
+        if self.machines[target].inc as u32 == pid {
+            self.stop_peer(target);
+        }
+        if self.alive(killer, inc) {
+            let machine = self.machines[target].id.clone();
+            let ok =
+                self.machines[target].peer.is_none() || self.machines[target].inc as u32 != pid;
+            self.input(killer, Input::KillDone { machine, ok });
+        }
+    }
+
     /// A release fetch ended: the server's slot is freed (if the same process still runs),
     /// and the fetcher learns the result.
     fn on_fetch_done(&mut self, m: M, inc: u64, version: Version, admitted: Option<Admitted>) {
@@ -316,6 +346,7 @@ impl World {
                     DesiredState::Online | DesiredState::Ignore => AppState::Running,
                 },
                 restarts: 0,
+                reason: None,
             })
             .collect();
         self.input(m, Input::AppStates(states));

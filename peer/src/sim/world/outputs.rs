@@ -31,6 +31,8 @@ impl World {
             Output::Login(target) => self.login(m, inc, &target),
             Output::Deploy { machine, hint } => self.deploy(m, inc, &machine, hint),
             Output::Restart(machine) => self.restart(m, inc, &machine),
+            Output::Unresponsive { .. } => {}
+            Output::Kill { machine, pid, .. } => self.kill(m, inc, &machine, pid),
             Output::FetchRelease {
                 from,
                 version,
@@ -48,6 +50,7 @@ impl World {
                 self.machines[m].disk_membership = Some(membership)
             }
             Output::Persist(state) => self.machines[m].disk = Some(state),
+            Output::Refused(_) => self.refused += 1,
             Output::Exit(_) => {
                 self.stop_peer(m);
                 return ControlFlow::Break(());
@@ -58,6 +61,9 @@ impl World {
 
     /// Deliver a call synchronously to a core and return its reply (used for admission).
     pub(super) fn call_core(&mut self, s: M, call: PeerCall) -> Option<PeerReply> {
+        if self.machines[s].frozen {
+            return None;
+        }
         let mut out = Vec::new();
         let reply =
             self.machines[s]
@@ -181,6 +187,23 @@ impl World {
                 deployer: m,
                 inc,
                 target: t,
+            },
+        );
+    }
+
+    /// Kill the process `pid` of `machine` over a login (which takes a login's time).
+    fn kill(&mut self, m: M, inc: u64, machine: &MachineId, pid: u32) {
+        let Some(target) = self.index(machine) else {
+            return;
+        };
+        let at = self.now + self.params.login_time_ms;
+        self.schedule(
+            at,
+            Event::KillDone {
+                killer: m,
+                inc,
+                target,
+                pid,
             },
         );
     }

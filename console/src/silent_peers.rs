@@ -1,0 +1,50 @@
+//! Peers whose process is there but that do not answer (stopped by `kill -STOP`, hung): a
+//! connection error alone does not tell them from a machine without a peer, so a login looks
+//! (the probe, as peers do) and kills the process it finds by its pid (issue 15, kind 1).
+//! Used by `shutdown`, which would otherwise wait out its timeout for a peer that will never
+//! answer its stop request.
+
+use smon_login::{Login, machine_ops};
+use smon_proto::MachineId;
+
+/// What was found and done about a machine whose peer did not answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Silent {
+    /// No peer process there: nothing to do.
+    NoPeer,
+    /// A peer process was there without answering, and was killed.
+    Killed { pid: u32 },
+    /// The login, or the kill, failed (the error on one line).
+    Failed(String),
+}
+
+impl Silent {
+    /// The sentence `shutdown` prints for `machine` (none when there was no peer).
+    pub fn line(&self, machine: &MachineId) -> Option<String> {
+        match self {
+            Silent::NoPeer => None,
+            Silent::Killed { pid } => Some(format!(
+                "{machine}: its peer (pid {pid}) runs but did not answer; killed it \
+                 (applications it ran are left running)"
+            )),
+            Silent::Failed(why) => Some(format!(
+                "{machine}: did not answer, and could not be checked or killed: {why}"
+            )),
+        }
+    }
+}
+
+/// Log in to `machine`, and kill its peer process if one is there (it did not answer).
+pub async fn kill_silent(login: &Login, machine: &MachineId) -> Silent {
+    let probe = match machine_ops::probe(login, machine).await {
+        Ok(probe) => probe,
+        Err(e) => return Silent::Failed(crate::error_line::one_line(&e.into())),
+    };
+    let Some(pid) = probe.pid.filter(|_| probe.running) else {
+        return Silent::NoPeer;
+    };
+    match machine_ops::kill_peer(login, machine, pid).await {
+        Ok(_) => Silent::Killed { pid },
+        Err(e) => Silent::Failed(crate::error_line::one_line(&e.into())),
+    }
+}
