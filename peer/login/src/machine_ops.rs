@@ -28,6 +28,17 @@ done"#
     )
 }
 
+/// Shell (with `R` set): sets `r=1` when a process holds the flock on `$R/peer.lock`, as the
+/// running peer does for its whole life (`/proc/locks`, confirmed by the holder's open
+/// descriptor; as [`smon_proto::lock_holder`] does). Not `peer.pid`: once the peer died, the
+/// kernel may give its pid to another process, even another machine's peer.
+const RUNNING: &str = r#"r=0
+if i=$(stat -c %i "$R/peer.lock" 2>/dev/null) && l=$(readlink -f "$R/peer.lock"); then
+  for p in $(awk -v s=":$i" '$2 == "FLOCK" && substr($6, length($6) - length(s) + 1) == s { print $5 }' /proc/locks); do
+    for f in /proc/"$p"/fd/*; do if [ "$(readlink "$f")" = "$l" ]; then r=1; fi; done
+  done
+fi"#;
+
 /// Log in and look: is a peer installed, running, being installed? Also counts the login.
 pub async fn probe(login: &Login, machine: &MachineId) -> Result<Probe, Error> {
     let mut session = login.open(machine).await?;
@@ -38,13 +49,13 @@ printf x >> "$R/logins"
 v=none
 if [ -x "$R/current/smon-peer" ]; then v=$(readlink "$R/current"); v=${{v##*/}}; fi
 echo "installed=$v"
-r=0
-if [ -f "$R/peer.pid" ]; then p=$(cat "$R/peer.pid"); if kill -0 "$p" 2>/dev/null && grep -q smon-peer "/proc/$p/cmdline" 2>/dev/null; then r=1; fi; fi
+{running}
 echo "running=$r"
 {live}
 echo "installing=$live"
 "#,
         root = session.root(),
+        running = RUNNING,
         live = live_claim(),
     );
     let out = session.exec(&script, STEP_TIMEOUT).await?;
