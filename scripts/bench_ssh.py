@@ -129,12 +129,21 @@ class Lab:
         return os.path.join(self.dir, f"m{i + 1}", "home", user)
 
     def peer_running(self, i):
+        """A peer runs for line i when a process holds the flock on its peer.lock, as the peers
+        judge it (peer.pid can name a pid the kernel gave to another process since)."""
+        lock = os.path.join(self.home(i), ".smon", "peer.lock")
         try:
-            pid = int(open(os.path.join(self.home(i), ".smon", "peer.pid")).read())
-            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-            return stat not in ("Z", "X") and b"smon-peer" in open(f"/proc/{pid}/cmdline", "rb").read()
+            inode = os.stat(lock).st_ino
+            target = os.path.realpath(lock)
+            for line in open("/proc/locks"):
+                f = line.split()
+                if len(f) > 5 and f[1] == "FLOCK" and f[5].endswith(f":{inode}"):
+                    fds = f"/proc/{f[4]}/fd"
+                    if any(os.path.realpath(os.path.join(fds, fd)) == target for fd in os.listdir(fds)):
+                        return True
         except (OSError, ValueError):
-            return False
+            pass
+        return False
 
     def running(self):
         return sum(self.peer_running(i) for i in range(len(self.s["machines"])))
@@ -258,7 +267,7 @@ PLAYBOOK = """
         ./package install --root ~/.smon --incoming ~/.smon/incoming/ansible
     - name: the peer runs
       ansible.builtin.shell: |
-        p=$(cat ~/.smon/peer.pid) && kill -0 "$p" && grep -q smon-peer /proc/"$p"/cmdline
+        i=$(stat -c %%i ~/.smon/peer.lock) && grep -q "FLOCK .*:$i " /proc/locks
 """
 
 

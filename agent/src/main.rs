@@ -160,6 +160,7 @@ async fn key_source(args: &ServeArgs) -> anyhow::Result<KeySource> {
 /// `smon-agent serve`: listen, say where and with which key on stdout, serve until killed.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (config, cluster_key) = load_cluster(&args.cluster)?;
+    let _lock = hold_agent_lock(&args.cluster)?;
     let source = key_source(&args).await?;
     let Some(listen) = args.listen.or(config.agent.clone()) else {
         bail!("no --listen and the cluster has no agent address");
@@ -195,6 +196,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     agent.serve(listener, cluster_key).await;
     Ok(())
+}
+
+/// Take `DIR/agent.lock` for the agent's life: the console finds the agent by it, and a
+/// second agent of the same cluster stops here.
+fn hold_agent_lock(cluster: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = smon_proto::ClusterFiles::new(cluster).agent_lock();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "an agent of this cluster already runs (it holds {})",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).context(path.display().to_string()),
+    }
 }
 
 /// `smon-agent audit`: the last `limit` entries of the audit log, one line each.

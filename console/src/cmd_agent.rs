@@ -176,20 +176,10 @@ fn concrete_address(addr: &str) -> anyhow::Result<String> {
     Ok(probe.local_addr()?.to_string())
 }
 
-/// The running agent's pid, if any.
+/// The running agent's pid, if any: the holder of `DIR/agent.lock`, which the agent takes
+/// for its life. Not `agent.pid` alone: a dead agent's pid may belong to another process now.
 pub fn running_pid(dir: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(ClusterFiles::new(dir).agent_pid())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()?
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next().map(|s| s != "Z"))
-        .unwrap_or(false);
-    (alive && String::from_utf8_lossy(&cmdline).contains("smon-agent")).then_some(pid)
+    smon_proto::lock_holder(&ClusterFiles::new(dir).agent_lock())
 }
 
 pub async fn run(dir: &ClusterDir, cmd: AgentCommand) -> anyhow::Result<()> {

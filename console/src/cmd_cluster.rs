@@ -201,9 +201,6 @@ pub async fn shutdown(
 ) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
     let poll = Duration::from_millis((dir.config.interval_ms / 2).clamp(100, 1_000));
-    // Every local peer process seen: stopped means exited, not only its pid file gone (a
-    // peer removes it before it has stopped its applications and exited).
-    let mut seen = std::collections::BTreeMap::new();
     let mut silent = SilentWatch::default();
     loop {
         let tags = connect::livetags(dir).await;
@@ -216,9 +213,9 @@ pub async fn shutdown(
             .collect();
         // Peers this process could not ask may still run: never "all stopped" over them.
         let not_asked = fan_out::not_asked_line(&tags);
-        seen.extend(local_pids(dir));
-        seen.retain(|_, pid| layout::is_peer_process(*pid));
-        let local_left: Vec<_> = seen.iter().map(|(m, p)| (m.clone(), *p)).collect();
+        // A local peer holds its lock until it has stopped its applications and exits (its
+        // pid file goes earlier, and may name a pid the kernel has given to another process).
+        let local_left = local_pids(dir);
         if answering.is_empty() && local_left.is_empty() && not_asked.is_none() {
             let apps = if stop_apps {
                 "and their applications"

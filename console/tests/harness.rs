@@ -163,14 +163,10 @@ impl Cluster {
         serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
     }
 
-    /// The live pid of a machine's peer, if it runs.
+    /// The pid of a machine's peer, if it runs: the holder of its lock, as the peers and the
+    /// console judge it (a pid file can name a pid the kernel has reused).
     pub fn pid(&self, name: &str) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.machine(name, |f| f.pid()))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        is_alive(pid).then_some(pid)
+        smon_login::layout::running_pid(&self.root(name))
     }
 
     pub fn kill9(&self, name: &str) -> i32 {

@@ -385,6 +385,36 @@ fn kill_9_in_the_middle_of_state_writes_loses_nothing_committed() {
     kill_all(&c);
 }
 
+/// A dead peer's pid file can name a live process: the kernel reuses pids (`pid_max` is
+/// 32,768 here), and on a busy host the next owner may be another machine's peer. Nobody may
+/// take that for the dead peer: it is restarted, and `shutdown` leaves the other alone.
+#[test]
+fn a_dead_peer_whose_pid_now_names_another_peer_is_restarted() {
+    let c = Cluster::deployed(3);
+    let (victim, other) = (&c.names[1], &c.names[2]);
+    // Disabled while the pid is faked, so that no peer restarts the victim before.
+    c.ok(&["disable"]);
+    c.ok(&["wait", "--disabled", "--timeout", "60s"]);
+    let dead = c.kill9(victim);
+    let foreign = c.pid(other).expect("the other peer runs");
+    let pid_file = c.machine(victim, |f| f.pid());
+    std::fs::write(&pid_file, foreign.to_string()).unwrap();
+    assert_eq!(c.pid(victim), None, "a pid file is not a running peer");
+    c.ok(&["enable"]);
+    wait_for(
+        Duration::from_secs(90),
+        "the dead peer to be restarted",
+        || c.pid(victim).is_some_and(|p| p != dead && p != foreign),
+    );
+    assert_eq!(c.pid(other), Some(foreign), "the other peer is untouched");
+    c.ok(&["shutdown", "--timeout", "60s"]);
+    assert!(
+        c.processes().is_empty(),
+        "left after shutdown: {}",
+        harness::describe(&c.processes())
+    );
+}
+
 #[test]
 fn a_second_peer_on_the_same_machine_exits_at_once() {
     let c = Cluster::new(1, "1s");

@@ -119,6 +119,12 @@ impl<'a> ClusterFiles<'a> {
         self.dir.join("agent.pid")
     }
 
+    /// `agent.lock`: flocked by the running agent for its whole life; its holder
+    /// ([`crate::lock_holder`]) is the agent, whatever `agent.pid` says.
+    pub fn agent_lock(&self) -> PathBuf {
+        self.dir.join("agent.lock")
+    }
+
     /// `agent.log`: the agent's output (agent.log.1 .. .3 its backups, see
     /// [`AGENT_LOG_BOUND`]).
     pub fn agent_log(&self) -> PathBuf {

@@ -129,22 +129,9 @@ pub fn try_lock(path: &Path) -> Result<Option<fs::File>, Error> {
     }
 }
 
-/// The pid of the running peer of this root, if one runs (its pid file names a live
-/// smon-peer process).
+/// The pid of the running peer of this root, if one runs: the holder of its `peer.lock`
+/// ([`smon_proto::lock_holder`]). Not the pid file, whose pid the kernel may have given to
+/// another process since (another machine's peer, an application) once the peer died.
 pub fn running_pid(root: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(smon_proto::MachineFiles::new(root).pid())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    is_peer_process(pid).then_some(pid)
-}
-
-/// Is `pid` a live peer process (its command a `smon-peer`; a zombie has none)?
-pub fn is_peer_process(pid: i32) -> bool {
-    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-        cmdline
-            .split(|&b| b == 0)
-            .any(|arg| arg.ends_with(PEER_BINARY.as_bytes()))
-    })
+    smon_proto::lock_holder(&smon_proto::MachineFiles::new(root).lock())
 }

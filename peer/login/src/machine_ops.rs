@@ -28,6 +28,18 @@ done"#
     )
 }
 
+/// Shell (with `R` set): sets `r=1` when a process holds the flock on `$R/peer.lock`, as the
+/// running peer does for its whole life (`/proc/locks`, confirmed by the holder's open
+/// descriptor; as [`smon_proto::lock_holder`] does). Not `peer.pid`: once the peer died, the
+/// kernel may give its pid to another process, even another machine's peer.
+const RUNNING: &str = r#"r=0
+if i=$(stat -c %i "$R/peer.lock" 2>/dev/null) && l=$(readlink -f "$R/peer.lock"); then
+  for p in $(awk -v s=":$i" '$2 == "FLOCK" && substr($6, length($6) - length(s) + 1) == s { print $5 }' /proc/locks); do
+    for f in /proc/"$p"/fd/*; do if [ "$(readlink "$f")" = "$l" ]; then r=1; fi; done
+    if [ "$r" = 1 ]; then echo "pid=$p"; break; fi
+  done
+fi"#;
+
 /// Log in and look: is a peer installed, running, being installed? Also counts the login.
 pub async fn probe(login: &Login, machine: &MachineId) -> Result<Probe, Error> {
     let mut session = login.open(machine).await?;
@@ -38,13 +50,13 @@ printf x >> "$R/logins"
 v=none
 if [ -x "$R/current/smon-peer" ]; then v=$(readlink "$R/current"); v=${{v##*/}}; fi
 echo "installed=$v"
-r=0
-if [ -f "$R/peer.pid" ]; then p=$(cat "$R/peer.pid"); if kill -0 "$p" 2>/dev/null && grep -q smon-peer "/proc/$p/cmdline" 2>/dev/null; then r=1; echo "pid=$p"; fi; fi
+{running}
 echo "running=$r"
 {live}
 echo "installing=$live"
 "#,
         root = session.root(),
+        running = RUNNING,
         live = live_claim(),
     );
     let out = session.exec(&script, STEP_TIMEOUT).await?;
@@ -223,21 +235,23 @@ exit 1
 }
 
 /// Kill (SIGKILL) the peer process `pid` of `machine`, found as [`probe`] finds it: only
-/// while the pid file still names `pid` and `/proc` shows a peer there, so that a peer
-/// restarted since (another pid) is never touched. Waits up to 5 s for it to be gone.
+/// while `pid` still holds the machine's peer lock, so that a peer restarted since (another
+/// pid), or a process that got the pid since, is never touched. Waits up to 5 s for it to be gone.
 /// Returns what it did, in words; errors when the process is still there.
 pub async fn kill_peer(login: &Login, machine: &MachineId, pid: u32) -> Result<String, Error> {
     let mut session = login.open(machine).await?;
     let script = format!(
-        r#"R={root}; p={pid}
+        r#"R={root}; want={pid}
+{running}
+if [ "$r" != 1 ] || [ "$p" != "$want" ]; then echo "no peer process $want any more"; exit 0; fi
 alive() {{ grep -q smon-peer "/proc/$p/cmdline" 2>/dev/null; }}
-if [ "$(cat "$R/peer.pid" 2>/dev/null)" != "$p" ] || ! alive; then echo "no peer process $p any more"; exit 0; fi
 kill -KILL "$p" || exit 1
 i=0; while alive && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 if alive; then echo "peer process $p still there after SIGKILL" >&2; exit 1; fi
 echo "killed peer process $p"
 "#,
         root = session.root(),
+        running = RUNNING,
     );
     session.exec(&script, STEP_TIMEOUT).await
 }
