@@ -44,7 +44,7 @@ pub fn describe(root: &Path, installed: &ClusterConfig, me: Option<&MachineId>) 
 pub fn take_over(root: &Path) -> std::io::Result<()> {
     if let Some(pid) = layout::running_pid(root) {
         tracing::warn!("taking over: stopping the other cluster's peer (pid {pid})");
-        stop(pid, false);
+        stop(pid, false, || layout::running_pid(root) == Some(pid));
     }
     let apps = root.join("apps");
     if let Ok(entries) = fs::read_dir(&apps) {
@@ -53,7 +53,7 @@ pub fn take_over(root: &Path) -> std::io::Result<()> {
             let run = RunFile::load(&app_base(root, &name).join("run.json"));
             if let Some(proc) = run.proc {
                 tracing::warn!("taking over: stopping {name} (process group {})", proc.pgid);
-                stop(proc.pgid, true);
+                stop(proc.pgid, true, || process::group_alive(proc.pgid));
             }
         }
     }
@@ -81,21 +81,14 @@ pub fn take_over(root: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// SIGTERM `pid` (a process group if `group`), SIGKILL after [`GRACE`].
-fn stop(pid: i32, group: bool) {
-    let alive = || {
-        if group {
-            process::group_alive(pid)
-        } else {
-            layout::is_peer_process(pid)
-        }
-    };
+/// SIGTERM `pid` (a process group if `group`), SIGKILL after [`GRACE`] while `alive` (for a
+/// peer: it still holds its lock, so a pid reused since is never signalled again).
+fn stop(pid: i32, group: bool, alive: impl Fn() -> bool) {
     let signal = |s| {
         if group {
             process::signal_group(pid, s)
         } else {
-            // SAFETY: kill(2) of the pid the other cluster's peer recorded, checked above to
-            // be a live smon-peer.
+            // SAFETY: kill(2) of the pid that holds the other cluster's peer lock.
             unsafe { libc::kill(pid, s) };
         }
     };
