@@ -75,7 +75,7 @@ async fn the_known_hosts_seed_pins_its_machines() {
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("1 SSH machine(s) have no pinned host key ([::1]):"),
+            .contains("1 SSH machine(s) have no pinned host key ([::1]:22):"),
         "{err}"
     );
 }
