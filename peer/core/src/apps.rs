@@ -58,8 +58,7 @@ impl Core {
             && app.desired_order() > self.state.apps[i].desired_order()
         {
             let mine = &mut self.state.apps[i];
-            mine.desired = app.desired;
-            mine.desired_rev = app.desired_rev;
+            mine.take_desired_of(app);
             out.push(Output::AppDesired(mine.clone()));
             self.offer_next(i);
             self.persist(out);
@@ -103,9 +102,7 @@ impl Core {
         };
         if !taken {
             let mine = self.state.apps.iter().find(|a| a.name == app.name)?;
-            app.desired = mine.desired;
-            app.desired_rev = mine.desired_rev;
-            app.desired_sig = mine.desired_sig.clone();
+            app.take_desired_of(mine);
         }
         Some(app)
     }

@@ -336,3 +336,60 @@ fn the_newest_signed_version_wins_whatever_forgeries_claim() {
     assert_eq!(core.apps()[0].desired, DesiredState::Offline);
     assert_eq!(core.apps()[0].desired_sig, signed);
 }
+
+/// A desired state is kept with its signature, so that the next peer can verify what this
+/// one offers on: an application installed at its package's revision 0 (no signature) then
+/// set by the operator holds, and persists, the operator's signature.
+#[test]
+fn a_taken_desired_state_keeps_its_signature_to_spread() {
+    let (mut core, mut rng) = core();
+    let mut out = Vec::new();
+    let db = AppDecl {
+        name: "db".into(),
+        ..app(DesiredState::Online, 0, &[])
+    };
+    core.handle(
+        0,
+        Input::AppInstalledLocally(db.clone()),
+        &mut rng,
+        &mut out,
+    );
+    let signed = FlagSignatures::SIGNED;
+    let offline = AppDecl {
+        desired: DesiredState::Offline,
+        desired_rev: 9,
+        desired_sig: signed.to_vec(),
+        ..db.clone()
+    };
+    out.clear();
+    core.handle_operator(
+        1_000,
+        Input::SetAppDesired(offline.clone()),
+        &mut rng,
+        &mut out,
+    )
+    .unwrap();
+    assert!(refusals(&out).is_empty(), "{out:?}");
+    let held = core.apps().iter().find(|a| a.name == "db").unwrap().clone();
+    assert_eq!(
+        held,
+        AppDecl {
+            version: db.version,
+            ..offline.clone()
+        }
+    );
+    assert_eq!(
+        core.persistent().apps.iter().find(|a| a.name == "db"),
+        Some(&held)
+    );
+    // Taken from a peer's offer, the same: a third peer gets the signature along.
+    let (mut other, mut rng) = self::core();
+    other.handle(0, Input::AppInstalledLocally(db), &mut rng, &mut out);
+    let offer = AppOffer {
+        from: machine("b"),
+        app: held.clone(),
+    };
+    other.on_call(2_000, PeerCall::ExchangeApp(offer), &mut rng, &mut out);
+    let taken = other.apps().iter().find(|a| a.name == "db").unwrap();
+    assert_eq!(taken.desired_sig, signed);
+}

@@ -245,12 +245,18 @@ impl AppDecl {
             changed = true;
         }
         if other.desired_order() > self.desired_order() {
-            self.desired = other.desired;
-            self.desired_rev = other.desired_rev;
-            self.desired_sig = other.desired_sig.clone();
+            self.take_desired_of(other);
             changed = true;
         }
         changed
+    }
+
+    /// Take `other`'s desired state whole: the state, its revision and its signature, which
+    /// only verify together (one without the others is a refused setting at the next peer).
+    pub fn take_desired_of(&mut self, other: &AppDecl) {
+        self.desired = other.desired;
+        self.desired_rev = other.desired_rev;
+        self.desired_sig.clone_from(&other.desired_sig);
     }
 }
 
