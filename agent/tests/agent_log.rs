@@ -14,12 +14,8 @@ use smon_proto::{LogBound, log_file::log_files};
 
 const MAX: u64 = 2000;
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_for(Duration::from_secs(60), what, cond);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,31 +42,35 @@ async fn agent_under_flood(mode: Mode, seen: impl Fn(&DoorCounts) -> bool) {
     let (stop, flooder) =
         flood_in_background(Flood::new(mode, addr.parse().unwrap(), 1_000).unwrap());
 
-    let deadline = Instant::now() + Duration::from_secs(90);
     let mut slowest = Duration::ZERO;
     let mut answers = 0;
     // Until the door shows the flood, and then five answers more.
-    while answers < 5 {
-        let started = Instant::now();
-        let ask = async {
-            let client = client(dir, &addr).await;
-            client.public_key(context::current()).await.unwrap()
-        };
-        let answer = tokio::time::timeout(Duration::from_secs(30), ask)
-            .await
-            .expect("the agent answers within 30 s under the flood");
-        assert_eq!(answer, public);
-        slowest = slowest.max(started.elapsed());
-        if seen(&agent.door_counts()) {
-            answers += 1;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{mode:?}: the door never showed the flood: {:?}",
-            agent.door_counts()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let five = wait_until_async(
+        Duration::from_secs(90),
+        Duration::from_millis(100),
+        async || {
+            let started = Instant::now();
+            let ask = async {
+                let client = client(dir, &addr).await;
+                client.public_key(context::current()).await.unwrap()
+            };
+            let answer = tokio::time::timeout(Duration::from_secs(30), ask)
+                .await
+                .expect("the agent answers within 30 s under the flood");
+            assert_eq!(answer, public);
+            slowest = slowest.max(started.elapsed());
+            if seen(&agent.door_counts()) {
+                answers += 1;
+            }
+            answers >= 5
+        },
+    )
+    .await;
+    assert!(
+        five,
+        "{mode:?}: the door never showed the flood: {:?}",
+        agent.door_counts()
+    );
     let _ = stop.send(true);
     let report = tokio::task::spawn_blocking(move || flooder.join().unwrap())
         .await
@@ -78,15 +82,13 @@ async fn agent_under_flood(mode: Mode, seen: impl Fn(&DoorCounts) -> bool) {
     assert!(report.connected > 100, "the flood ran: {report:?}");
     assert_eq!(report.handshakes_accepted, 0, "{report:?}");
     // Every flood connection is closed once the flood is gone.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while agent.door_counts().open > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "left open: {:?}",
-            agent.door_counts()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let closed = wait_until_async(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || agent.door_counts().open == 0,
+    )
+    .await;
+    assert!(closed, "left open: {:?}", agent.door_counts());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,8 +74,9 @@ fn wait_status(
         }
         assert!(
             Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; last status:\n{}",
-            summary(&last)
+            "timed out after {timeout:?} waiting for {what}; last status:\n{}\n{}",
+            summary(&last),
+            c.log_tails(30)
         );
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -48,20 +48,25 @@ fn peer_under_flood(mode: Mode, seen: impl Fn(&DoorCounts) -> bool) {
     let (counts, report) = runtime.block_on(async {
         let (stop, report) = Flood::new(mode, target, 1_000).unwrap().start();
         // Until the door shows the flood: a legitimate client asks all along, and is answered.
-        let deadline = Instant::now() + Duration::from_secs(90);
         let mut slowest = Duration::ZERO;
-        let counts = loop {
-            let (counts, took) = legit_counts(&addr, &key).await;
-            slowest = slowest.max(took);
-            if seen(&counts) {
-                break counts;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{mode:?}: the door never showed the flood: {counts:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let mut last = None;
+        let shown = harness::wait_until_async(
+            Duration::from_secs(90),
+            Duration::from_millis(200),
+            async || {
+                let (counts, took) = legit_counts(&addr, &key).await;
+                slowest = slowest.max(took);
+                let shown = seen(&counts);
+                last = Some(counts);
+                shown
+            },
+        )
+        .await;
+        let counts = last.expect("one answer at least");
+        assert!(
+            shown,
+            "{mode:?}: the door never showed the flood: {counts:?}"
+        );
         // The operator's command too, while the flood still runs.
         let status = c.status();
         assert_eq!(status["versions"]["0.1.0"], 1, "{status}");
@@ -78,15 +83,20 @@ fn peer_under_flood(mode: Mode, seen: impl Fn(&DoorCounts) -> bool) {
     assert_eq!(c.pid("m001"), Some(pid), "the peer process changed");
     // Once the flood is gone, every one of its connections is closed.
     let (after, _) = runtime.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = legit_counts(&addr, &key).await;
-            // The legitimate client's own connection is the one left.
-            if r.0.open <= 1 || Instant::now() > deadline {
-                break r;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let mut last = None;
+        harness::wait_until_async(
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            async || {
+                let r = legit_counts(&addr, &key).await;
+                // The legitimate client's own connection is the one left.
+                let closed = r.0.open <= 1;
+                last = Some(r);
+                closed
+            },
+        )
+        .await;
+        last.expect("one answer at least")
     });
     assert!(
         after.open <= 1,

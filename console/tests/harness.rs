@@ -159,6 +159,22 @@ impl Cluster {
         file(MachineFiles::new(&self.root(name)))
     }
 
+    /// The last `lines` lines of every machine's peer log, each under its machine's name: for
+    /// the message of a wait that timed out.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for name in &self.names {
+            let log = std::fs::read_to_string(self.machine(name, |f| f.log())).unwrap_or_default();
+            let all: Vec<&str> = log.lines().collect();
+            out.push_str(&format!("--- {name} peer.log (last {lines} lines)\n"));
+            for line in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     pub fn status(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
     }
@@ -319,6 +335,25 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// [`wait_until`] for a condition that awaits (each poll may ask a peer), polled every
+/// `every`: false when `timeout` passed first.
+pub async fn wait_until_async(
+    timeout: Duration,
+    every: Duration,
+    mut cond: impl AsyncFnMut() -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -4,7 +4,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use smon_agent::{
@@ -112,4 +112,35 @@ pub async fn start_agent(dir: &Path, key: KeySource, settings: Settings) -> (Age
 pub async fn client(dir: &Path, addr: &str) -> AgentServiceClient {
     let key = ClusterKey::load(&ClusterFiles::new(dir).cluster_key()).unwrap();
     transport::agent_client(addr, &key, TIMEOUT).await.unwrap()
+}
+
+/// Poll `cond` every 20 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`wait_for`] for a condition that awaits (each poll may ask the agent), polled every
+/// `every`: false when `timeout` passed first.
+pub async fn wait_until_async(
+    timeout: Duration,
+    every: Duration,
+    mut cond: impl AsyncFnMut() -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(every).await;
+    }
 }

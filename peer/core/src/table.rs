@@ -319,18 +319,21 @@ impl<E: Entry> Table<E> {
         if news { &mut self.news } else { &mut self.hot }
     }
 
-    /// Add this table's rumors of one class (`news` or figures) to a message, within
-    /// `budget` bytes of which `used` are taken.
+    /// Add up to `max` of this table's rumors of one class (`news` or figures) to a message,
+    /// within `budget` bytes of which `used` are taken. Returns how many were added.
     pub fn select_rumors(
         &mut self,
         news: bool,
-        budget: usize,
+        (budget, max): (usize, usize),
         used: &mut usize,
         out: &mut Vec<Arc<E>>,
-    ) {
+    ) -> usize {
         let mut requeue = Vec::new();
+        let mut added = 0;
         let queue = if news { &mut self.news } else { &mut self.hot };
-        while let Some(slot) = queue.pop_front() {
+        while added < max
+            && let Some(slot) = queue.pop_front()
+        {
             let Some(held) = self.slots[slot as usize].as_mut() else {
                 continue;
             };
@@ -348,6 +351,7 @@ impl<E: Entry> Table<E> {
             }
             *used += held.size();
             out.push(held.entry.clone());
+            added += 1;
             held.hot_left -= 1;
             if held.hot_left > 0 {
                 requeue.push(slot);
@@ -356,6 +360,7 @@ impl<E: Entry> Table<E> {
             }
         }
         queue.extend(requeue);
+        added
     }
 
     /// Anti-entropy: add one random known entry if it fits and is not in `out` yet; false
@@ -431,7 +436,7 @@ mod tests {
         let mut out = Vec::new();
         let mut used = 0;
         for news in [true, false] {
-            t.select_rumors(news, budget, &mut used, &mut out);
+            t.select_rumors(news, (budget, usize::MAX), &mut used, &mut out);
         }
         out
     }

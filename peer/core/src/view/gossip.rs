@@ -89,14 +89,26 @@ impl View {
                 }
             }
         }
-        // The rumors have a budget of their own.
+        // The rumors have a budget of their own. News first, the deepest table first; then
+        // figures, one per table in turn, so that a leaf's stream of figures (loads, records
+        // re-issued as heartbeats) does not starve the rows' ages above it.
         let budget = used + budget;
-        for news in [true, false] {
+        for level in self.levels[..=shared].iter_mut().rev() {
+            level.select_rumors(
+                true,
+                (budget, usize::MAX),
+                &mut used,
+                (&mut records, &mut rows),
+            );
+        }
+        loop {
+            let mut added = 0;
             for level in self.levels[..=shared].iter_mut().rev() {
-                match &mut level.entries {
-                    Entries::Records(t) => t.select_rumors(news, budget, &mut used, &mut records),
-                    Entries::Rows(t) => t.select_rumors(news, budget, &mut used, &mut rows),
-                }
+                added +=
+                    level.select_rumors(false, (budget, 1), &mut used, (&mut records, &mut rows));
+            }
+            if added == 0 {
+                break;
             }
         }
         for _ in 0..ANTI_ENTROPY_ENTRIES {
@@ -110,5 +122,22 @@ impl View {
             }
         }
         (records, rows)
+    }
+}
+
+impl Level {
+    /// [`Table::select_rumors`](crate::table::Table::select_rumors) of this level's table, into
+    /// the records or the rows of a message.
+    fn select_rumors(
+        &mut self,
+        news: bool,
+        limits: (usize, usize),
+        used: &mut usize,
+        (records, rows): (&mut Vec<Arc<MachineRecord>>, &mut Vec<Arc<ZoneRow>>),
+    ) -> usize {
+        match &mut self.entries {
+            Entries::Records(t) => t.select_rumors(news, limits, used, records),
+            Entries::Rows(t) => t.select_rumors(news, limits, used, rows),
+        }
     }
 }
