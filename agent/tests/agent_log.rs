@@ -6,7 +6,7 @@ mod common;
 
 use std::{
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::*;

@@ -113,23 +113,24 @@ pub async fn set_livetag(dir: &ClusterDir, enabled: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Set the livetag through any peer: one version above the newest that peer has heard of
-/// (its own, its zone's records, the root's sample), signed with the cluster's release key.
-/// The peer refuses it unless the signature verifies: that refusal is the error.
+/// Set the livetag through any peer, signed with the cluster's release key, at a version
+/// above that peer's own tag (which it took signed) and at least this console's clock in ms,
+/// as application settings are. The versions other machines' records *claim* are not used:
+/// they are unsigned, so a holder of the cluster key could claim `u64::MAX` and leave no
+/// version above it for the operator. The peer refuses the tag unless the signature
+/// verifies: that refusal is the error.
 pub async fn send_livetag(dir: &ClusterDir, enabled: bool) -> anyhow::Result<String> {
     let (machine, client) = connect::any_peer(dir).await?;
     let view = client
         .cluster_view(connect::ctx(Duration::from_secs(10)), 0)
         .await
         .map_err(|e| anyhow::anyhow!("{machine}: {e}"))?;
-    let heard = (view.records.iter().map(|(_, r)| r.livetag.version))
-        .chain(view.root.livetags.iter().map(|(t, _)| t.version))
-        .chain([view.livetag.version])
-        .max()
-        .unwrap_or(0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let tag = smon_proto::LiveTag {
         enabled,
-        version: heard.saturating_add(1),
+        version: view.livetag.version.saturating_add(1).max(now_ms),
     };
     let tag = crate::signing::signed_livetag(dir, tag).await?;
     connect::control_one(&machine, &client, ControlAction::SetLiveTag { tag }).await

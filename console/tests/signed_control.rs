@@ -101,8 +101,40 @@ async fn attack(c: &Cluster) {
     };
     let mut alone = Membership::new(1 << 40, vec![MachineId::local("m003")]);
     alone.set_signature(FORGED.to_vec());
+    // A record of m003 (records are not signed: the known gap) claiming the highest livetag
+    // version there is, in gossip of the cluster's own list so that it is taken: the
+    // operator's `disable` and `enable` must still find a version above what peers hold.
+    let list = smon_console::cluster_dir::ClusterDir::open(&c.dir)
+        .unwrap()
+        .membership;
+    let view = c.client("m001").await.cluster_view(ctx(), 0).await.unwrap();
+    let (_, mut claim) = view
+        .records
+        .into_iter()
+        .find(|(m, _)| *m == MachineId::local("m003"))
+        .expect("m003's record");
+    claim.rev += 1 << 40;
+    claim.news_rev += 1 << 40;
+    claim.livetag = LiveTag {
+        enabled: true,
+        version: u64::MAX,
+    };
+    let claim = std::sync::Arc::new(claim);
     for name in &c.names {
         let client = c.client(name).await;
+        let ping = Ping {
+            from: MachineId::local("m003"),
+            version: Version::new(0, 1, 0),
+            livetag: forged_tag.clone(),
+            membership_version: list.version,
+            gossip: Gossip {
+                membership_version: list.version,
+                membership_digest: list.digest(),
+                records: vec![claim.clone()],
+                ..Gossip::default()
+            },
+        };
+        client.ping(ctx(), ping).await.unwrap();
         let ping = Ping {
             from: MachineId::local("m002"),
             version: Version::new(0, 1, 0),
@@ -228,5 +260,10 @@ fn a_k_e_only_client_and_a_directory_with_other_keys_change_nothing() {
     c.ok(&["app", "set", "idle", "offline"]);
     c.ok(&["disable"]);
     c.ok(&["wait", "--disabled", "--timeout", "60s"]);
+    // A claimed livetag version of u64::MAX left no version above it: `enable` lost to the
+    // `disable` at that version (a disabled tag wins a tie). The console does not take
+    // versions from records.
+    c.ok(&["enable"]);
+    c.ok(&["wait", "--enabled", "--timeout", "60s"]);
     c.ok(&["shutdown", "--timeout", "60s"]);
 }
