@@ -89,21 +89,16 @@ fn peer_logs(c: &Cluster) -> String {
         .collect()
 }
 
-/// The K_E-only client: every way it can send control state, forged.
-async fn attack(c: &Cluster) {
+/// Gossip to every peer a record of m003 (records are not signed: the known gap) claiming
+/// the highest livetag version there is, in the cluster's own list so that it is taken. m003
+/// refutes it within rounds; until then the operator's `disable` and `enable` must still
+/// find a version above what peers hold.
+async fn claim_the_highest_livetag(c: &Cluster) {
     let ctx = smon_proto::tarpc::context::current;
     let forged_tag = SignedLiveTag {
-        tag: LiveTag {
-            enabled: false,
-            version: 1 << 40,
-        },
-        signature: FORGED.to_vec(),
+        tag: LiveTag::default(),
+        signature: Vec::new(),
     };
-    let mut alone = Membership::new(1 << 40, vec![MachineId::local("m003")]);
-    alone.set_signature(FORGED.to_vec());
-    // A record of m003 (records are not signed: the known gap) claiming the highest livetag
-    // version there is, in gossip of the cluster's own list so that it is taken: the
-    // operator's `disable` and `enable` must still find a version above what peers hold.
     let list = smon_console::cluster_dir::ClusterDir::open(&c.dir)
         .unwrap()
         .membership;
@@ -135,6 +130,24 @@ async fn attack(c: &Cluster) {
             },
         };
         client.ping(ctx(), ping).await.unwrap();
+    }
+}
+
+/// The K_E-only client: every way it can send control state, forged.
+async fn attack(c: &Cluster) {
+    let ctx = smon_proto::tarpc::context::current;
+    let forged_tag = SignedLiveTag {
+        tag: LiveTag {
+            enabled: false,
+            version: 1 << 40,
+        },
+        signature: FORGED.to_vec(),
+    };
+    let mut alone = Membership::new(1 << 40, vec![MachineId::local("m003")]);
+    alone.set_signature(FORGED.to_vec());
+    claim_the_highest_livetag(c).await;
+    for name in &c.names {
+        let client = c.client(name).await;
         let ping = Ping {
             from: MachineId::local("m002"),
             version: Version::new(0, 1, 0),
@@ -210,6 +223,23 @@ fn a_k_e_only_client_and_a_directory_with_other_keys_change_nothing() {
     // The real protocol, K_E only.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(attack(&c));
+    // The forged record's claim is in the views (records are not signed).
+    let claimed = || {
+        runtime.block_on(async {
+            let view = c
+                .client("m001")
+                .await
+                .cluster_view(smon_proto::tarpc::context::current(), 0)
+                .await
+                .unwrap();
+            view.records.iter().map(|(_, r)| r.livetag.version).max()
+        })
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "the claim of u64::MAX in m001's view",
+        || claimed() == Some(u64::MAX),
+    );
     // The console of a directory with another cluster's release and operator keys.
     let other = c.tmp.path().join("other-keys");
     with_other_keys(&c.dir, &other);
@@ -258,11 +288,13 @@ fn a_k_e_only_client_and_a_directory_with_other_keys_change_nothing() {
 
     // The operator's own directory still steers the cluster: the same path takes signed state.
     c.ok(&["app", "set", "idle", "offline"]);
+    runtime.block_on(claim_the_highest_livetag(&c));
     c.ok(&["disable"]);
     c.ok(&["wait", "--disabled", "--timeout", "60s"]);
     // A claimed livetag version of u64::MAX left no version above it: `enable` lost to the
     // `disable` at that version (a disabled tag wins a tie). The console does not take
     // versions from records.
+    runtime.block_on(claim_the_highest_livetag(&c));
     c.ok(&["enable"]);
     c.ok(&["wait", "--enabled", "--timeout", "60s"]);
     c.ok(&["shutdown", "--timeout", "60s"]);
