@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use rand::{RngExt, seq::SliceRandom};
 use smon_proto::{
-    Aggregate, AppDecl, AppState, AppStatus, DesiredState, LiveTag, Membership, PeerState, Version,
+    Aggregate, AppDecl, AppState, AppStatus, DesiredState, Membership, PeerState, Version,
 };
 
 use super::{
@@ -364,14 +364,14 @@ pub fn partition(params: SimParams, apart: u64) -> Report {
     let grown: Vec<_> = (0..=n).map(super::world::machine_name).collect();
     w.set_membership(last, Arc::new(Membership::new(2, grown)));
     let heal_at = t0 + apart * w.params.interval_ms;
+    // The tag the operator set last (its version is the operator's choice, see
+    // `World::set_livetag`).
+    let goal = w.livetag_of(last).expect("the operator's peer runs");
+    assert!(goal.enabled);
     w.run_until(heal_at);
     for machine in &mut w.machines {
         machine.side = 0;
     }
-    let goal = LiveTag {
-        enabled: true,
-        version: 2,
-    };
     let all = n as u32 + 1;
     let watch = Watch::new(
         "partition",

@@ -341,17 +341,17 @@ impl World {
     }
 
     /// The operator sets the livetag through the peer of `m`, as the console does: one
-    /// version above the newest that peer has heard of, signed.
+    /// version above that peer's own (signed) tag, and at least the clock in ms, signed.
+    /// Never from the versions records claim: they are not signed.
     pub fn set_livetag(&mut self, m: M, enabled: bool) {
         let Some(core) = self.machines[m].peer.as_ref() else {
             return;
         };
         let known = core.livetag().version;
-        let heard = core.view().newest_livetag().map_or(0, |t| t.version);
         let tag = smon_proto::SignedLiveTag {
             tag: LiveTag {
                 enabled,
-                version: known.max(heard) + 1,
+                version: known.saturating_add(1).max(self.now),
             },
             signature: FlagSignatures::SIGNED.to_vec(),
         };

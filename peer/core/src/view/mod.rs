@@ -532,7 +532,8 @@ impl View {
         }
     }
 
-    /// The newest livetag this peer has heard of, in records or rows.
+    /// The newest livetag this peer has heard of, in records or rows: what machines *claim*
+    /// (records are not signed), so never a version for the operator to sign above.
     pub fn newest_livetag(&self) -> Option<smon_proto_types::LiveTag> {
         let from_root = self.root.agg.livetags.iter().map(|(t, _)| *t);
         let from_records = self.records().map(|(r, _)| r.livetag);
