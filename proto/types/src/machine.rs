@@ -69,9 +69,18 @@ impl MachineId {
             None => (None, text),
         };
         let (host, port) = split_host_port(rest).map_err(|e| format!("{text:?}: {e}"))?;
+        let host = canonical_host(host).map_err(|e| format!("{text:?}: {e}"))?;
+        // Written without a user, host `local` would read back as `local:NAME`, a local
+        // machine (found by fuzzing the known_hosts path: `local.` became `local:22`).
+        if user.is_none() && host == "local" {
+            return Err(format!(
+                "{text:?}: host name \"local\" without a user reads as a local machine \
+                 (local:NAME); write USER@local or the host's full name"
+            ));
+        }
         Ok(MachineId::Ssh {
             user,
-            host: canonical_host(host).map_err(|e| format!("{text:?}: {e}"))?,
+            host,
             port: Some(port.unwrap_or(DEFAULT_SSH_PORT)),
         })
     }
@@ -247,6 +256,22 @@ mod tests {
                 host: "127.0.0.2".into(),
                 port: Some(2222)
             }
+        );
+    }
+
+    /// Every machine a line parses to prints back as itself: host `local` without a user
+    /// would print as a local machine's `local:NAME` (a fuzzing finding, known_hosts target).
+    #[test]
+    fn host_local_without_a_user_is_refused_as_it_would_read_back_as_a_local_machine() {
+        for text in ["local.", "LOCAL:22", "local.:2222", "Local"] {
+            let err = MachineId::parse_entry(text).unwrap_err();
+            assert!(err.contains("reads as a local machine"), "{text}: {err}");
+        }
+        let m = MachineId::parse_entry("alice@local.").unwrap();
+        assert_eq!(m.to_string().parse::<MachineId>().unwrap(), m);
+        assert_eq!(
+            MachineId::parse_entry("local:m1").unwrap(),
+            MachineId::local("m1")
         );
     }
 
