@@ -270,14 +270,12 @@ async fn refuses_and_audits_everything_that_is_not_a_genuine_member_login() {
     if let Ok(bad) = bad {
         assert!(bad.public_key(ctx()).await.is_err());
     }
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    let rows = loop {
-        let rows = audit::read(&ClusterFiles::new(dir).agent_audit(), 100, true).unwrap();
-        if rows.iter().any(|r| r.call == "handshake") || std::time::Instant::now() > deadline {
-            break rows;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let read = || audit::read(&ClusterFiles::new(dir).agent_audit(), 100, true).unwrap();
+    wait_until_async(TIMEOUT, std::time::Duration::from_millis(20), async || {
+        read().iter().any(|r| r.call == "handshake")
+    })
+    .await;
+    let rows = read();
     assert!(rows.iter().any(|r| r.call == "handshake"), "{rows:?}");
     let refused_challenges = rows
         .iter()
