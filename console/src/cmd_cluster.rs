@@ -46,9 +46,19 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
         spread_origin: Some((index, membership.version)),
     };
     let login = crate::cmd_agent::login(dir, &membership)?;
-    let message = machine_ops::deploy(&login, &machine, &package, &seed)
-        .await
-        .with_context(|| format!("deploying to {machine}"))?;
+    let message = match machine_ops::deploy(
+        &login,
+        &machine,
+        &package,
+        &seed,
+        machine_ops::Expect::Anything,
+    )
+    .await
+    .with_context(|| format!("deploying to {machine}"))?
+    {
+        machine_ops::Deployed::Installed(message) => message,
+        machine_ops::Deployed::Overtaken(why) => why,
+    };
     let mut report = format!("{machine}: {}", message.trim());
     // A cluster that was shut down keeps livetag off: say how to resume.
     if let Ok(view) = connect::view(dir).await

@@ -97,13 +97,65 @@ fn parse_probe(out: &str) -> Result<Probe, Error> {
     Ok(probe)
 }
 
-/// Copy the package and the seed into a directory of their own and start the installer.
+/// What a deployment may find on the machine when it claims it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The probe found no peer installed: deploy only while that still holds. Between the
+    /// probe and the claim (a round trip through the deployer, seconds under load) another
+    /// deployer may have installed one; its work is then not repeated.
+    Empty,
+    /// Install whatever is there (the operator's `deploy`; the installer is idempotent).
+    Anything,
+}
+
+/// How a deployment ended, short of an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deployed {
+    /// The package was copied and the installer ran: its one-line report.
+    Installed(String),
+    /// Another deployer got there first (its claim is alive, or with [`Expect::Empty`] a peer
+    /// is installed since the probe): nothing was copied. Why, in words.
+    Overtaken(String),
+}
+
+/// Shell (with `R` set): claim the machine for the upload directory `dir` and claim file
+/// `claim`, or print `overtaken=WHY` and stop (exit 0) when another deployer got there first.
+/// Checking and claiming happen under a mutex (an atomic `mkdir`; one left by a deployer that
+/// died within those few milliseconds is broken after 10 s), so that of two deployers
+/// claiming at once exactly one goes on.
+fn claim_script(expect: Expect, dir: &str, claim: &str) -> String {
+    let installed = match expect {
+        Expect::Empty => {
+            r#"if [ -x "$R/current/smon-peer" ]; then why="a peer was installed here since the probe"; fi"#
+        }
+        Expect::Anything => "",
+    };
+    format!(
+        r#"M="$R/incoming/.claiming"; mkdir -p "$R/incoming" || exit 3; i=0
+until mkdir "$M" 2>/dev/null; do
+  m=$(stat -c %Y "$M" 2>/dev/null) && [ $(($(date +%s) - m)) -ge 10 ] && rmdir "$M" 2>/dev/null
+  i=$((i+1)); if [ $i -ge 200 ]; then echo "$M stays taken" >&2; exit 3; fi; sleep 0.05
+done
+why=
+{live}
+if [ "$live" = 1 ]; then why="another deployer is installing here"; fi
+{installed}
+if [ -z "$why" ]; then mkdir -p "$R/{dir}" && : > "$R/incoming/{claim}" || {{ rmdir "$M"; exit 3; }}; fi
+rmdir "$M"
+if [ -n "$why" ]; then echo "overtaken=$why"; fi"#,
+        live = live_claim(),
+    )
+}
+
+/// Copy the package and the seed into a directory of their own and start the installer,
+/// unless another deployer got there first (see [`Expect`], [`Deployed::Overtaken`]).
 pub async fn deploy(
     login: &Login,
     machine: &MachineId,
     package: &std::path::Path,
     seed: &InstallSeed,
-) -> Result<String, Error> {
+    expect: Expect,
+) -> Result<Deployed, Error> {
     let mut session = login.open(machine).await?;
     let nonce: u64 = rand::rng().random();
     let deployer: String = seed
@@ -118,27 +170,27 @@ pub async fn deploy(
         })
         .collect();
     let dir = format!("incoming/{deployer}-{nonce:016x}");
+    let claim = format!("claim-{nonce:016x}");
     // Claim first: a later deployer's probe sees the claim and does not copy a second package.
-    // Unless a live claim is there already: another deployer came between our probe and now.
-    let claim = format!(
-        r#"R={root}
-{live}
-if [ "$live" = 1 ]; then echo "another deployer is installing here" >&2; exit 3; fi
-mkdir -p "$R/{dir}" && : > "$R/incoming/claim-{nonce:016x}""#,
+    let script = format!(
+        "R={root}\n{body}",
         root = session.root(),
-        live = live_claim(),
+        body = claim_script(expect, &dir, &claim)
     );
-    session.exec(&claim, STEP_TIMEOUT).await?;
+    let said = session.exec(&script, STEP_TIMEOUT).await?;
+    if let Some(why) = said.lines().find_map(|l| l.strip_prefix("overtaken=")) {
+        return Ok(Deployed::Overtaken(format!("{why}; nothing copied")));
+    }
     let result = copy_and_install(&mut session, &dir, package, seed).await;
     if result.is_err() {
         // Release the claim at once: nobody need wait out an attempt that failed.
         let release = format!(
-            r#"R={root}; rm -rf "$R/{dir}" "$R/incoming/claim-{nonce:016x}""#,
+            r#"R={root}; rm -rf "$R/{dir}" "$R/incoming/{claim}""#,
             root = session.root()
         );
         let _ = session.exec(&release, STEP_TIMEOUT).await;
     }
-    result
+    result.map(Deployed::Installed)
 }
 
 /// Copy the package and the seed into the claimed directory `dir` and run the installer.
@@ -343,7 +395,9 @@ mod tests {
             spread_origin: None,
         };
         let missing = tmp.path().join("no-such-package");
-        let err = deploy(&login, &machine, &missing, &seed).await.unwrap_err();
+        let err = deploy(&login, &machine, &missing, &seed, Expect::Empty)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("no-such-package"), "{err}");
         let left: Vec<_> = std::fs::read_dir(tmp.path().join("m1/incoming"))
             .unwrap()
@@ -355,8 +409,89 @@ mod tests {
         // Somebody else claimed the machine since the probe: no second copy, their claim stays.
         let theirs = tmp.path().join("m1/incoming/claim-theirs");
         std::fs::write(&theirs, b"").unwrap();
-        let err = deploy(&login, &machine, &missing, &seed).await.unwrap_err();
-        assert!(err.to_string().contains("another deployer"), "{err}");
+        let got = deploy(&login, &machine, &missing, &seed, Expect::Anything).await;
+        match got {
+            Ok(Deployed::Overtaken(why)) => assert!(why.contains("another deployer"), "{why}"),
+            other => panic!("{other:?}"),
+        }
         assert!(theirs.exists());
+    }
+
+    fn seed_for(login: &Login, machine: &MachineId) -> InstallSeed {
+        InstallSeed {
+            me: machine.clone(),
+            deployer: "local:m0".into(),
+            config: login.config().clone(),
+            cluster_key: vec![7; 32],
+            membership: Vec::new(),
+            spread_origin: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_installed_since_the_probe_is_not_deployed_again() {
+        // Field case (demo under load): the probe found the machine empty; before this
+        // deployer claimed it, another one installed a peer and released its claim. The
+        // second copy used to run the installer again (two arrivals for one machine).
+        let tmp = tempfile::tempdir().unwrap();
+        let (login, machine) = local_machine(tmp.path());
+        assert!(probe(&login, &machine).await.unwrap().installed.is_none());
+        let current = tmp.path().join("m1/current");
+        std::fs::create_dir_all(&current).unwrap();
+        let peer = current.join("smon-peer");
+        std::fs::write(&peer, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&peer, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let seed = seed_for(&login, &machine);
+        let missing = tmp.path().join("no-such-package");
+        match deploy(&login, &machine, &missing, &seed, Expect::Empty).await {
+            Ok(Deployed::Overtaken(why)) => assert!(why.contains("since the probe"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let incoming: Vec<_> = std::fs::read_dir(tmp.path().join("m1/incoming"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(incoming.is_empty(), "claimed anyway: {incoming:?}");
+        // The operator's deploy installs whatever is there: it goes on (and here fails on
+        // the missing package, which shows that it tried).
+        let err = deploy(&login, &machine, &missing, &seed, Expect::Anything)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no-such-package"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn of_deployers_claiming_at_once_exactly_one_goes_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (login, machine) = local_machine(tmp.path());
+        let claims = (0..8).map(|i| {
+            let (login, machine) = (login.clone(), machine.clone());
+            tokio::spawn(async move {
+                let mut session = login.open(&machine).await.unwrap();
+                let body = claim_script(
+                    Expect::Empty,
+                    &format!("incoming/d{i}"),
+                    &format!("claim-{i}"),
+                );
+                let script = format!("R={}\n{body}", session.root());
+                session.exec(&script, STEP_TIMEOUT).await.unwrap()
+            })
+        });
+        let mut went_on = 0;
+        for claim in claims.collect::<Vec<_>>() {
+            let said = claim.await.unwrap();
+            if !said.contains("overtaken=") {
+                went_on += 1;
+            }
+        }
+        assert_eq!(went_on, 1);
+        let left: Vec<_> = std::fs::read_dir(tmp.path().join("m1/incoming"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("claim-"))
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(!tmp.path().join("m1/incoming/.claiming").exists());
     }
 }

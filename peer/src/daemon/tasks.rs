@@ -95,9 +95,15 @@ impl Actor {
         };
         let (login, package) = (self.login.clone(), self.package.clone());
         self.spawn_then(async move {
-            let result = machine_ops::deploy(&login, &machine, &package.path, &seed).await;
+            let expect = machine_ops::Expect::Empty; // the core deploys where none is installed
+            let result = machine_ops::deploy(&login, &machine, &package.path, &seed, expect).await;
             match &result {
-                Ok(msg) => tracing::info!("deployed to {machine}: {}", msg.trim()),
+                Ok(machine_ops::Deployed::Installed(msg)) => {
+                    tracing::info!("deployed to {machine}: {}", msg.trim())
+                }
+                Ok(machine_ops::Deployed::Overtaken(why)) => {
+                    tracing::info!("not deploying to {machine}: {why}")
+                }
                 Err(e) => tracing::warn!("deploying to {machine} failed: {e}"),
             }
             let ok = result.is_ok();
