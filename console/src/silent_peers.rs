@@ -14,6 +14,8 @@ pub enum Silent {
     NoPeer,
     /// A peer process was there without answering, and was killed.
     Killed { pid: u32 },
+    /// The peer there is another cluster's (issue 15, kind 11): left alone; what is there.
+    OtherCluster(String),
     /// The login, or the kill, failed (the error on one line).
     Failed(String),
 }
@@ -27,6 +29,7 @@ impl Silent {
                 "{machine}: its peer (pid {pid}) runs but did not answer; killed it \
                  (applications it ran are left running)"
             )),
+            Silent::OtherCluster(what) => Some(format!("{machine}: not killed: {what}")),
             Silent::Failed(why) => Some(format!(
                 "{machine}: did not answer, and could not be checked or killed: {why}"
             )),
@@ -40,6 +43,9 @@ pub async fn kill_silent(login: &Login, machine: &MachineId) -> Silent {
         Ok(probe) => probe,
         Err(e) => return Silent::Failed(crate::error_line::one_line(&e.into())),
     };
+    if let Some(what) = probe.other_cluster {
+        return Silent::OtherCluster(what.to_string());
+    }
     let Some(pid) = probe.pid.filter(|_| probe.running) else {
         return Silent::NoPeer;
     };

@@ -791,3 +791,210 @@ fn ssh_two_names_of_one_account_are_a_conflict_not_a_deployment() {
     console(&["-C", d, "shutdown"]);
     console(&["-C", d, "agent", "stop"]);
 }
+
+/// `status --json` of cluster directory `d`: the parsed answer (null when it failed).
+fn status_json(d: &str) -> serde_json::Value {
+    let out = Command::new(console_bin())
+        .args(["-C", d, "status", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// The `reason` of the row of the machine whose name contains `name` in `status`.
+fn row_reason(status: &serde_json::Value, name: &str) -> Option<String> {
+    status["records"]
+        .as_array()?
+        .iter()
+        .find(|r| r["machine"].as_str().is_some_and(|m| m.contains(name)))?["reason"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// How many logins the machine at `root` has counted (one byte each).
+fn logins(root: &Path) -> u64 {
+    std::fs::metadata(MachineFiles::new(root).logins()).map_or(0, |m| m.len())
+}
+
+/// The peer logs of machines `range`, joined.
+fn peer_logs(lab: &SshLab, range: std::ops::Range<usize>) -> String {
+    range
+        .map(|i| std::fs::read_to_string(MachineFiles::new(&lab.root(i)).log()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n-----\n")
+}
+
+/// Issue 15 kind 11: a new user's second cluster on the machines of a first one that was
+/// shut down. Without `--take-over` the first machine refuses the new package saying what is
+/// there and what to do; once that machine is cleared by hand, the new cluster's peer there
+/// finds the old install on the second machine and leaves it alone (no restart while it is
+/// stopped, no kill once it runs, none by `shutdown` either), saying why in that machine's row
+/// and once in its log. A cluster made with `init --take-over` replaces the old install on
+/// every machine (the console's deployment and the peers' alike, a running old peer too).
+#[test]
+fn ssh_a_new_cluster_takes_over_the_machines_of_an_old_one_only_when_told() {
+    let Some((_serial, lab)) = SshLab::serial("ed25519") else {
+        return;
+    };
+    let two = &lab.machines()[..2];
+    let second_host = "127.0.0.3"; // machine 1's address, in its row's name
+    let known = lab.base().join("known_hosts");
+    std::fs::write(&known, lab.known_hosts(0..2)).unwrap();
+    let known = known.to_str().unwrap();
+
+    // The first cluster, deployed and shut down.
+    let key = lab.key.to_str().unwrap().to_owned();
+    let first = lab.init("first", two, &["--known-hosts", known, "--key", &key]);
+    lab.start_agent(&first);
+    let f = first.to_str().unwrap();
+    console(&["-C", f, "deploy"]);
+    wait_for(Duration::from_secs(120), "2 machines deployed", || {
+        (0..2).all(|i| lab.pid(i).is_some())
+    });
+    console(&["-C", f, "shutdown"]);
+    wait_for(
+        Duration::from_secs(60),
+        "the first cluster's peers gone",
+        || (0..2).all(|i| lab.pid(i).is_none()),
+    );
+    console(&["-C", f, "agent", "stop"]);
+    let old_cluster = std::fs::read_to_string(MachineFiles::new(&lab.root(1)).cluster())
+        .expect("the installer writes the cluster file");
+
+    // A new key (the new cluster's release key), allowed to log in as well.
+    let key2 = lab.base().join("id2");
+    sh(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "smon-test-2", "-f"])
+        .arg(&key2));
+    let mut authorized = std::fs::read_to_string(lab.base().join("authorized_keys")).unwrap();
+    authorized += &std::fs::read_to_string(key2.with_extension("pub")).unwrap();
+    std::fs::write(lab.base().join("authorized_keys"), authorized).unwrap();
+    let key2 = key2.to_str().unwrap();
+
+    // Without --take-over: refused, saying what is there and what to do.
+    let second = lab.init(
+        "second",
+        two,
+        &[
+            "--known-hosts",
+            known,
+            "--key",
+            key2,
+            "--unresponsive-grace",
+            "3s",
+        ],
+    );
+    let s = second.to_str().unwrap();
+    console(&["-C", s, "agent", "start"]);
+    let err = console_fails(&["-C", s, "deploy"]);
+    assert!(
+        err.contains("holds the smon install of another cluster")
+            && err.contains("release key SHA256:")
+            && err.contains("its peer is not running")
+            && err.contains("init --take-over"),
+        "{err}"
+    );
+    assert!((0..2).all(|i| lab.pid(i).is_none()));
+
+    // The operator clears the first machine as told; the new cluster's peer there then finds
+    // the old, stopped install on the second machine: not restarted, and its row says why.
+    std::fs::remove_dir_all(lab.root(0)).unwrap();
+    console(&["-C", s, "deploy"]);
+    let mut status = serde_json::Value::Null;
+    wait_for(
+        Duration::from_secs(120),
+        "the second machine's reason",
+        || {
+            status = status_json(s);
+            row_reason(&status, second_host).is_some_and(|r| r.contains("another cluster"))
+        },
+    );
+    let reason = row_reason(&status, second_host).unwrap();
+    assert!(
+        reason.contains("holds the smon install of another cluster")
+            && reason.contains("release key SHA256:")
+            && reason.contains("its peer is not running")
+            && reason.contains("init --take-over"),
+        "{reason}"
+    );
+    // Several more logins there (each found it and left it alone): still not running, the
+    // old install untouched, and the peer said so once.
+    let root1 = lab.root(1);
+    let seen = logins(&root1);
+    wait_for(Duration::from_secs(60), "3 more logins to it", || {
+        logins(&root1) >= seen + 3
+    });
+    assert_eq!(lab.pid(1), None, "{}", peer_logs(&lab, 0..2));
+    assert_eq!(
+        std::fs::read_to_string(MachineFiles::new(&root1).cluster()).unwrap(),
+        old_cluster
+    );
+    let said = peer_logs(&lab, 0..1)
+        .matches("not restarted, killed or deployed over")
+        .count();
+    assert_eq!(said, 1, "{}", peer_logs(&lab, 0..1));
+
+    // The old peer started again by its owner: it runs but never answers the new cluster's
+    // pings. It is not judged unresponsive and killed (the grace is 3 s), nor by shutdown.
+    let old_peer = root1.join("current/smon-peer");
+    sh(Command::new("runuser")
+        .args(["-u", &lab.users[1], "--"])
+        .arg(&old_peer)
+        .arg("start")
+        .arg("--root")
+        .arg(&root1));
+    let old_pid = lab.pid(1).expect("the old peer runs");
+    wait_for(
+        Duration::from_secs(60),
+        "the reason naming the old peer",
+        || {
+            status = status_json(s);
+            row_reason(&status, second_host)
+                .is_some_and(|r| r.contains(&format!("its peer runs (pid {old_pid})")))
+        },
+    );
+    let seen = logins(&root1);
+    wait_for(Duration::from_secs(60), "3 more logins to it", || {
+        logins(&root1) >= seen + 3
+    });
+    assert_eq!(lab.pid(1), Some(old_pid), "{}", peer_logs(&lab, 0..2));
+    let out = Command::new(console_bin())
+        .args(["-C", s, "shutdown"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the new cluster's peer gone",
+        || lab.pid(0).is_none(),
+    );
+    assert_eq!(lab.pid(1), Some(old_pid), "shutdown: {said}");
+    console(&["-C", s, "agent", "stop"]);
+
+    // With --take-over: both machines run the new cluster's peers (the second deployed by
+    // the first's peer, over the old peer that still ran there).
+    let third = lab.init(
+        "third",
+        two,
+        &["--known-hosts", known, "--key", key2, "--take-over"],
+    );
+    let t = third.to_str().unwrap();
+    console(&["-C", t, "agent", "start"]);
+    console(&["-C", t, "deploy"]);
+    let taken = wait_until(Duration::from_secs(120), || {
+        status = status_json(t);
+        status["deployed"] == 2 && lab.pid(0).is_some() && lab.pid(1).is_some_and(|p| p != old_pid)
+    });
+    assert!(
+        taken,
+        "the new cluster is not on 2 machines: {status}\nlogs:\n{}",
+        peer_logs(&lab, 0..2)
+    );
+    assert!(!is_alive(old_pid), "the old peer still runs");
+    console(&["-C", t, "shutdown"]);
+    console(&["-C", t, "agent", "stop"]);
+}

@@ -67,6 +67,34 @@ pub struct MetricsSetting {
 }
 
 impl ClusterConfig {
+    /// This cluster's id: its [`ClusterConfig::local_salt`] in hex, drawn at random by each
+    /// `init`, so that two clusters made with the same release key are told apart.
+    pub fn cluster_id(&self) -> String {
+        format!("{:016x}", self.local_salt)
+    }
+
+    /// Whether an install that trusts `release_key` (OpenSSH public key) and whose cluster id
+    /// is `cluster_id` is this cluster's: the same release key (compared as keys, comments
+    /// aside) and the same id (when known). This one check decides, for the installer and
+    /// for every login that acts on what it finds, whether a machine holds another cluster's
+    /// install (issue 15, kind 11).
+    pub fn is_same_cluster(&self, release_key: &str, cluster_id: Option<&str>) -> bool {
+        use crate::ReleasePublicKey as Key;
+        let same_key = match (
+            Key::from_openssh(&self.release_key),
+            Key::from_openssh(release_key),
+        ) {
+            (Ok(ours), Ok(theirs)) => ours.key_data() == theirs.key_data(),
+            _ => self.release_key.trim() == release_key.trim(),
+        };
+        same_key && cluster_id.is_none_or(|id| id == self.cluster_id())
+    }
+
+    /// [`ClusterConfig::is_same_cluster`] of another cluster's settings.
+    pub fn is_same_cluster_as(&self, other: &ClusterConfig) -> bool {
+        self.is_same_cluster(&other.release_key, Some(&other.cluster_id()))
+    }
+
     /// How long a peer process may exist without answering pings before it is killed and
     /// restarted (issue 15, kind 1): the setting, or 12 rounds.
     pub fn unresponsive_grace_ms(&self) -> u64 {

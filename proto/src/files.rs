@@ -197,6 +197,13 @@ impl<'a> MachineFiles<'a> {
         self.root.join("peer.lock")
     }
 
+    /// `cluster`: which cluster this install belongs to, in `key=value` lines that a login's
+    /// shell can read (`release_key=` the cluster's release key, `machine=` this machine's
+    /// name), written by the installer and by the peer as it starts (issue 15, kind 11).
+    pub fn cluster(&self) -> PathBuf {
+        self.root.join("cluster")
+    }
+
     /// `install.lock`: held by the one installer that finishes.
     pub fn install_lock(&self) -> PathBuf {
         self.root.join("install.lock")

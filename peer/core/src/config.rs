@@ -54,6 +54,10 @@ pub struct CoreConfig {
     /// A peer re-issues its own record at least every this many rounds, news or not, so that
     /// a record nobody refreshes grows old in every view ([`crate::View::age_ms`]).
     pub heartbeat_rounds: u64,
+    /// A machine found holding another cluster's install is deployed over (its installer
+    /// stops that cluster's peer first: `init --take-over`); off, it is left alone and its
+    /// row says why (issue 15, kind 11).
+    pub take_over: bool,
 }
 
 impl Default for CoreConfig {
@@ -74,6 +78,7 @@ impl Default for CoreConfig {
             unresponsive_after_pings: 3,
             unresponsive_grace_ms: 60_000,
             heartbeat_rounds: 4,
+            take_over: false,
         }
     }
 }

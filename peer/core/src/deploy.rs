@@ -161,6 +161,10 @@ impl Core {
             }
             LoginOutcome::Probed(probe) => probe,
         };
+        if let Some(why) = probe.other_cluster {
+            return self.on_other_cluster(index, machine, why, now, out);
+        }
+        self.other_clusters.remove(&machine);
         if probe.running {
             // Up, just slow to answer (or starting). If the login went out without a ping
             // because the view said no peer runs there (as after a partition), the view is
@@ -182,15 +186,20 @@ impl Core {
             self.work = Some(Work::Restarting(index));
             out.push(Output::Restart(machine));
         } else {
-            let me = self.me_index.expect("checked above");
-            self.work = Some(Work::Deploying(index));
-            self.observe(index, PeerState::Deploying);
-            let hint = self.targeting.hint(self.view.membership().version, me);
-            out.push(Output::Deploy {
-                machine,
-                hint: Some(hint),
-            });
+            self.deploy(index, machine, out);
         }
         None
+    }
+
+    /// Copy the package to `machine` (index `index`) and start its installer.
+    pub(crate) fn deploy(&mut self, index: u32, machine: MachineId, out: &mut Vec<Output>) {
+        let Some(me) = self.me_index else { return };
+        self.work = Some(Work::Deploying(index));
+        self.observe(index, PeerState::Deploying);
+        let hint = self.targeting.hint(self.view.membership().version, me);
+        out.push(Output::Deploy {
+            machine,
+            hint: Some(hint),
+        });
     }
 }

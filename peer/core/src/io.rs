@@ -37,7 +37,7 @@ pub enum LoginOutcome {
     Probed(Probe),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Probe {
     pub installed: Option<Version>,
     pub running: bool,
@@ -46,6 +46,10 @@ pub struct Probe {
     pub pid: Option<u32>,
     /// Another installer holds the install lock right now.
     pub install_in_progress: bool,
+    /// The install there (running or not) is another cluster's (issue 15, kind 11): what is
+    /// there and what to do, in one line. Nothing is restarted, killed or deployed over
+    /// there, unless this cluster takes such machines over ([`crate::CoreConfig::take_over`]).
+    pub other_cluster: Option<smon_proto_types::Reason>,
 }
 
 /// Whatever the machine knows of itself that the core reports in its record.
@@ -156,6 +160,13 @@ pub enum Output {
         machine: MachineId,
         pid: u32,
         silent_for_ms: u64,
+    },
+    /// `machine` holds another cluster's install (`reason`: what is there and what to do,
+    /// the installer's own message): log it. Nothing is done there. Given once per machine
+    /// and reason, not every round (issue 15, kind 11).
+    OtherCluster {
+        machine: MachineId,
+        reason: smon_proto_types::Reason,
     },
     /// Fetch the release `version` from the peer on `from`, in chunks.
     FetchRelease {

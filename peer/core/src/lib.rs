@@ -13,6 +13,7 @@ mod deploy;
 mod fetch_slots;
 mod io;
 mod liveness;
+mod other_cluster;
 mod signatures;
 mod table;
 mod target;
@@ -25,7 +26,7 @@ use rustc_hash::FxHashMap;
 use smon_proto_types::{
     AppDecl, AppOffer, AppReply, AppStatus, BadVersion, Chunk, ChunkRequest, ClusterView, Gossip,
     LiveTag, MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState,
-    Ping, Pong, Refusal, SignedLiveTag, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords,
+    Ping, Pong, Reason, Refusal, SignedLiveTag, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords,
     ZoneRecordsRequest, note_bad,
 };
 
@@ -133,6 +134,9 @@ pub struct Core {
     /// Machines whose peer process exists but did not answer this peer's pings (by index
     /// in the current membership; cleared when it changes).
     suspects: FxHashMap<u32, liveness::Suspect>,
+    /// Machines found holding another cluster's install, with what was logged about each
+    /// (logged again only when that changes).
+    other_clusters: FxHashMap<MachineId, Reason>,
     /// Calls in flight: what each is for, and the machine it was addressed to (by name: an
     /// index may name another machine once the membership changes).
     pending: FxHashMap<CallId, (Pending, MachineId)>,
@@ -190,6 +194,7 @@ impl Core {
             login_unpinged: false,
             work: None,
             suspects: FxHashMap::default(),
+            other_clusters: FxHashMap::default(),
             pending: FxHashMap::default(),
             next_call: 1,
             fetch: None,

@@ -11,7 +11,7 @@ use smon_core::{
     Probe, SpreadHint, Strategy,
 };
 use smon_proto_types::{
-    Gossip, MachineId, MachineRecord, Membership, PeerCall, PeerState, Ping, Version,
+    Gossip, MachineId, MachineRecord, Membership, PeerCall, PeerState, Ping, Reason, Version,
 };
 
 const N: usize = 16;
@@ -37,9 +37,17 @@ impl Peer {
     /// `first_deployed`; returns it with the outputs of its start.
     fn new(strategy: Strategy, me: usize, first_deployed: u64) -> (Self, Vec<Output>) {
         let cfg = CoreConfig {
-            interval_ms: INTERVAL,
             strategy,
             ..CoreConfig::default()
+        };
+        Self::with_config(cfg, me, first_deployed)
+    }
+
+    /// [`Peer::new`] with the settings `cfg` (its interval made [`INTERVAL`]).
+    fn with_config(cfg: CoreConfig, me: usize, first_deployed: u64) -> (Self, Vec<Output>) {
+        let cfg = CoreConfig {
+            interval_ms: INTERVAL,
+            ..cfg
         };
         let boot = Boot {
             me: machine(me),
@@ -264,4 +272,114 @@ fn the_papers_strategy_pings_first_and_waits_for_its_next_round() {
         },
     );
     assert!(out.is_empty(), "one attempt per round: {out:?}");
+}
+
+/// Issue 15 kind 11: the probe says machine 1 holds another cluster's install.
+fn other_cluster(running: bool) -> LoginOutcome {
+    LoginOutcome::Probed(Probe {
+        installed: Some(Version::new(1, 0, 0)),
+        running,
+        pid: running.then_some(4242),
+        other_cluster: Some(Reason::new("/r holds the smon install of another cluster")),
+        ..Probe::default()
+    })
+}
+
+/// Run `peer` for `rounds` rounds from `NOW`: every ping goes unanswered, every login to
+/// machine 1 finds `at_1`, every other login fails, every deployment, restart and kill fails.
+/// All its outputs.
+fn drive(peer: &mut Peer, rounds: u64, at_1: impl Fn() -> LoginOutcome) -> Vec<Output> {
+    let mut all = Vec::new();
+    for round in 0..rounds {
+        let now = NOW + round * INTERVAL;
+        let mut todo = vec![Input::Tick];
+        while let Some(input) = todo.pop() {
+            let out = peer.handle(now, input);
+            for o in &out {
+                todo.push(match o.clone() {
+                    Output::Call { id, .. } => Input::Reply {
+                        call: id,
+                        result: Err(CallFailure::Unreachable),
+                    },
+                    Output::Login(m) if m == machine(1) => Input::LoginDone {
+                        machine: m,
+                        outcome: at_1(),
+                    },
+                    Output::Login(m) => Input::LoginDone {
+                        machine: m,
+                        outcome: LoginOutcome::Failed(Reason::new("no route")),
+                    },
+                    Output::Deploy { machine, .. } => Input::DeployDone { machine, ok: false },
+                    Output::Restart(machine) => Input::RestartDone { machine, ok: false },
+                    Output::Kill { machine, .. } => Input::KillDone { machine, ok: false },
+                    _ => continue,
+                });
+            }
+            all.extend(out);
+        }
+    }
+    all
+}
+
+#[test]
+fn another_clusters_install_is_never_restarted_killed_or_deployed_over() {
+    for running in [false, true] {
+        let cfg = CoreConfig {
+            unresponsive_grace_ms: 2 * INTERVAL,
+            ..CoreConfig::default()
+        };
+        let (mut root, _) = Peer::with_config(cfg, 0, NOW);
+        let out = drive(&mut root, 40, || other_cluster(running));
+        let at_1 = |o: &&Output| match o {
+            Output::Restart(m)
+            | Output::Deploy { machine: m, .. }
+            | Output::Kill { machine: m, .. } => *m == machine(1),
+            _ => false,
+        };
+        assert_eq!(
+            out.iter().filter(at_1).count(),
+            0,
+            "running {running}: {out:?}"
+        );
+        // Looked at again and again, said once.
+        let looked = logins(&out).iter().filter(|m| **m == machine(1)).count();
+        assert!(looked >= 3, "running {running}: {looked} logins");
+        let said: Vec<_> = out
+            .iter()
+            .filter(|o| matches!(o, Output::OtherCluster { machine: m, .. } if *m == machine(1)))
+            .collect();
+        assert_eq!(said.len(), 1, "running {running}: {out:?}");
+        // Its row says why.
+        let record = root.core.view().get(1).expect("a record of machine 1");
+        assert_eq!(record.state, PeerState::Stopped);
+        let why = record
+            .reason
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        assert!(why.contains("another cluster"), "{why}");
+    }
+}
+
+#[test]
+fn under_take_over_another_clusters_install_is_deployed_over() {
+    let cfg = CoreConfig {
+        take_over: true,
+        ..CoreConfig::default()
+    };
+    let (mut root, _) = Peer::with_config(cfg, 0, NOW);
+    let out = root.handle(NOW, Input::Tick);
+    assert_eq!(logins(&out), vec![machine(1)], "{out:?}");
+    let out = root.handle(
+        NOW + 500,
+        Input::LoginDone {
+            machine: machine(1),
+            outcome: other_cluster(true),
+        },
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Deploy { machine: m, .. } if *m == machine(1))),
+        "{out:?}"
+    );
 }

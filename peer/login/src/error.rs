@@ -56,6 +56,10 @@ pub enum Error {
     /// The probe script printed something else than its three `key=value` lines.
     #[error("unexpected probe output: {0:?}")]
     ProbeOutput(String),
+    /// The machine holds another cluster's install (issue 15, kind 11): what is there and
+    /// what to do, in one line. Nothing there was started, stopped or killed.
+    #[error("{0}")]
+    OtherCluster(String),
     /// An SSH machine, but the cluster has no authentication agent to log in with.
     #[error("{machine}: the cluster has no authentication agent")]
     NoAgent { machine: MachineId },

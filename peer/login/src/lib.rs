@@ -11,6 +11,7 @@ mod error;
 
 pub mod detach;
 pub mod host_keys;
+pub mod installed_cluster;
 pub mod layout;
 mod login;
 pub mod machine_ops;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use rand::RngExt;
 use smon_core::Probe;
-use smon_proto::{InstallSeed, MachineId, Version};
+use smon_proto::{ClusterConfig, InstallSeed, MachineId, Reason, Version};
 
-use crate::{Error, Login, Session, error::io_err, layout};
+use crate::{Error, Login, Session, error::io_err, installed_cluster::InstalledCluster, layout};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A deployer's claim on a machine is honoured while the claim, or a file of its upload, is
@@ -40,31 +40,68 @@ if i=$(stat -c %i "$R/peer.lock" 2>/dev/null) && l=$(readlink -f "$R/peer.lock")
   done
 fi"#;
 
-/// Log in and look: is a peer installed, running, being installed? Also counts the login.
+/// Log in and look: is a peer installed, running, being installed, and is its install this
+/// cluster's (the `cluster` file, [`InstalledCluster`])? Also counts the login.
 pub async fn probe(login: &Login, machine: &MachineId) -> Result<Probe, Error> {
     let mut session = login.open(machine).await?;
+    probe_in(&mut session, login.config(), true).await
+}
+
+/// [`probe`] over an open session, judging the install against `config`'s cluster; the
+/// login is counted (`logins`) when `count`.
+async fn probe_in(
+    session: &mut Session,
+    config: &ClusterConfig,
+    count: bool,
+) -> Result<Probe, Error> {
     let script = format!(
         r#"R={root}
 mkdir -p "$R/incoming" || exit 3
-printf x >> "$R/logins"
+{count}
+echo "root=$R"
 v=none
 if [ -x "$R/current/smon-peer" ]; then v=$(readlink "$R/current"); v=${{v##*/}}; fi
 echo "installed=$v"
+if [ -f "$R/cluster" ]; then sed 's/^/cluster_/' "$R/cluster"; fi
 {running}
 echo "running=$r"
 {live}
 echo "installing=$live"
 "#,
         root = session.root(),
+        count = if count {
+            r#"printf x >> "$R/logins""#
+        } else {
+            ""
+        },
         running = RUNNING,
         live = live_claim(),
     );
     let out = session.exec(&script, STEP_TIMEOUT).await?;
-    parse_probe(&out)
+    let (mut probe, found) = parse_probe(&out)?;
+    // Another cluster's install, running or not: said, and never acted on as ours.
+    if let Some(cluster) = found.cluster
+        && (probe.installed.is_some() || probe.running)
+        && !cluster.is_ours(config)
+    {
+        let pid = probe.pid.filter(|_| probe.running).map(i64::from);
+        probe.other_cluster = Some(Reason::new(&cluster.describe(&found.root, pid)));
+    }
+    Ok(probe)
 }
 
-fn parse_probe(out: &str) -> Result<Probe, Error> {
+/// What the probe's output says besides the [`Probe`] itself.
+#[derive(Default)]
+struct Found {
+    /// The machine's smon directory, expanded.
+    root: String,
+    /// The `cluster` file, when there is one.
+    cluster: Option<InstalledCluster>,
+}
+
+fn parse_probe(out: &str) -> Result<(Probe, Found), Error> {
     let mut probe = Probe::default();
+    let mut found = Found::default();
     let mut seen = 0;
     for line in out.lines() {
         let Some((key, value)) = line.split_once('=') else {
@@ -88,13 +125,29 @@ fn parse_probe(out: &str) -> Result<Probe, Error> {
                 probe.install_in_progress = value == "1";
             }
             "pid" => probe.pid = value.parse().ok(),
-            _ => {}
+            "root" => found.root = value.to_owned(),
+            _ => {
+                if let Some(key) = key.strip_prefix("cluster_") {
+                    found
+                        .cluster
+                        .get_or_insert_with(InstalledCluster::default)
+                        .take_line(key, value);
+                }
+            }
         }
     }
     if seen != 3 {
         return Err(Error::ProbeOutput(out.to_owned()));
     }
-    Ok(probe)
+    Ok((probe, found))
+}
+
+/// Refuse to act on `machine`'s install when the probe finds another cluster's there.
+async fn ensure_ours(session: &mut Session, config: &ClusterConfig) -> Result<(), Error> {
+    match probe_in(session, config, false).await?.other_cluster {
+        Some(reason) => Err(Error::OtherCluster(reason.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// What a deployment may find on the machine when it claims it.
@@ -271,8 +324,12 @@ async fn run_installer(session: &mut Session, dir: &str, gzip: bool) -> Result<S
 /// Start the installed peer; if the current version cannot start, roll back to the previous,
 /// telling it how the current one's start ended (its exit code, see
 /// [`layout::ROLLBACK_EXIT_ENV`]).
+///
+/// Errors with [`Error::OtherCluster`], starting nothing, when the install there is another
+/// cluster's (issue 15, kind 11).
 pub async fn restart(login: &Login, machine: &MachineId) -> Result<String, Error> {
     let mut session = login.open(machine).await?;
+    ensure_ours(&mut session, login.config()).await?;
     let script = format!(
         r#"R={root}
 "$R/current/smon-peer" start --root "$R" && exit 0
@@ -289,9 +346,11 @@ exit 1
 /// Kill (SIGKILL) the peer process `pid` of `machine`, found as [`probe`] finds it: only
 /// while `pid` still holds the machine's peer lock, so that a peer restarted since (another
 /// pid), or a process that got the pid since, is never touched. Waits up to 5 s for it to be gone.
-/// Returns what it did, in words; errors when the process is still there.
+/// Returns what it did, in words; errors when the process is still there, and with
+/// [`Error::OtherCluster`], killing nothing, when the install there is another cluster's.
 pub async fn kill_peer(login: &Login, machine: &MachineId, pid: u32) -> Result<String, Error> {
     let mut session = login.open(machine).await?;
+    ensure_ours(&mut session, login.config()).await?;
     let script = format!(
         r#"R={root}; want={pid}
 {running}
@@ -309,22 +368,23 @@ echo "killed peer process $p"
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
     fn parses_probe_output() {
-        let p = parse_probe("installed=1.2.0\npid=4242\nrunning=1\ninstalling=0\n").unwrap();
+        let (p, _) = parse_probe("installed=1.2.0\npid=4242\nrunning=1\ninstalling=0\n").unwrap();
         assert_eq!(p.installed, Some(Version::new(1, 2, 0)));
         assert_eq!(p.pid, Some(4242));
         assert!(p.running && !p.install_in_progress);
-        let p = parse_probe("installed=none\nrunning=0\ninstalling=1\n").unwrap();
+        let (p, _) = parse_probe("installed=none\nrunning=0\ninstalling=1\n").unwrap();
         assert!(p.installed.is_none() && p.install_in_progress);
         assert!(parse_probe("garbage").is_err());
     }
 
-    fn local_machine(dir: &std::path::Path) -> (Login, MachineId) {
-        let config = smon_proto::ClusterConfig {
+    /// A cluster's settings for tests, its local machines under `dir`.
+    pub(crate) fn config(dir: &std::path::Path) -> smon_proto::ClusterConfig {
+        smon_proto::ClusterConfig {
             port: 1,
             local_salt: 1,
             local_root: dir.to_owned(),
@@ -339,7 +399,11 @@ mod tests {
             metrics: None,
             take_over: false,
             unresponsive_grace_ms: None,
-        };
+        }
+    }
+
+    fn local_machine(dir: &std::path::Path) -> (Login, MachineId) {
+        let config = config(dir);
         let ssh = crate::SshContext {
             key: smon_proto::ClusterKey::from_bytes([7; 32]),
             requester: MachineId::local("m0"),

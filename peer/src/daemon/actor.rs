@@ -391,6 +391,9 @@ impl Actor {
                         return Ok(Some(ending));
                     }
                 }
+                Output::OtherCluster { machine, reason } => {
+                    tracing::warn!("{machine}: not restarted, killed or deployed over: {reason}")
+                }
                 Output::Conflict { asked, answered_by } => tracing::warn!(
                     "CONFLICT: pinging {asked} at {} reached the peer of {answered_by}: two \
                      machines share that address and port ({asked} is not deployed over)",
@@ -435,6 +438,7 @@ fn core_config(config: &ClusterConfig) -> CoreConfig {
         removed_exit_after_ms: config.removed_exit_after_ms,
         disabled_exit_after_ms: config.disabled_exit_after_ms,
         unresponsive_grace_ms: config.unresponsive_grace_ms(),
+        take_over: config.take_over,
         ..CoreConfig::default()
     }
 }

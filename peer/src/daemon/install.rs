@@ -7,9 +7,12 @@
 
 use std::{fs, path::Path};
 
-use smon_proto::{InstallSeed, Membership, ReleasePublicKey, release};
+use smon_proto::{ClusterConfig, InstallSeed, MachineId, Membership, ReleasePublicKey, release};
 
-use smon_login::layout::{self, io_err};
+use smon_login::{
+    installed_cluster::InstalledCluster,
+    layout::{self, io_err},
+};
 
 use super::{
     DaemonError, start,
@@ -64,9 +67,8 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
     };
     let mut store = Store::open(&root.join("state.db"))?;
     // The release key this machine already trusts wins over whatever a seed says.
-    let installed = store.get::<smon_proto::ClusterConfig>(keys::CONFIG)?;
-    let config = installed.clone().unwrap_or_else(|| seed.config.clone());
-    let verify = |config: &smon_proto::ClusterConfig| {
+    let mut installed = store.get::<ClusterConfig>(keys::CONFIG)?;
+    let verify = |config: &ClusterConfig| {
         let trusted = ReleasePublicKey::from_openssh(&config.release_key)
             .map_err(|e| DaemonError::decode("release key", e))?;
         release::verify_package(&package, &trusted).map_err(|source| DaemonError::Unverified {
@@ -74,26 +76,24 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
             source,
         })
     };
-    let manifest = match verify(&config) {
-        Ok((_, manifest)) => manifest,
-        // Another cluster's install (issue 15 kind 11): said as such, or taken over.
-        Err(e) if installed.is_some() && config.release_key != seed.config.release_key => {
-            if !seed.config.take_over {
-                let me = store.get::<smon_proto::MachineId>(keys::ME)?;
-                return Err(DaemonError::OtherCluster(take_over::describe(
-                    root,
-                    &config,
-                    me.as_ref(),
-                )));
-            }
-            let (_, manifest) = verify(&seed.config).map_err(|_| e)?;
-            drop(store);
-            take_over::take_over(root).map_err(io_err(root))?;
-            store = Store::open(&root.join("state.db"))?;
-            manifest
+    // Another cluster's install (issue 15 kind 11): said as such, or taken over.
+    if let Some(theirs) = installed
+        .as_ref()
+        .filter(|theirs| !seed.config.is_same_cluster_as(theirs))
+    {
+        if !seed.config.take_over {
+            let me = store.get::<MachineId>(keys::ME)?;
+            return Err(DaemonError::OtherCluster(take_over::describe(
+                root, theirs, me,
+            )));
         }
-        Err(e) => return Err(e),
-    };
+        verify(&seed.config)?; // only this cluster's own package takes a machine over
+        drop(store);
+        take_over::take_over(root).map_err(io_err(root))?;
+        store = Store::open(&root.join("state.db"))?;
+        installed = None;
+    }
+    let (_, manifest) = verify(installed.as_ref().unwrap_or(&seed.config))?;
     let version = manifest.version;
 
     if let Some(pid) = layout::running_pid(root)
@@ -118,6 +118,13 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
             (keys::MEMBERSHIP, membership.encode()),
             (keys::SPREAD_ORIGIN, json(&seed.spread_origin)),
         ])?;
+    }
+    // Which cluster this install is, for the probes of later logins (issue 15, kind 11).
+    if let (Some(me), Some(config)) = (
+        store.get::<MachineId>(keys::ME)?,
+        store.get::<ClusterConfig>(keys::CONFIG)?,
+    ) {
+        InstalledCluster::write(root, &config, &me)?;
     }
     drop(store);
     if layout::linked_version(root, "current").is_none_or(|v| v < version) {

@@ -4,7 +4,7 @@
 
 use std::{path::Path, sync::Arc};
 
-use smon_login::layout;
+use smon_login::{installed_cluster::InstalledCluster, layout};
 use smon_proto::{ClusterConfig, ClusterKey, MachineId, Membership, ReleasePublicKey, Version};
 
 use super::{
@@ -44,10 +44,12 @@ fn missing(what: &'static str, root: &Path) -> DaemonError {
     }
 }
 
-/// Load the peer of `root` from `store` at time `now`. Writes only the first-deployed time,
-/// on the first start. Errors: anything missing (not installed here) or undecodable.
+/// Load the peer of `root` from `store` at time `now`. Writes the first-deployed time, on
+/// the first start, and the `cluster` file that logins read (so an install made before that
+/// file existed gets it). Errors: anything missing (not installed here) or undecodable.
 pub fn load(root: &Path, store: &mut Store, now: Millis) -> Result<Loaded, DaemonError> {
     let identity = identity(root, store)?;
+    InstalledCluster::write(root, &identity.config, &identity.me)?;
     let package = Arc::new(running_package(root)?);
     let version = package.manifest.version;
     let mut state: PersistentState = store

@@ -1,5 +1,6 @@
 //! A machine that holds another cluster's install (issue 15 kind 11): a peer of a cluster
-//! made by an earlier `init`, whose release key this cluster's packages are not signed by.
+//! made by another `init` (another release key, or another cluster id:
+//! [`smon_proto::ClusterConfig::is_same_cluster`]).
 //! The installer says what is there and what to do; under the new cluster's `take_over`
 //! setting (`smon-console init --take-over`) it stops that peer and its applications and
 //! clears its state, so that this cluster installs as on a new machine.
@@ -10,33 +11,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use smon_proto::{ClusterConfig, MachineFiles, MachineId, ReleasePublicKey};
+use smon_proto::{ClusterConfig, MachineFiles, MachineId};
 
 use super::apps::{install::app_base, process, runfile::RunFile};
-use smon_login::layout;
+use smon_login::{installed_cluster::InstalledCluster, layout};
 
 /// How long a stopped process may take before it is killed.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// What the other cluster left on this machine, in one line for the deployer's error.
-pub fn describe(root: &Path, installed: &ClusterConfig, me: Option<&MachineId>) -> String {
-    let key = ReleasePublicKey::from_openssh(&installed.release_key).map_or_else(
-        |_| "an unreadable release key".to_owned(),
-        |k| format!("release key {}", k.fingerprint(Default::default())),
-    );
-    let peer = match layout::running_pid(root) {
-        Some(pid) => format!("its peer runs (pid {pid})"),
-        None => "its peer is not running".to_owned(),
+/// What the other cluster left on this machine, in one line for the deployer's error: the
+/// text every login that finds it gives too ([`InstalledCluster::describe`]).
+pub fn describe(root: &Path, installed: &ClusterConfig, me: Option<MachineId>) -> String {
+    let cluster = InstalledCluster {
+        release_key: installed.release_key.clone(),
+        cluster_id: Some(installed.cluster_id()),
+        machine: me.map(|m| m.to_string()),
     };
-    let me = me.map_or_else(String::new, |m| format!(" as {m}"));
-    format!(
-        "{} holds the smon install of another cluster{me} ({key}; {peer}): this cluster's \
-         package is not signed by that cluster's key. To replace it, make this cluster with \
-         `smon-console init --take-over` (its deployers then stop that peer and its \
-         applications and install this cluster), or remove {} on that machine",
-        root.display(),
-        root.display()
-    )
+    let pid = layout::running_pid(root).map(i64::from);
+    cluster.describe(&root.display().to_string(), pid)
 }
 
 /// Stop the other cluster's peer and applications, and remove its state, versions and
@@ -66,6 +58,7 @@ pub fn take_over(root: &Path) -> std::io::Result<()> {
         root.join("previous"),
         files.pid(),
         files.known_hosts(),
+        files.cluster(),
     ] {
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

@@ -222,6 +222,8 @@ impl World {
                 running: t.peer.is_some(),
                 pid: t.peer.as_ref().map(|_| t.inc as u32),
                 install_in_progress: t.install_lock || t.deploy_claim_until > self.now,
+                // The simulator runs one cluster: never another's install.
+                other_cluster: None,
             })
         } else {
             LoginOutcome::Failed(smon_proto::Reason::new("unreachable (simulated)"))

@@ -45,7 +45,7 @@ impl World {
                 self.schedule(at, Event::AppsApplied { m, inc });
             }
             // The modelled network delivers every call to the machine it names.
-            Output::Conflict { .. } => {}
+            Output::Conflict { .. } | Output::OtherCluster { .. } => {}
             Output::MembershipChanged(membership) => {
                 self.machines[m].disk_membership = Some(membership)
             }

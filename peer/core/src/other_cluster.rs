@@ -1,0 +1,37 @@
+//! A machine whose install is another cluster's (issue 15, kind 11): a peer of an earlier
+//! `init`, running or not. A login's probe says so ([`Probe::other_cluster`]); this peer then
+//! neither restarts, nor kills, nor deploys over it, and records why in that machine's row,
+//! unless the cluster takes such machines over ([`CoreConfig::take_over`]): then it deploys,
+//! and the installer there stops the other cluster's peer and installs this one.
+
+use super::*;
+
+impl Core {
+    /// The probe of `index` found another cluster's install, described by `why`. Returns the
+    /// machine when the work on it is over for this round (nothing was asked of the daemon).
+    pub(crate) fn on_other_cluster(
+        &mut self,
+        index: u32,
+        machine: MachineId,
+        why: Reason,
+        now: Millis,
+        out: &mut Vec<Output>,
+    ) -> Option<u32> {
+        self.clear_suspect(index); // not our peer: never judged, never killed
+        self.targeting.note_attempt(index, now);
+        if self.cfg.take_over {
+            self.deploy(index, machine, out);
+            return None;
+        }
+        // Logged once per machine and description, not every round.
+        if self.other_clusters.get(&machine) != Some(&why) {
+            self.other_clusters.insert(machine.clone(), why.clone());
+            out.push(Output::OtherCluster {
+                machine,
+                reason: why.clone(),
+            });
+        }
+        self.observe_because(index, PeerState::Stopped, why.to_string());
+        Some(index)
+    }
+}
