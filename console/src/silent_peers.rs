@@ -44,7 +44,7 @@ pub async fn kill_silent(login: &Login, machine: &MachineId) -> Silent {
         Err(e) => return Silent::Failed(crate::error_line::one_line(&e.into())),
     };
     if let Some(what) = probe.other_cluster {
-        return Silent::OtherCluster(what.to_string());
+        return Silent::OtherCluster(what.message);
     }
     let Some(pid) = probe.pid.filter(|_| probe.running) else {
         return Silent::NoPeer;

@@ -910,9 +910,12 @@ fn ssh_a_new_cluster_takes_over_the_machines_of_an_old_one_only_when_told() {
         },
     );
     let reason = row_reason(&status, second_host).unwrap();
+    let old_id = smon_proto::ClusterConfig::load(&first)
+        .unwrap()
+        .cluster_id();
     assert!(
-        reason.contains("holds the smon install of another cluster")
-            && reason.contains("release key SHA256:")
+        reason.contains("holds another cluster's install")
+            && reason.contains(&format!("cluster id {old_id}"))
             && reason.contains("its peer is not running")
             && reason.contains("init --take-over"),
         "{reason}"

@@ -161,8 +161,8 @@ impl Core {
             }
             LoginOutcome::Probed(probe) => probe,
         };
-        if let Some(why) = probe.other_cluster {
-            return self.on_other_cluster(index, machine, why, now, out);
+        if let Some(found) = probe.other_cluster {
+            return self.on_other_cluster(index, machine, found, now, out);
         }
         self.other_clusters.remove(&machine);
         if probe.running {

@@ -49,7 +49,16 @@ pub struct Probe {
     /// The install there (running or not) is another cluster's (issue 15, kind 11): what is
     /// there and what to do, in one line. Nothing is restarted, killed or deployed over
     /// there, unless this cluster takes such machines over ([`crate::CoreConfig::take_over`]).
-    pub other_cluster: Option<smon_proto_types::Reason>,
+    pub other_cluster: Option<OtherInstall>,
+}
+
+/// Another cluster's install found by a probe (issue 15, kind 11).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherInstall {
+    /// What it is, short enough for a row's reason ([`smon_proto_types::MAX_REASON_BYTES`]).
+    pub brief: smon_proto_types::Reason,
+    /// What is there and what to do, in one line: the installer's own refusal.
+    pub message: String,
 }
 
 /// Whatever the machine knows of itself that the core reports in its record.
@@ -166,7 +175,7 @@ pub enum Output {
     /// and reason, not every round (issue 15, kind 11).
     OtherCluster {
         machine: MachineId,
-        reason: smon_proto_types::Reason,
+        message: String,
     },
     /// Fetch the release `version` from the peer on `from`, in chunks.
     FetchRelease {

@@ -26,7 +26,7 @@ use rustc_hash::FxHashMap;
 use smon_proto_types::{
     AppDecl, AppOffer, AppReply, AppStatus, BadVersion, Chunk, ChunkRequest, ClusterView, Gossip,
     LiveTag, MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState,
-    Ping, Pong, Reason, Refusal, SignedLiveTag, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords,
+    Ping, Pong, Refusal, SignedLiveTag, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords,
     ZoneRecordsRequest, note_bad,
 };
 
@@ -136,7 +136,7 @@ pub struct Core {
     suspects: FxHashMap<u32, liveness::Suspect>,
     /// Machines found holding another cluster's install, with what was logged about each
     /// (logged again only when that changes).
-    other_clusters: FxHashMap<MachineId, Reason>,
+    other_clusters: FxHashMap<MachineId, String>,
     /// Calls in flight: what each is for, and the machine it was addressed to (by name: an
     /// index may name another machine once the membership changes).
     pending: FxHashMap<CallId, (Pending, MachineId)>,

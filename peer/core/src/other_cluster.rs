@@ -7,13 +7,13 @@
 use super::*;
 
 impl Core {
-    /// The probe of `index` found another cluster's install, described by `why`. Returns the
+    /// The probe of `index` found another cluster's install, `found`. Returns the
     /// machine when the work on it is over for this round (nothing was asked of the daemon).
     pub(crate) fn on_other_cluster(
         &mut self,
         index: u32,
         machine: MachineId,
-        why: Reason,
+        found: OtherInstall,
         now: Millis,
         out: &mut Vec<Output>,
     ) -> Option<u32> {
@@ -24,14 +24,15 @@ impl Core {
             return None;
         }
         // Logged once per machine and description, not every round.
-        if self.other_clusters.get(&machine) != Some(&why) {
-            self.other_clusters.insert(machine.clone(), why.clone());
+        if self.other_clusters.get(&machine) != Some(&found.message) {
+            self.other_clusters
+                .insert(machine.clone(), found.message.clone());
             out.push(Output::OtherCluster {
                 machine,
-                reason: why.clone(),
+                message: found.message,
             });
         }
-        self.observe_because(index, PeerState::Stopped, why.to_string());
+        self.observe_because(index, PeerState::Stopped, found.brief.to_string());
         Some(index)
     }
 }

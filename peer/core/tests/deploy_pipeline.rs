@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_core::{
-    Boot, CallFailure, Core, CoreConfig, Input, LocalFacts, LoginOutcome, Output, PersistentState,
-    Probe, SpreadHint, Strategy,
+    Boot, CallFailure, Core, CoreConfig, Input, LocalFacts, LoginOutcome, OtherInstall, Output,
+    PersistentState, Probe, SpreadHint, Strategy,
 };
 use smon_proto_types::{
     Gossip, MachineId, MachineRecord, Membership, PeerCall, PeerState, Ping, Reason, Version,
@@ -280,7 +280,10 @@ fn other_cluster(running: bool) -> LoginOutcome {
         installed: Some(Version::new(1, 0, 0)),
         running,
         pid: running.then_some(4242),
-        other_cluster: Some(Reason::new("/r holds the smon install of another cluster")),
+        other_cluster: Some(OtherInstall {
+            brief: Reason::new("holds another cluster's install"),
+            message: "/r holds the smon install of another cluster".into(),
+        }),
         ..Probe::default()
     })
 }

@@ -46,6 +46,17 @@ impl InstalledCluster {
         config.is_same_cluster(&self.release_key, self.cluster_id.as_deref())
     }
 
+    /// [`InstalledCluster::describe`] short enough for a row's reason (its cluster id, not
+    /// its root or key).
+    pub fn brief(&self, pid: Option<i64>) -> String {
+        let id = self.cluster_id.as_deref().unwrap_or("unknown");
+        format!(
+            "holds another cluster's install ({}; cluster id {id}): left alone; `init \
+             --take-over` replaces it",
+            peer_state(pid)
+        )
+    }
+
     /// What the other cluster left in `root`, and what to do, in one line: the message of
     /// the installer's refusal and of every login that finds it. `pid`: its running peer.
     pub fn describe(&self, root: &str, pid: Option<i64>) -> String {
@@ -53,10 +64,7 @@ impl InstalledCluster {
             |_| "an unreadable release key".to_owned(),
             |k| format!("release key {}", k.fingerprint(Default::default())),
         );
-        let peer = match pid {
-            Some(pid) => format!("its peer runs (pid {pid})"),
-            None => "its peer is not running".to_owned(),
-        };
+        let peer = peer_state(pid);
         let me = self
             .machine
             .as_ref()
@@ -71,6 +79,14 @@ impl InstalledCluster {
              --take-over` (its deployers then stop that peer and its applications and install \
              this cluster), or remove {root} on that machine"
         )
+    }
+}
+
+/// Whether the other cluster's peer runs, in words.
+fn peer_state(pid: Option<i64>) -> String {
+    match pid {
+        Some(pid) => format!("its peer runs (pid {pid})"),
+        None => "its peer is not running".to_owned(),
     }
 }
 
@@ -110,5 +126,8 @@ mod tests {
         assert!(line.contains("its peer runs (pid 42)"), "{line}");
         assert!(line.contains("--take-over"), "{line}");
         assert!(!line.contains('\n'));
+        let brief = found.brief(Some(4_194_304));
+        assert!(brief.len() <= smon_proto::MAX_REASON_BYTES, "{brief}");
+        assert!(brief.contains("its peer runs (pid 4194304)") && brief.contains("--take-over"));
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rand::RngExt;
-use smon_core::Probe;
+use smon_core::{OtherInstall, Probe};
 use smon_proto::{ClusterConfig, InstallSeed, MachineId, Reason, Version};
 
 use crate::{Error, Login, Session, error::io_err, installed_cluster::InstalledCluster, layout};
@@ -85,7 +85,10 @@ echo "installing=$live"
         && !cluster.is_ours(config)
     {
         let pid = probe.pid.filter(|_| probe.running).map(i64::from);
-        probe.other_cluster = Some(Reason::new(&cluster.describe(&found.root, pid)));
+        probe.other_cluster = Some(OtherInstall {
+            brief: Reason::new(&cluster.brief(pid)),
+            message: cluster.describe(&found.root, pid),
+        });
     }
     Ok(probe)
 }
@@ -145,7 +148,7 @@ fn parse_probe(out: &str) -> Result<(Probe, Found), Error> {
 /// Refuse to act on `machine`'s install when the probe finds another cluster's there.
 async fn ensure_ours(session: &mut Session, config: &ClusterConfig) -> Result<(), Error> {
     match probe_in(session, config, false).await?.other_cluster {
-        Some(reason) => Err(Error::OtherCluster(reason.to_string())),
+        Some(found) => Err(Error::OtherCluster(found.message)),
         None => Ok(()),
     }
 }

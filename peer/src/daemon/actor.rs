@@ -391,8 +391,8 @@ impl Actor {
                         return Ok(Some(ending));
                     }
                 }
-                Output::OtherCluster { machine, reason } => {
-                    tracing::warn!("{machine}: not restarted, killed or deployed over: {reason}")
+                Output::OtherCluster { machine, message } => {
+                    tracing::warn!("{machine}: not restarted, killed or deployed over: {message}")
                 }
                 Output::Conflict { asked, answered_by } => tracing::warn!(
                     "CONFLICT: pinging {asked} at {} reached the peer of {answered_by}: two \
