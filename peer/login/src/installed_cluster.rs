@@ -25,7 +25,11 @@ impl InstalledCluster {
     /// as machine `me`. Errors: the file cannot be written.
     pub fn write(root: &Path, config: &ClusterConfig, me: &MachineId) -> Result<(), Error> {
         let path = MachineFiles::new(root).cluster();
-        let text = format!("release_key={}\nmachine={me}\n", config.release_key.trim());
+        let text = format!(
+            "release_key={}\ncluster_id={}\nmachine={me}\n",
+            config.release_key.trim(),
+            config.cluster_id()
+        );
         write_atomic(&path, text.as_bytes(), 0o644)
             .map_err(|e| io_err(&path)(std::io::Error::other(e)))
     }
