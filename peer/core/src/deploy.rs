@@ -186,13 +186,20 @@ impl Core {
             self.work = Some(Work::Restarting(index));
             out.push(Output::Restart(machine));
         } else {
-            self.deploy(index, machine, out);
+            self.deploy(index, machine, false, out);
         }
         None
     }
 
-    /// Copy the package to `machine` (index `index`) and start its installer.
-    pub(crate) fn deploy(&mut self, index: u32, machine: MachineId, out: &mut Vec<Output>) {
+    /// Copy the package to `machine` (index `index`) and start its installer;
+    /// `over_other_cluster`: over another cluster's install, taken over.
+    pub(crate) fn deploy(
+        &mut self,
+        index: u32,
+        machine: MachineId,
+        over_other_cluster: bool,
+        out: &mut Vec<Output>,
+    ) {
         let Some(me) = self.me_index else { return };
         self.work = Some(Work::Deploying(index));
         self.observe(index, PeerState::Deploying);
@@ -200,6 +207,7 @@ impl Core {
         out.push(Output::Deploy {
             machine,
             hint: Some(hint),
+            over_other_cluster,
         });
     }
 }

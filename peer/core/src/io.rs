@@ -151,6 +151,10 @@ pub enum Output {
     Deploy {
         machine: MachineId,
         hint: Option<SpreadHint>,
+        /// The probe found another cluster's install there, to be taken over
+        /// ([`crate::CoreConfig::take_over`]); otherwise it found none installed, and the
+        /// deployer stops if one was installed since.
+        over_other_cluster: bool,
     },
     /// Start the installed-but-stopped peer.
     Restart(MachineId),

@@ -20,7 +20,7 @@ impl Core {
         self.clear_suspect(index); // not our peer: never judged, never killed
         self.targeting.note_attempt(index, now);
         if self.cfg.take_over {
-            self.deploy(index, machine, out);
+            self.deploy(index, machine, true, out);
             return None;
         }
         // Logged once per machine and description, not every round.

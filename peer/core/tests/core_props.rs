@@ -308,6 +308,7 @@ impl Harness {
                         running,
                         pid: running.then_some(7),
                         install_in_progress: locked,
+                        other_cluster: None,
                     })
                 } else {
                     LoginOutcome::Failed(smon_proto_types::Reason::new("refused"))

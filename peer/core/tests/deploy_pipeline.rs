@@ -382,7 +382,7 @@ fn under_take_over_another_clusters_install_is_deployed_over() {
     );
     assert!(
         out.iter()
-            .any(|o| matches!(o, Output::Deploy { machine: m, .. } if *m == machine(1))),
+            .any(|o| matches!(o, Output::Deploy { machine: m, over_other_cluster: true, .. } if *m == machine(1))),
         "{out:?}"
     );
 }

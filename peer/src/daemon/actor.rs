@@ -359,7 +359,11 @@ impl Actor {
                 Output::SetTimer(at) => self.timer = Some(self.timer.map_or(at, |t| t.min(at))),
                 Output::Call { id, to, call } => self.spawn_call(id, to, call),
                 Output::Login(machine) => self.spawn_login(machine),
-                Output::Deploy { machine, hint } => self.spawn_deploy(machine, hint),
+                Output::Deploy {
+                    machine,
+                    hint,
+                    over_other_cluster,
+                } => self.spawn_deploy(machine, hint, over_other_cluster),
                 Output::Restart(machine) => self.spawn_restart(machine),
                 Output::Unresponsive {
                     machine,

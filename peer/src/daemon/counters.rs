@@ -65,6 +65,7 @@ mod tests {
             &Output::Deploy {
                 machine: m.clone(),
                 hint: None,
+                over_other_cluster: false,
             },
         );
         on_input(

@@ -84,7 +84,14 @@ impl Actor {
     }
 
     /// Copy this peer's package and an install seed to `machine` and run the installer.
-    pub(super) fn spawn_deploy(&self, machine: MachineId, hint: Option<SpreadHint>) {
+    /// `over_other_cluster`: the probe found another cluster's install there (to be taken
+    /// over); otherwise none, and the deployment stops if one was installed since.
+    pub(super) fn spawn_deploy(
+        &self,
+        machine: MachineId,
+        hint: Option<SpreadHint>,
+        over_other_cluster: bool,
+    ) {
         let seed = InstallSeed {
             me: machine.clone(),
             deployer: self.me.to_string(),
@@ -95,7 +102,11 @@ impl Actor {
         };
         let (login, package) = (self.login.clone(), self.package.clone());
         self.spawn_then(async move {
-            let expect = machine_ops::Expect::Empty; // the core deploys where none is installed
+            let expect = if over_other_cluster {
+                machine_ops::Expect::Anything
+            } else {
+                machine_ops::Expect::Empty
+            };
             let result = machine_ops::deploy(&login, &machine, &package.path, &seed, expect).await;
             match &result {
                 Ok(machine_ops::Deployed::Installed(msg)) => {

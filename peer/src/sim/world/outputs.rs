@@ -29,7 +29,7 @@ impl World {
             Output::SetTimer(at) => self.schedule(at, Event::Timer { m, inc }),
             Output::Call { id, to, call } => self.send(m, inc, id, to, call),
             Output::Login(target) => self.login(m, inc, &target),
-            Output::Deploy { machine, hint } => self.deploy(m, inc, &machine, hint),
+            Output::Deploy { machine, hint, .. } => self.deploy(m, inc, &machine, hint),
             Output::Restart(machine) => self.restart(m, inc, &machine),
             Output::Unresponsive { .. } => {}
             Output::Kill { machine, pid, .. } => self.kill(m, inc, &machine, pid),
