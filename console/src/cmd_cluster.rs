@@ -240,14 +240,7 @@ pub async fn shutdown(
             return Ok(report);
         }
         if Instant::now() > deadline {
-            for (machine, pid) in &local_left {
-                eprintln!(
-                    "{machine}: pid {pid} did not stop; killing it (applications it still ran \
-                     are left running)"
-                );
-                // SAFETY: sending a signal to a pid is memory-safe.
-                unsafe { libc::kill(*pid, libc::SIGKILL) };
-            }
+            kill_left(dir, &local_left, stop_apps).await;
             let unknown = not_asked.map(|l| format!("; {l}")).unwrap_or_default();
             bail!(
                 "timed out after {}: {} peers still answered{unknown}",
@@ -264,7 +257,7 @@ pub async fn shutdown(
         }
         // Nobody answering restarts peers now: a silent one is looked at and killed.
         silent.note(&tags);
-        silent.kill_due(dir).await;
+        silent.kill_due(dir, stop_apps).await;
         tell_each_to_stop(
             dir,
             answering.into_iter().map(|(m, _)| m).collect(),
@@ -272,6 +265,24 @@ pub async fn shutdown(
         )
         .await;
         tokio::time::sleep(poll).await;
+    }
+}
+
+/// Kill the local peers that did not stop in time, then (with `stop_apps`) end what their
+/// applications left running: `shutdown` stops applications in every case.
+async fn kill_left(dir: &ClusterDir, left: &[(MachineId, i32)], stop_apps: bool) {
+    let login = crate::cmd_agent::login(dir, &dir.membership);
+    for (machine, pid) in left {
+        // SAFETY: sending a signal to a pid is memory-safe.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+        let apps = match &login {
+            Ok(login) => crate::silent_peers::end_apps(login, machine, stop_apps).await,
+            Err(e) => format!(
+                "its applications could not be ended: {}",
+                crate::error_line::one_line(e)
+            ),
+        };
+        eprintln!("{machine}: pid {pid} did not stop; killed it; {apps}");
     }
 }
 
@@ -300,7 +311,7 @@ impl SilentWatch {
 
     /// Log in to each machine silent for [`SILENT_POLLS`] polls and not looked at yet, a
     /// bounded number at a time, and kill the peer process found there.
-    async fn kill_due(&mut self, dir: &ClusterDir) {
+    async fn kill_due(&mut self, dir: &ClusterDir, stop_apps: bool) {
         let due: Vec<MachineId> = self
             .polls
             .iter()
@@ -322,7 +333,7 @@ impl SilentWatch {
         };
         let login = &login;
         let found = fan_out::ask_all(due, |machine| async move {
-            Asked::Answered(crate::silent_peers::kill_silent(login, &machine).await)
+            Asked::Answered(crate::silent_peers::kill_silent(login, &machine, stop_apps).await)
         })
         .await;
         for (machine, asked) in found {

@@ -838,8 +838,38 @@ fn a_chatty_app_has_a_bounded_log_and_a_daemonizing_app_runs_once() {
     let c = Cluster::deployed(2);
     a_chatty_app_s_log_stays_within_its_bound(&c);
     a_daemonizing_app_runs_once_and_stops_whole(&c);
-    // The daemon, in its own session, is stopped with the rest.
-    shutdown_stops_the_apps_too(&c, "daemon", 2);
+    // The daemon, in its own session, is stopped with the rest, also where the peer is
+    // frozen (it never answers the stop request, and is killed).
+    shutdown_stops_the_apps_of_a_frozen_peer_too(&c, "daemon", 2);
+}
+
+/// `shutdown` with one peer frozen (`kill -STOP`): it is killed, and its applications are
+/// ended all the same (issue 15, kind 11: one policy, whether the peer answers or not).
+fn shutdown_stops_the_apps_of_a_frozen_peer_too(c: &Cluster, app: &str, machines: usize) {
+    c.ok(&["app", "set", app, "online"]);
+    wait_status(c, LONG, &format!("{app} running on {machines}"), |s| {
+        all_in(s, app, "1.0.0", "running", machines)
+    });
+    let frozen = &c.names[0];
+    let frozen_apps = app_procs(c, frozen, app);
+    assert!(!frozen_apps.is_empty(), "no {app} process on {frozen}");
+    let pid = c.pid(frozen).unwrap();
+    // SAFETY: sending a signal to a pid is memory-safe.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let out = c.ok(&["shutdown"]);
+    assert!(
+        out.contains(&format!(
+            "local:{frozen}: its peer (pid {pid}) runs but did not answer; killed it; \
+             its applications: ended"
+        )),
+        "{out}"
+    );
+    let left = c.processes();
+    assert!(
+        left.is_empty(),
+        "left running: {}",
+        harness::describe(&left)
+    );
 }
 
 /// `app status --json` now.

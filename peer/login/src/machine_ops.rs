@@ -370,6 +370,37 @@ echo "killed peer process $p"
     session.exec(&script, STEP_TIMEOUT).await
 }
 
+/// End every application process of `machine` by its `SMON_APP_DIR` marker (under the
+/// machine's `apps/`): SIGTERM, then SIGKILL to what is left after [`END_APPS_GRACE_S`]. For a
+/// machine whose peer was killed because it did not answer: nobody else would stop its
+/// applications (issue 15, kind 11: `shutdown` stops them). Their `stop` commands are not
+/// run (that needs the peer). Returns what it did, in words; errors when processes are still
+/// there after SIGKILL, and with [`Error::OtherCluster`], touching nothing, when the install
+/// is another cluster's.
+pub async fn end_apps(login: &Login, machine: &MachineId) -> Result<String, Error> {
+    let mut session = login.open(machine).await?;
+    ensure_ours(&mut session, login.config()).await?;
+    let script = format!(
+        r#"R={root}
+pids() {{ grep -laF -- "SMON_APP_DIR=$R/apps/" /proc/[0-9]*/environ 2>/dev/null | sed -n 's#^/proc/\([0-9]*\)/environ$#\1#p' | grep -vx "$$"; }}
+all=$(pids); n=$(echo "$all" | grep -c .)
+if [ "$n" -eq 0 ]; then echo "no application processes"; exit 0; fi
+kill -TERM $all 2>/dev/null
+i=0; while [ -n "$(pids)" ] && [ $i -lt {tenths} ]; do sleep 0.1; i=$((i+1)); done
+left=$(pids); if [ -n "$left" ]; then kill -KILL $left 2>/dev/null; fi
+i=0; while [ -n "$(pids)" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+left=$(pids); if [ -n "$left" ]; then echo "application processes still there after SIGKILL:" $left >&2; exit 1; fi
+echo "ended $n application processes"
+"#,
+        root = session.root(),
+        tenths = END_APPS_GRACE_S * 10,
+    );
+    session.exec(&script, STEP_TIMEOUT).await
+}
+
+/// Seconds [`end_apps`] waits after SIGTERM (an application's default `stop_timeout`).
+pub const END_APPS_GRACE_S: u32 = 10;
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
