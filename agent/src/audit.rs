@@ -1,6 +1,9 @@
 //! The audit log: every request and its decision, in SQLite. Rows are written by one thread
 //! with group commit, and a decision is returned to the caller only once its row is committed:
-//! no signature leaves the agent unaudited.
+//! no signature leaves the agent unaudited. The table keeps the newest [`MAX_ROWS`] rows (older
+//! ones are deleted as new ones come, and SQLite reuses their pages), so that a client that
+//! asks, or fails its handshake, in a loop cannot fill the disk (issue 15, kind 3: every log
+//! is bounded).
 
 use std::{
     path::Path,
@@ -48,8 +51,17 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Rows the audit table keeps (about 150 bytes each: some 30 MB).
+pub const MAX_ROWS: i64 = 200_000;
+
 impl Audit {
+    /// Open (or create) the audit database at `path`, keeping the newest [`MAX_ROWS`] rows.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_bounded(path, MAX_ROWS)
+    }
+
+    /// As [`Audit::open`], keeping the newest `max_rows` rows.
+    pub fn open_bounded(path: &Path, max_rows: i64) -> anyhow::Result<Self> {
         let mut db = Connection::open(path).with_context(|| format!("{}", path.display()))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
@@ -66,7 +78,7 @@ impl Audit {
                             Err(_) => break,
                         }
                     }
-                    if let Err(e) = write_batch(&mut db, &batch) {
+                    if let Err(e) = write_batch(&mut db, &batch, max_rows) {
                         // The callers see a dropped acknowledgement and refuse.
                         tracing::error!("audit log: {e}");
                         continue;
@@ -89,9 +101,11 @@ impl Audit {
     }
 }
 
+/// Insert `batch` and delete what falls out of the newest `max_rows`, in one transaction.
 fn write_batch(
     db: &mut Connection,
     batch: &[(Entry, i64, oneshot::Sender<()>)],
+    max_rows: i64,
 ) -> rusqlite::Result<()> {
     let tx = db.transaction()?;
     {
@@ -112,6 +126,12 @@ fn write_batch(
             ])?;
         }
     }
+    // Ids only grow (INTEGER PRIMARY KEY takes the largest plus one), so the newest rows are
+    // those within `max_rows` of the largest id.
+    tx.execute(
+        "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
+        params![max_rows],
+    )?;
     tx.commit()
 }
 
@@ -152,4 +172,37 @@ pub fn read(path: &Path, limit: usize, refused_only: bool) -> anyhow::Result<Vec
         .collect::<Result<_, _>>()?;
     rows.reverse();
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(path: &Path) -> i64 {
+        let db = Connection::open(path).unwrap();
+        db.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_table_keeps_only_its_newest_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let audit = Audit::open_bounded(&path, 50).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for i in 0..500 {
+            let entry = Entry {
+                detail: format!("request {i}"),
+                decision: "refused",
+                ..Entry::default()
+            };
+            assert!(runtime.block_on(audit.record(entry)));
+        }
+        assert_eq!(count(&path), 50);
+        let rows = read(&path, 1_000, false).unwrap();
+        assert_eq!(rows.first().unwrap().detail, "request 450");
+        assert_eq!(rows.last().unwrap().detail, "request 499");
+    }
 }

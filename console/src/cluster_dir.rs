@@ -17,6 +17,11 @@ pub struct ClusterDir {
     pub membership: Membership,
     /// The one machine whose peer the console talks to (`--via`); None: the first that answers.
     pub via: Option<MachineId>,
+    /// `release.key`'s text, read at open (None without one; the read's error on one line):
+    /// signing then needs no descriptor, so a command that signs while it holds a connection
+    /// works under a descriptor limit that leaves room for one connection only (issue 15,
+    /// kind 4).
+    release_key_text: Option<Result<String, String>>,
 }
 
 impl ClusterDir {
@@ -35,12 +40,18 @@ impl ClusterDir {
             &std::fs::read(&blob_path).with_context(|| format!("{}", blob_path.display()))?,
         )
         .with_context(|| format!("{}", blob_path.display()))?;
+        let release_key_path = files.release_key();
+        let release_key_text = release_key_path.exists().then(|| {
+            std::fs::read_to_string(&release_key_path)
+                .map_err(|e| format!("{}: {e}", release_key_path.display()))
+        });
         Ok(Self {
             path: path.to_owned(),
             config,
             key,
             membership,
             via: None,
+            release_key_text,
         })
     }
 
@@ -79,9 +90,14 @@ impl ClusterDir {
             .context("the cluster's release key (cluster.json)")
     }
 
+    /// The directory's release key (read when the directory was opened).
     pub fn release_key(&self) -> anyhow::Result<ReleasePrivateKey> {
         let path = self.files().release_key();
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+        let text = match &self.release_key_text {
+            Some(Ok(text)) => text.clone(),
+            Some(Err(e)) => bail!("{e}"),
+            None => bail!("{}: no such file", path.display()),
+        };
         ReleasePrivateKey::from_openssh(text)
             .with_context(|| format!("{}: not an OpenSSH private key", path.display()))
     }

@@ -71,6 +71,14 @@ pub fn strip_colors(buffer: &mut ratatui::buffer::Buffer) {
     }
 }
 
+/// Columns of the title row besides the connection's state: the name, the count, the marks.
+fn fixed_width(m: &crate::tui::model::Model, app: &App) -> usize {
+    let count = format!(" smon {}/{} deployed  ", m.deployed, m.total);
+    count.chars().count()
+        + if app.frozen { "  FROZEN (f)".len() } else { 0 }
+        + if app.readonly { "  read-only".len() } else { 0 }
+}
+
 fn header(frame: &mut Frame, area: Rect, app: &App) {
     let [title, tabs] =
         Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
@@ -82,8 +90,12 @@ fn header(frame: &mut Frame, area: Rect, app: &App) {
         Some(Connection::Live { peer }) => {
             Span::styled(format!("live via {peer}"), Style::new().fg(Color::Green))
         }
+        // Cut to the row, visibly: the whole error is among the recent events.
         Some(Connection::Stale { since, error }) => Span::styled(
-            format!("STALE since {since:.0}s, retrying: {error}"),
+            ellipsize(
+                &format!("STALE since {since:.0}s, retrying: {error}"),
+                usize::from(area.width).saturating_sub(fixed_width(m, app)),
+            ),
             Style::new().fg(Color::Black).bg(Color::Yellow),
         ),
     };

@@ -6,7 +6,7 @@ use ratatui::{
     style::{Color, Style},
     symbols,
     text::{Line, Span},
-    widgets::{Axis, Block, Borders, Chart, Dataset, Gauge, GraphType, List, ListItem, Paragraph},
+    widgets::{Axis, Block, Borders, Chart, Dataset, Gauge, GraphType, Paragraph, Wrap},
 };
 
 use crate::tui::{app::App, model::Model};
@@ -20,16 +20,28 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let m = &app.model;
     let [left, right] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(area);
-    // Two lines per version marked bad (at most three), above the versions.
-    let bad_lines = 2 * m.bad_versions.len().min(MAX_BAD_SHOWN) as u16;
-    let [gauge, facts, events] = Layout::vertical([
+    // The facts wrap (a long reason is read whole, not cut): as many rows as they take,
+    // leaving the events at least three.
+    let facts_lines = facts(m);
+    let inner = left.width.saturating_sub(2);
+    let rows: u16 = facts_lines
+        .iter()
+        .map(|l| crate::tui::ui::wrapped_rows(&l.to_string(), inner))
+        .sum();
+    let facts_height = (rows + 2).min(left.height.saturating_sub(6));
+    let [gauge, facts_area, events] = Layout::vertical([
         Constraint::Length(3),
-        Constraint::Length(10 + bad_lines),
+        Constraint::Length(facts_height),
         Constraint::Min(3),
     ])
     .areas(left);
     draw_gauge(frame, gauge, m);
-    draw_facts(frame, facts, m);
+    frame.render_widget(
+        Paragraph::new(facts_lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" cluster ")),
+        facts_area,
+    );
     draw_events(frame, events, m);
     draw_curve(frame, right, m);
 }
@@ -50,7 +62,8 @@ fn draw_gauge(frame: &mut Frame, gauge: Rect, m: &Model) {
     );
 }
 
-fn draw_facts(frame: &mut Frame, facts: Rect, m: &Model) {
+/// The cluster panel's lines, unwrapped.
+fn facts(m: &Model) -> Vec<Line<'static>> {
     let mut lines = vec![
         Line::from(format!(
             "running {}  disabled {}  unreachable {}",
@@ -110,29 +123,21 @@ fn draw_facts(frame: &mut Frame, facts: Rect, m: &Model) {
     for (version, count) in m.versions.iter().rev().take(5) {
         lines.push(Line::from(format!("  {version:<12} ×{count}")));
     }
-    frame.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" cluster ")),
-        facts,
-    );
+    lines
 }
 
 fn draw_events(frame: &mut Frame, events: Rect, m: &Model) {
     let height = events.height.saturating_sub(2) as usize;
-    let width = events.width.saturating_sub(2) as usize;
-    // One event per row; a cut one ends with an ellipsis (the whole text is in the log).
-    let items: Vec<ListItem> = m
+    // Newest first, each wrapped to the panel's width (read whole, not cut); what does not
+    // fit below is the oldest.
+    let lines: Vec<Line> = m
         .events
         .iter()
         .take(height)
-        .map(|e| {
-            ListItem::new(crate::tui::ui::ellipsize(
-                &format!("{:>6.1}s {}", e.at, e.text()),
-                width,
-            ))
-        })
+        .map(|e| Line::from(format!("{:>6.1}s {}", e.at, e.text())))
         .collect();
     frame.render_widget(
-        List::new(items).block(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
             Block::default()
                 .borders(Borders::ALL)
                 .title(" recent events "),
