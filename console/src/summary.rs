@@ -467,4 +467,28 @@ mod tests {
         assert!(text.contains("Unmatched '''."), "{text}");
         assert!(text.contains("daemon: processes {42}"), "{text}");
     }
+
+    /// Kind 1: text status says how long ago a row older than three heartbeats was seen,
+    /// and nothing of a fresh one (or of any, when no round is known).
+    #[test]
+    fn a_stale_row_says_when_it_was_seen() {
+        let m = |i: u32| MachineId::local(format!("m{i}"));
+        let view = ClusterView {
+            membership_version: 1,
+            machines: 2,
+            records: vec![
+                (m(0), MachineRecord::empty(0)),
+                (m(1), MachineRecord::empty(1)),
+            ],
+            record_ages_ms: vec![12_500, 3_000],
+            ..ClusterView::empty(m(0))
+        };
+        let mut s = Summary::new(&view);
+        assert!(!s.human().contains("(seen "), "{}", s.human());
+        s.set_stale_after(1_000);
+        let text = s.human();
+        let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(line("local:m0 ").ends_with("  (seen 12s ago)"), "{text}");
+        assert!(!line("local:m1 ").contains("(seen "), "{text}");
+    }
 }
