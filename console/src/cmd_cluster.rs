@@ -73,6 +73,7 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
 pub async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
     let view = connect::view(dir).await?;
     let mut summary = Summary::new(&view);
+    summary.set_stale_after(dir.config.interval_ms);
     // Every zone's machines, asked of the zones' own peers; with --via only that peer is
     // talked to, and its own zone's machines are listed.
     if dir.via.is_none() {

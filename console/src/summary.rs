@@ -7,6 +7,9 @@ use smon_proto::{ClusterView, LiveTag, MachineId, MachineRecord, PeerState};
 
 use crate::bad_versions::{self, BadInView, BadVersionRow};
 
+/// A record older than this many heartbeats is shown stale in text `status`.
+pub const STALE_HEARTBEATS: u64 = 3;
+
 #[derive(Clone, Debug, Serialize)]
 pub struct MachineRow {
     pub machine: String,
@@ -82,6 +85,10 @@ pub struct Summary {
     /// What the view said of them (the rows are made again with each set of records).
     #[serde(skip)]
     bad_in_view: BadInView,
+    /// A row whose record is older than this (several heartbeats: its owner has not
+    /// re-issued it) says how long ago it was seen in text; unset, none does.
+    #[serde(skip)]
+    pub stale_after_ms: Option<u64>,
     /// The answering peer's ages of the records it holds, by machine.
     #[serde(skip)]
     ages: std::collections::HashMap<MachineId, u64>,
@@ -137,6 +144,7 @@ impl Summary {
             unanswered_zones: Vec::new(),
             bad_versions: Vec::new(),
             bad_in_view: BadInView::of(view),
+            stale_after_ms: None,
             ages: (view.records.iter().map(|(m, _)| m.clone()))
                 .zip(view.record_ages_ms.iter().copied())
                 .collect(),
@@ -170,6 +178,20 @@ impl Summary {
                 age_ms: self.ages.get(machine).copied(),
             })
             .collect();
+    }
+
+    /// Mark as stale in text the rows whose record is older than [`STALE_HEARTBEATS`]
+    /// heartbeats of a cluster whose round is `interval_ms`.
+    pub fn set_stale_after(&mut self, interval_ms: u64) {
+        self.stale_after_ms = Some(STALE_HEARTBEATS * smon_proto::HEARTBEAT_ROUNDS * interval_ms);
+    }
+
+    /// `  (seen 12s ago)` for a row whose record is stale, else nothing.
+    fn seen_ago(&self, row: &MachineRow) -> String {
+        match (row.age_ms, self.stale_after_ms) {
+            (Some(age), Some(after)) if age > after => format!("  (seen {}s ago)", age / 1000),
+            _ => String::new(),
+        }
     }
 
     /// Fill in who answers at the address of each `conflict` row, by `who_answers(machine)`.
@@ -297,6 +319,7 @@ impl Summary {
             if let Some(who) = &r.answered_by {
                 t += &format!("  answered by {who}");
             }
+            t += &self.seen_ago(r);
             t += "\n";
         }
         t
@@ -443,5 +466,29 @@ mod tests {
         let text = s.human();
         assert!(text.contains("Unmatched '''."), "{text}");
         assert!(text.contains("daemon: processes {42}"), "{text}");
+    }
+
+    /// Kind 1: text status says how long ago a row older than three heartbeats was seen,
+    /// and nothing of a fresh one (or of any, when no round is known).
+    #[test]
+    fn a_stale_row_says_when_it_was_seen() {
+        let m = |i: u32| MachineId::local(format!("m{i}"));
+        let view = ClusterView {
+            membership_version: 1,
+            machines: 2,
+            records: vec![
+                (m(0), MachineRecord::empty(0)),
+                (m(1), MachineRecord::empty(1)),
+            ],
+            record_ages_ms: vec![12_500, 3_000],
+            ..ClusterView::empty(m(0))
+        };
+        let mut s = Summary::new(&view);
+        assert!(!s.human().contains("(seen "), "{}", s.human());
+        s.set_stale_after(1_000);
+        let text = s.human();
+        let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(line("local:m0 ").ends_with("  (seen 12s ago)"), "{text}");
+        assert!(!line("local:m1 ").contains("(seen "), "{text}");
     }
 }

@@ -131,3 +131,103 @@ fn known_hosts_and_arguments_are_refused_with_reasons() {
         assert!(!err.contains("<argument>"), "{args:?}: {err}");
     }
 }
+
+/// `app status --json` of `c` once `cond` holds of it (polled; the console asks anew each time).
+fn app_status_when(
+    c: &harness::Cluster,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let reached = harness::wait_until(std::time::Duration::from_secs(120), || {
+        let out = c.run(&["app", "status", "--json"]);
+        if out.status.success() {
+            last = serde_json::from_slice(&out.stdout).expect("app status JSON");
+        }
+        cond(&last)
+    });
+    assert!(reached, "timed out waiting for {what}: {last}");
+    last
+}
+
+/// Kind 10 beyond machines files: an application's `app.toml` (`app install DIR`) and the
+/// list of `membership set FILE` are decoded the same way: a leading byte-order mark is
+/// dropped (the file is taken as without it), and a byte that is not UTF-8 is refused in one
+/// line naming the file, the line and the column, with nothing changed.
+#[test]
+fn app_toml_and_membership_files_are_decoded_like_machines_files() {
+    let c = harness::Cluster::deployed(2);
+    let app = |name: &str, bytes: &[u8]| {
+        let dir = c.tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app.toml"), bytes).unwrap();
+        dir
+    };
+    // A mark before the first line (a comment): installed, and runs on both machines.
+    let bom = app(
+        "bom",
+        b"\xef\xbb\xbf# saved by a Windows editor\nname = \"bom\"\nversion = \"1.0.0\"\nstart = \"exec sleep 100000\"\n",
+    );
+    c.ok(&["app", "install", bom.to_str().unwrap()]);
+    app_status_when(&c, "bom running on both machines", |s| {
+        let rows: Vec<_> = s["rows"]
+            .as_array()
+            .map(|r| r.iter().filter(|r| r["app"] == "bom").collect())
+            .unwrap_or_default();
+        rows.len() == 2 && rows.iter().all(|r| r["state"] == "running")
+    });
+    // A Latin-1 byte on line 3: refused, saying where; nothing of it reaches a machine.
+    let latin1 = app(
+        "latin1",
+        b"name = \"latin1\"\nversion = \"1.0.0\"\nstart = \"echo caf\xe9\"\n",
+    );
+    let err = c.fails(&["app", "install", latin1.to_str().unwrap()]);
+    let says = format!(
+        "{}:3: not UTF-8 (byte 0xe9 at column 18): save the file as UTF-8",
+        latin1.join("app.toml").display()
+    );
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(&says), "{err}");
+    let status = c.ok(&["app", "status", "--json"]);
+    assert!(!status.contains("latin1"), "{status}");
+    for name in &c.names {
+        assert!(!c.root(name).join("apps/latin1").exists(), "{name} got it");
+    }
+
+    // membership set: the same list behind a mark (and a comment) is the same list.
+    let machines = c.dir.join("machines");
+    let before = std::fs::read(&machines).unwrap();
+    let version = |c: &harness::Cluster| c.status()["membership_version"].clone();
+    let v_before = version(&c);
+    let list = c.tmp.path().join("bom-list.txt");
+    std::fs::write(
+        &list,
+        b"\xef\xbb\xbf# the same two\nlocal:m001\nlocal:m002\n",
+    )
+    .unwrap();
+    let out = c.ok(&["membership", "set", list.to_str().unwrap()]);
+    assert!(out.contains("unchanged"), "{out}");
+    // A Latin-1 byte on line 2, column 11: refused in one line; the list is as it was.
+    let list = c.tmp.path().join("latin1-list.txt");
+    std::fs::write(&list, b"local:m001\nlocal:caf\xe9\nlocal:m002\n").unwrap();
+    let err = c.fails(&["membership", "set", list.to_str().unwrap()]);
+    let says = format!(
+        "{}:2: not UTF-8 (byte 0xe9 at column 10): save the file as UTF-8",
+        list.display()
+    );
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(&says), "{err}");
+    assert_eq!(
+        std::fs::read(&machines).unwrap(),
+        before,
+        "the list changed"
+    );
+    assert_eq!(version(&c), v_before, "the cluster's list changed");
+    c.ok(&["shutdown"]);
+    let left = c.processes();
+    assert!(
+        left.is_empty(),
+        "left running: {}",
+        harness::describe(&left)
+    );
+}

@@ -208,3 +208,54 @@ fn a_stopped_agent_is_told_apart_and_stopped() {
     );
     drop(stopped);
 }
+
+/// The `age_ms` of `machine`'s row in `status`, if known.
+fn age_of(status: &serde_json::Value, machine: &str) -> Option<u64> {
+    row(status, machine)["age_ms"].as_u64()
+}
+
+/// Kind 1, "gossiped records age": a record nobody refreshes grows old in the view. Self-
+/// management off (so nobody restarts it), a peer is killed: its row's `age_ms` grows past
+/// several heartbeats while the live peers' own records stay fresh, and text `status` says
+/// of that row only how long ago it was seen.
+#[test]
+fn a_record_nobody_refreshes_ages_and_is_shown_stale() {
+    let c = Cluster::deployed(4);
+    c.ok(&["disable"]);
+    let victim = "local:m003";
+    c.kill9("m003");
+    // Round 1 s, a heartbeat every 4 rounds: 3 heartbeats are 12 s.
+    let stale_ms = 3 * 4 * 1_000;
+    let mut last = serde_json::Value::Null;
+    let aged = harness::wait_until(Duration::from_secs(120), || {
+        last = c.status();
+        age_of(&last, victim).is_some_and(|age| age > stale_ms + 3_000)
+    });
+    assert!(aged, "the dead peer's record never aged: {last}");
+    for name in ["local:m001", "local:m002", "local:m004"] {
+        let age = age_of(&last, name).unwrap_or_else(|| panic!("no age for {name}: {last}"));
+        assert!(age < stale_ms, "{name}'s record is {age} ms old: {last}");
+    }
+    // It keeps growing: nobody re-issues it.
+    let before = age_of(&last, victim).unwrap();
+    wait_for(Duration::from_secs(60), "the age to grow further", || {
+        age_of(&c.status(), victim).is_some_and(|age| age >= before + 5_000)
+    });
+    let text = c.ok(&["status"]);
+    let line = |m: &str| {
+        text.lines()
+            .find(|l| l.starts_with(m))
+            .unwrap_or_else(|| panic!("no row for {m}: {text}"))
+            .to_owned()
+    };
+    let stale = line(victim);
+    assert!(
+        stale.contains("(seen ") && stale.ends_with("s ago)"),
+        "{stale}"
+    );
+    for name in ["local:m001", "local:m002", "local:m004"] {
+        assert!(!line(name).contains("(seen "), "{}", line(name));
+    }
+    c.ok(&["shutdown"]);
+    assert!(c.processes().is_empty(), "left: {:?}", c.processes());
+}

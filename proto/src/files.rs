@@ -271,6 +271,33 @@ pub const PEER_LOG_BOUND: crate::LogBound = crate::LogBound {
     backups: 3,
 };
 
+/// The environment variable that sets the peer's log bound in place of [`PEER_LOG_BOUND`]:
+/// `MAX_BYTES,BACKUPS` (within [`crate::LogBound`]'s limits), inherited by the peers a peer
+/// starts. For tests, and for machines short of disk.
+pub const PEER_LOG_BOUND_VAR: &str = "SMON_PEER_LOG_BOUND";
+
+/// The bound of the peer's log: [`PEER_LOG_BOUND_VAR`]'s when it is set and valid, else
+/// [`PEER_LOG_BOUND`].
+pub fn peer_log_bound() -> crate::LogBound {
+    std::env::var(PEER_LOG_BOUND_VAR)
+        .ok()
+        .and_then(|spec| parse_log_bound(&spec))
+        .unwrap_or(PEER_LOG_BOUND)
+}
+
+/// `MAX_BYTES,BACKUPS` as a bound, if both are numbers within the limits of app logs.
+fn parse_log_bound(spec: &str) -> Option<crate::LogBound> {
+    use crate::LogBound;
+    let (bytes, backups) = spec.split_once(',')?;
+    let bound = LogBound {
+        max_bytes: bytes.trim().parse().ok()?,
+        backups: backups.trim().parse().ok()?,
+    };
+    let ok = (LogBound::MIN_BYTES..=LogBound::MAX_BYTES).contains(&bound.max_bytes)
+        && bound.backups <= LogBound::MAX_BACKUPS;
+    ok.then_some(bound)
+}
+
 /// The link to the version that runs, in a machine's directory.
 pub const CURRENT: &str = "current";
 /// The link to the version before it (what a rollback returns to).
@@ -314,6 +341,15 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ProtoErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_log_bound_is_read_within_the_limits_of_app_logs() {
+        let b = parse_log_bound("65536,2").unwrap();
+        assert_eq!((b.max_bytes, b.backups), (65536, 2));
+        for bad in ["65536", "1024,2", "65536,x", "65536,101", ""] {
+            assert!(parse_log_bound(bad).is_none(), "{bad:?} was taken");
+        }
+    }
 
     #[test]
     fn write_atomic_replaces_the_file_whole_and_leaves_no_temporary() {

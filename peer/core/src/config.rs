@@ -77,7 +77,7 @@ impl Default for CoreConfig {
             retry_after_rounds: 3,
             unresponsive_after_pings: 3,
             unresponsive_grace_ms: 60_000,
-            heartbeat_rounds: 4,
+            heartbeat_rounds: smon_proto_types::HEARTBEAT_ROUNDS,
             take_over: false,
         }
     }

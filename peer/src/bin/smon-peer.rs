@@ -64,10 +64,11 @@ fn logging(root: &Path) {
         .ok()
         .and_then(|spec| spec.parse().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    // Rotated at its bound; the short-lived `install` and `start` write the same file, each
-    // reopening it when another rotated it.
+    // Rotated at its bound (SMON_PEER_LOG_BOUND may set another); the short-lived `install`
+    // and `start` write the same file, each reopening it when another rotated it.
     let files = smon_proto::MachineFiles::new(root);
-    let file = smon_proto::RotatingLog::open(&files.log(), smon_proto::files::PEER_LOG_BOUND).ok();
+    let file =
+        smon_proto::RotatingLog::open(&files.log(), smon_proto::files::peer_log_bound()).ok();
     let file_layer = file.map(|f| {
         fmt::layer()
             .with_ansi(false)

@@ -41,7 +41,7 @@ pub use manifest::{FileDigest, PackageKind, PackageManifest, SIGNING_DOMAIN, sha
 pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, Membership};
 pub use messages::*;
 pub use reason::{MAX_REASON_BYTES, Reason};
-pub use record::{MachineRecord, PeerState};
+pub use record::{HEARTBEAT_ROUNDS, MachineRecord, PeerState};
 pub use signed::{
     CONTROL_NAMESPACE, CONTROL_PREFIX, ControlKind, MAX_CONTROL_SIGNATURE, MachineAppDesired,
     SignedBytes, SignedLiveTag, app_desired_signing_bytes, control_signing_bytes,

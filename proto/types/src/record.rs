@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AppStatus, BadVersion, LiveTag, Reason, Version};
 
+/// A peer re-issues its own record at least every this many rounds (the default of the
+/// core's `heartbeat_rounds`), so that a record nobody refreshes grows old in every view.
+pub const HEARTBEAT_ROUNDS: u64 = 4;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PeerState {
     /// A peer runs and manages.
