@@ -65,15 +65,19 @@ impl RotatingLog {
         Ok(self.file.insert(file))
     }
 
-    /// The open file, reopened first if the path no longer names it.
-    fn current(&mut self) -> io::Result<&mut File> {
-        let same = match (&self.file, fs::metadata(&self.path)) {
+    /// Whether the path still names the file held open.
+    fn holds_path(&self) -> bool {
+        match (&self.file, fs::metadata(&self.path)) {
             (Some(file), Ok(at_path)) => file
                 .metadata()
                 .is_ok_and(|held| held.ino() == at_path.ino() && held.dev() == at_path.dev()),
             _ => false,
-        };
-        if same {
+        }
+    }
+
+    /// The open file, reopened first if the path no longer names it.
+    fn current(&mut self) -> io::Result<&mut File> {
+        if self.holds_path() {
             Ok(self.file.as_mut().expect("checked above"))
         } else {
             self.reopen()
@@ -81,38 +85,61 @@ impl RotatingLog {
     }
 
     /// Shift the backups by one (the oldest is dropped), make the live file the first backup
-    /// and open a new live file. With no backups, the live file is cut to nothing.
+    /// and open a new live file. With no backups, the live file is cut to nothing. The live
+    /// file stays open (and so locked, under [`RotatingLog::append`]) until it is renamed:
+    /// another writer cannot rotate it a second time meanwhile.
     fn rotate(&mut self) -> io::Result<()> {
-        self.file = None;
         if self.bound.backups == 0 {
-            fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&self.path)?;
-        } else {
-            for n in (1..self.bound.backups).rev() {
-                let _ = fs::rename(backup_path(&self.path, n), backup_path(&self.path, n + 1));
-            }
-            fs::rename(&self.path, backup_path(&self.path, 1))?;
+            return match &self.file {
+                Some(file) => file.set_len(0),
+                None => fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&self.path)
+                    .map(drop),
+            };
         }
+        for n in (1..self.bound.backups).rev() {
+            let _ = fs::rename(backup_path(&self.path, n), backup_path(&self.path, n + 1));
+        }
+        fs::rename(&self.path, backup_path(&self.path, 1))?;
         self.reopen().map(drop)
     }
 
     /// Append `data`, rotating first if it would take the live file past the bound. A chunk
-    /// larger than the bound is written in parts.
+    /// larger than the bound is written in parts. Each part is checked and written under the
+    /// live file's lock (`flock`), so that writers in several processes (a short `smon-peer
+    /// install` beside the running peer) never both take the last room of the file.
     pub fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
         let max = self.bound.max_bytes.max(1);
         while !data.is_empty() {
-            // The file's real size, not a count of our own writes: another writer may append.
-            let len = self.current()?.metadata()?.len();
-            if len >= max || (len > 0 && len + data.len() as u64 > max) {
-                self.rotate()?;
-                continue;
+            self.current()?.lock()?;
+            let step = self.append_locked(&mut data, max);
+            // After a rotation the locked file is closed already, which released its lock.
+            if let Some(file) = &self.file {
+                let _ = file.unlock();
             }
-            let room = (max - len).min(data.len() as u64) as usize;
-            self.current()?.write_all(&data[..room])?;
-            data = &data[room..];
+            step?;
         }
+        Ok(())
+    }
+
+    /// One step of [`RotatingLog::append`], with the live file locked: take the file another
+    /// writer rotated in meanwhile, or rotate, or write what fits.
+    fn append_locked(&mut self, data: &mut &[u8], max: u64) -> io::Result<()> {
+        if !self.holds_path() {
+            self.reopen()?;
+            return Ok(());
+        }
+        let file = self.file.as_mut().expect("held");
+        // The file's real size, not a count of our own writes: another writer may append.
+        let len = file.metadata()?.len();
+        if len >= max || (len > 0 && len + data.len() as u64 > max) {
+            return self.rotate();
+        }
+        let room = (max - len).min(data.len() as u64) as usize;
+        file.write_all(&data[..room])?;
+        *data = &data[room..];
         Ok(())
     }
 }
@@ -223,6 +250,28 @@ mod tests {
             fs::read_to_string(dir.path().join("moved")).unwrap(),
             "after rm\n"
         );
+    }
+
+    /// Writers at once, each with its own open file (as processes have): none ever takes a
+    /// file past the bound (a size check and the write after it are one step under the lock).
+    #[test]
+    fn concurrent_writers_never_take_a_file_past_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peer.log");
+        let b = bound(4096, 2);
+        let line = [b'x'; 999];
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    let mut log = RotatingLog::open(&path, b).unwrap();
+                    for _ in 0..400 {
+                        log.append(&line).unwrap();
+                        let s = sizes(&path, b);
+                        assert!(s.iter().all(|&n| n <= 4096), "{s:?}");
+                    }
+                });
+            }
+        });
     }
 
     #[test]
