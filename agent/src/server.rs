@@ -12,8 +12,9 @@ use anyhow::Context;
 use futures::StreamExt;
 use russh::keys::ssh_key::{HashAlg, LineEnding, SshSig, encoding::Encode};
 use smon_proto::{
-    AgentService, ChallengeRequest, ClusterConfig, ClusterFiles, ClusterKey, MEMBERSHIP_NAMESPACE,
-    MachineId, Membership, OperatorKey, PackageManifest, Refusal, ReleasePublicKey,
+    AgentService, ChallengeRequest, ClusterConfig, ClusterFiles, Keyring, KeyringHandle,
+    MEMBERSHIP_NAMESPACE, MachineId, Membership, OperatorKey, PackageManifest, Refusal,
+    ReleasePublicKey,
     door::{Door, DoorCounts, DoorLimits},
     release::SIGNATURE_NAMESPACE,
     tarpc::{
@@ -75,9 +76,9 @@ struct Inner {
 pub struct Agent(Arc<Inner>);
 
 /// The cluster directory's settings and key, as the agent needs them.
-pub fn load_cluster(dir: &Path) -> anyhow::Result<(ClusterConfig, ClusterKey)> {
+pub fn load_cluster(dir: &Path) -> anyhow::Result<(ClusterConfig, KeyringHandle)> {
     let config = ClusterConfig::load(dir)?;
-    let key = ClusterKey::load(&ClusterFiles::new(dir).cluster_key())?;
+    let key = KeyringHandle::new(Keyring::load(&ClusterFiles::new(dir).cluster_key())?);
     Ok((config, key))
 }
 
@@ -137,7 +138,7 @@ impl Agent {
     /// handshake that fails (wrong K_E, garbage, silence) is audited as a refusal (the door's
     /// rate, which failures drain, bounds how many rows a flood writes); connections the door
     /// refuses are counted and logged, not audited.
-    pub async fn serve(self, listener: TcpListener, key: ClusterKey) {
+    pub async fn serve(self, listener: TcpListener, key: KeyringHandle) {
         let limits = transport::ServeLimits {
             door: self.0.door.clone(),
             ..transport::ServeLimits::default()

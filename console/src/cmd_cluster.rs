@@ -41,7 +41,7 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
         me: machine.clone(),
         deployer: "console".into(),
         config: dir.config.clone(),
-        cluster_key: dir.key.bytes().to_vec(),
+        cluster_key: dir.key.get().encode(),
         membership: membership.encode(),
         spread_origin: Some((index, membership.version)),
     };

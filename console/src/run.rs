@@ -75,7 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let source = match (peer, key) {
                 (Some(addr), Some(key)) => tui::Source::Peer {
                     addr,
-                    key: smon_proto::ClusterKey::load(&key)?,
+                    key: smon_proto::KeyringHandle::new(smon_proto::Keyring::load(&key)?),
                 },
                 _ => tui::Source::Dir(Box::new(open()?)),
             };

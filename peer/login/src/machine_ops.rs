@@ -408,7 +408,7 @@ pub(crate) mod tests {
     fn local_machine(dir: &std::path::Path) -> (Login, MachineId) {
         let config = config(dir);
         let ssh = crate::SshContext {
-            key: smon_proto::ClusterKey::from_bytes([7; 32]),
+            key: smon_proto::KeyringHandle::new(smon_proto::ClusterKey::from_bytes([7; 32]).into()),
             requester: MachineId::local("m0"),
             known_hosts: dir.join("known_hosts"),
         };

@@ -96,7 +96,7 @@ impl Actor {
             me: machine.clone(),
             deployer: self.me.to_string(),
             config: self.config.clone(),
-            cluster_key: self.key.bytes().to_vec(),
+            cluster_key: self.key.get().encode(),
             membership: self.core.membership().encode(),
             spread_origin: hint.map(|h| (h.origin, h.membership_version)),
         };
