@@ -22,6 +22,7 @@ mod lock_holder;
 pub mod log_file;
 pub mod noise;
 mod operator_key;
+pub mod rekey_seal;
 pub mod release;
 mod service;
 pub mod token_bucket;
