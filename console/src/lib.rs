@@ -13,6 +13,7 @@ pub mod cmd_init;
 pub mod cmd_logs;
 pub mod cmd_membership;
 pub mod cmd_metrics;
+pub mod cmd_rekey;
 pub mod cmd_upgrade;
 pub mod cmd_wait;
 pub mod connect;

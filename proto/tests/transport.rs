@@ -106,6 +106,7 @@ impl PeerService for TestPeer {
             ),
             state: PeerState::Running,
             livetag: flipped(&ping.livetag),
+            rekey: Default::default(),
             membership_version: ping.membership_version + 1,
             gossip: ping.gossip,
         }
@@ -220,6 +221,7 @@ impl PeerService for TestPeer {
     async fn control(self, _: context::Context, action: ControlAction) -> Result<String, Refusal> {
         match action {
             ControlAction::SetLiveTag { tag } => Ok(format!("livetag enabled={}", tag.tag.enabled)),
+            ControlAction::Rekey { rekey } => Ok(format!("rekey to epoch {}", rekey.epoch)),
             ControlAction::SetMembership { blob } => Membership::decode(&blob)
                 .map(|m| format!("{} machines at version {}", m.len(), m.version))
                 .map_err(|e| Refusal::Invalid(e.to_string())),
@@ -401,6 +403,7 @@ fn ping_from(name: &str) -> Ping {
         from: MachineId::local(name),
         version: Version::new(1, 2, 3),
         livetag: signed_tag(true, 4),
+        rekey: Default::default(),
         membership_version: 5,
         gossip: Gossip {
             membership_version: 5,
@@ -489,6 +492,7 @@ async fn ping_round_trips() {
                 version: Version::new(1, 2, 4),
                 state: PeerState::Running,
                 livetag: signed_tag(false, 5),
+                rekey: Default::default(),
                 membership_version: 6,
                 gossip: ping.gossip.clone(),
             }

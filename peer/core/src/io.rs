@@ -119,6 +119,8 @@ pub enum Input {
     /// Operator actions (from the console, through the daemon), each signed by the release
     /// key ([`crate::Core::handle_operator`] says whether it was refused).
     SetLiveTag(SignedLiveTag),
+    /// A key rotation (`smon-console rekey`), signed; refused unless of a newer epoch.
+    SetRekey(smon_proto_types::SignedRekey),
     /// A membership list signed as a whole.
     SetMembership(Arc<Membership>),
     /// A newer release is available at `from` (the console mimics a peer).
@@ -210,6 +212,9 @@ pub enum Output {
     /// Control state was refused for its signature (or, from the console, for being stale):
     /// not adopted, not spread. The daemon logs it as one line, the simulator counts it.
     Refused(crate::Refused),
+    /// A newer key rotation was taken: unseal its key with the current one, store the
+    /// keyring and use it for handshakes from now on (the daemon; the simulator counts it).
+    Rekey(smon_proto_types::SignedRekey),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -405,6 +405,7 @@ impl Actor {
                 ),
                 Output::Persist(state) => self.store.put(keys::STATE, &state)?,
                 Output::Exit(reason) => return Ok(Some(Ending::Exit(reason))),
+                Output::Rekey(rekey) => self.adopt_rekey(&rekey)?,
                 Output::Refused(refused) => match self.caller {
                     Some(addr) => tracing::warn!("{refused} (connection from {addr})"),
                     None => tracing::warn!("{refused}"),

@@ -20,6 +20,7 @@ mod loader;
 mod logs;
 mod metrics;
 mod own_package;
+mod rekey;
 mod server;
 mod signatures;
 pub mod start;

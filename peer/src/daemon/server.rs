@@ -89,6 +89,7 @@ impl PeerService for PeerServer {
                 version: self.package.manifest.version,
                 state: smon_proto::PeerState::Stopped,
                 livetag: SignedLiveTag::default(),
+                rekey: Default::default(),
                 membership_version: 0,
                 gossip: Default::default(),
             },

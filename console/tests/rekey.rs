@@ -1,0 +1,93 @@
+//! Cluster-key rotation end to end (issue 14, item 2) on local machines with 1 s rounds:
+//! `rekey` spreads a new key to every peer, both keys work during the grace period, and
+//! after it a client with the old key is refused by every peer while the new key works.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::Cluster;
+use smon_proto::{ClusterKey, Keyring, MachineId, NoiseKeys, ProtoError, transport};
+
+/// Whether the peer of `machine` completes a handshake with `keys`; `Err` for anything but
+/// a refused key (the peer must be up).
+async fn accepts(c: &Cluster, machine: &str, keys: &impl NoiseKeys) -> Result<bool, String> {
+    let dir = smon_console::cluster_dir::ClusterDir::open(&c.dir).unwrap();
+    let addr = dir.peer_address(&MachineId::local(machine));
+    match transport::peer_client(addr.as_str(), keys, Duration::from_secs(5)).await {
+        Ok(_) => Ok(true),
+        Err(ProtoError::WrongKey { .. }) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How many peers accept `keys` (a peer that does not answer counts as not accepting).
+async fn accepting(c: &Cluster, keys: &impl NoiseKeys) -> usize {
+    let mut n = 0;
+    for name in &c.names {
+        n += usize::from(accepts(c, name, keys).await == Ok(true));
+    }
+    n
+}
+
+#[test]
+fn a_rekey_spreads_to_every_peer_and_the_old_key_is_refused_after_the_grace() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = Cluster::deployed(8);
+    let old = Keyring::load(&c.files().cluster_key()).unwrap();
+    assert_eq!(old.epoch(), 0);
+    let old_key: ClusterKey = old.current().clone();
+
+    let grace = Duration::from_secs(25);
+    let started = Instant::now();
+    let out = c.ok(&["rekey", "--grace", "25s"]);
+    assert!(out.contains("epoch 1"), "{out}");
+    let ring = Keyring::load(&c.files().cluster_key()).unwrap();
+    assert_eq!(ring.epoch(), 1);
+    let new_only = ring.current().clone();
+    assert_ne!(new_only, old_key);
+    let err = c.fails(&["rekey", "--grace", "25s"]);
+    assert!(err.contains("still in its grace period"), "{err}");
+
+    // A peer accepts the new key alone once it took the rotation.
+    let all = c.names.len();
+    let spread = rt.block_on(harness::wait_until_async(
+        grace,
+        Duration::from_millis(200),
+        async || accepting(&c, &new_only).await == all,
+    ));
+    let took = started.elapsed();
+    assert!(spread, "not every peer took the new key within the grace");
+    eprintln!("all {all} peers on epoch 1 after {took:?} (1 s rounds)");
+    // During the grace the old key still works everywhere (checked while well inside it).
+    if started.elapsed() + Duration::from_secs(8) < grace {
+        assert_eq!(
+            rt.block_on(accepting(&c, &old_key)),
+            all,
+            "old key in grace"
+        );
+    }
+
+    // After the grace: the old key is refused by every peer (WrongKey), the new one works.
+    let refused = rt.block_on(harness::wait_until_async(
+        grace + Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || {
+            for name in &c.names {
+                if accepts(&c, name, &old_key).await != Ok(false) {
+                    return false;
+                }
+            }
+            true
+        },
+    ));
+    assert!(refused, "a peer still accepts the old key after the grace");
+    assert!(
+        started.elapsed() >= grace,
+        "the old key was refused before the grace ended"
+    );
+    assert_eq!(rt.block_on(accepting(&c, &new_only)), all);
+    // The console, its keyring past the grace, still reads the cluster.
+    let status = c.status();
+    assert_eq!(status["deployed"], 8, "{status}");
+}
