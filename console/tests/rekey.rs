@@ -1,6 +1,8 @@
 //! Cluster-key rotation end to end (issue 14, item 2) on local machines with 1 s rounds:
 //! `rekey` spreads a new key to every peer, both keys work during the grace period, and
-//! after it a client with the old key is refused by every peer while the new key works.
+//! after it a client with the old key is refused by every peer while the new key works; a
+//! machine away during the whole grace (its peer stopped, its directory out of reach) comes
+//! back on the new key, deployed over by the others.
 
 mod harness;
 
@@ -21,10 +23,10 @@ async fn accepts(c: &Cluster, machine: &str, keys: &impl NoiseKeys) -> Result<bo
     }
 }
 
-/// How many peers accept `keys` (a peer that does not answer counts as not accepting).
-async fn accepting(c: &Cluster, keys: &impl NoiseKeys) -> usize {
+/// How many of `names`' peers accept `keys` (one that does not answer counts as not).
+async fn accepting(c: &Cluster, names: &[String], keys: &impl NoiseKeys) -> usize {
     let mut n = 0;
-    for name in &c.names {
+    for name in names {
         n += usize::from(accepts(c, name, keys).await == Ok(true));
     }
     n
@@ -38,6 +40,19 @@ fn a_rekey_spreads_to_every_peer_and_the_old_key_is_refused_after_the_grace() {
     assert_eq!(old.epoch(), 0);
     let old_key: ClusterKey = old.current().clone();
 
+    // One machine goes away for the whole grace: its directory out of reach (a file where
+    // it was, so that logins fail), its peer stopped.
+    let away = c.names[7].clone();
+    let here: Vec<String> = c.names[..7].to_vec();
+    let pid = c.pid(&away).expect("the away machine runs a peer");
+    let (root, parked) = (c.root(&away), c.root(&away).with_extension("away"));
+    std::fs::rename(&root, &parked).unwrap();
+    std::fs::write(&root, b"away").unwrap();
+    harness::kill(pid);
+    harness::wait_for(Duration::from_secs(30), "the away peer to die", || {
+        !harness::is_alive(pid)
+    });
+
     let grace = Duration::from_secs(25);
     let started = Instant::now();
     let out = c.ok(&["rekey", "--grace", "25s"]);
@@ -50,11 +65,11 @@ fn a_rekey_spreads_to_every_peer_and_the_old_key_is_refused_after_the_grace() {
     assert!(err.contains("still in its grace period"), "{err}");
 
     // A peer accepts the new key alone once it took the rotation.
-    let all = c.names.len();
+    let all = here.len();
     let spread = rt.block_on(harness::wait_until_async(
         grace,
         Duration::from_millis(200),
-        async || accepting(&c, &new_only).await == all,
+        async || accepting(&c, &here, &new_only).await == all,
     ));
     let took = started.elapsed();
     assert!(spread, "not every peer took the new key within the grace");
@@ -62,7 +77,7 @@ fn a_rekey_spreads_to_every_peer_and_the_old_key_is_refused_after_the_grace() {
     // During the grace the old key still works everywhere (checked while well inside it).
     if started.elapsed() + Duration::from_secs(8) < grace {
         assert_eq!(
-            rt.block_on(accepting(&c, &old_key)),
+            rt.block_on(accepting(&c, &here, &old_key)),
             all,
             "old key in grace"
         );
@@ -73,7 +88,7 @@ fn a_rekey_spreads_to_every_peer_and_the_old_key_is_refused_after_the_grace() {
         grace + Duration::from_secs(30),
         Duration::from_millis(200),
         async || {
-            for name in &c.names {
+            for name in &here {
                 if accepts(&c, name, &old_key).await != Ok(false) {
                     return false;
                 }
@@ -86,8 +101,33 @@ fn a_rekey_spreads_to_every_peer_and_the_old_key_is_refused_after_the_grace() {
         started.elapsed() >= grace,
         "the old key was refused before the grace ended"
     );
-    assert_eq!(rt.block_on(accepting(&c, &new_only)), all);
+    assert_eq!(rt.block_on(accepting(&c, &here, &new_only)), all);
+
+    // The away machine comes back, still on the old key: it is deployed over (not merely
+    // restarted) and its peer takes the new key.
+    std::fs::remove_file(&root).unwrap();
+    std::fs::rename(&parked, &root).unwrap();
+    let back = Instant::now();
+    let recovered = rt.block_on(harness::wait_until_async(
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        async || accepts(&c, &away, &new_only).await == Ok(true),
+    ));
+    assert!(
+        recovered,
+        "{away} is not back on the new key\n{}",
+        c.log_tails(20)
+    );
+    eprintln!(
+        "{away} back on epoch 1 {:?} after its return",
+        back.elapsed()
+    );
+    let installed = std::fs::read_to_string(c.machine(&away, |f| f.cluster())).unwrap();
+    assert!(installed.contains("key_epoch=1"), "{installed}");
     // The console, its keyring past the grace, still reads the cluster.
-    let status = c.status();
-    assert_eq!(status["deployed"], 8, "{status}");
+    harness::wait_for(
+        Duration::from_secs(60),
+        "status to count all 8 machines deployed",
+        || c.status()["deployed"] == 8,
+    );
 }

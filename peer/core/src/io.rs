@@ -50,6 +50,10 @@ pub struct Probe {
     /// there and what to do, in one line. Nothing is restarted, killed or deployed over
     /// there, unless this cluster takes such machines over ([`crate::CoreConfig::take_over`]).
     pub other_cluster: Option<OtherInstall>,
+    /// The epoch of the cluster key the install holds (its `cluster` file; `None`: not
+    /// said, epoch 0). An install left on an older epoch than the newest rotation, once its
+    /// grace ended, is deployed over instead of restarted (issue 14, item 2).
+    pub key_epoch: Option<u32>,
 }
 
 /// Another cluster's install found by a probe (issue 15, kind 11).
@@ -157,6 +161,9 @@ pub enum Output {
         /// ([`crate::CoreConfig::take_over`]); otherwise it found none installed, and the
         /// deployer stops if one was installed since.
         over_other_cluster: bool,
+        /// The probe found this cluster's install there, left on an older cluster key after
+        /// a rotation's grace (issue 14, item 2): deployed over, whatever is installed.
+        over_stale_key: bool,
     },
     /// Start the installed-but-stopped peer.
     Restart(MachineId),

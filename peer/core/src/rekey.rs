@@ -50,6 +50,13 @@ impl Core {
         }
     }
 
+    /// Whether an install holding the key of `key_epoch` (its `cluster` file; `None`: epoch
+    /// 0) is left behind at `now`: older than the newest rotation taken, whose grace ended.
+    pub(crate) fn install_key_is_stale(&self, key_epoch: Option<u32>, now: Millis) -> bool {
+        let newest = &self.state.rekey;
+        newest.epoch > key_epoch.unwrap_or(0) && now >= newest.grace_until_ms
+    }
+
     /// Is `rekey` signed by the release key, and of a plausible size?
     fn rekey_signed(&self, rekey: &SignedRekey) -> Result<(), String> {
         if rekey.sealed.len() > MAX_SEALED_KEY {

@@ -311,6 +311,7 @@ impl Harness {
                         pid: running.then_some(7),
                         install_in_progress: locked,
                         other_cluster: None,
+                        key_epoch: None,
                     })
                 } else {
                     LoginOutcome::Failed(smon_proto_types::Reason::new("refused"))

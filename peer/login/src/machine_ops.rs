@@ -79,6 +79,7 @@ echo "installing=$live"
     );
     let out = session.exec(&script, STEP_TIMEOUT).await?;
     let (mut probe, found) = parse_probe(&out)?;
+    probe.key_epoch = found.cluster.as_ref().and_then(|c| c.key_epoch);
     // Another cluster's install, running or not: said, and never acted on as ours.
     if let Some(cluster) = found.cluster
         && (probe.installed.is_some() || probe.running)

@@ -363,7 +363,8 @@ impl Actor {
                     machine,
                     hint,
                     over_other_cluster,
-                } => self.spawn_deploy(machine, hint, over_other_cluster),
+                    over_stale_key,
+                } => self.spawn_deploy(machine, hint, over_other_cluster || over_stale_key),
                 Output::Restart(machine) => self.spawn_restart(machine),
                 Output::Unresponsive {
                     machine,

@@ -128,7 +128,11 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
         store.get::<MachineId>(keys::ME)?,
         store.get::<ClusterConfig>(keys::CONFIG)?,
     ) {
-        InstalledCluster::write(root, &config, &me)?;
+        let key_epoch = store
+            .get_raw(keys::CLUSTER_KEY)?
+            .and_then(|bytes| Keyring::decode(&bytes).ok())
+            .map_or(0, |k| k.epoch());
+        InstalledCluster::write(root, &config, &me, key_epoch)?;
     }
     drop(store);
     if layout::linked_version(root, "current").is_none_or(|v| v < version) {

@@ -51,7 +51,8 @@ fn missing(what: &'static str, root: &Path) -> DaemonError {
 /// file existed gets it). Errors: anything missing (not installed here) or undecodable.
 pub fn load(root: &Path, store: &mut Store, now: Millis) -> Result<Loaded, DaemonError> {
     let identity = identity(root, store)?;
-    InstalledCluster::write(root, &identity.config, &identity.me)?;
+    let key_epoch = identity.key.get().epoch();
+    InstalledCluster::write(root, &identity.config, &identity.me, key_epoch)?;
     let package = Arc::new(running_package(root)?);
     let version = package.manifest.version;
     let mut state: PersistentState = store

@@ -2,6 +2,7 @@
 //! with this peer's current key, the keyring stored (state.db, one transaction) and then
 //! switched in the handle every server and client of this process reads per handshake.
 
+use smon_login::installed_cluster::InstalledCluster;
 use smon_proto::{SignedRekey, rekey_seal};
 
 use super::{DaemonError, actor::Actor, store::keys};
@@ -25,6 +26,9 @@ impl Actor {
         };
         self.store.put_all(&[(keys::CLUSTER_KEY, next.encode())])?;
         self.key.set(next);
+        // What the probes of later logins read: an install left on an older key after the
+        // grace is deployed over rather than restarted.
+        InstalledCluster::write(&self.root, &self.config, &self.me, rekey.epoch)?;
         tracing::info!(
             "cluster key epoch {} taken; epoch {} accepted until {} (unix ms)",
             rekey.epoch,
