@@ -88,10 +88,19 @@ pub async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
     summary
         .find_answerers(|m| async move { connect::who_answers_at(dir, &m).await })
         .await;
+    // Once the cluster has rotated its key: where the rotation stands.
+    let rekey = crate::rekey_status::rekey_status(dir).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        let mut value = serde_json::to_value(&summary)?;
+        if let (Some(rekey), Some(fields)) = (rekey, value.as_object_mut()) {
+            fields.insert("rekey".into(), serde_json::to_value(rekey)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", summary.human());
+        if let Some(rekey) = rekey {
+            print!("{}", rekey.human());
+        }
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ pub mod error_line;
 pub mod fan_out;
 pub mod host_keys;
 pub mod log_follow;
+pub mod rekey_status;
 pub mod run;
 pub mod signing;
 pub mod silent_peers;

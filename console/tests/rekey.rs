@@ -86,6 +86,11 @@ fn a_rekey_spreads_to_every_peer_and_the_old_key_is_refused_after_the_grace() {
         );
     }
 
+    // `status` says where the rotation stands.
+    let text = c.ok(&["status"]);
+    let line = format!("rekey: epoch 1, {all} of {n} machines on it, grace ends in");
+    assert!(text.contains(&line), "{text}");
+
     // After the grace: the old key is refused by every peer (WrongKey), the new one works.
     let refused = rt.block_on(harness::wait_until_async(
         grace + Duration::from_secs(30),
@@ -133,4 +138,11 @@ fn a_rekey_spreads_to_every_peer_and_the_old_key_is_refused_after_the_grace() {
         "status to count every machine deployed",
         || c.status()["deployed"] == n,
     );
+    let rekey = &c.status()["rekey"];
+    assert_eq!(rekey["epoch"], 1, "{rekey}");
+    assert_eq!(rekey["on_epoch"], n, "{rekey}");
+    assert_eq!(rekey["grace_left_ms"], 0, "{rekey}");
+    let text = c.ok(&["status"]);
+    let line = format!("rekey: epoch 1, {n} of {n} machines on it, grace over");
+    assert!(text.contains(&line), "{text}");
 }
