@@ -9,11 +9,17 @@
 //!   key (32 bytes), grace deadline (u64 big-endian unix milliseconds): 89 bytes in all.
 //!   Any other length, magic or flag is refused.
 
-use std::{fs, os::unix::fs::PermissionsExt, path::Path};
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
 
 use crate::{
     CLUSTER_KEY_LEN, ClusterKey, ProtoError,
-    keyring::{KeyEpoch, Keyring, PreviousKey},
+    keyring::{KeyEpoch, Keyring, NoiseKeys, PreviousKey},
     write_atomic,
 };
 
@@ -102,6 +108,51 @@ impl Keyring {
     }
 }
 
+/// A keyring file read again whenever its modification time changes (looked at once per
+/// handshake): what a long-running process that takes no rotation itself (the agent) serves
+/// with, so that the console's `rekey`, which rewrites the file, reaches it. A file that
+/// can no longer be read keeps the last keyring (logged). Cloning shares it.
+#[derive(Clone, Debug)]
+pub struct KeyringFile {
+    path: Arc<PathBuf>,
+    cache: Arc<Mutex<(Option<SystemTime>, Keyring)>>,
+}
+
+impl KeyringFile {
+    /// Load `path` ([`Keyring::load`]'s errors).
+    pub fn open(path: &Path) -> Result<Self, ProtoError> {
+        let mtime = fs::metadata(path).and_then(|m| m.modified()).ok();
+        let keyring = Keyring::load(path)?;
+        Ok(Self {
+            path: Arc::new(path.to_owned()),
+            cache: Arc::new(Mutex::new((mtime, keyring))),
+        })
+    }
+
+    /// The keyring, read again first if the file changed since it was last read.
+    pub fn get(&self) -> Keyring {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mtime = fs::metadata(&*self.path).and_then(|m| m.modified()).ok();
+        if mtime != cache.0 {
+            match Keyring::load(&self.path) {
+                Ok(keyring) => *cache = (mtime, keyring),
+                Err(e) => tracing::warn!("{e}; keeping the keyring read before"),
+            }
+        }
+        cache.1.clone()
+    }
+}
+
+impl NoiseKeys for KeyringFile {
+    fn initiator_key(&self) -> ClusterKey {
+        NoiseKeys::initiator_key(&self.get())
+    }
+
+    fn accepted_keys(&self) -> Vec<ClusterKey> {
+        NoiseKeys::accepted_keys(&self.get())
+    }
+}
+
 /// The epoch (u32 big-endian) and key at the front of `bytes`, and what follows; `bytes` is
 /// at least 36 bytes long (the caller checked the length).
 fn epoch_and_key(bytes: &[u8]) -> (KeyEpoch, ClusterKey, &[u8]) {
@@ -145,6 +196,29 @@ mod tests {
         single.save(&path).unwrap();
         assert_eq!(ClusterKey::load(&path).unwrap(), *single.current());
         assert_eq!(fs::read(&path).unwrap().len(), CLUSTER_KEY_LEN);
+    }
+
+    #[test]
+    fn a_keyring_file_is_read_again_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster_key");
+        let first = Keyring::from(ClusterKey::generate());
+        first.save(&path).unwrap();
+        let file = KeyringFile::open(&path).unwrap();
+        assert_eq!(file.get(), first);
+        let next = first.rotated(1, ClusterKey::generate(), 1).unwrap();
+        next.save(&path).unwrap();
+        // A filesystem with coarse timestamps may show the same time: make it differ.
+        let later = SystemTime::now() + std::time::Duration::from_secs(2);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(file.get(), next);
+        fs::write(&path, b"garbage").unwrap();
+        assert_eq!(file.get(), next, "a bad file keeps the last keyring");
     }
 
     #[test]

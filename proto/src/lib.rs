@@ -32,7 +32,7 @@ pub use cluster::{ClusterConfig, InstallSeed, MetricsSetting};
 pub use cluster_key::{CLUSTER_KEY_LEN, ClusterKey};
 pub use files::{ClusterFiles, MachineFiles, SSH_ROOT_IN_HOME, read_text, write_atomic};
 pub use keyring::{KeyEpoch, Keyring, KeyringHandle, NoiseKeys, PreviousKey};
-pub use keyring_file::KEYRING_MAGIC;
+pub use keyring_file::{KEYRING_MAGIC, KeyringFile};
 pub use lock_holder::lock_holder;
 pub use log_file::RotatingLog;
 pub use operator_key::OperatorKey;
