@@ -12,7 +12,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use russh::keys::ssh_key::{HashAlg, LineEnding, SshSig, encoding::Encode};
 use smon_proto::{
-    AgentService, ChallengeRequest, ClusterConfig, ClusterFiles, ClusterKey, MEMBERSHIP_NAMESPACE,
+    AgentService, ChallengeRequest, ClusterConfig, ClusterFiles, KeyringFile, MEMBERSHIP_NAMESPACE,
     MachineId, Membership, OperatorKey, PackageManifest, Refusal, ReleasePublicKey,
     door::{Door, DoorCounts, DoorLimits},
     release::SIGNATURE_NAMESPACE,
@@ -74,10 +74,11 @@ struct Inner {
 #[derive(Clone)]
 pub struct Agent(Arc<Inner>);
 
-/// The cluster directory's settings and key, as the agent needs them.
-pub fn load_cluster(dir: &Path) -> anyhow::Result<(ClusterConfig, ClusterKey)> {
+/// The cluster directory's settings and keyring file (read again when `rekey` rewrites it),
+/// as the agent needs them.
+pub fn load_cluster(dir: &Path) -> anyhow::Result<(ClusterConfig, KeyringFile)> {
     let config = ClusterConfig::load(dir)?;
-    let key = ClusterKey::load(&ClusterFiles::new(dir).cluster_key())?;
+    let key = KeyringFile::open(&ClusterFiles::new(dir).cluster_key())?;
     Ok((config, key))
 }
 
@@ -137,7 +138,7 @@ impl Agent {
     /// handshake that fails (wrong K_E, garbage, silence) is audited as a refusal (the door's
     /// rate, which failures drain, bounds how many rows a flood writes); connections the door
     /// refuses are counted and logged, not audited.
-    pub async fn serve(self, listener: TcpListener, key: ClusterKey) {
+    pub async fn serve(self, listener: TcpListener, key: KeyringFile) {
         let limits = transport::ServeLimits {
             door: self.0.door.clone(),
             ..transport::ServeLimits::default()

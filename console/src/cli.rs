@@ -77,6 +77,14 @@ pub enum Command {
     Disable,
     /// Switch self-management back on.
     Enable,
+    /// Rotate the cluster key: a new key, sealed under the current one and signed with the
+    /// release key, spreads to every peer; both are accepted for the grace period, then only
+    /// the new one (a machine away all that time is deployed over with the new key).
+    Rekey {
+        /// How long peers accept the previous key next to the new one.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        grace: Duration,
+    },
     /// Change the membership list.
     Membership {
         #[command(subcommand)]
@@ -391,6 +399,11 @@ impl Command {
                  deploying and restarting."
                     .into(),
             ),
+            Command::Rekey { grace } => Confirm(format!(
+                "Rotate the cluster key: every peer takes a new key and accepts the old one \
+                 for another {} only.",
+                humantime::format_duration(*grace)
+            )),
             Command::Upgrade { file, .. } => Confirm(format!(
                 "Push the release {} to one peer; it upgrades and every other peer follows.",
                 file.display()

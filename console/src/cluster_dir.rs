@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 pub use smon_proto::write_atomic;
 use smon_proto::{
-    ClusterConfig, ClusterFiles, ClusterKey, MachineId, Membership, ReleasePrivateKey,
+    ClusterConfig, ClusterFiles, Keyring, KeyringHandle, MachineId, Membership, ReleasePrivateKey,
     ReleasePublicKey,
 };
 
 pub struct ClusterDir {
     pub path: PathBuf,
     pub config: ClusterConfig,
-    pub key: ClusterKey,
+    pub key: KeyringHandle,
     pub membership: Membership,
     /// The one machine whose peer the console talks to (`--via`); None: the first that answers.
     pub via: Option<MachineId>,
@@ -34,7 +34,7 @@ impl ClusterDir {
         }
         let files = ClusterFiles::new(path);
         let config = ClusterConfig::load(path)?;
-        let key = ClusterKey::load(&files.cluster_key())?;
+        let key = KeyringHandle::new(Keyring::load(&files.cluster_key())?);
         let blob_path = files.membership_blob();
         let membership = Membership::decode(
             &std::fs::read(&blob_path).with_context(|| format!("{}", blob_path.display()))?,

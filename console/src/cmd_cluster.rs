@@ -41,7 +41,7 @@ pub async fn deploy(dir: &ClusterDir, machine: Option<MachineId>) -> anyhow::Res
         me: machine.clone(),
         deployer: "console".into(),
         config: dir.config.clone(),
-        cluster_key: dir.key.bytes().to_vec(),
+        cluster_key: dir.key.get().encode(),
         membership: membership.encode(),
         spread_origin: Some((index, membership.version)),
     };
@@ -89,10 +89,19 @@ pub async fn status(dir: &ClusterDir, json: bool) -> anyhow::Result<()> {
     summary
         .find_answerers(|m| async move { connect::who_answers_at(dir, &m).await })
         .await;
+    // Once the cluster has rotated its key: where the rotation stands.
+    let rekey = crate::rekey_status::rekey_status(dir).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        let mut value = serde_json::to_value(&summary)?;
+        if let (Some(rekey), Some(fields)) = (rekey, value.as_object_mut()) {
+            fields.insert("rekey".into(), serde_json::to_value(rekey)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", summary.human());
+        if let Some(rekey) = rekey {
+            print!("{}", rekey.human());
+        }
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use smon_proto::{
-    ClusterKey, ClusterView, ControlAction, MachineId, PeerServiceClient, ProtoError,
+    ClusterView, ControlAction, KeyringHandle, MachineId, PeerServiceClient, ProtoError,
     tarpc::context, transport,
 };
 
@@ -23,7 +23,7 @@ pub fn ctx(timeout: Duration) -> context::Context {
 
 /// A client of the peer at `addr`, trying again for up to a second while this process is out
 /// of descriptors (see [`fan_out::retrying`]).
-pub async fn client_at(addr: &str, key: &ClusterKey) -> Result<PeerServiceClient, ProtoError> {
+pub async fn client_at(addr: &str, key: &KeyringHandle) -> Result<PeerServiceClient, ProtoError> {
     let connect = || transport::peer_client(addr, key, CONNECT_TIMEOUT);
     fan_out::retrying(connect, |r| matches!(r, Err(e) if e.is_local_exhaustion())).await
 }

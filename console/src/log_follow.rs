@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use smon_proto::{
-    ClusterKey, LogChunk, LogCursor, LogFrom, LogRequest, MachineId, PeerServiceClient, Refusal,
+    KeyringHandle, LogChunk, LogCursor, LogFrom, LogRequest, MachineId, PeerServiceClient, Refusal,
     app_package::valid_app_name, transport,
 };
 
@@ -48,7 +48,7 @@ impl std::fmt::Display for LogTarget {
 #[derive(Clone)]
 pub enum Reach {
     Dir(Arc<ClusterDir>),
-    Peer { addr: String, key: ClusterKey },
+    Peer { addr: String, key: KeyringHandle },
 }
 
 impl Reach {

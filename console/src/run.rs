@@ -9,7 +9,7 @@ use crate::{
     cli::{Cli, Command, InitArgs, MembershipCommand, TuiArgs},
     cluster_dir::ClusterDir,
     cmd_agent, cmd_app, cmd_cluster, cmd_demo, cmd_docs, cmd_events, cmd_init, cmd_logs,
-    cmd_membership, cmd_metrics, cmd_upgrade, cmd_wait,
+    cmd_membership, cmd_metrics, cmd_rekey, cmd_upgrade, cmd_wait,
     host_keys::PinPolicy,
     tui,
 };
@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Upgrade { file, watch } => cmd_upgrade::upgrade(&open()?, &file, watch).await,
         Command::Disable => cmd_cluster::set_livetag(&open()?, false).await,
         Command::Enable => cmd_cluster::set_livetag(&open()?, true).await,
+        Command::Rekey { grace } => cmd_rekey::rekey(&open()?, grace).await,
         Command::Membership {
             command:
                 MembershipCommand::Set {
@@ -75,7 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let source = match (peer, key) {
                 (Some(addr), Some(key)) => tui::Source::Peer {
                     addr,
-                    key: smon_proto::ClusterKey::load(&key)?,
+                    key: smon_proto::KeyringHandle::new(smon_proto::Keyring::load(&key)?),
                 },
                 _ => tui::Source::Dir(Box::new(open()?)),
             };

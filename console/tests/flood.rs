@@ -17,7 +17,7 @@ use smon_lab::flood::{Flood, Mode};
 use smon_proto::{DoorCounts, MachineId, tarpc::context, transport};
 
 /// A legitimate client's view of the peer, through a connection of its own; how long it took.
-async fn legit_counts(addr: &str, key: &smon_proto::ClusterKey) -> (DoorCounts, Duration) {
+async fn legit_counts(addr: &str, key: &smon_proto::KeyringHandle) -> (DoorCounts, Duration) {
     let started = Instant::now();
     let ask = async {
         let client = transport::peer_client(addr, key, Duration::from_secs(20))

@@ -121,6 +121,7 @@ async fn claim_the_highest_livetag(c: &Cluster) {
             from: MachineId::local("m003"),
             version: Version::new(0, 1, 0),
             livetag: forged_tag.clone(),
+            rekey: Default::default(),
             membership_version: list.version,
             gossip: Gossip {
                 membership_version: list.version,
@@ -152,6 +153,7 @@ async fn attack(c: &Cluster) {
             from: MachineId::local("m002"),
             version: Version::new(0, 1, 0),
             livetag: forged_tag.clone(),
+            rekey: Default::default(),
             membership_version: alone.version,
             gossip: Gossip {
                 membership_version: alone.version,

@@ -45,6 +45,7 @@ impl PeerService for BenchPeer {
             version: ping.version,
             state: PeerState::Running,
             livetag: ping.livetag,
+            rekey: Default::default(),
             membership_version: ping.membership_version,
             gossip: ping.gossip,
         }
@@ -247,6 +248,7 @@ fn small_ping() -> Ping {
         from: MachineId::local("bench"),
         version: Version::new(1, 0, 0),
         livetag: Default::default(),
+        rekey: Default::default(),
         membership_version: 1,
         gossip: Gossip::default(),
     }

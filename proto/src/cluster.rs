@@ -9,7 +9,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CLUSTER_KEY_LEN, ClusterKey, MachineId, Membership, ProtoError,
+    Keyring, MachineId, Membership, ProtoError,
     files::{ClusterFiles, write_atomic},
     sha256,
 };
@@ -218,9 +218,10 @@ pub struct InstallSeed {
 }
 
 impl InstallSeed {
-    pub fn key(&self) -> Option<ClusterKey> {
-        let bytes: [u8; CLUSTER_KEY_LEN] = self.cluster_key.as_slice().try_into().ok()?;
-        Some(ClusterKey::from_bytes(bytes))
+    /// The keyring the machine joins with: `cluster_key` holds [`Keyring::encode`]'s bytes (a
+    /// bare 32-byte key from an older deployer is epoch 0); the error says what is wrong.
+    pub fn keyring(&self) -> Result<Keyring, String> {
+        Keyring::decode(&self.cluster_key)
     }
 
     pub fn to_json(&self) -> Vec<u8> {

@@ -4,7 +4,9 @@
 //! detects a wrong key when it reads message 1 (and answers with an empty frame, a refusal,
 //! instead of message 2), and the initiator detects it when it reads that refusal where
 //! message 2 should be. Both sides therefore fail inside the handshake, with
-//! [`ProtoError::WrongKey`]. Anything else that is not a valid message 2 (garbage, another
+//! [`ProtoError::WrongKey`]. During a key rotation the responder accepts more than one key
+//! ([`NoiseKeys::accepted_keys`]): it reads message 1 with each in turn, and refuses only when
+//! none fits. Anything else that is not a valid message 2 (garbage, another
 //! protocol) is a [`ProtoError::Handshake`] error, not a key problem.
 //!
 //! Transport: each frame is `u16 big-endian length || ciphertext`, at most 65,535 bytes. A
@@ -18,7 +20,7 @@ use snow::{HandshakeState, TransportState};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::{ClusterKey, ProtoError};
+use crate::{ClusterKey, ProtoError, keyring::NoiseKeys};
 
 pub const NOISE_PATTERN: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
 /// Bound into the handshake hash: a peer of another protocol version cannot complete it.
@@ -79,16 +81,17 @@ async fn within<T>(
         })?
 }
 
-/// Run the initiator side of the handshake on `io`.
-pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
+/// Run the initiator side of the handshake on `io`, with `keys`' initiator key.
+pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin, K: NoiseKeys + ?Sized>(
     io: &mut S,
-    key: &ClusterKey,
+    keys: &K,
     peer: &str,
     timeout: Duration,
 ) -> Result<TransportState, ProtoError> {
     let fail = failed(peer);
+    let key = keys.initiator_key();
     let run = async {
-        let mut hs: HandshakeState = builder(key)
+        let mut hs: HandshakeState = builder(&key)
             .build_initiator()
             .map_err(|e| fail(e.to_string()))?;
         let mut buf = vec![0u8; MAX_FRAME];
@@ -118,30 +121,31 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     within(peer, timeout, run).await
 }
 
-/// Run the responder side of the handshake on `io`.
-pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+/// Run the responder side of the handshake on `io`, accepting any of `keys`' accepted keys.
+pub async fn respond<S: AsyncRead + AsyncWrite + Unpin, K: NoiseKeys + ?Sized>(
     io: &mut S,
-    key: &ClusterKey,
+    keys: &K,
     peer: &str,
     timeout: Duration,
 ) -> Result<TransportState, ProtoError> {
     let fail = failed(peer);
+    let keys = keys.accepted_keys();
     let run = async {
-        let mut hs = builder(key)
-            .build_responder()
-            .map_err(|e| fail(e.to_string()))?;
         let mut buf = vec![0u8; MAX_FRAME];
         let hello = read_frame(io).await.map_err(|e| fail(e.to_string()))?;
-        if let Err(e) = hs.read_message(&hello, &mut buf) {
-            // A refusal frame, so the initiator gets a typed error rather than a bare EOF.
-            let _ = write_frame(io, &[]).await;
-            return Err(match e {
-                snow::Error::Decrypt => ProtoError::WrongKey {
-                    peer: peer.to_owned(),
-                },
-                e => fail(format!("bad first message: {e}")),
-            });
-        }
+        let mut hs = match read_hello(&keys, &hello, &mut buf) {
+            Ok(hs) => hs,
+            Err(e) => {
+                // A refusal frame, so the initiator gets a typed error rather than a bare EOF.
+                let _ = write_frame(io, &[]).await;
+                return Err(match e {
+                    snow::Error::Decrypt => ProtoError::WrongKey {
+                        peer: peer.to_owned(),
+                    },
+                    e => fail(format!("bad first message: {e}")),
+                });
+            }
+        };
         let n = hs
             .write_message(&[], &mut buf)
             .map_err(|e| fail(e.to_string()))?;
@@ -151,6 +155,25 @@ pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
         hs.into_transport_mode().map_err(|e| fail(e.to_string()))
     };
     within(peer, timeout, run).await
+}
+
+/// A responder that read message 1 `hello` with the first of `keys` that fits (the psk is
+/// mixed from message 1, so a wrong key fails to decrypt it); else the last key's error
+/// (`Decrypt` when no key fits, the same error for each key when `hello` is malformed).
+fn read_hello(
+    keys: &[ClusterKey],
+    hello: &[u8],
+    buf: &mut [u8],
+) -> Result<HandshakeState, snow::Error> {
+    let mut last = snow::Error::Decrypt;
+    for key in keys {
+        let mut hs = builder(key).build_responder()?;
+        match hs.read_message(hello, buf) {
+            Ok(_) => return Ok(hs),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Encrypting, chunking tokio codec over an established Noise session.

@@ -13,8 +13,9 @@ pub use crate::envelope::{
 };
 pub use crate::idle::IdleTimeout;
 use crate::{
-    AgentServiceClient, ClusterKey, PeerServiceClient, ProtoError,
+    AgentServiceClient, PeerServiceClient, ProtoError,
     door::{Door, DoorLimits, Handshake},
+    keyring::NoiseKeys,
     noise::{self, NoiseCodec},
 };
 
@@ -29,7 +30,7 @@ pub type NoiseTransport<Item, SinkItem> = tarpc::tokio_serde::Framed<
 /// Open a TCP connection and run the initiator handshake.
 pub async fn connect<Item, SinkItem>(
     addr: impl ToSocketAddrs + std::fmt::Display,
-    key: &ClusterKey,
+    key: &(impl NoiseKeys + ?Sized),
     timeout: Duration,
 ) -> Result<NoiseTransport<Item, SinkItem>, ProtoError> {
     let name = addr.to_string();
@@ -58,7 +59,7 @@ pub async fn connect<Item, SinkItem>(
 /// say).
 pub async fn initiate_on<Item, SinkItem>(
     mut stream: TcpStream,
-    key: &ClusterKey,
+    key: &(impl NoiseKeys + ?Sized),
     timeout: Duration,
 ) -> Result<NoiseTransport<Item, SinkItem>, ProtoError> {
     let name = prepare(&stream)?;
@@ -69,7 +70,7 @@ pub async fn initiate_on<Item, SinkItem>(
 /// Run the responder handshake on an accepted stream.
 pub async fn accept<Item, SinkItem>(
     mut stream: TcpStream,
-    key: &ClusterKey,
+    key: &(impl NoiseKeys + ?Sized),
     timeout: Duration,
 ) -> Result<NoiseTransport<Item, SinkItem>, ProtoError> {
     let name = prepare(&stream)?;
@@ -106,7 +107,7 @@ pub type ClientTransport<Req, Resp> = MapOk<
 /// Connect as a client of `Req`/`Resp`.
 async fn client_transport<Req, Resp>(
     addr: impl ToSocketAddrs + std::fmt::Display,
-    key: &ClusterKey,
+    key: &(impl NoiseKeys + ?Sized),
     timeout: Duration,
 ) -> Result<ClientTransport<Req, Resp>, ProtoError>
 where
@@ -119,7 +120,7 @@ where
 /// A client of a peer.
 pub async fn peer_client(
     addr: impl ToSocketAddrs + std::fmt::Display,
-    key: &ClusterKey,
+    key: &(impl NoiseKeys + ?Sized),
     timeout: Duration,
 ) -> Result<PeerServiceClient, ProtoError> {
     let transport = client_transport(addr, key, timeout).await?;
@@ -129,7 +130,7 @@ pub async fn peer_client(
 /// A client of an agent.
 pub async fn agent_client(
     addr: impl ToSocketAddrs + std::fmt::Display,
-    key: &ClusterKey,
+    key: &(impl NoiseKeys + ?Sized),
     timeout: Duration,
 ) -> Result<AgentServiceClient, ProtoError> {
     let transport = client_transport(addr, key, timeout).await?;
@@ -220,7 +221,7 @@ pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
 /// A refused handshake is logged (debug); [`serve_connections_with`] hands it to a hook.
 pub async fn serve_connections<Req, Resp, F, Fut>(
     listener: TcpListener,
-    key: ClusterKey,
+    key: impl NoiseKeys + Clone + Send + Sync + 'static,
     limits: ServeLimits,
     on_transport: F,
 ) where
@@ -240,7 +241,7 @@ pub async fn serve_connections<Req, Resp, F, Fut>(
 /// [`ServeLimits::handshake`]. The agent audits these.
 pub async fn serve_connections_with<Req, Resp, F, Fut, R, RFut>(
     listener: TcpListener,
-    key: ClusterKey,
+    key: impl NoiseKeys + Clone + Send + Sync + 'static,
     limits: ServeLimits,
     on_transport: F,
     on_refused: R,

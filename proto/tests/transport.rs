@@ -106,6 +106,7 @@ impl PeerService for TestPeer {
             ),
             state: PeerState::Running,
             livetag: flipped(&ping.livetag),
+            rekey: Default::default(),
             membership_version: ping.membership_version + 1,
             gossip: ping.gossip,
         }
@@ -220,6 +221,7 @@ impl PeerService for TestPeer {
     async fn control(self, _: context::Context, action: ControlAction) -> Result<String, Refusal> {
         match action {
             ControlAction::SetLiveTag { tag } => Ok(format!("livetag enabled={}", tag.tag.enabled)),
+            ControlAction::Rekey { rekey } => Ok(format!("rekey to epoch {}", rekey.epoch)),
             ControlAction::SetMembership { blob } => Membership::decode(&blob)
                 .map(|m| format!("{} machines at version {}", m.len(), m.version))
                 .map_err(|e| Refusal::Invalid(e.to_string())),
@@ -327,10 +329,18 @@ async fn peer_server(key: &ClusterKey, handshake_timeout: Duration) -> SocketAdd
 }
 
 async fn peer_server_with(key: &ClusterKey, limits: ServeLimits) -> SocketAddr {
+    peer_server_keys(key.clone(), limits).await
+}
+
+/// A peer server whose handshakes take their keys from `keys` (a keyring handle, say).
+async fn peer_server_keys(
+    keys: impl NoiseKeys + Clone + Send + Sync + 'static,
+    limits: ServeLimits,
+) -> SocketAddr {
     let (listener, addr) = listen().await;
     tokio::spawn(transport::serve_connections(
         listener,
-        key.clone(),
+        keys,
         limits,
         |t: ServerTransport<PeerServiceRequest, PeerServiceResponse>, _| async move {
             BaseChannel::with_defaults(t)
@@ -393,6 +403,7 @@ fn ping_from(name: &str) -> Ping {
         from: MachineId::local(name),
         version: Version::new(1, 2, 3),
         livetag: signed_tag(true, 4),
+        rekey: Default::default(),
         membership_version: 5,
         gossip: Gossip {
             membership_version: 5,
@@ -481,6 +492,7 @@ async fn ping_round_trips() {
                 version: Version::new(1, 2, 4),
                 state: PeerState::Running,
                 livetag: signed_tag(false, 5),
+                rekey: Default::default(),
                 membership_version: 6,
                 gossip: ping.gossip.clone(),
             }
@@ -924,6 +936,50 @@ async fn wrong_key_is_refused_on_both_sides_and_the_server_keeps_serving() {
         assert!(matches!(err, ProtoError::WrongKey { .. }), "{err:?}");
     }
     assert_serves(addr, &key).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key rotation: a keyring accepts both keys during the grace period, only the new one after.
+
+/// A client of `addr` connecting with `keys`: the handshake's result only.
+async fn try_connect(addr: SocketAddr, keys: &impl NoiseKeys) -> Result<(), ProtoError> {
+    within("a handshake", transport::peer_client(addr, keys, CONNECT))
+        .await
+        .map(drop)
+}
+
+#[tokio::test]
+async fn a_keyring_accepts_both_keys_during_grace_and_refuses_the_old_one_after() {
+    let (old, new) = (ClusterKey::generate(), ClusterKey::generate());
+    let far = keyring::unix_now_ms() + 3_600_000;
+    let in_grace = Keyring::from(old.clone())
+        .rotated(1, new.clone(), far)
+        .unwrap();
+    let handle = KeyringHandle::new(in_grace.clone());
+    let addr = peer_server_keys(handle.clone(), ServeLimits::default()).await;
+
+    // During the grace period: a peer not yet told (old key only), one on the new key only,
+    // and one that rotated (initiates with the old key) all get in; a stranger does not.
+    assert_serves(addr, &old).await;
+    assert_serves(addr, &new).await;
+    try_connect(addr, &in_grace).await.unwrap();
+    let err = try_connect(addr, &ClusterKey::generate())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProtoError::WrongKey { .. }), "{err:?}");
+
+    // The grace ends (here: the running server's handle is given an expired keyring).
+    let after = Keyring::from(old.clone())
+        .rotated(1, new.clone(), 1)
+        .unwrap();
+    handle.set(after.clone());
+    let err = try_connect(addr, &old).await.unwrap_err();
+    assert!(matches!(err, ProtoError::WrongKey { .. }), "{err:?}");
+    assert_serves(addr, &new).await;
+    try_connect(addr, &after).await.unwrap();
+    // A client in grace initiates with the old key, which a server past it refuses.
+    let err = try_connect(addr, &in_grace).await.unwrap_err();
+    assert!(matches!(err, ProtoError::WrongKey { .. }), "{err:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ use crossterm::{
 };
 use futures::StreamExt;
 use ratatui::{Terminal, backend::CrosstermBackend};
-use smon_proto::ClusterKey;
+use smon_proto::KeyringHandle;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -42,7 +42,7 @@ use model::Model;
 
 pub enum Source {
     Dir(Box<ClusterDir>),
-    Peer { addr: String, key: ClusterKey },
+    Peer { addr: String, key: KeyringHandle },
 }
 
 /// Refuse to start `what` (the TUI, the demo) when standard output is not a terminal.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use smon_proto::{ClusterKey, PeerServiceClient, transport};
+use smon_proto::{KeyringHandle, PeerServiceClient, transport};
 use tokio::sync::mpsc;
 
 use super::model::DataMsg;
@@ -13,7 +13,7 @@ use crate::connect::ctx;
 pub struct Poller {
     /// Addresses to try, in order (the cluster's machines, or the one `--peer`).
     pub candidates: Vec<String>,
-    pub key: ClusterKey,
+    pub key: KeyringHandle,
     pub every: Duration,
     pub started: Instant,
 }

@@ -281,6 +281,7 @@ mod examples {
             from: machine(),
             version: version(),
             livetag: signed_tag(),
+            rekey: Default::default(),
             membership_version: 2,
             gossip: gossip(),
         }
@@ -291,6 +292,7 @@ mod examples {
             version: version(),
             state: PeerState::Disabled,
             livetag: signed_tag(),
+            rekey: Default::default(),
             membership_version: 2,
             gossip: gossip(),
         }

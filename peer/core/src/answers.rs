@@ -25,6 +25,7 @@ impl Core {
                 let same_list = list == self.view.membership().order();
                 if !self.exited {
                     let _ = self.absorb_livetag(Sender::Peer(ping.from.clone()), ping.livetag, out);
+                    let _ = self.absorb_rekey(Sender::Peer(ping.from.clone()), ping.rekey, out);
                     self.absorb_gossip(ping.gossip, out);
                     self.consider_version(&ping.from, ping.version, rng, out);
                     self.consider_membership(&ping.from, list, out);
@@ -35,6 +36,7 @@ impl Core {
                     version: self.state.version,
                     state: self.own_state(),
                     livetag: self.signed_livetag(),
+                    rekey: self.state.rekey.clone(),
                     membership_version: self.view.membership().version,
                     gossip: self.outgoing_gossip(
                         partner,

@@ -181,7 +181,11 @@ impl Core {
             return Some(index); // somebody else is installing right now: no second copy
         }
         self.targeting.note_attempt(index, now);
-        if probe.installed.is_some() {
+        if probe.installed.is_some() && self.install_key_is_stale(probe.key_epoch, now) {
+            // Away during a whole key rotation: a restart would come back on a key nobody
+            // accepts; the package and the seed bring the current keyring.
+            self.deploy_over_stale_key(index, machine, out);
+        } else if probe.installed.is_some() {
             self.observe(index, PeerState::Stopped);
             self.work = Some(Work::Restarting(index));
             out.push(Output::Restart(machine));
@@ -208,6 +212,15 @@ impl Core {
             machine,
             hint: Some(hint),
             over_other_cluster,
+            over_stale_key: false,
         });
+    }
+
+    /// [`Core::deploy`] over this cluster's install left on an older key.
+    fn deploy_over_stale_key(&mut self, index: u32, machine: MachineId, out: &mut Vec<Output>) {
+        self.deploy(index, machine, false, out);
+        if let Some(Output::Deploy { over_stale_key, .. }) = out.last_mut() {
+            *over_stale_key = true;
+        }
     }
 }

@@ -50,6 +50,10 @@ pub struct Probe {
     /// there and what to do, in one line. Nothing is restarted, killed or deployed over
     /// there, unless this cluster takes such machines over ([`crate::CoreConfig::take_over`]).
     pub other_cluster: Option<OtherInstall>,
+    /// The epoch of the cluster key the install holds (its `cluster` file; `None`: not
+    /// said, epoch 0). An install left on an older epoch than the newest rotation, once its
+    /// grace ended, is deployed over instead of restarted (issue 14, item 2).
+    pub key_epoch: Option<u32>,
 }
 
 /// Another cluster's install found by a probe (issue 15, kind 11).
@@ -119,6 +123,8 @@ pub enum Input {
     /// Operator actions (from the console, through the daemon), each signed by the release
     /// key ([`crate::Core::handle_operator`] says whether it was refused).
     SetLiveTag(SignedLiveTag),
+    /// A key rotation (`smon-console rekey`), signed; refused unless of a newer epoch.
+    SetRekey(smon_proto_types::SignedRekey),
     /// A membership list signed as a whole.
     SetMembership(Arc<Membership>),
     /// A newer release is available at `from` (the console mimics a peer).
@@ -155,6 +161,9 @@ pub enum Output {
         /// ([`crate::CoreConfig::take_over`]); otherwise it found none installed, and the
         /// deployer stops if one was installed since.
         over_other_cluster: bool,
+        /// The probe found this cluster's install there, left on an older cluster key after
+        /// a rotation's grace (issue 14, item 2): deployed over, whatever is installed.
+        over_stale_key: bool,
     },
     /// Start the installed-but-stopped peer.
     Restart(MachineId),
@@ -210,6 +219,9 @@ pub enum Output {
     /// Control state was refused for its signature (or, from the console, for being stale):
     /// not adopted, not spread. The daemon logs it as one line, the simulator counts it.
     Refused(crate::Refused),
+    /// A newer key rotation was taken: unseal its key with the current one, store the
+    /// keyring and use it for handshakes from now on (the daemon; the simulator counts it).
+    Rekey(smon_proto_types::SignedRekey),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,6 +14,7 @@ mod fetch_slots;
 mod io;
 mod liveness;
 mod other_cluster;
+mod rekey;
 mod signatures;
 mod table;
 mod target;
@@ -26,8 +27,8 @@ use rustc_hash::FxHashMap;
 use smon_proto_types::{
     AppDecl, AppOffer, AppReply, AppStatus, BadVersion, Chunk, ChunkRequest, ClusterView, Gossip,
     LiveTag, MachineId, MachineRecord, MemberReply, Membership, PeerCall, PeerReply, PeerState,
-    Ping, Pong, Refusal, SignedLiveTag, Version, ZONE_RECORDS_PAGE, ZoneInfo, ZoneRecords,
-    ZoneRecordsRequest, note_bad,
+    Ping, Pong, Refusal, SignedLiveTag, SignedRekey, Version, ZONE_RECORDS_PAGE, ZoneInfo,
+    ZoneRecords, ZoneRecordsRequest, note_bad,
 };
 
 pub use config::{CoreConfig, Strategy};
@@ -59,6 +60,10 @@ pub struct PersistentState {
     #[serde(default)]
     pub bad_marks: Vec<BadVersion>,
     pub apps: Vec<AppDecl>,
+    /// The newest key rotation this peer took (see `rekey.rs`); epoch 0 in a database from
+    /// before rotation.
+    #[serde(default)]
+    pub rekey: SignedRekey,
 }
 
 impl PersistentState {
@@ -72,6 +77,7 @@ impl PersistentState {
             bad_versions: Vec::new(),
             bad_marks: Vec::new(),
             apps: Vec::new(),
+            rekey: SignedRekey::default(),
         }
     }
 }
@@ -530,6 +536,7 @@ impl Core {
                 self.refresh_own(out);
             }
             Input::SetLiveTag(tag) => self.set_livetag(tag, out),
+            Input::SetRekey(rekey) => self.set_rekey(rekey, out),
             Input::SetMembership(membership) => {
                 let _ = self.apply_membership(Sender::Operator, membership, out);
             }
@@ -570,6 +577,7 @@ impl Core {
             from: self.me.clone(),
             version: self.state.version,
             livetag: self.signed_livetag(),
+            rekey: self.state.rekey.clone(),
             membership_version: self.view.membership().version,
             gossip: Gossip {
                 digest: self.view.digest(Some(target)),
@@ -686,6 +694,7 @@ impl Core {
     fn on_pong(&mut self, pong: Pong, rng: &mut impl Rng, out: &mut Vec<Output>) {
         let list = (pong.membership_version, pong.gossip.membership_digest);
         let _ = self.absorb_livetag(Sender::Peer(pong.from.clone()), pong.livetag, out);
+        let _ = self.absorb_rekey(Sender::Peer(pong.from.clone()), pong.rekey, out);
         self.absorb_gossip(pong.gossip, out);
         self.consider_version(&pong.from, pong.version, rng, out);
         self.consider_membership(&pong.from, list, out);

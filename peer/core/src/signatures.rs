@@ -45,6 +45,7 @@ pub enum RefusedKind {
     Membership,
     AppDesired,
     MachineAppDesired,
+    Rekey,
 }
 
 impl fmt::Display for RefusedKind {
@@ -54,6 +55,7 @@ impl fmt::Display for RefusedKind {
             RefusedKind::Membership => "membership",
             RefusedKind::AppDesired => "application desired state",
             RefusedKind::MachineAppDesired => "machine's application desired state",
+            RefusedKind::Rekey => "key rotation",
         })
     }
 }
@@ -85,7 +87,8 @@ impl fmt::Display for Sender {
 pub struct Refused {
     pub kind: RefusedKind,
     pub from: Sender,
-    /// The version refused (livetag or membership version, desired-state revision).
+    /// The version refused (livetag or membership version, desired-state revision, key
+    /// epoch).
     pub version: u64,
     pub why: String,
 }
@@ -101,7 +104,7 @@ impl fmt::Display for Refused {
 }
 
 impl Core {
-    fn check_signed(&self, signed: SignedBytes<'_>) -> Result<(), String> {
+    pub(crate) fn check_signed(&self, signed: SignedBytes<'_>) -> Result<(), String> {
         if signed.signature.is_empty() {
             return Err("not signed".into());
         }

@@ -239,6 +239,7 @@ impl Harness {
                     from: machine(from),
                     version: Version::new(version, 0, 0),
                     livetag: signed(tag(t)),
+                    rekey: Default::default(),
                     membership_version: members,
                     gossip: Gossip::default(),
                 };
@@ -276,6 +277,7 @@ impl Harness {
                             version: Version::new(version, 0, 0),
                             state: PeerState::Running,
                             livetag: signed(tag(t)),
+                            rekey: Default::default(),
                             membership_version: members,
                             gossip: Gossip::default(),
                         }),
@@ -309,6 +311,7 @@ impl Harness {
                         pid: running.then_some(7),
                         install_in_progress: locked,
                         other_cluster: None,
+                        key_epoch: None,
                     })
                 } else {
                     LoginOutcome::Failed(smon_proto_types::Reason::new("refused"))
@@ -390,6 +393,7 @@ impl Harness {
                     from: machine(1),
                     version: self.core.version(),
                     livetag: self.core.signed_livetag(),
+                    rekey: Default::default(),
                     membership_version: self.core.membership().version,
                     gossip: Gossip {
                         membership_version: self.core.membership().version,

@@ -182,6 +182,7 @@ fn no_ping_where_the_view_says_no_peer_runs() {
         from: machine(5),
         version: Version::new(1, 0, 0),
         livetag: root.core.signed_livetag(),
+        rekey: Default::default(),
         membership_version: 1,
         gossip: Gossip {
             membership_version: 1,

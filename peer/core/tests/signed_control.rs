@@ -83,6 +83,7 @@ fn ping(from: &str, livetag: SignedLiveTag, membership_version: u64) -> PeerCall
         from: machine(from),
         version: Version::new(1, 0, 0),
         livetag,
+        rekey: Default::default(),
         membership_version,
         gossip: Gossip::default(),
     })
@@ -190,6 +191,7 @@ fn a_forged_membership_pulled_from_a_pong_is_refused() {
         version: Version::new(1, 0, 0),
         state: PeerState::Running,
         livetag: SignedLiveTag::default(),
+        rekey: Default::default(),
         membership_version: 7,
         gossip: Gossip {
             membership_version: 7,
@@ -392,4 +394,69 @@ fn a_taken_desired_state_keeps_its_signature_to_spread() {
     other.on_call(2_000, PeerCall::ExchangeApp(offer), &mut rng, &mut out);
     let taken = other.apps().iter().find(|a| a.name == "db").unwrap();
     assert_eq!(taken.desired_sig, signed);
+}
+
+/// A ping carrying the rotation `rekey` (issue 14, item 2).
+fn rekey_ping(from: &str, rekey: smon_proto_types::SignedRekey) -> PeerCall {
+    let PeerCall::Ping(mut ping) = ping(from, tag(true, 0, &[]), 1) else {
+        unreachable!()
+    };
+    ping.rekey = rekey;
+    PeerCall::Ping(ping)
+}
+
+#[test]
+fn a_key_rotation_is_taken_only_signed_and_newer_and_then_spread() {
+    let (mut core, mut rng) = core();
+    let rekey = |epoch, signature: &[u8]| smon_proto_types::SignedRekey {
+        epoch,
+        grace_until_ms: 60_000,
+        sealed: vec![7; 60],
+        signature: signature.to_vec(),
+    };
+    for signature in [&b""[..], FORGED] {
+        let mut out = Vec::new();
+        core.on_call(
+            1_000,
+            rekey_ping("b", rekey(1, signature)),
+            &mut rng,
+            &mut out,
+        );
+        let got = refusals(&out);
+        assert_eq!(got.len(), 1, "{out:?}");
+        assert_eq!(got[0].kind, RefusedKind::Rekey);
+        assert_eq!(got[0].from, Sender::Peer(machine("b")));
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Rekey(_))),
+            "{out:?}"
+        );
+        assert_eq!(core.rekey().epoch, 0);
+    }
+    // Too long a sealed key is refused before its signature is looked at.
+    let mut out = Vec::new();
+    let mut big = rekey(1, FlagSignatures::SIGNED);
+    big.sealed = vec![0; 61];
+    core.on_call(1_000, rekey_ping("b", big), &mut rng, &mut out);
+    assert!(refusals(&out)[0].why.contains("61 bytes"), "{out:?}");
+
+    let mut out = Vec::new();
+    let signed = rekey(1, FlagSignatures::SIGNED);
+    let reply = core.on_call(1_000, rekey_ping("c", signed.clone()), &mut rng, &mut out);
+    assert!(out.contains(&Output::Rekey(signed.clone())), "{out:?}");
+    assert!(refusals(&out).is_empty());
+    let PeerReply::Pong(pong) = reply else {
+        panic!("no pong")
+    };
+    assert_eq!(pong.rekey, signed, "spread on at once");
+    assert_eq!(core.persistent().rekey, signed);
+
+    // The same epoch again changes nothing; the operator's stale one is refused.
+    let mut out = Vec::new();
+    core.on_call(2_000, rekey_ping("b", signed.clone()), &mut rng, &mut out);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Rekey(_))),
+        "{out:?}"
+    );
+    let refused = core.handle_operator(2_000, Input::SetRekey(signed), &mut rng, &mut out);
+    assert!(refused.unwrap_err().why.contains("not newer"));
 }

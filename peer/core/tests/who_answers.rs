@@ -59,6 +59,7 @@ fn pong(from: MachineId, version: Version) -> PeerReply {
         version,
         state: PeerState::Running,
         livetag: Default::default(),
+        rekey: Default::default(),
         membership_version: 1,
         gossip: Gossip::default(),
     })

@@ -18,15 +18,24 @@ pub struct InstalledCluster {
     pub cluster_id: Option<String>,
     /// The machine's name in that cluster, if the file gives it.
     pub machine: Option<String>,
+    /// The epoch of the cluster key the install holds (issue 14, item 2), if the file gives
+    /// it (a file from before key rotation: epoch 0).
+    pub key_epoch: Option<u32>,
 }
 
 impl InstalledCluster {
     /// Record, in `root`'s `cluster` file, that the install there is `config`'s cluster's,
-    /// as machine `me`. Errors: the file cannot be written.
-    pub fn write(root: &Path, config: &ClusterConfig, me: &MachineId) -> Result<(), Error> {
+    /// as machine `me`, holding the cluster key of `key_epoch`. Errors: the file cannot be
+    /// written.
+    pub fn write(
+        root: &Path,
+        config: &ClusterConfig,
+        me: &MachineId,
+        key_epoch: u32,
+    ) -> Result<(), Error> {
         let path = MachineFiles::new(root).cluster();
         let text = format!(
-            "release_key={}\ncluster_id={}\nmachine={me}\n",
+            "release_key={}\ncluster_id={}\nmachine={me}\nkey_epoch={key_epoch}\n",
             config.release_key.trim(),
             config.cluster_id()
         );
@@ -40,6 +49,7 @@ impl InstalledCluster {
             "release_key" => self.release_key = value.trim().to_owned(),
             "cluster_id" => self.cluster_id = Some(value.trim().to_owned()),
             "machine" => self.machine = Some(value.trim().to_owned()),
+            "key_epoch" => self.key_epoch = value.trim().parse().ok(),
             _ => return false,
         }
         true
@@ -108,13 +118,14 @@ mod tests {
         let (one, two) = (key(), key());
         let mut ours = crate::machine_ops::tests::config(tmp.path());
         ours.release_key = one.clone();
-        InstalledCluster::write(tmp.path(), &ours, &MachineId::local("m1")).unwrap();
+        InstalledCluster::write(tmp.path(), &ours, &MachineId::local("m1"), 3).unwrap();
         let text = std::fs::read_to_string(tmp.path().join("cluster")).unwrap();
         let mut found = InstalledCluster::default();
         for (k, v) in text.lines().filter_map(|l| l.split_once('=')) {
             assert!(found.take_line(k, v), "{k}");
         }
         assert!(found.is_ours(&ours));
+        assert_eq!(found.key_epoch, Some(3));
         // The same key with another comment is the same cluster.
         assert!(ours.is_same_cluster(&format!("{one} someone@else"), Some(&ours.cluster_id())));
         // Another release key, or another init with the same key, is another cluster.

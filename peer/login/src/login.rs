@@ -3,7 +3,7 @@
 use std::{path::PathBuf, sync::Arc};
 
 use russh::keys::ssh_key::PublicKey;
-use smon_proto::{ClusterConfig, ClusterKey, MachineId, Membership};
+use smon_proto::{ClusterConfig, KeyringHandle, MachineId, Membership};
 
 use crate::host_keys::Pins;
 
@@ -11,7 +11,7 @@ use crate::host_keys::Pins;
 #[derive(Clone, Debug)]
 pub struct SshContext {
     /// The cluster key, for the Noise connection to the agent.
-    pub key: ClusterKey,
+    pub key: KeyringHandle,
     /// Who asks the agent (audited; per-peer rate limits).
     pub requester: MachineId,
     /// Server keys of machines the membership does not pin (OpenSSH known_hosts format):

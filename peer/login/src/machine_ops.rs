@@ -79,6 +79,7 @@ echo "installing=$live"
     );
     let out = session.exec(&script, STEP_TIMEOUT).await?;
     let (mut probe, found) = parse_probe(&out)?;
+    probe.key_epoch = found.cluster.as_ref().and_then(|c| c.key_epoch);
     // Another cluster's install, running or not: said, and never acted on as ours.
     if let Some(cluster) = found.cluster
         && (probe.installed.is_some() || probe.running)
@@ -439,7 +440,7 @@ pub(crate) mod tests {
     fn local_machine(dir: &std::path::Path) -> (Login, MachineId) {
         let config = config(dir);
         let ssh = crate::SshContext {
-            key: smon_proto::ClusterKey::from_bytes([7; 32]),
+            key: smon_proto::KeyringHandle::new(smon_proto::ClusterKey::from_bytes([7; 32]).into()),
             requester: MachineId::local("m0"),
             known_hosts: dir.join("known_hosts"),
         };

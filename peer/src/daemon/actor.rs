@@ -9,9 +9,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use rand::{SeedableRng, rngs::Xoshiro256PlusPlus};
 use smon_login::{Login, SshContext, host_keys::KNOWN_HOSTS, layout};
 use smon_proto::{
-    AppDecl, AppStatus, ClusterConfig, ClusterKey, ClusterView, ControlAction, MachineAppDesired,
-    MachineId, Membership, PeerCall, PeerCounters, PeerReply, Refusal, ReleasePublicKey, Version,
-    ZoneRecords, ZoneRecordsRequest,
+    AppDecl, AppStatus, ClusterConfig, ClusterView, ControlAction, KeyringHandle,
+    MachineAppDesired, MachineId, Membership, PeerCall, PeerCounters, PeerReply, Refusal,
+    ReleasePublicKey, Version, ZoneRecords, ZoneRecordsRequest,
     chunked::{Assembly, Kind},
     door::Door,
 };
@@ -67,7 +67,7 @@ pub struct Actor {
     pub root: PathBuf,
     pub me: MachineId,
     pub config: ClusterConfig,
-    pub key: ClusterKey,
+    pub key: KeyringHandle,
     pub trusted: ReleasePublicKey,
     /// How this peer logs in to other machines; updated when a signed membership pins keys.
     pub login: Login,
@@ -363,7 +363,8 @@ impl Actor {
                     machine,
                     hint,
                     over_other_cluster,
-                } => self.spawn_deploy(machine, hint, over_other_cluster),
+                    over_stale_key,
+                } => self.spawn_deploy(machine, hint, over_other_cluster || over_stale_key),
                 Output::Restart(machine) => self.spawn_restart(machine),
                 Output::Unresponsive {
                     machine,
@@ -405,6 +406,7 @@ impl Actor {
                 ),
                 Output::Persist(state) => self.store.put(keys::STATE, &state)?,
                 Output::Exit(reason) => return Ok(Some(Ending::Exit(reason))),
+                Output::Rekey(rekey) => self.adopt_rekey(&rekey)?,
                 Output::Refused(refused) => match self.caller {
                     Some(addr) => tracing::warn!("{refused} (connection from {addr})"),
                     None => tracing::warn!("{refused}"),

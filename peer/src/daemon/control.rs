@@ -29,6 +29,11 @@ impl Actor {
     ) -> Result<String, Refusal> {
         match action {
             ControlAction::SetLiveTag { tag } => self.set_livetag(tag, out),
+            ControlAction::Rekey { rekey } => {
+                let epoch = rekey.epoch;
+                self.operator(Input::SetRekey(rekey), out)?;
+                Ok(format!("key rotation to epoch {epoch} taken; it spreads"))
+            }
             ControlAction::SetMembership { blob } => self.set_membership(&blob, out),
             ControlAction::PushRelease {
                 offset,

@@ -66,6 +66,7 @@ mod tests {
                 machine: m.clone(),
                 hint: None,
                 over_other_cluster: false,
+                over_stale_key: false,
             },
         );
         on_input(

@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use smon_login::layout;
 use smon_proto::{
-    AppDecl, ClusterKey, PeerServiceClient, ReleasePublicKey, Version, app_package,
+    AppDecl, KeyringHandle, PeerServiceClient, ReleasePublicKey, Version, app_package,
     chunked::{self, Wanted},
     release, transport,
 };
@@ -20,7 +20,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// machine's smon directory to store into.
 #[derive(Clone)]
 pub struct Fetcher {
-    pub key: ClusterKey,
+    pub key: KeyringHandle,
     pub trusted: ReleasePublicKey,
     pub root: PathBuf,
 }

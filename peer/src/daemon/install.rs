@@ -7,7 +7,9 @@
 
 use std::{fs, path::Path};
 
-use smon_proto::{ClusterConfig, InstallSeed, MachineId, Membership, ReleasePublicKey, release};
+use smon_proto::{
+    ClusterConfig, InstallSeed, Keyring, MachineId, Membership, ReleasePublicKey, release,
+};
 
 use smon_login::{
     installed_cluster::InstalledCluster,
@@ -105,16 +107,18 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
     }
 
     layout::store_version(root, version, &package)?;
-    if store.get_raw(keys::ME)?.is_none() {
-        let key = seed.key().ok_or_else(|| {
-            DaemonError::decode("seed", "the cluster key is not 32 bytes".to_string())
-        })?;
+    let keyring = seed
+        .keyring()
+        .map_err(|e| DaemonError::decode("the seed's cluster key", e))?;
+    if store.get_raw(keys::ME)?.is_some() {
+        adopt_newer_keyring(&mut store, &keyring)?;
+    } else {
         let membership =
             Membership::decode(&seed.membership).map_err(|e| DaemonError::decode("seed", e))?;
         store.put_all(&[
             (keys::ME, json(&seed.me)),
             (keys::CONFIG, json(&seed.config)),
-            (keys::CLUSTER_KEY, key.bytes().to_vec()),
+            (keys::CLUSTER_KEY, keyring.encode()),
             (keys::MEMBERSHIP, membership.encode()),
             (keys::SPREAD_ORIGIN, json(&seed.spread_origin)),
         ])?;
@@ -124,7 +128,11 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
         store.get::<MachineId>(keys::ME)?,
         store.get::<ClusterConfig>(keys::CONFIG)?,
     ) {
-        InstalledCluster::write(root, &config, &me)?;
+        let key_epoch = store
+            .get_raw(keys::CLUSTER_KEY)?
+            .and_then(|bytes| Keyring::decode(&bytes).ok())
+            .map_or(0, |k| k.epoch());
+        InstalledCluster::write(root, &config, &me, key_epoch)?;
     }
     drop(store);
     if layout::linked_version(root, "current").is_none_or(|v| v < version) {
@@ -132,4 +140,17 @@ fn install_inner(root: &Path, incoming: &Path) -> Result<String, DaemonError> {
     }
     start::start(root, false)?;
     Ok(format!("installed {version} and started the peer"))
+}
+
+/// A seed whose keyring is of a newer key epoch than the stored one replaces it: a machine
+/// that was away during a whole key rotation is deployed over with the new key (issue 14).
+/// A stored keyring that does not decode is replaced too.
+fn adopt_newer_keyring(store: &mut Store, seed: &Keyring) -> Result<(), DaemonError> {
+    let stored = store
+        .get_raw(keys::CLUSTER_KEY)?
+        .and_then(|bytes| Keyring::decode(&bytes).ok());
+    if stored.is_none_or(|stored| stored.epoch() < seed.epoch()) {
+        store.put_all(&[(keys::CLUSTER_KEY, seed.encode())])?;
+    }
+    Ok(())
 }

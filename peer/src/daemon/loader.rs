@@ -5,7 +5,9 @@
 use std::{path::Path, sync::Arc};
 
 use smon_login::{installed_cluster::InstalledCluster, layout};
-use smon_proto::{ClusterConfig, ClusterKey, MachineId, Membership, ReleasePublicKey, Version};
+use smon_proto::{
+    ClusterConfig, Keyring, KeyringHandle, MachineId, Membership, ReleasePublicKey, Version,
+};
 
 use super::{
     DaemonError,
@@ -18,7 +20,7 @@ use crate::core::{Millis, PersistentState, SpreadHint};
 pub struct Identity {
     pub me: MachineId,
     pub config: ClusterConfig,
-    pub key: ClusterKey,
+    pub key: KeyringHandle,
     pub membership: Membership,
     /// The cluster's release key (`config.release_key`), which packages and pins must carry.
     pub trusted: ReleasePublicKey,
@@ -49,7 +51,8 @@ fn missing(what: &'static str, root: &Path) -> DaemonError {
 /// file existed gets it). Errors: anything missing (not installed here) or undecodable.
 pub fn load(root: &Path, store: &mut Store, now: Millis) -> Result<Loaded, DaemonError> {
     let identity = identity(root, store)?;
-    InstalledCluster::write(root, &identity.config, &identity.me)?;
+    let key_epoch = identity.key.get().epoch();
+    InstalledCluster::write(root, &identity.config, &identity.me, key_epoch)?;
     let package = Arc::new(running_package(root)?);
     let version = package.manifest.version;
     let mut state: PersistentState = store
@@ -96,10 +99,10 @@ fn identity(root: &Path, store: &Store) -> Result<Identity, DaemonError> {
     let key_bytes = store
         .get_raw(keys::CLUSTER_KEY)?
         .ok_or_else(|| missing("cluster key", root))?;
-    let key =
-        ClusterKey::from_bytes(key_bytes.as_slice().try_into().map_err(|_| {
-            DaemonError::decode("the stored cluster key", "not 32 bytes".to_string())
-        })?);
+    let key = KeyringHandle::new(
+        Keyring::decode(&key_bytes)
+            .map_err(|e| DaemonError::decode("the stored cluster key", e))?,
+    );
     let blob = store
         .get_raw(keys::MEMBERSHIP)?
         .ok_or_else(|| missing("membership", root))?;

@@ -20,6 +20,7 @@ mod loader;
 mod logs;
 mod metrics;
 mod own_package;
+mod rekey;
 mod server;
 mod signatures;
 pub mod start;
@@ -33,7 +34,7 @@ use std::path::Path;
 use futures::StreamExt;
 use smon_login::layout::{self, io_err};
 use smon_proto::{
-    ClusterKey, PeerService,
+    KeyringHandle, PeerService,
     tarpc::server::{BaseChannel, Channel},
     transport,
 };
@@ -96,7 +97,7 @@ pub async fn run(root: &Path) -> Result<(), DaemonError> {
 /// cluster key, in a task of its own.
 fn serve(
     listener: TcpListener,
-    key: ClusterKey,
+    key: KeyringHandle,
     limits: transport::ServeLimits,
     server: PeerServer,
 ) {

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use smon_proto::{
-    AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterKey, ClusterView, ControlAction,
+    AppOffer, AppReply, AppStatus, Chunk, ChunkRequest, ClusterView, ControlAction, KeyringHandle,
     LogChunk, LogRequest, MachineAppDesired, MemberReply, PeerCall, PeerReply, PeerService, Ping,
     Pong, Refusal, SignedLiveTag, ZoneRecords, ZoneRecordsRequest, chunked,
     tarpc::context::Context,
@@ -21,7 +21,7 @@ pub struct PeerServer {
     /// The machine's smon directory (application packages are served from it).
     pub root: std::path::PathBuf,
     /// K_E, to relay a `read_log` to another machine's peer.
-    pub key: ClusterKey,
+    pub key: KeyringHandle,
     /// The connection's remote address (set per connection): named in the log line of
     /// refused control state.
     pub caller: Option<std::net::SocketAddr>,
@@ -46,7 +46,11 @@ const RELAY_CALL: Duration = Duration::from_secs(5);
 
 /// Ask `machine`'s peer at `addr` for the log `req` names, once (it relays no further), and
 /// check that it is that machine's peer that answers.
-async fn relay_log(key: &ClusterKey, addr: &str, mut req: LogRequest) -> Result<LogChunk, Refusal> {
+async fn relay_log(
+    key: &KeyringHandle,
+    addr: &str,
+    mut req: LogRequest,
+) -> Result<LogChunk, Refusal> {
     let machine = req.machine.clone();
     req.relayed = true;
     let unreachable = |e: &dyn std::fmt::Display| {
@@ -85,6 +89,7 @@ impl PeerService for PeerServer {
                 version: self.package.manifest.version,
                 state: smon_proto::PeerState::Stopped,
                 livetag: SignedLiveTag::default(),
+                rekey: Default::default(),
                 membership_version: 0,
                 gossip: Default::default(),
             },

@@ -26,6 +26,7 @@ pub fn describe(root: &Path, installed: &ClusterConfig, me: Option<MachineId>) -
         release_key: installed.release_key.clone(),
         cluster_id: Some(installed.cluster_id()),
         machine: me.map(|m| m.to_string()),
+        key_epoch: None,
     };
     let pid = layout::running_pid(root).map(i64::from);
     cluster.describe(&root.display().to_string(), pid)

@@ -84,25 +84,26 @@ impl Actor {
     }
 
     /// Copy this peer's package and an install seed to `machine` and run the installer.
-    /// `over_other_cluster`: the probe found another cluster's install there (to be taken
-    /// over); otherwise none, and the deployment stops if one was installed since.
+    /// `over_install`: the probe found another cluster's install there (to be taken over),
+    /// or this cluster's on an older key; otherwise none, and the deployment stops if one
+    /// was installed since.
     pub(super) fn spawn_deploy(
         &self,
         machine: MachineId,
         hint: Option<SpreadHint>,
-        over_other_cluster: bool,
+        over_install: bool,
     ) {
         let seed = InstallSeed {
             me: machine.clone(),
             deployer: self.me.to_string(),
             config: self.config.clone(),
-            cluster_key: self.key.bytes().to_vec(),
+            cluster_key: self.key.get().encode(),
             membership: self.core.membership().encode(),
             spread_origin: hint.map(|h| (h.origin, h.membership_version)),
         };
         let (login, package) = (self.login.clone(), self.package.clone());
         self.spawn_then(async move {
-            let expect = if over_other_cluster {
+            let expect = if over_install {
                 machine_ops::Expect::Anything
             } else {
                 machine_ops::Expect::Empty

@@ -21,6 +21,7 @@ mod membership;
 mod messages;
 mod reason;
 mod record;
+mod rekey;
 pub mod release;
 mod signed;
 mod sparse_counts;
@@ -42,6 +43,7 @@ pub use membership::{MAX_MACHINES, MAX_MEMBERSHIP_BYTES, MEMBERSHIP_NAMESPACE, M
 pub use messages::*;
 pub use reason::{MAX_REASON_BYTES, Reason};
 pub use record::{HEARTBEAT_ROUNDS, MachineRecord, PeerState};
+pub use rekey::{MAX_SEALED_KEY, SignedRekey};
 pub use signed::{
     CONTROL_NAMESPACE, CONTROL_PREFIX, ControlKind, MAX_CONTROL_SIGNATURE, MachineAppDesired,
     SignedBytes, SignedLiveTag, app_desired_signing_bytes, control_signing_bytes,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Aggregate, AppDecl, DesiredState, LiveTag, MachineId, MachineRecord, PackageManifest,
-    PeerState, SignedLiveTag, Version, ZoneIdx, ZoneRow,
+    PeerState, SignedLiveTag, SignedRekey, Version, ZoneIdx, ZoneRow,
 };
 
 /// Records and zone rows piggybacked on a ping or pong, valid for one membership version
@@ -38,6 +38,8 @@ pub struct Ping {
     pub version: Version,
     /// The sender's livetag with its signature: taken only if newer and signed.
     pub livetag: SignedLiveTag,
+    /// The sender's newest key rotation: taken only if of a newer epoch and signed.
+    pub rekey: SignedRekey,
     pub membership_version: u64,
     pub gossip: Gossip,
 }
@@ -51,6 +53,7 @@ pub struct Pong {
     pub version: Version,
     pub state: PeerState,
     pub livetag: SignedLiveTag,
+    pub rekey: SignedRekey,
     pub membership_version: u64,
     pub gossip: Gossip,
 }
@@ -283,6 +286,9 @@ pub enum ControlAction {
     /// The livetag the operator signed ([`SignedLiveTag`]); refused unless newer than the
     /// peer's and signed by the cluster's release key.
     SetLiveTag { tag: SignedLiveTag },
+    /// A key rotation the operator signed ([`SignedRekey`]); refused unless of a newer epoch
+    /// than the peer's and signed by the cluster's release key.
+    Rekey { rekey: SignedRekey },
     /// A membership blob; refused unless newer and signed by the release key as a whole.
     SetMembership { blob: Vec<u8> },
     /// A piece of a release package pushed by the console; the peer assembles the pieces,

@@ -30,6 +30,8 @@ pub enum ControlKind {
     AppDesired,
     /// An application's desired state on one machine.
     MachineAppDesired,
+    /// A cluster-key rotation (`SignedRekey`).
+    Rekey,
 }
 
 impl ControlKind {
@@ -38,6 +40,7 @@ impl ControlKind {
             ControlKind::Livetag => "livetag",
             ControlKind::AppDesired => "app-desired",
             ControlKind::MachineAppDesired => "machine-app-desired",
+            ControlKind::Rekey => "rekey",
         }
     }
 }

@@ -224,6 +224,7 @@ impl World {
                 install_in_progress: t.install_lock || t.deploy_claim_until > self.now,
                 // The simulator runs one cluster: never another's install.
                 other_cluster: None,
+                key_epoch: None,
             })
         } else {
             LoginOutcome::Failed(smon_proto::Reason::new("unreachable (simulated)"))

@@ -68,6 +68,7 @@ impl World {
                 version: FIRST_VERSION,
                 state: PeerState::Running,
                 livetag: self.forged_livetag(),
+                rekey: Default::default(),
                 membership_version: FORGED_VERSION,
                 gossip: self.forged_gossip(forger),
             }),
@@ -99,6 +100,7 @@ impl World {
                 from: from.clone(),
                 version: FIRST_VERSION,
                 livetag: self.forged_livetag(),
+                rekey: Default::default(),
                 membership_version: FORGED_VERSION,
                 gossip: self.forged_gossip(forger),
             };

@@ -51,6 +51,8 @@ impl World {
             }
             Output::Persist(state) => self.machines[m].disk = Some(state),
             Output::Refused(_) => self.refused += 1,
+            // The modelled network has no keys: a rotation is state that spreads, no more.
+            Output::Rekey(_) => {}
             Output::Exit(_) => {
                 self.stop_peer(m);
                 return ControlFlow::Break(());
