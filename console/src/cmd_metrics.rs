@@ -94,6 +94,7 @@ impl Latest {
                 self.exporter.disconnects += 1;
                 self.last_error = Some(error);
             }
+            DataMsg::Rekey(_) => {}
         }
     }
 

@@ -34,15 +34,31 @@ impl RekeyStatus {
     pub fn human(&self) -> String {
         let grace = match self.grace_left_ms {
             0 => "grace over".to_owned(),
-            ms => format!(
-                "grace ends in {}",
-                humantime::format_duration(Duration::from_secs(ms.div_ceil(1000)))
-            ),
+            _ => format!("grace ends in {}", self.grace_left()),
         };
         format!(
             "rekey: epoch {}, {} of {} machines on it, {grace}\n",
             self.epoch, self.on_epoch, self.machines
         )
+    }
+
+    /// The same in a narrow panel (the TUI's): `rekey epoch E: N/M on it, grace T` (or
+    /// `grace over`).
+    pub fn short(&self) -> String {
+        let grace = match self.grace_left_ms {
+            0 => "over".to_owned(),
+            _ => self.grace_left(),
+        };
+        format!(
+            "rekey epoch {}: {}/{} on it, grace {grace}",
+            self.epoch, self.on_epoch, self.machines
+        )
+    }
+
+    /// The grace period's time left, in whole seconds (`1m 30s`).
+    fn grace_left(&self) -> String {
+        humantime::format_duration(Duration::from_secs(self.grace_left_ms.div_ceil(1000)))
+            .to_string()
     }
 }
 

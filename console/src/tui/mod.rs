@@ -122,6 +122,10 @@ pub async fn run(source: Source, readonly: bool) -> anyhow::Result<()> {
         started: Instant::now(),
     };
     let poll_task = tokio::spawn(poller.run(tx.clone()));
+    let rekey_task = match &reach {
+        Reach::Dir(dir) => Some(tokio::spawn(watch_rekey(dir.clone(), tx.clone()))),
+        Reach::Peer { .. } => None,
+    };
 
     let (_guard, mut terminal) = enter_terminal()?;
     let mut app = App::new(model, readonly, dir.is_some());
@@ -184,8 +188,30 @@ pub async fn run(source: Source, readonly: bool) -> anyhow::Result<()> {
         task.abort();
     }
     poll_task.abort();
+    if let Some(task) = rekey_task {
+        task.abort();
+    }
     drop(terminal);
     Ok(())
+}
+
+/// How often the TUI asks where a key rotation stands (a handshake per machine).
+const REKEY_EVERY: Duration = Duration::from_secs(5);
+
+/// Send where the cluster's key rotation stands, every [`REKEY_EVERY`], once the directory's
+/// keyring has rotated (nothing is asked before: `rekey_status` is `None`).
+async fn watch_rekey(dir: Arc<ClusterDir>, tx: mpsc::Sender<Action>) {
+    loop {
+        if let Some(status) = crate::rekey_status::rekey_status(&dir).await
+            && tx
+                .send(Action::Data(model::DataMsg::Rekey(status)))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(REKEY_EVERY).await;
+    }
 }
 
 /// Lines the log pane starts with.

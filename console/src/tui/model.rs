@@ -70,6 +70,8 @@ pub enum DataMsg {
         at: f64,
         error: String,
     },
+    /// Where a key rotation stands (asked of the peers directly, once the cluster rotated).
+    Rekey(crate::rekey_status::RekeyStatus),
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +81,8 @@ pub struct Model {
     pub total: u32,
     pub membership_version: u64,
     pub livetag: Option<LiveTag>,
+    /// The last key rotation's state (none before the first rotation).
+    pub rekey: Option<crate::rekey_status::RekeyStatus>,
     pub answered_by: String,
     pub connection: Option<Connection>,
     // Derived when data changes.
@@ -163,6 +167,7 @@ impl Model {
                 self.connection = Some(Connection::Stale { since, error });
             }
             DataMsg::View { at, full, view } => self.apply_view(at, full, *view, &mut events),
+            DataMsg::Rekey(status) => self.rekey = Some(status),
         }
         for e in &events {
             self.events.push_front(e.clone());

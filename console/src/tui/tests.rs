@@ -146,6 +146,26 @@ fn the_overview_shows_a_version_marked_bad() {
     insta::assert_snapshot!("overview_bad_version", screen);
 }
 
+/// Issue 14 item 2: the overview says where a key rotation stands, as `status` does.
+#[test]
+fn the_overview_shows_where_a_key_rotation_stands() {
+    let mut app = sample_app();
+    assert!(!render(&app).contains("rekey"));
+    app.update(Action::Data(DataMsg::Rekey(
+        crate::rekey_status::RekeyStatus {
+            epoch: 2,
+            on_epoch: 17,
+            machines: 20,
+            grace_left_ms: 90_000,
+        },
+    )));
+    let screen = render(&app);
+    assert!(
+        screen.contains("rekey epoch 2: 17/20 on it, grace 1m 30s"),
+        "{screen}"
+    );
+}
+
 /// Issue 15, kinds 1, 2 and 7: an unresponsive machine is counted and named on the overview,
 /// and the selected machine's pane says why it is in its state (and why an app is).
 #[test]

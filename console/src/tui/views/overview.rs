@@ -108,6 +108,14 @@ fn facts(m: &Model) -> Vec<Line<'static>> {
         ])),
         None => lines.push(Line::from("livetag -")),
     }
+    if let Some(rekey) = &m.rekey {
+        let style = if rekey.on_epoch < rekey.machines {
+            Style::new().fg(Color::Yellow)
+        } else {
+            Style::new()
+        };
+        lines.push(Line::from(Span::styled(rekey.short(), style)));
+    }
     let red = Style::new().fg(Color::Red);
     for bad in m.bad_versions.iter().take(MAX_BAD_SHOWN) {
         // The time of day of the RFC 3339 mark (the date is in `status`).
