@@ -257,13 +257,13 @@ Exit codes:
   0  reached: the goal is met (at once when it already was, or is met by any cluster,
      like --deployed 0)
   1  another error (the cluster directory cannot be read, ...)
-  2  refused at once: the goal can never be met (--deployed N above the number of machines
-     in the membership; --version V older than every release the cluster runs), or the
-     arguments are wrong
+  2  the arguments are wrong (usage)
   3  cluster unreachable: no peer answered until the timeout
   4  timed out: peers answered, but the goal was not reached by the timeout
   5  marked bad, at once: --version V was rolled back on a machine (its binary exited at
-     start, or it did not rejoin), so peers never take it; the message says where and why";
+     start, or it did not rejoin), so peers never take it; the message says where and why
+  6  refused at once: the goal can never be met (--deployed N above the number of machines
+     in the membership; --version V older than every release the cluster runs)";
 
 #[derive(clap::Args, Debug)]
 pub struct WaitArgs {

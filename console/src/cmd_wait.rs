@@ -22,8 +22,10 @@ pub mod exit_code {
     pub const REACHED: i32 = 0;
     /// Any other error: the cluster directory cannot be read, and the like.
     pub const ERROR: i32 = 1;
-    /// The goal can never be met (or the arguments are wrong: clap's usage errors exit 2 too).
-    pub const REFUSED: i32 = 2;
+    /// The arguments are wrong (clap's usage errors).
+    pub const USAGE: i32 = 2;
+    /// The goal can never be met: refused at once, with a code of its own (issue 15, kind 8).
+    pub const REFUSED: i32 = 6;
     /// No peer of the cluster answered until the timeout.
     pub const UNREACHABLE: i32 = 3;
     /// Peers answered, but the goal was not reached by the timeout.

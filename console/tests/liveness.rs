@@ -222,6 +222,9 @@ fn age_of(status: &serde_json::Value, machine: &str) -> Option<u64> {
 fn a_record_nobody_refreshes_ages_and_is_shown_stale() {
     let c = Cluster::deployed(4);
     c.ok(&["disable"]);
+    // Every peer disabled before the kill: one not yet told would restart the victim (seen
+    // under load in CI).
+    c.ok(&["wait", "--disabled", "--timeout", "60s"]);
     let victim = "local:m003";
     c.kill9("m003");
     // Round 1 s, a heartbeat every 4 rounds: 3 heartbeats are 12 s.

@@ -9,7 +9,8 @@ use harness::Cluster;
 
 /// Exit codes, as `wait --help` documents them.
 const REACHED: i32 = 0;
-const REFUSED: i32 = 2;
+const USAGE: i32 = 2;
+const REFUSED: i32 = 6;
 const UNREACHABLE: i32 = 3;
 const TIMED_OUT: i32 = 4;
 
@@ -48,7 +49,7 @@ fn wait_refuses_impossible_goals_at_once_and_says_how_it_ended() {
         &["--deployed", "many"],
         &["--enabled", "--disabled"],
     ] {
-        ends_at_once(&c, args, REFUSED);
+        ends_at_once(&c, args, USAGE);
     }
 
     // Nothing deployed yet: the directory's own list already rules out 50 of 12.
