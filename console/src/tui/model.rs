@@ -18,6 +18,10 @@ pub struct Row {
     pub machine: MachineId,
     pub name: String,
     pub record: Option<MachineRecord>,
+    /// When the record's newest version was taken, on the TUI's clock (seconds since it
+    /// started), as the answering peer's age of it tells: a record nobody refreshes grows
+    /// old (issue 15, kind 1). None without a record or an age.
+    pub seen_at: Option<f64>,
 }
 
 impl Row {
@@ -135,6 +139,7 @@ impl Model {
             name: machine.to_string(),
             machine,
             record,
+            seen_at: None,
         });
         i
     }
@@ -177,8 +182,15 @@ impl Model {
         events
     }
 
-    fn apply_view(&mut self, at: f64, full: bool, view: ClusterView, events: &mut Vec<ViewEvent>) {
+    fn apply_view(
+        &mut self,
+        at: f64,
+        full: bool,
+        mut view: ClusterView,
+        events: &mut Vec<ViewEvent>,
+    ) {
         self.now = at;
+        let ages = std::mem::take(&mut view.record_ages_ms);
         let source = view.answered_by.clone();
         let report = self.seen_view || self.report_first_view;
         let mut push = |machine: Option<MachineId>, source_ms: Option<u64>, change: Change| {
@@ -214,7 +226,7 @@ impl Model {
         self.livetag = Some(view.livetag);
         let bad_in_view = BadInView::of(&view);
         let mut seen = vec![false; self.rows.len()];
-        for (machine, record) in view.records {
+        for (k, (machine, record)) in view.records.into_iter().enumerate() {
             let i = match self.index.get(&machine) {
                 Some(&i) => i,
                 None => {
@@ -230,12 +242,14 @@ impl Model {
                 }
             }
             self.rows[i].record = Some(record);
+            self.rows[i].seen_at = ages.get(k).map(|&ms| at - ms as f64 / 1000.0);
         }
         // A full view (a new peer) replaces everything: what it does not hold is unknown.
         if full {
             for (row, seen) in self.rows.iter_mut().zip(seen) {
                 if !seen {
                     row.record = None;
+                    row.seen_at = None;
                 }
             }
         }

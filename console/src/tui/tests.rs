@@ -182,6 +182,8 @@ fn the_tui_shows_unresponsive_machines_and_why() {
     ));
     let mut view = view_of(&ids, 5, vec![(ids[0].clone(), r.clone())]);
     view.root.add_record(&r, 1);
+    // Nobody refreshed it for 25 s when the view was asked (issue 15, kind 1).
+    view.record_ages_ms = vec![25_000];
     app.update(Action::Data(DataMsg::View {
         at: 10.0,
         full: false,
@@ -196,6 +198,18 @@ fn the_tui_shows_unresponsive_machines_and_why() {
     assert!(screen.contains("unresponsive"), "{screen}");
     assert!(screen.contains("why      peer process (pid"), "{screen}");
     assert!(screen.contains("why: processes {7}"), "{screen}");
+    assert!(screen.contains("seen     25s ago"), "{screen}");
+    // Ten seconds later, by the next view's clock, the record is ten seconds older.
+    app.update(Action::Data(DataMsg::View {
+        at: 20.0,
+        full: false,
+        view: Box::new(view_of(&ids, 6, Vec::new())),
+    }));
+    assert!(
+        render(&app).contains("seen     35s ago"),
+        "{}",
+        render(&app)
+    );
 }
 
 #[test]

@@ -74,7 +74,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
     let lines = match app.selected_row() {
         None => vec![Line::from("no machine selected")],
-        Some(row) => details(row),
+        Some(row) => details(row, app.model.now),
     };
     frame.render_widget(
         Paragraph::new(lines)
@@ -110,11 +110,18 @@ fn table_row(row: &Row, selected: bool) -> TableRow<'_> {
     .style(style)
 }
 
-fn details(row: &Row) -> Vec<Line<'static>> {
+/// The selected machine's lines; `now` the TUI's clock, for the record's age.
+fn details(row: &Row, now: f64) -> Vec<Line<'static>> {
     let mut lines = vec![
         Line::from(row.name.clone()),
         Line::from(format!("state    {}", row.state_word())),
     ];
+    if let Some(seen_at) = row.seen_at {
+        lines.push(Line::from(format!(
+            "seen     {:.0}s ago",
+            (now - seen_at).max(0.0)
+        )));
+    }
     if let Some(r) = &row.record {
         lines.push(Line::from(format!("version  {}", row.version())));
         lines.push(Line::from(format!(
