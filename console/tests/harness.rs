@@ -224,6 +224,13 @@ impl Cluster {
     pub fn processes(&self) -> Vec<i32> {
         processes_mentioning(&self.dir)
     }
+
+    /// `shutdown`, then check that no process of the cluster is left (peers, applications).
+    pub fn shutdown_leaves_nothing(&self) {
+        self.ok(&["shutdown"]);
+        let left = self.processes();
+        assert!(left.is_empty(), "left running: {}", describe(&left));
+    }
 }
 
 impl Drop for Cluster {

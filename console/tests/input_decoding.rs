@@ -223,11 +223,5 @@ fn app_toml_and_membership_files_are_decoded_like_machines_files() {
         "the list changed"
     );
     assert_eq!(version(&c), v_before, "the cluster's list changed");
-    c.ok(&["shutdown"]);
-    let left = c.processes();
-    assert!(
-        left.is_empty(),
-        "left running: {}",
-        harness::describe(&left)
-    );
+    c.shutdown_leaves_nothing();
 }

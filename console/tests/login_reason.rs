@@ -69,11 +69,5 @@ fn a_failed_login_s_reason_reaches_the_record_and_status() {
         .unwrap_or_else(|| panic!("no row for {ssh}: {text}"));
     assert!(line.contains("unreachable"), "{line}");
     assert!(line.contains("login failed: "), "{line}");
-    c.ok(&["shutdown"]);
-    let left = c.processes();
-    assert!(
-        left.is_empty(),
-        "left running: {}",
-        harness::describe(&left)
-    );
+    c.shutdown_leaves_nothing();
 }

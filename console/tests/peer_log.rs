@@ -80,11 +80,5 @@ fn a_peer_s_own_log_stays_within_its_bound() {
     );
     // The peers still answer, and say so in their logs.
     c.ok(&["status"]);
-    c.ok(&["shutdown"]);
-    let left = c.processes();
-    assert!(
-        left.is_empty(),
-        "left running: {}",
-        harness::describe(&left)
-    );
+    c.shutdown_leaves_nothing();
 }

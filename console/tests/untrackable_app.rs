@@ -191,11 +191,5 @@ fn an_untrackable_app_is_failed_with_its_reason_and_not_started_again() {
     });
     assert_eq!(starts(&c, "m001"), 2);
     drop(frozen);
-    c.ok(&["shutdown"]);
-    let left = c.processes();
-    assert!(
-        left.is_empty(),
-        "left running: {}",
-        harness::describe(&left)
-    );
+    c.shutdown_leaves_nothing();
 }

@@ -54,15 +54,7 @@ impl ClusterKey {
 
     /// Load a key file; a file readable by group or others, or not exactly 32 bytes, is refused.
     pub fn load(path: &Path) -> Result<Self, ProtoError> {
-        let meta = fs::metadata(path).map_err(|e| key_error(path, format!("cannot read: {e}")))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(key_error(
-                path,
-                format!("mode {mode:04o} lets others read it; run chmod 600"),
-            ));
-        }
-        let bytes = fs::read(path).map_err(|e| key_error(path, format!("cannot read: {e}")))?;
+        let bytes = read_private(path)?;
         let bytes: [u8; CLUSTER_KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
             key_error(
                 path,
@@ -76,7 +68,21 @@ impl ClusterKey {
     }
 }
 
-fn key_error(path: &Path, reason: String) -> ProtoError {
+/// The bytes of a key file; refused when group or others may read it. Errors:
+/// [`ProtoError::ClusterKey`] naming the file and why.
+pub(crate) fn read_private(path: &Path) -> Result<Vec<u8>, ProtoError> {
+    let meta = fs::metadata(path).map_err(|e| key_error(path, format!("cannot read: {e}")))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(key_error(
+            path,
+            format!("mode {mode:04o} lets others read it; run chmod 600"),
+        ));
+    }
+    fs::read(path).map_err(|e| key_error(path, format!("cannot read: {e}")))
+}
+
+pub(crate) fn key_error(path: &Path, reason: String) -> ProtoError {
     ProtoError::ClusterKey {
         path: path.to_owned(),
         reason,

@@ -11,7 +11,6 @@
 
 use std::{
     fs,
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::SystemTime,
@@ -89,15 +88,7 @@ impl Keyring {
 
     /// Load a keyring file; a file readable by group or others, or malformed, is refused.
     pub fn load(path: &Path) -> Result<Self, ProtoError> {
-        let meta = fs::metadata(path).map_err(|e| key_error(path, format!("cannot read: {e}")))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(key_error(
-                path,
-                format!("mode {mode:04o} lets others read it; run chmod 600"),
-            ));
-        }
-        let bytes = fs::read(path).map_err(|e| key_error(path, format!("cannot read: {e}")))?;
+        let bytes = crate::cluster_key::read_private(path)?;
         Self::decode(&bytes).map_err(|reason| key_error(path, reason))
     }
 
@@ -163,16 +154,12 @@ fn epoch_and_key(bytes: &[u8]) -> (KeyEpoch, ClusterKey, &[u8]) {
     (epoch, key, rest)
 }
 
-fn key_error(path: &Path, reason: String) -> ProtoError {
-    ProtoError::ClusterKey {
-        path: path.to_owned(),
-        reason,
-    }
-}
+use crate::cluster_key::key_error;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn rotated() -> Keyring {
         Keyring::from(ClusterKey::generate())
